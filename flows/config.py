@@ -1,0 +1,98 @@
+"""The pipeline config: each stage's settings model, composed; YAML presets plus dotted overrides."""
+
+from __future__ import annotations
+
+import difflib
+import os
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from hwocr.errors import HwocrError
+from tasks.lmdb_pack import PackSettings
+from tasks.render import RenderSettings
+
+CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+class PipelineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    out: str = Field("./hwocr-out", description="Where everything is written: a local folder or an fsspec URL.")
+    render: RenderSettings = Field(default_factory=RenderSettings)
+    pack: PackSettings = Field(default_factory=PackSettings)
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        keys.append(prefix + name)
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            keys += _known_keys(ann, prefix + name + ".")
+    return keys
+
+
+def _set_dotted(data: dict, key: str, value) -> None:
+    known = _known_keys(PipelineConfig)
+    if key not in known:
+        close = difflib.get_close_matches(key, known, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise HwocrError(f"unknown setting {key!r}{hint}")
+    parts = key.split(".")
+    node = data
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise HwocrError(f"setting {key!r}: {p!r} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    if "=" not in text:
+        raise HwocrError(f"--set {text!r}: expected KEY=VALUE, e.g. render.count=2000")
+    key, raw = text.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip(), value
+
+
+def resolve_preset(path: str) -> str:
+    if os.path.exists(path):
+        return path
+    named = os.path.join(CONFIG_DIR, path if path.endswith(".yaml") else path + ".yaml")
+    if os.path.exists(named):
+        return named
+    raise HwocrError(f"config file {path!r} does not exist (presets: {', '.join(sorted(list_presets()))})")
+
+
+def list_presets() -> list[str]:
+    if not os.path.isdir(CONFIG_DIR):
+        return []
+    return [f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml")]
+
+
+def load_config(path: str | None = None, overrides: list[str] = (), out: str | None = None) -> PipelineConfig:
+    data: dict = {}
+    if path:
+        path = resolve_preset(path)
+        try:
+            with open(path, encoding="utf-8") as f:
+                data = yaml.safe_load(f) or {}
+        except yaml.YAMLError as e:
+            raise HwocrError(f"config file {path}: not valid YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise HwocrError(f"config file {path}: expected a mapping of sections")
+    for text in overrides:
+        _set_dotted(data, *parse_override(text))
+    if out is not None:
+        data["out"] = out
+    try:
+        return PipelineConfig.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in e.errors()
+        )
+        raise HwocrError(f"invalid settings{' in ' + path if path else ''}: {problems}") from None

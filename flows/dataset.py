@@ -1,0 +1,137 @@
+"""The dataset flow: words + fonts -> sharded trdg renders -> gt.txt -> LMDB, per split."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+from prefect import flow, get_run_logger, task
+from prefect.task_runners import ThreadPoolTaskRunner
+
+from flows.config import PipelineConfig
+from hwocr import hashing, storage
+from hwocr.errors import HwocrError
+from models.charset import load_charset
+from tasks.contact_sheet import contact_sheet
+from tasks.fonts import discover_fonts, inspect_font, local_font
+from tasks.gt import assemble_gt, gt_key
+from tasks.lmdb_pack import pack_key, pack_lmdb
+from tasks.render import POOL, RenderSettings, font_counts, plan_shards, render_shard, resolve_workers
+from tasks.words import BUNDLED_WORDS, read_words
+
+
+@task(name="prepare_words")
+def prepare_words(settings: RenderSettings, out: str) -> dict:
+    """Read, normalize and filter the word list; store the clean list content-addressed under out/words."""
+    url = settings.words or BUNDLED_WORDS
+    words, report = read_words(url, load_charset(settings.charset), settings.batch_max_length)
+    text = "".join(w + "\n" for w in words)
+    sha = hashing.sha256_bytes(text.encode("utf-8"))
+    words_url = storage.join(out, "words", sha[:24] + ".txt")
+    if not storage.exists(words_url):
+        storage.write_text(words_url, text)
+    if report["dropped"]:
+        get_run_logger().warning("word list %s: dropped %s; unknown characters %s", url, report["dropped"],
+                                 report["unknown_chars"])
+    return {"url": words_url, "sha256": sha, "count": len(words), "report": report}
+
+
+@functools.lru_cache(maxsize=256)
+def _inspect(path: str, sha: str, charset: str) -> dict:
+    return inspect_font(path, charset)
+
+
+@task(name="survey_fonts")
+def survey_fonts(settings: RenderSettings, words: dict) -> dict:
+    """Hash every font, check what it really draws, and apply settings.font_missing."""
+    charset = load_charset(settings.charset)
+    used = set(storage.read_text(words["url"]).replace("\n", ""))
+    kept, skipped, seen = [], [], set()
+    for url in discover_fonts(settings.fonts):
+        try:
+            sha = hashing.sha256_url(url)
+        except OSError as e:
+            raise HwocrError(f"font {url}: cannot be read ({e})") from None
+        if sha in seen:
+            skipped.append({"url": url, "reason": "same file as another font"})
+            continue
+        seen.add(sha)
+        info = _inspect(local_font(url, sha), sha, charset)
+        missing = "".join(sorted(used - set(info["covered"])))
+        problem = None
+        if info["hangul"] == 0:
+            problem = f"font {url} ({info['name']}) draws no Hangul"
+        elif missing and settings.font_missing != "skip_words":
+            problem = f"font {url} ({info['name']}) cannot draw {len(missing)} characters of the word list: {missing[:40]!r}"
+        if problem:
+            if settings.font_missing == "error" or info["hangul"] == 0 and settings.font_missing == "skip_words":
+                raise HwocrError(problem + " (render.font_missing decides: error, skip_font, skip_words)")
+            skipped.append({"url": url, "name": info["name"], "reason": problem})
+            continue
+        covered = "".join(sorted(used & set(info["covered"])))
+        kept.append({"url": url, "path": local_font(url, sha), "sha256": sha, "name": info["name"],
+                     "covered": covered, "missing": missing})
+    if not kept:
+        raise HwocrError(f"no usable font among {settings.fonts}: " + "; ".join(s["reason"] for s in skipped))
+    log = get_run_logger()
+    for f in kept:
+        log.info("font %s: %s%s", f["name"], f["url"], f" (skips words using {f['missing'][:20]!r})" if f["missing"] else "")
+    for s in skipped:
+        log.warning("font skipped: %s", s["reason"])
+    return {"fonts": kept, "skipped": skipped}
+
+
+def default_task_runner() -> ThreadPoolTaskRunner:
+    # Threads only wait on the render process pool; a few more than cores keeps it full.
+    return ThreadPoolTaskRunner(max_workers=(os.cpu_count() or 1) + 4)
+
+
+@flow(name="hwocr-dataset", task_runner=default_task_runner(), validate_parameters=True)
+def dataset_flow(config: PipelineConfig) -> dict:
+    """Render train/val word images with trdg, assemble gt.txt and pack LMDB; only changed stages run."""
+    log = get_run_logger()
+    out = storage.normalize(config.out)
+    storage.ensure_writable(out)
+    r = config.render
+    words = prepare_words(r, out)
+    fonts = survey_fonts(r, words)
+    specs = plan_shards(r, fonts["fonts"], words, out)
+    workers = resolve_workers(r)
+    log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
+    try:
+        futures = [render_shard.submit(s, workers) for s in specs]
+        splits, packs = {}, {}
+        for split in r.splits():
+            idx = [i for i, s in enumerate(specs) if s.split == split]
+            needed = font_counts(specs, split)
+            gkey = gt_key(split, [{"key": specs[i].key, "start": specs[i].start} for i in idx], needed,
+                          r.charset, r.batch_max_length)
+            gt = assemble_gt.submit(split, [futures[i] for i in idx], needed, out, r.charset,
+                                    r.batch_max_length, gkey)
+            packs[split] = pack_lmdb.submit(gt.result()["gt"], out, storage.join(out, "lmdb", split), config.pack,
+                                            pack_key(gkey, config.pack))
+            splits[split] = gt
+        sheet = contact_sheet.submit(splits["train"].result()["gt"], out, storage.join(out, "contact_sheet.png"),
+                                     label_font=fonts["fonts"][0]["path"])
+        states = [f.state for f in futures]
+        cached = sum(1 for st, f in zip(states, futures) if st.name == "Cached" or f.result()["reused"])
+        summary = {
+            "out": out,
+            "splits": {},
+            "shards": {"total": len(specs), "rendered": len(specs) - cached, "cached": cached},
+            "contact_sheet": sheet.result(),
+            "fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"]} for f in fonts["fonts"]],
+            "fonts_skipped": fonts["skipped"],
+            "words": {"url": words["url"], "count": words["count"], "dropped": words["report"]["dropped"]},
+        }
+        for split, gt in splits.items():
+            report, packed = gt.result(), packs[split].result()
+            dropped = dict(report["dropped"])
+            if packed["skipped"]:
+                dropped["bad_image"] = dropped.get("bad_image", 0) + packed["skipped"]
+            summary["splits"][split] = {"lmdb": packed["url"], "gt": report["gt"], "samples": packed["samples"],
+                                        "dropped": dropped, "per_font": report["per_font"]}
+        storage.write_json(storage.join(out, "dataset.json"), summary)
+        return summary
+    finally:
+        POOL.shutdown()

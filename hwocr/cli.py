@@ -1,0 +1,113 @@
+"""hwocr command line: `hwocr data`, `hwocr pack`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+# Offline and quiet unless the user says otherwise; set before Prefect is imported.
+for _k, _v in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+               "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
+    os.environ.setdefault(_k, _v)
+
+from hwocr.errors import HwocrError  # noqa: E402
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML preset: a file, or a name in configs/ (quick, seed)")
+    p.add_argument("--out", help="output folder or URL (overrides the config's out)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting, e.g. --set render.count=2000 (repeatable)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+
+
+def _progress_bar():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tasks.render import POOL
+
+    progress = Progress(TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+                        TimeRemainingColumn(), transient=False)
+    bar = progress.add_task("render", total=0)
+    POOL.on_total = lambda n: progress.update(bar, total=(progress.tasks[0].total or 0) + n)
+    POOL.on_advance = lambda n: progress.advance(bar, n)
+    return progress
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"hwocr dataset in {summary['out']}")
+    for col in ("split", "samples", "dropped", "lmdb", "gt.txt"):
+        table.add_column(col)
+    for split, s in summary["splits"].items():
+        table.add_row(split, str(s["samples"]), json.dumps(s["dropped"]) if s["dropped"] else "-", s["lmdb"], s["gt"])
+    con = Console()
+    con.print(table)
+    sh = summary["shards"]
+    con.print(f"shards: {sh['total']} ({sh['rendered']} rendered, {sh['cached']} cached)  "
+              f"fonts: {', '.join(f['name'] for f in summary['fonts'])}")
+    for s in summary.get("fonts_skipped", []):
+        con.print(f"[yellow]font skipped:[/] {s['reason']}")
+    con.print(f"contact sheet: {summary['contact_sheet']}")
+
+
+def cmd_data(args) -> dict:
+    from flows.config import load_config
+    from flows.dataset import dataset_flow
+
+    config = load_config(args.config, args.overrides, args.out)
+    if args.json:
+        return dataset_flow(config)
+    with _progress_bar():
+        summary = dataset_flow(config)
+    _print_summary(summary)
+    return summary
+
+
+def cmd_pack(args) -> dict:
+    from flows.config import load_config
+    from hwocr import storage
+    from tasks.lmdb_pack import pack_key, pack_lmdb_fn
+
+    config = load_config(args.config, args.overrides)
+    images = storage.normalize(args.images)
+    out = storage.normalize(args.out)
+    gt = storage.normalize(args.gt)
+    result = pack_lmdb_fn(gt, images, out, config.pack, pack_key(gt, config.pack))
+    if not args.json:
+        print(f"packed {result['samples']} samples into {out}" + (f" ({result['skipped']} skipped)" if result["skipped"] else ""))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hwocr", description="Synthetic Korean handwriting for EasyOCR.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("data", help="render, assemble gt.txt and pack LMDB for train and val")
+    _common(p)
+    p.set_defaults(func=cmd_data)
+    p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
+    p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
+    p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")
+    p.add_argument("--out", required=True, help="LMDB folder to create")
+    p.add_argument("--config", help="YAML preset for the pack section")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_pack)
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+    except HwocrError as e:
+        print(f"hwocr: error: {e}", file=sys.stderr)
+        return 2
+    if args.json:
+        sys.stdout.flush()
+        print(json.dumps(result, ensure_ascii=False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

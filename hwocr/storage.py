@@ -1,0 +1,174 @@
+"""fsspec URLs everywhere; atomic publication of files and folders.
+
+A local destination is written under a temporary sibling name and renamed into place. A remote one is
+built in a local temp folder and uploaded; the folder's manifest goes last, so readers that check the
+manifest never take a half-uploaded folder for a complete one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+
+import fsspec
+from fsspec.core import url_to_fs
+
+from hwocr.errors import HwocrError
+
+TMP_MARK = ".tmp-"
+
+
+def fs_and_path(url: str):
+    return url_to_fs(url)
+
+
+def is_local(url: str) -> bool:
+    fs, _ = url_to_fs(url)
+    return "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,))
+
+
+def local_path(url: str) -> str:
+    _, path = url_to_fs(url)
+    return path
+
+
+def normalize(url: str) -> str:
+    """Absolute local paths, untouched remote URLs, no trailing slash."""
+    if "://" not in url:
+        return os.path.abspath(os.path.expanduser(url))
+    return url.rstrip("/")
+
+
+def join(url: str, *parts: str) -> str:
+    out = url.rstrip("/")
+    for p in parts:
+        out = out + "/" + p.strip("/")
+    return out
+
+
+def exists(url: str) -> bool:
+    fs, path = url_to_fs(url)
+    return fs.exists(path)
+
+
+def open_url(url: str, mode: str = "rb"):
+    return fsspec.open(url, mode).open()
+
+
+def read_bytes(url: str) -> bytes:
+    fs, path = url_to_fs(url)
+    return fs.cat_file(path)
+
+
+def read_text(url: str) -> str:
+    return read_bytes(url).decode("utf-8")
+
+
+def read_json(url: str) -> dict | None:
+    """The JSON object at url, or None when it is missing or unreadable (an incomplete output)."""
+    try:
+        return json.loads(read_text(url))
+    except (FileNotFoundError, ValueError, UnicodeDecodeError):
+        return None
+
+
+def write_bytes(url: str, data: bytes) -> None:
+    """Write a whole file so that readers see the old content or the new one, never a part."""
+    fs, path = url_to_fs(url)
+    if is_local(url):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(tmp)
+            raise
+    else:
+        # A single PUT is atomic on object stores.
+        fs.pipe_file(path, data)
+
+
+def write_text(url: str, text: str) -> None:
+    write_bytes(url, text.encode("utf-8"))
+
+
+def write_json(url: str, obj) -> None:
+    write_text(url, json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n")
+
+
+def remove(url: str) -> None:
+    fs, path = url_to_fs(url)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
+
+
+def ensure_writable(url: str) -> None:
+    """Fail early, naming the URL, when the output location cannot be written."""
+    probe = join(url, f".hwocr-write-probe-{uuid.uuid4().hex[:8]}")
+    try:
+        fs, path = url_to_fs(url)
+        fs.makedirs(path, exist_ok=True)
+        write_bytes(probe, b"ok")
+        remove(probe)
+    except Exception as e:  # noqa: BLE001 - any failure here means the same thing to the user
+        raise HwocrError(f"output location {url!r} is not writable: {type(e).__name__}: {e}") from e
+
+
+def _clean_stale(local_dest: str) -> None:
+    parent, name = os.path.split(local_dest)
+    if not os.path.isdir(parent):
+        return
+    for entry in os.listdir(parent):
+        if entry.startswith(f".{name}{TMP_MARK}"):
+            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+
+
+@contextlib.contextmanager
+def staged_dir(url: str, last: str = "manifest.json") -> Iterator[str]:
+    """Yield a local folder to fill; on success it replaces the folder at url in one step.
+
+    On failure the temp folder is removed and url is left as it was. `last` names the file uploaded
+    after all others on remote stores (its presence marks the folder complete).
+    """
+    if is_local(url):
+        dest = local_path(url)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        _clean_stale(dest)
+        tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TMP_MARK}{uuid.uuid4().hex[:8]}")
+        os.makedirs(tmp)
+        try:
+            yield tmp
+            if os.path.exists(dest):
+                old = f"{tmp}-old"
+                os.replace(dest, old)
+                os.replace(tmp, dest)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, dest)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    else:
+        tmp = tempfile.mkdtemp(prefix="hwocr-stage-")
+        try:
+            yield tmp
+            fs, path = url_to_fs(url)
+            if fs.exists(path):
+                fs.rm(path, recursive=True)
+            marker = os.path.join(tmp, last)
+            files = []
+            for root, _, names in os.walk(tmp):
+                files += [os.path.join(root, n) for n in names]
+            files.sort(key=lambda p: p == marker)
+            for f in files:
+                fs.put_file(f, path + "/" + os.path.relpath(f, tmp).replace(os.sep, "/"))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)

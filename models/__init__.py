@@ -1,0 +1,1 @@
+"""Plain PyTorch and data definitions of the recognizer. Nothing here imports Prefect."""

@@ -1,0 +1,29 @@
+"""Character sets. The index order is part of the model: index i+1 of the CTC head is character i."""
+
+from __future__ import annotations
+
+import functools
+import os
+import unicodedata
+
+from hwocr.errors import HwocrError
+
+_HERE = os.path.dirname(__file__)
+BUILTIN = {"korean_g2": os.path.join(_HERE, "korean_g2.txt")}
+
+
+@functools.lru_cache(maxsize=8)
+def load_charset(name_or_path: str = "korean_g2") -> str:
+    """A built-in set by name, or a UTF-8 file holding the characters on one line (no newline)."""
+    path = BUILTIN.get(name_or_path, name_or_path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            chars = f.read()
+    except FileNotFoundError:
+        raise HwocrError(f"character set {name_or_path!r}: no such built-in set or file") from None
+    # The set may start with a space: strip only the line end.
+    chars = unicodedata.normalize("NFC", chars.rstrip("\r\n"))
+    if len(set(chars)) != len(chars):
+        dup = sorted({c for c in chars if chars.count(c) > 1})
+        raise HwocrError(f"character set {path}: duplicate characters {''.join(dup)!r}")
+    return chars

@@ -1,0 +1,1 @@
+"""Pipeline stages. Each module owns its settings model; the @task wrappers live beside the pure functions."""

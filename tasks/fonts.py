@@ -1,0 +1,107 @@
+"""Font discovery and render-level coverage: a glyph counts as present only if it draws something other
+than the font's missing-glyph box."""
+
+from __future__ import annotations
+
+import glob as globlib
+import os
+
+from PIL import Image, ImageDraw, ImageFont
+
+from hwocr import storage
+from hwocr.errors import HwocrError
+
+FONT_EXTS = (".ttf", ".otf", ".ttc")
+HANDWRITING_DIRS = "/usr/share/fonts/truetype"
+# Debian's handwriting faces (fonts-nanum-extra, fonts-unfonts-core/extra, fonts-alee).
+DEFAULT_FONTS = [
+    f"{HANDWRITING_DIRS}/nanum/NanumPen.ttf",
+    f"{HANDWRITING_DIRS}/nanum/NanumBrush.ttf",
+    f"{HANDWRITING_DIRS}/unfonts-core/UnPilgi.ttf",
+    f"{HANDWRITING_DIRS}/unfonts-extra/UnPen.ttf",
+    f"{HANDWRITING_DIRS}/unfonts-extra/UnPenheulim.ttf",
+    f"{HANDWRITING_DIRS}/alee/EunjinNakseo.ttf",
+]
+_PROBE_SIZE = 32
+_NOT_A_CHAR = "\U0010fffd"
+
+
+def _is_font(path: str) -> bool:
+    return path.lower().endswith(FONT_EXTS)
+
+
+def discover_fonts(spec: str | list[str]) -> list[str]:
+    """Font URLs from a folder, a glob, a file, or a list of those; sorted, unique."""
+    items = [spec] if isinstance(spec, str) else list(spec)
+    if not items:
+        raise HwocrError("render.fonts is empty: give a folder, a glob or a list of font files")
+    found: list[str] = []
+    for item in items:
+        fs, path = storage.fs_and_path(item)
+        proto = "" if storage.is_local(item) else item.split("://", 1)[0] + "://"
+        if any(ch in path for ch in "*?["):
+            hits = [p for p in fs.glob(path) if _is_font(p)]
+            if not hits:
+                raise HwocrError(f"render.fonts: glob {item!r} matches no .ttf/.otf/.ttc file")
+        elif fs.isdir(path):
+            hits = [p for p in fs.find(path) if _is_font(p)]
+            if not hits:
+                raise HwocrError(f"render.fonts: folder {item!r} holds no .ttf/.otf/.ttc file")
+        elif fs.exists(path):
+            if not _is_font(path):
+                raise HwocrError(f"render.fonts: {item!r} is not a .ttf, .otf or .ttc file")
+            hits = [path]
+        else:
+            raise HwocrError(f"render.fonts: font file {item!r} does not exist")
+        found += [proto + p for p in hits]
+    return sorted(set(found))
+
+
+def local_font(url: str, sha256: str, cache_dir: str | None = None) -> str:
+    """A local path for the font (remote fonts are fetched once into a content-addressed cache)."""
+    if storage.is_local(url):
+        return storage.local_path(url)
+    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "hwocr", "fonts")
+    dest = os.path.join(cache_dir, sha256 + os.path.splitext(url)[1].lower())
+    if not os.path.exists(dest):
+        storage.write_bytes(dest, storage.read_bytes(url))
+    return dest
+
+
+def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    try:
+        return ImageFont.truetype(path, size)
+    except OSError as e:
+        raise HwocrError(f"font {path}: cannot be read as a font ({e})") from None
+
+
+def _bitmap(font: ImageFont.FreeTypeFont, ch: str) -> tuple:
+    left, top, right, bottom = font.getbbox(ch)
+    if right <= left or bottom <= top:
+        return ()
+    img = Image.new("L", (right - left, bottom - top), 0)
+    ImageDraw.Draw(img).text((-left, -top), ch, font=font, fill=255)
+    if img.getbbox() is None:
+        return ()
+    return img.size, img.tobytes()
+
+
+def inspect_font(path: str, charset: str) -> dict:
+    """Which characters of charset the font really draws, with its name; raises for unreadable files."""
+    font = load_font(path, _PROBE_SIZE)
+    notdef = _bitmap(font, _NOT_A_CHAR)
+    covered, missing = [], []
+    for ch in charset:
+        if ch == " ":
+            covered.append(ch)
+            continue
+        bm = _bitmap(font, ch)
+        (covered if bm and bm != notdef else missing).append(ch)
+    family, style = font.getname()
+    hangul = [c for c in covered if "\uac00" <= c <= "\ud7a3"]
+    return {
+        "name": f"{family} {style}".strip(),
+        "covered": "".join(covered),
+        "missing": "".join(missing),
+        "hangul": len(hangul),
+    }

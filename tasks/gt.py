@@ -1,0 +1,99 @@
+"""assemble_gt: one benchmark-style gt.txt per split ("relative/path<TAB>label"), validated, with a report."""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+
+from prefect import task
+from prefect.tasks import exponential_backoff
+
+from hwocr import hashing, storage
+from models.charset import load_charset
+from tasks.common import output_cache, retry_transient
+
+CODE_VERSION = hashing.source_digest(__file__)[:16]
+
+
+def label_problem(label: str, allowed: set[str], max_length: int) -> str | None:
+    """Why a label cannot go into gt.txt, or None."""
+    if not label:
+        return "empty_label"
+    if any(c in label for c in "\t\r\n"):
+        return "control_char"
+    if unicodedata.normalize("NFC", label) != label:
+        return "not_nfc"
+    if not set(label) <= allowed:
+        return "out_of_charset"
+    if len(label) > max_length:
+        return "too_long"
+    return None
+
+
+def gt_key(split: str, shards: list[dict], needed: dict[str, int], charset: str, max_length: int) -> str:
+    return hashing.digest({
+        "stage": "gt", "code": CODE_VERSION, "split": split, "charset": charset, "max_length": max_length,
+        "shards": sorted((s["key"], s["start"]) for s in shards), "needed": needed,
+    })
+
+
+def assemble_gt_fn(split: str, shards: list[dict], needed: dict[str, int], out: str, charset: str,
+                   max_length: int, key: str) -> dict:
+    """Interleave fonts image by image (index j of every font, fonts in hash order) into out/<split>/gt.txt.
+
+    needed maps font hash -> images wanted from that font; shards may hold more (they are reused).
+    """
+    allowed = set(load_charset(charset))
+    per_font: dict[str, dict[int, tuple[str, str]]] = {}
+    rejected: Counter = Counter()
+    dropped: Counter = Counter()
+    for shard in shards:
+        rel_dir = shard["url"][len(out.rstrip("/")) + 1:]
+        entries = per_font.setdefault(shard["font_sha"], {})
+        want = needed[shard["font_sha"]]
+        for line in storage.read_text(storage.join(shard["url"], "labels.tsv")).splitlines():
+            rel, label = line.split("\t", 1)
+            j = int(rel.rsplit("/", 1)[1].split(".")[0])
+            if j < want:
+                entries[j] = (f"{rel_dir}/{rel}", label)
+        rejected.update(shard["counts"]["rejected"])
+        dropped.update(shard["counts"]["dropped"])
+    lines = []
+    fonts = sorted(per_font)
+    per_font_count: Counter = Counter()
+    for j in range(max(needed.values(), default=0)):
+        for sha in fonts:
+            entry = per_font[sha].get(j)
+            if entry is None:
+                continue
+            problem = label_problem(entry[1], allowed, max_length)
+            if problem:
+                dropped[problem] += 1
+                continue
+            lines.append(f"{entry[0]}\t{entry[1]}\n")
+            per_font_count[sha] += 1
+    gt_url = storage.join(out, split, "gt.txt")
+    storage.write_text(gt_url, "".join(lines))
+    report = {
+        "key": key, "split": split, "gt": gt_url, "samples": len(lines), "dropped": dict(dropped),
+        "rejected_and_redrawn": dict(rejected), "per_font": dict(per_font_count),
+        "image_root": out, "shards": len(shards),
+    }
+    storage.write_json(storage.join(out, split, "report.json"), report)
+    return report
+
+
+def _marker(params: dict) -> tuple[str, str]:
+    return params["key"], storage.join(params["out"], params["split"], "report.json")
+
+
+assemble_gt = task(
+    assemble_gt_fn,
+    name="assemble_gt",
+    task_run_name="assemble_gt {split}",
+    cache_policy=output_cache(_marker, lambda params, report: params["key"] if storage.exists(report["gt"]) else None),
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=retry_transient,
+)

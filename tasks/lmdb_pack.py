@@ -1,0 +1,180 @@
+"""pack_lmdb: gt.txt + images -> the LMDB layout of deep-text-recognition-benchmark.
+
+Keys: image-%09d (encoded image bytes, from 1), label-%09d (UTF-8), num-samples (decimal). The map is sized
+from the data and grown on MapFullError; the database is built under a temp name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from typing import Literal
+
+import lmdb
+from PIL import Image
+from prefect import task
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+
+from hwocr import hashing, storage
+from hwocr.errors import HwocrError
+from tasks.common import output_cache, retry_transient
+
+CODE_VERSION = hashing.source_digest(__file__)[:16]
+MARKER = "hwocr.json"
+# What the benchmark's dataset.py passes to lmdb.open.
+READER_OPTIONS = dict(max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
+
+
+class PackSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    commit_every: PositiveInt = Field(1000, description="Samples per LMDB write transaction.")
+    initial_map_mb: PositiveInt = Field(
+        0, description="Initial LMDB map size in MiB; 0 sizes it from the data. It grows when full."
+    )
+    bad_samples: Literal["error", "skip"] = Field(
+        "error", description="A gt.txt line naming a missing or undecodable image: stop, or skip and count it."
+    )
+
+
+def read_gt(gt_url: str) -> list[tuple[int, str, str]]:
+    """(line number, path, label) for every non-blank line; malformed lines raise naming file and line."""
+    try:
+        text = storage.read_bytes(gt_url).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise HwocrError(f"gt file {gt_url} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise HwocrError(f"gt file {gt_url} is not UTF-8 (byte offset {e.start})") from None
+    rows = []
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        tabs = line.count("\t")
+        if tabs != 1:
+            what = "no tab" if tabs == 0 else f"{tabs} tabs"
+            raise HwocrError(f"{gt_url} line {n}: expected 'path<TAB>label', found {what}: {line[:80]!r}")
+        path, label = line.split("\t")
+        if not path or not label:
+            raise HwocrError(f"{gt_url} line {n}: empty {'path' if not path else 'label'}")
+        rows.append((n, path, label))
+    if not rows:
+        raise HwocrError(f"gt file {gt_url} has no samples")
+    return rows
+
+
+def _check_image(data: bytes) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.width < 1 or im.height < 1:
+                return "empty image"
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _load_sample(image_root: str, gt_url: str, n: int, path: str, on_bad: str) -> bytes | None:
+    url = storage.join(image_root, path)
+    try:
+        data = storage.read_bytes(url)
+    except FileNotFoundError:
+        problem = f"image {url} does not exist"
+    else:
+        problem = _check_image(data)
+        if problem is None:
+            return data
+        problem = f"image {url} cannot be decoded ({problem})"
+    if on_bad == "skip":
+        return None
+    raise HwocrError(f"{gt_url} line {n}: {problem}")
+
+
+def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
+    map_size = max(settings.initial_map_mb << 20 or estimate, 1 << 20)
+    env = lmdb.open(env_dir, map_size=map_size, subdir=True, meminit=False, map_async=False)
+    try:
+        cnt = 0
+        batch: list[tuple[bytes, bytes]] = []
+
+        def commit(items):
+            nonlocal env
+            while True:
+                try:
+                    with env.begin(write=True) as txn:
+                        for k, v in items:
+                            txn.put(k, v)
+                    return
+                except lmdb.MapFullError:
+                    env.set_mapsize(env.info()["map_size"] * 2)
+
+        for data, label in samples:
+            cnt += 1
+            batch += [(b"image-%09d" % cnt, data), (b"label-%09d" % cnt, label.encode("utf-8"))]
+            if len(batch) >= 2 * settings.commit_every:
+                commit(batch)
+                batch = []
+        commit(batch + [(b"num-samples", str(cnt).encode())])
+        env.sync(True)
+        return cnt
+    finally:
+        env.close()
+
+
+def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings, key: str) -> dict:
+    rows = read_gt(gt_url)
+    skipped = 0
+    first = None
+
+    def samples():
+        nonlocal skipped, first
+        for n, path, label in rows:
+            data = _load_sample(image_root, gt_url, n, path, settings.bad_samples)
+            if data is None:
+                skipped += 1
+                continue
+            first = first or len(data)
+            yield data, label
+
+    # Size the map from a sample of the images: about 1.5x the data, grown on demand.
+    probe = [len(storage.read_bytes(storage.join(image_root, p))) for _, p, _ in rows[:50]
+             if storage.exists(storage.join(image_root, p))]
+    estimate = int((sum(probe) / max(len(probe), 1) + 256) * len(rows) * 1.5) + (8 << 20)
+    try:
+        with storage.staged_dir(lmdb_url, last=MARKER) as tmp:
+            count = _write(tmp, samples(), settings, estimate)
+            if count == 0:
+                raise HwocrError(f"{gt_url}: no usable sample (all {len(rows)} skipped)")
+            env = lmdb.open(tmp, **READER_OPTIONS)
+            with env.begin() as txn:
+                stored = int(txn.get(b"num-samples"))
+            env.close()
+            if stored != count:
+                raise HwocrError(f"{lmdb_url}: wrote {count} samples but num-samples reads {stored}")
+            size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+            marker = {"key": key, "samples": count, "skipped": skipped, "gt": gt_url, "bytes": size}
+            storage.write_json(os.path.join(tmp, MARKER), marker)
+    except lmdb.Error as e:
+        raise HwocrError(f"packing {lmdb_url} failed: {type(e).__name__}: {e} (nothing was written)") from None
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise HwocrError(f"packing {lmdb_url} failed: {e} (nothing was written)") from None
+    return {"url": lmdb_url, **marker}
+
+
+def pack_key(gt_key: str, settings: PackSettings) -> str:
+    return hashing.digest({"stage": "lmdb", "code": CODE_VERSION, "gt": gt_key, "pack": settings.model_dump()})
+
+
+pack_lmdb = task(
+    pack_lmdb_fn,
+    name="pack_lmdb",
+    task_run_name="pack_lmdb {lmdb_url}",
+    cache_policy=output_cache(lambda p: (p["key"], storage.join(p["lmdb_url"], MARKER))),
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_condition_fn=retry_transient,
+)

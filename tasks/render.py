@@ -1,0 +1,259 @@
+"""render_shard: trdg images for one font and one index range, written atomically as a shard folder.
+
+Shard layout: <out>/shards/<split>/<key>/{images/<index>.png, labels.tsv, manifest.json}. Image j of a font
+depends only on (settings, word list, font bytes, split, j), so a shard's key leaves out where it stops:
+a longer shard serves any shorter request, and adding a font renders only that font's shards.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import math
+import multiprocessing
+import os
+import threading
+from typing import Literal
+
+import PIL
+from prefect import task
+from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
+
+from hwocr import hashing, storage
+from hwocr.errors import TransientError
+from tasks import render_worker
+from tasks.common import output_cache, retry_transient
+from tasks.fonts import DEFAULT_FONTS
+
+CODE_VERSION = hashing.source_digest(render_worker)[:16] + f"-pil{PIL.__version__}"
+
+
+class RenderSettings(BaseModel):
+    """What to render and how; the trdg options of the seed's table keep trdg's meaning."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    fonts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_FONTS),
+        description="Fonts (trdg -ft/-fd): a folder, a glob, or a list of .ttf/.otf/.ttc files or URLs.",
+    )
+    words: str | None = Field(
+        None, description="Word list (trdg -i): UTF-8, one word a line. Empty: the bundled Korean list."
+    )
+    count: PositiveInt = Field(100_000, description="Training images to render (trdg -c).")
+    val_count: PositiveInt = Field(1_000, description="Validation images to render.")
+    seed: int = Field(1111, description="Every image is seeded from (seed, split, font, index).")
+    shards: PositiveInt = Field(32, description="Shards per split (images per shard = count / shards).")
+    workers: NonNegativeInt = Field(0, description="Render processes (trdg -t); 0 = all cores.")
+    language: Literal["ko"] = Field("ko", description="Language (trdg -l).")
+    charset: str = Field("korean_g2", description="Character set: a built-in name or a file.")
+    batch_max_length: PositiveInt = Field(25, description="Longest word kept, in characters.")
+    height: int = Field(80, ge=8, le=512, description="Image height in pixels (trdg -f).")
+    background: Literal[0, 1, 2] = Field(
+        1, description="Background (trdg -b): 0 gaussian noise, 1 plain white, 2 quasicrystal."
+    )
+    margins: tuple[NonNegativeInt, NonNegativeInt, NonNegativeInt, NonNegativeInt] = Field(
+        (0, 0, 0, 0), description="Margins top, left, bottom, right in pixels (trdg -m)."
+    )
+    skew_angle: int = Field(15, ge=0, le=90, description="Skew angle in degrees (trdg -k).")
+    random_skew: bool = Field(True, description="Draw the skew uniformly in [-angle, angle] (trdg -rk).")
+    blur: NonNegativeInt = Field(0, description="Gaussian blur radius (trdg -bl).")
+    random_blur: bool = Field(False, description="Draw the blur radius in [0, blur] (trdg -rbl).")
+    distortion: Literal[0, 1, 2, 3] = Field(0, description="Distortion (trdg -d): 0 none, 1 sine, 2 cosine, 3 random.")
+    distortion_orientation: Literal[0, 1, 2] = Field(
+        0, description="Distortion orientation (trdg -do): 0 vertical, 1 horizontal, 2 both."
+    )
+    alignment: Literal[0, 1, 2] = Field(1, description="Text alignment (trdg -al): 0 left, 1 center, 2 right.")
+    text_color: str = Field("#282828", description="Text colour, or a range 'c1,c2' (trdg -tc).")
+    space_width: float = Field(1.0, gt=0, description="Space width as a multiple of the font's (trdg -sw).")
+    character_spacing: NonNegativeInt = Field(0, description="Extra pixels between characters (trdg -cs).")
+    fit: bool = Field(False, description="Crop tightly around the text (trdg -fi).")
+    stroke_width: NonNegativeInt = Field(0, description="Outline width (trdg -stw).")
+    stroke_fill: str = Field("#282828", description="Outline colour (trdg -stf).")
+    grayscale: bool = Field(True, description="Save single-channel images (the model reads grayscale).")
+    image_format: Literal["png", "jpg"] = Field("png", description="Image encoding (trdg -e).")
+    jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality when image_format is jpg.")
+    png_compress_level: int = Field(6, ge=0, le=9, description="PNG zlib level (speed vs size).")
+    font_missing: Literal["error", "skip_font", "skip_words"] = Field(
+        "skip_words",
+        description="A font that cannot draw some characters of the word list: stop with an error, "
+        "leave the font out, or keep it and draw only the words it covers.",
+    )
+
+    @field_validator("fonts", mode="before")
+    @classmethod
+    def _one_or_many(cls, v):
+        return [v] if isinstance(v, str) else v
+
+    def splits(self) -> dict[str, int]:
+        return {"train": self.count, "val": self.val_count}
+
+    def pixel_settings(self) -> dict:
+        """The settings that change image bytes (fonts and words enter keys by content hash)."""
+        skip = {"fonts", "words", "count", "val_count", "shards", "workers", "font_missing",
+                "charset", "batch_max_length", "language"}
+        return self.model_dump(mode="json", exclude=skip)
+
+
+class ShardSpec(BaseModel):
+    """One render_shard call: a font, a split and an index range, with its content key and URL."""
+
+    split: str
+    font_url: str
+    font_path: str
+    font_sha: str
+    font_name: str
+    covered: str
+    start: NonNegativeInt
+    stop: PositiveInt
+    key: str
+    url: str
+    words_url: str
+    settings: dict
+
+
+def plan_shards(settings: RenderSettings, fonts: list[dict], words: dict, out: str) -> list[ShardSpec]:
+    """Split every split's images evenly over fonts (sorted by content hash), in chunks of count/shards."""
+    fonts = sorted(fonts, key=lambda f: f["sha256"])
+    pixels = settings.pixel_settings()
+    specs = []
+    for split, n in settings.splits().items():
+        chunk = math.ceil(n / settings.shards)
+        base, extra = divmod(n, len(fonts))
+        for i, font in enumerate(fonts):
+            n_font = base + (i < extra)
+            for start in range(0, n_font, chunk):
+                key = hashing.digest({
+                    "stage": "render", "code": CODE_VERSION, "pixels": pixels, "words": words["sha256"],
+                    "font": font["sha256"], "covered": hashing.digest(font["covered"]), "split": split,
+                    "start": start,
+                })
+                specs.append(ShardSpec(
+                    split=split, font_url=font["url"], font_path=font["path"], font_sha=font["sha256"],
+                    font_name=font["name"], covered=font["covered"], start=start,
+                    stop=min(start + chunk, n_font), key=key,
+                    url=storage.join(out, "shards", split, key[:24]), words_url=words["url"], settings=pixels,
+                ))
+    return specs
+
+
+def font_counts(specs: list[ShardSpec], split: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for s in specs:
+        if s.split == split:
+            counts[s.font_sha] = max(counts.get(s.font_sha, 0), s.stop)
+    return counts
+
+
+# --- worker processes -------------------------------------------------------------------------------
+# Prefect tasks run on threads and feed one process pool: the thread runner alone is held by the GIL,
+# and process task runners boot a Prefect server per worker in ephemeral mode.
+
+class _Pool:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self.size = 0
+        self.queue = None
+        self.listener: threading.Thread | None = None
+        self.on_total = lambda n: None
+        self.on_advance = lambda n: None
+
+    def get(self, workers: int) -> concurrent.futures.ProcessPoolExecutor:
+        with self.lock:
+            ex = self.executor
+            if ex is None or getattr(ex, "_broken", False) or self.size != workers:
+                self._shutdown_locked()
+                ctx = multiprocessing.get_context("spawn")
+                self.queue = ctx.SimpleQueue()
+                self.executor = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=workers, mp_context=ctx,
+                    initializer=render_worker.init_worker, initargs=(self.queue,),
+                )
+                self.size = workers
+                self.listener = threading.Thread(target=self._listen, args=(self.queue,), daemon=True)
+                self.listener.start()
+            return self.executor
+
+    def _listen(self, queue) -> None:
+        while True:
+            n = queue.get()
+            if n is None:
+                return
+            self.on_advance(n)
+
+    def _shutdown_locked(self) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True, cancel_futures=True)
+            self.executor = None
+        if self.queue is not None:
+            self.queue.put(None)
+            self.listener.join(timeout=5)
+            self.queue = None
+
+    def shutdown(self) -> None:
+        with self.lock:
+            self._shutdown_locked()
+
+
+POOL = _Pool()
+
+
+def resolve_workers(settings: RenderSettings) -> int:
+    return settings.workers or os.cpu_count() or 1
+
+
+@functools.lru_cache(maxsize=4)
+def _read_words(url: str) -> tuple[str, ...]:
+    return tuple(storage.read_text(url).split("\n")[:-1])
+
+
+def _summary(manifest: dict, url: str, reused: bool) -> dict:
+    return {"url": url, "key": manifest["key"], "split": manifest["split"], "font_sha": manifest["font_sha"],
+            "start": manifest["start"], "stop": manifest["stop"], "counts": manifest["counts"], "reused": reused}
+
+
+def _valid(manifest: dict | None, spec: ShardSpec) -> bool:
+    return bool(manifest) and manifest.get("key") == spec.key and manifest.get("stop", 0) >= spec.stop
+
+
+def _cache_marker(params: dict) -> tuple[str, str]:
+    spec = params["spec"]
+    return spec.key, storage.join(spec.url, "manifest.json")
+
+
+def _cache_refine(params: dict, manifest: dict) -> str | None:
+    return f"{manifest['key']}-{manifest['stop']}" if _valid(manifest, params["spec"]) else None
+
+
+def render_shard_fn(spec: ShardSpec, workers: int) -> dict:
+    manifest_url = storage.join(spec.url, "manifest.json")
+    existing = storage.read_json(manifest_url)
+    if _valid(existing, spec):
+        return _summary(existing, spec.url, reused=True)
+    job = {
+        "settings": spec.settings, "words": list(_read_words(spec.words_url)), "covered": spec.covered,
+        "split": spec.split, "font_sha": spec.font_sha, "font_path": spec.font_path,
+        "start": spec.start, "stop": spec.stop, "key": spec.key,
+    }
+    with storage.staged_dir(spec.url) as tmp:
+        POOL.on_total(spec.stop - spec.start)
+        try:
+            manifest = POOL.get(workers).submit(render_worker.render_range, {**job, "dir": tmp}).result()
+        except concurrent.futures.process.BrokenProcessPool as e:
+            raise TransientError(f"render worker died while rendering {spec.url}: {e}") from e
+    return _summary(manifest, spec.url, reused=False)
+
+
+render_shard = task(
+    render_shard_fn,
+    name="render_shard",
+    task_run_name="render {spec.split} {spec.font_name} [{spec.start}:{spec.stop}]",
+    cache_policy=output_cache(_cache_marker, _cache_refine),
+    persist_result=True,
+    retries=2,
+    retry_delay_seconds=exponential_backoff(backoff_factor=2),
+    retry_jitter_factor=0.5,
+    retry_condition_fn=retry_transient,
+)

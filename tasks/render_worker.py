@@ -1,0 +1,162 @@
+"""Rendering inside worker processes: trdg's own FakeTextDataGenerator, seeded per image.
+
+Imports no Prefect: worker processes start fast and stay small. Every image is seeded from
+(seed, split, font hash, index, attempt), so its bytes never depend on shard layout or worker count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import io
+import json
+import os
+import random
+from collections import Counter
+
+import numpy as np
+from PIL import Image, ImageFont
+
+MAX_ATTEMPTS = 8
+PROGRESS_EVERY = 25
+_progress = None  # multiprocessing queue set by init_worker
+
+
+def _getsize(self, text, *args, **kwargs):
+    # Pillow 10 removed FreeTypeFont.getsize; trdg 1.8.0 still calls it (trdg #343).
+    left, top, right, bottom = self.getbbox(text, *args, **kwargs)
+    return right, bottom
+
+
+@functools.lru_cache(maxsize=64)
+def _truetype(font=None, size=10, **kwargs):
+    return _ORIGINAL_TRUETYPE(font=font, size=size, **kwargs)
+
+
+_ORIGINAL_TRUETYPE = ImageFont.truetype
+
+
+class _CachedImageFont:
+    """trdg reloads the font file for every image; serve it from a per-process cache instead."""
+
+    truetype = staticmethod(_truetype)
+
+    def __getattr__(self, name):
+        return getattr(ImageFont, name)
+
+
+@functools.lru_cache(maxsize=1)
+def _generator():
+    if not hasattr(ImageFont.FreeTypeFont, "getsize"):
+        ImageFont.FreeTypeFont.getsize = _getsize
+    # trdg prints a notice about its optional handwriting model on import.
+    with contextlib.redirect_stdout(io.StringIO()):
+        from trdg import computer_text_generator
+        from trdg.data_generator import FakeTextDataGenerator
+    computer_text_generator.ImageFont = _CachedImageFont()
+    return FakeTextDataGenerator
+
+
+def init_worker(progress_queue=None) -> None:
+    global _progress
+    _progress = progress_queue
+    _generator()
+
+
+def image_seed(seed: int, split: str, font_sha: str, index: int, attempt: int) -> int:
+    key = f"{seed}|{split}|{font_sha}|{index}|{attempt}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
+
+
+def is_blank(img: Image.Image) -> bool:
+    lo, hi = img.convert("L").getextrema()
+    return hi - lo < 32
+
+
+def render_one(word: str, font_path: str, s: dict, seed: int) -> Image.Image | None:
+    """One image of word, exactly as trdg draws it with settings s, from a fixed seed."""
+    gen = _generator()
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+    import cv2  # trdg's gaussian-noise background draws from OpenCV's own generator
+
+    cv2.setRNGSeed(seed % (1 << 31))
+    with contextlib.redirect_stdout(io.StringIO()):  # trdg prints when it rejects an image
+        return gen.generate(
+            0, word, font_path, None, s["height"], s["image_format"], s["skew_angle"], s["random_skew"],
+            s["blur"], s["random_blur"], s["background"], s["distortion"], s["distortion_orientation"],
+            False, 2, -1, s["alignment"], s["text_color"], 0, s["space_width"], s["character_spacing"],
+            tuple(s["margins"]), s["fit"], 0, False, None,
+            stroke_width=s["stroke_width"], stroke_fill=s["stroke_fill"],
+            image_mode="L" if s["grayscale"] else "RGB",
+        )
+
+
+def encode(img: Image.Image, s: dict) -> bytes:
+    buf = io.BytesIO()
+    if s["image_format"] == "jpg":
+        img.save(buf, "JPEG", quality=s["jpeg_quality"])
+    else:
+        img.save(buf, "PNG", compress_level=s["png_compress_level"])
+    return buf.getvalue()
+
+
+def render_range(job: dict) -> dict:
+    """Render indices [start, stop) of one font into job['dir']; write labels.tsv and manifest.json."""
+    s = job["settings"]
+    words = job["words"]
+    covered = set(job["covered"])
+    ext = "jpg" if s["image_format"] == "jpg" else "png"
+    out = job["dir"]
+    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    rejected: Counter = Counter()
+    dropped: Counter = Counter()
+    files: dict[str, str] = {}
+    labels: list[str] = []
+    pending = 0
+    for j in range(job["start"], job["stop"]):
+        for attempt in range(MAX_ATTEMPTS):
+            r = random.Random(image_seed(s["seed"], job["split"], job["font_sha"], j, attempt))
+            word = words[r.randrange(len(words))]
+            if not covered.issuperset(word):
+                rejected["missing_glyph"] += 1
+                continue
+            img = render_one(word, job["font_path"], s, r.getrandbits(63))
+            if img is None:
+                rejected["low_contrast"] += 1
+                continue
+            if is_blank(img):
+                rejected["blank"] += 1
+                continue
+            data = encode(img, s)
+            rel = f"images/{j:09d}.{ext}"
+            with open(os.path.join(out, rel), "wb") as f:
+                f.write(data)
+            files[rel] = hashlib.sha256(data).hexdigest()
+            labels.append(f"{rel}\t{word}\n")
+            break
+        else:
+            dropped["render_failed"] += 1
+        pending += 1
+        if _progress is not None and pending >= PROGRESS_EVERY:
+            _progress.put(pending)
+            pending = 0
+    if _progress is not None and pending:
+        _progress.put(pending)
+    label_bytes = "".join(labels).encode("utf-8")
+    with open(os.path.join(out, "labels.tsv"), "wb") as f:
+        f.write(label_bytes)
+    files["labels.tsv"] = hashlib.sha256(label_bytes).hexdigest()
+    manifest = {
+        "key": job["key"],
+        "split": job["split"],
+        "font_sha": job["font_sha"],
+        "start": job["start"],
+        "stop": job["stop"],
+        "counts": {"images": len(labels), "rejected": dict(rejected), "dropped": dict(dropped)},
+        "files": files,
+    }
+    with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
+        json.dump(manifest, f, ensure_ascii=False, indent=1, sort_keys=True)
+    return manifest

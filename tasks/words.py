@@ -1,0 +1,86 @@
+"""Word lists: read, NFC-normalize, check against the character set, report every drop."""
+
+from __future__ import annotations
+
+import os
+import unicodedata
+from collections import Counter
+
+from hwocr import storage
+from hwocr.errors import HwocrError
+
+BUNDLED_WORDS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr", "data", "words_ko.txt")
+
+
+def _decode(url: str, data: bytes) -> str:
+    if not data.strip():
+        raise HwocrError(f"word list {url} is empty")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise HwocrError(f"word list {url} looks binary (NUL byte at offset {nul}); expected UTF-8 text, one word a line")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        hint = ""
+        for enc in ("cp949", "utf-16"):
+            try:
+                data.decode(enc)
+                hint = f"; it decodes as {enc}: convert it with `iconv -f {enc} -t utf-8`"
+                break
+            except UnicodeDecodeError:
+                pass
+        raise HwocrError(
+            f"word list {url} line {line} is not UTF-8 (byte 0x{data[e.start]:02x}){hint}"
+        ) from None
+
+
+def read_words(url: str, charset: str, max_length: int = 25) -> tuple[list[str], dict]:
+    """Unique NFC words usable with charset, in file order, and a report of what was dropped and why."""
+    text = _decode(url, storage.read_bytes(url))
+    allowed = set(charset)
+    words: list[str] = []
+    seen: set[str] = set()
+    dropped: Counter = Counter()
+    unknown: Counter = Counter()
+    examples: dict[str, list[str]] = {}
+    lines = 0
+    for raw in text.splitlines():
+        word = unicodedata.normalize("NFC", raw.strip())
+        if not word:
+            continue
+        lines += 1
+        reason = None
+        if any(c in word for c in "\t\r\n\x0b\x0c"):
+            reason = "control_char"
+        elif not set(word) <= allowed:
+            reason = "out_of_charset"
+            unknown.update(c for c in word if c not in allowed)
+        elif len(word) > max_length:
+            reason = "too_long"
+        elif word in seen:
+            reason = "duplicate"
+        if reason:
+            dropped[reason] += 1
+            ex = examples.setdefault(reason, [])
+            if len(ex) < 5:
+                ex.append(word)
+            continue
+        seen.add(word)
+        words.append(word)
+    report = {
+        "file": url,
+        "words": lines,
+        "kept": len(words),
+        "dropped": dict(dropped),
+        "unknown_chars": dict(unknown.most_common(20)),
+        "examples": examples,
+    }
+    if not words:
+        shown = ", ".join(f"{c!r} x{n}" for c, n in unknown.most_common(10))
+        why = f"; characters outside the set: {shown}" if shown else ""
+        raise HwocrError(
+            f"word list {url}: none of its {lines} words is usable "
+            f"(dropped: {dict(dropped)}){why}"
+        )
+    return words, report

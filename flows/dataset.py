@@ -81,6 +81,11 @@ def survey_fonts(settings: RenderSettings, words: dict) -> dict:
     return {"fonts": kept, "skipped": skipped}
 
 
+def _was_cached(future) -> bool:
+    """A Prefect cache hit, or a run that found its content-addressed output already complete."""
+    return future.state.name == "Cached" or bool(future.result().get("reused"))
+
+
 def default_task_runner() -> ThreadPoolTaskRunner:
     # Threads only wait on the render process pool; a few more than cores keeps it full.
     return ThreadPoolTaskRunner(max_workers=(os.cpu_count() or 1) + 4)
@@ -113,13 +118,13 @@ def dataset_flow(config: PipelineConfig) -> dict:
             splits[split] = gt
         sheet = contact_sheet.submit(splits["train"].result()["gt"], out, storage.join(out, "contact_sheet.png"),
                                      label_font=fonts["fonts"][0]["path"])
-        states = [f.state for f in futures]
-        cached = sum(1 for st, f in zip(states, futures) if st.name == "Cached" or f.result()["reused"])
+        cached = sum(1 for f in futures if _was_cached(f))
         summary = {
             "out": out,
             "splits": {},
             "shards": {"total": len(specs), "rendered": len(specs) - cached, "cached": cached},
             "contact_sheet": sheet.result(),
+            "stages": {},
             "fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"]} for f in fonts["fonts"]],
             "fonts_skipped": fonts["skipped"],
             "words": {"url": words["url"], "count": words["count"], "dropped": words["report"]["dropped"]},
@@ -129,8 +134,12 @@ def dataset_flow(config: PipelineConfig) -> dict:
             dropped = dict(report["dropped"])
             if packed["skipped"]:
                 dropped["bad_image"] = dropped.get("bad_image", 0) + packed["skipped"]
+            names = {f["sha256"]: f["name"] for f in fonts["fonts"]}
             summary["splits"][split] = {"lmdb": packed["url"], "gt": report["gt"], "samples": packed["samples"],
-                                        "dropped": dropped, "per_font": report["per_font"]}
+                                        "dropped": dropped,
+                                        "per_font": {names.get(k, k): v for k, v in report["per_font"].items()}}
+            summary["stages"][split] = {"assemble_gt": "cached" if _was_cached(gt) else "ran",
+                                        "pack_lmdb": "cached" if _was_cached(packs[split]) else "ran"}
         storage.write_json(storage.join(out, "dataset.json"), summary)
         return summary
     finally:

@@ -43,6 +43,9 @@ def assemble_gt_fn(split: str, shards: list[dict], needed: dict[str, int], out: 
 
     needed maps font hash -> images wanted from that font; shards may hold more (they are reused).
     """
+    existing = storage.read_json(storage.join(out, split, "report.json"))
+    if existing and existing.get("key") == key and storage.exists(existing["gt"]):
+        return {**existing, "reused": True}
     allowed = set(load_charset(charset))
     per_font: dict[str, dict[int, tuple[str, str]]] = {}
     rejected: Counter = Counter()
@@ -80,7 +83,7 @@ def assemble_gt_fn(split: str, shards: list[dict], needed: dict[str, int], out: 
         "image_root": out, "shards": len(shards),
     }
     storage.write_json(storage.join(out, split, "report.json"), report)
-    return report
+    return {**report, "reused": False}
 
 
 def _marker(params: dict) -> tuple[str, str]:

@@ -123,6 +123,9 @@ def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
 
 
 def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings, key: str) -> dict:
+    existing = storage.read_json(storage.join(lmdb_url, MARKER))
+    if existing and existing.get("key") == key:
+        return {"url": lmdb_url, **existing, "reused": True}
     rows = read_gt(gt_url)
     skipped = 0
     first = None
@@ -161,7 +164,7 @@ def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSett
         if isinstance(e, FileNotFoundError):
             raise
         raise HwocrError(f"packing {lmdb_url} failed: {e} (nothing was written)") from None
-    return {"url": lmdb_url, **marker}
+    return {"url": lmdb_url, **marker, "reused": False}
 
 
 def pack_key(gt_key: str, settings: PackSettings) -> str:

@@ -23,11 +23,11 @@ def _decode(url: str, data: bytes) -> str:
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
         hint = ""
-        for enc in ("cp949", "utf-16"):
+        candidates = ["utf-16"] if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ["cp949"]
+        for enc in candidates:
             try:
                 data.decode(enc)
                 hint = f"; it decodes as {enc}: convert it with `iconv -f {enc} -t utf-8`"
-                break
             except UnicodeDecodeError:
                 pass
         raise HwocrError(

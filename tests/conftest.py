@@ -1,0 +1,57 @@
+import os
+import tempfile
+
+# Isolate Prefect's database and result records from the user's, and stay offline; before Prefect loads.
+_HOME = tempfile.mkdtemp(prefix="hwocr-test-prefect-")
+os.environ["PREFECT_HOME"] = _HOME
+os.environ.setdefault("DO_NOT_TRACK", "true")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+import lmdb  # noqa: E402
+import pytest  # noqa: E402
+
+FONT_DIR = "/usr/share/fonts/truetype"
+FONTS = {
+    "pen": f"{FONT_DIR}/nanum/NanumPen.ttf",
+    "pilgi": f"{FONT_DIR}/unfonts-core/UnPilgi.ttf",
+    "brush": f"{FONT_DIR}/nanum/NanumBrush.ttf",
+    "guseul": f"{FONT_DIR}/alee/Guseul.ttf",  # Hangul only: no digits or Latin letters
+    "latin": f"{FONT_DIR}/dejavu/DejaVuSans.ttf",  # no Hangul at all
+}
+WORDS = ["한글", "손글씨", "안녕하세요", "가나다", "학교", "사랑", "Hello", "2024", "바다", "하늘"]
+
+
+@pytest.fixture(scope="session")
+def prefect():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def words_file(tmp_path):
+    p = tmp_path / "words.txt"
+    p.write_text("\n".join(WORDS) + "\n", encoding="utf-8")
+    return str(p)
+
+
+@pytest.fixture
+def make_config(words_file):
+    from flows.config import load_config
+
+    def make(out, *overrides, fonts=("pen", "pilgi")):
+        base = [f"render.words={words_file}", "render.count=48", "render.val_count=12", "render.shards=3",
+                "render.workers=2", f"render.fonts=[{', '.join(FONTS[f] for f in fonts)}]"]
+        return load_config(None, base + list(overrides), out=str(out))
+
+    return make
+
+
+def read_lmdb(path) -> dict[bytes, bytes]:
+    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+    with env.begin() as txn:
+        items = dict(txn.cursor())
+    env.close()
+    return items

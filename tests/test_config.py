@@ -1,0 +1,49 @@
+import pytest
+
+from flows.config import load_config
+from hwocr.errors import HwocrError
+
+
+def test_seed_preset_has_the_seed_values():
+    c = load_config("seed")
+    r = c.render
+    assert (r.count, r.val_count, r.height, r.background) == (100_000, 1_000, 80, 1)
+    assert r.margins == (0, 0, 0, 0) and r.skew_angle == 15 and r.random_skew and r.language == "ko"
+    assert r.batch_max_length == 25
+
+
+def test_quick_preset_and_overrides():
+    c = load_config("quick", ["render.count=2000", "render.margins=[1,2,3,4]", "pack.commit_every=7"], out="/x")
+    assert c.render.count == 2000 and c.render.margins == (1, 2, 3, 4) and c.pack.commit_every == 7
+    assert c.out == "/x"
+
+
+def test_unknown_setting_key_suggests():
+    with pytest.raises(HwocrError, match=r"unknown setting 'render.cont' \(did you mean render.count\?\)"):
+        load_config("quick", ["render.cont=5"])
+
+
+@pytest.mark.parametrize("value", ["0", "-5"])
+def test_counts_must_be_positive(value):
+    with pytest.raises(HwocrError, match=rf"render.count: Input should be greater than 0 \(got {value}\)"):
+        load_config("quick", [f"render.count={value}"])
+
+
+def test_override_without_equals():
+    with pytest.raises(HwocrError, match="expected KEY=VALUE"):
+        load_config(None, ["render.count"])
+
+
+def test_missing_config_file():
+    with pytest.raises(HwocrError, match="config file 'nope.yaml' does not exist"):
+        load_config("nope.yaml")
+
+
+def test_every_setting_has_a_description():
+    from flows.config import PipelineConfig
+
+    schema = PipelineConfig.model_json_schema()
+    for name in ("RenderSettings", "PackSettings"):
+        props = schema["$defs"][name]["properties"]
+        missing = [k for k, v in props.items() if not v.get("description")]
+        assert not missing, f"{name} fields without description: {missing}"

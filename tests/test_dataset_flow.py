@@ -1,0 +1,96 @@
+"""The dataset flow on Prefect's own engine: determinism, caching, bad input."""
+
+import os
+import shutil
+
+import pytest
+
+from conftest import FONTS, read_lmdb
+from flows.dataset import dataset_flow
+from hwocr.errors import HwocrError
+
+pytestmark = pytest.mark.usefixtures("prefect")
+
+
+def lmdbs(out):
+    return {split: read_lmdb(os.path.join(out, "lmdb", split)) for split in ("train", "val")}
+
+
+def test_same_dataset_bytes_for_any_shard_layout(tmp_path, make_config):
+    a = dataset_flow(make_config(tmp_path / "a", "render.shards=2", "render.workers=1"))
+    b = dataset_flow(make_config(tmp_path / "b", "render.shards=5"))
+    assert a["shards"]["total"] < b["shards"]["total"]
+    da, db = lmdbs(tmp_path / "a"), lmdbs(tmp_path / "b")
+    assert da == db
+    assert da["train"][b"num-samples"] == b"48" and da["val"][b"num-samples"] == b"12"
+    assert a["splits"]["train"]["samples"] == 48 and a["splits"]["train"]["per_font"] == {
+        "Nanum Pen Script Regular": 24, "UnPilgi Regular": 24}
+    assert os.path.exists(a["contact_sheet"])
+
+
+def test_only_changed_stages_run(tmp_path, make_config):
+    out = tmp_path / "out"
+    first = dataset_flow(make_config(out))
+    assert first["shards"] == {"total": 8, "rendered": 8, "cached": 0}
+    assert first["stages"]["train"] == {"assemble_gt": "ran", "pack_lmdb": "ran"}
+    before = lmdbs(out)
+
+    again = dataset_flow(make_config(out))
+    assert again["shards"] == {"total": 8, "rendered": 0, "cached": 8}
+    assert again["stages"] == {s: {"assemble_gt": "cached", "pack_lmdb": "cached"} for s in ("train", "val")}
+
+    # A packing-only setting re-packs and renders nothing.
+    repack = dataset_flow(make_config(out, "pack.commit_every=5"))
+    assert repack["shards"]["rendered"] == 0
+    assert repack["stages"]["train"] == {"assemble_gt": "cached", "pack_lmdb": "ran"}
+    assert lmdbs(out) == before
+
+    # Deleted outputs are rebuilt, not returned from the cache.
+    shutil.rmtree(out / "lmdb" / "val")
+    shard = next(p for p in (out / "shards" / "train").iterdir())
+    shutil.rmtree(shard)
+    rebuilt = dataset_flow(make_config(out, "pack.commit_every=5"))
+    assert rebuilt["shards"]["rendered"] == 1
+    assert rebuilt["stages"]["val"]["pack_lmdb"] == "ran"
+    assert lmdbs(out) == before
+
+    # One more font renders only that font's shards; the result equals a fresh build with three fonts.
+    three = ("pen", "pilgi", "brush")
+    added = dataset_flow(make_config(out, fonts=three))
+    assert added["shards"] == {"total": 6, "rendered": 2, "cached": 4}
+    fresh = dataset_flow(make_config(tmp_path / "fresh", fonts=three))
+    assert fresh["shards"]["rendered"] == 6
+    assert lmdbs(out) == lmdbs(tmp_path / "fresh")
+
+
+def test_font_without_hangul_is_refused(tmp_path, make_config):
+    with pytest.raises(HwocrError, match=r"font .*DejaVuSans\.ttf \(DejaVu Sans Book\) draws no Hangul"):
+        dataset_flow(make_config(tmp_path / "o", fonts=("pen", "latin")))
+    assert not (tmp_path / "o" / "shards").exists() and not (tmp_path / "o" / "lmdb").exists()
+
+
+def test_font_missing_policies(tmp_path, make_config):
+    with pytest.raises(HwocrError, match=r"Guseul\.ttf \(Guseul Regular\) cannot draw 7 characters .*'024Helo'"):
+        dataset_flow(make_config(tmp_path / "e", "render.font_missing=error", fonts=("pen", "guseul")))
+    skipped = dataset_flow(make_config(tmp_path / "s", "render.font_missing=skip_font", fonts=("pen", "guseul")))
+    assert [f["name"] for f in skipped["fonts"]] == ["Nanum Pen Script Regular"]
+    assert "Guseul" in skipped["fonts_skipped"][0]["reason"]
+    kept = dataset_flow(make_config(tmp_path / "k", fonts=("pen", "guseul")))
+    assert len(kept["fonts"]) == 2 and kept["splits"]["train"]["samples"] == 48
+    gt = (tmp_path / "k" / "train" / "gt.txt").read_text(encoding="utf-8").splitlines()
+    assert len(gt) == 48
+
+
+def test_missing_font_file_fails_before_rendering(tmp_path, make_config, words_file):
+    from flows.config import load_config
+
+    config = load_config(None, [f"render.words={words_file}", "render.fonts=/nope/x.ttf"], out=str(tmp_path / "o"))
+    with pytest.raises(HwocrError, match=r"font file '/nope/x\.ttf' does not exist"):
+        dataset_flow(config)
+    assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_unwritable_output_url(tmp_path, make_config):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(HwocrError, match=r"output location '.*file/out' is not writable"):
+        dataset_flow(make_config(tmp_path / "file" / "out"))

@@ -1,0 +1,90 @@
+import os
+
+import pytest
+from PIL import Image
+
+from conftest import FONTS
+from tasks import render_worker
+from tasks.render import RenderSettings
+
+
+def job(tmp_path, name, start, stop, words=("한글", "사랑", "Hello", "2024"), font="pen", covered=None, **over):
+    settings = RenderSettings(**over).pixel_settings()
+    return {
+        "settings": settings, "words": list(words), "covered": covered or "".join(set("".join(words))),
+        "split": "train", "font_sha": "f" * 64, "font_path": FONTS[font], "start": start, "stop": stop,
+        "key": "k", "dir": str(tmp_path / name),
+    }
+
+
+def files(path):
+    d = os.path.join(path, "images")
+    return {n: open(os.path.join(d, n), "rb").read() for n in sorted(os.listdir(d))}
+
+
+def test_bytes_depend_only_on_index_not_on_range(tmp_path):
+    render_worker.init_worker()
+    whole = render_worker.render_range(job(tmp_path, "whole", 0, 12))
+    render_worker.render_range(job(tmp_path, "a", 0, 5))
+    render_worker.render_range(job(tmp_path, "b", 5, 12))
+    merged = {**files(tmp_path / "a"), **files(tmp_path / "b")}
+    assert merged == files(tmp_path / "whole") and len(merged) == 12
+    assert whole["counts"]["images"] == 12
+    # The manifest records the sha256 of every file it wrote.
+    import hashlib
+
+    for rel, sha in whole["files"].items():
+        assert hashlib.sha256(open(tmp_path / "whole" / rel, "rb").read()).hexdigest() == sha
+
+
+def test_seed_settings_give_80px_grayscale_pngs(tmp_path):
+    render_worker.init_worker()
+    render_worker.render_range(job(tmp_path, "s", 0, 6))
+    for data in files(tmp_path / "s").values():
+        im = Image.open(__import__("io").BytesIO(data))
+        assert im.format == "PNG" and im.mode == "L" and im.height == 80
+        assert im.getextrema()[0] < 100  # ink present
+
+
+def test_different_seed_changes_images(tmp_path):
+    render_worker.init_worker()
+    render_worker.render_range(job(tmp_path, "a", 0, 4, seed=1))
+    render_worker.render_range(job(tmp_path, "b", 0, 4, seed=2))
+    assert files(tmp_path / "a") != files(tmp_path / "b")
+
+
+def test_words_a_font_cannot_draw_are_redrawn(tmp_path):
+    render_worker.init_worker()
+    # Guseul draws Hangul but no Latin letters or digits: those words must never be drawn with it.
+    m = render_worker.render_range(job(tmp_path, "g", 0, 20, font="guseul", covered="한글사랑"))
+    labels = open(tmp_path / "g" / "labels.tsv", encoding="utf-8").read().split("\n")[:-1]
+    assert len(labels) == 20 and {line.split("\t")[1] for line in labels} <= {"한글", "사랑"}
+    assert m["counts"]["rejected"]["missing_glyph"] > 0
+
+
+def test_blank_images_are_rejected_and_counted(tmp_path):
+    render_worker.init_worker()
+    # A text colour equal to the background draws nothing visible.
+    m = render_worker.render_range(job(tmp_path, "w", 0, 3, text_color="#FFFFFF", stroke_fill="#FFFFFF"))
+    assert m["counts"]["images"] == 0
+    assert sum(m["counts"]["rejected"].values()) == 3 * render_worker.MAX_ATTEMPTS
+    assert m["counts"]["dropped"] == {"render_failed": 3}
+
+
+def test_blank_detector():
+    assert render_worker.is_blank(Image.new("L", (50, 20), 255))
+    im = Image.new("L", (50, 20), 255)
+    im.putpixel((3, 3), 0)
+    assert not render_worker.is_blank(im)
+
+
+def test_jpeg_option(tmp_path):
+    render_worker.init_worker()
+    render_worker.render_range(job(tmp_path, "j", 0, 2, image_format="jpg"))
+    assert sorted(files(tmp_path / "j")) == ["000000000.jpg", "000000001.jpg"]
+
+
+@pytest.mark.parametrize("bad", [{"skew_angle": 91}, {"height": 0}, {"background": 3}])
+def test_settings_are_validated(bad):
+    with pytest.raises(ValueError):
+        RenderSettings(**bad)

@@ -1,0 +1,46 @@
+import os
+
+import pytest
+
+from hwocr import storage
+from hwocr.errors import HwocrError
+
+
+def test_staged_dir_publishes_whole_or_nothing(tmp_path):
+    dest = tmp_path / "shard"
+    with pytest.raises(RuntimeError):
+        with storage.staged_dir(str(dest)) as tmp:
+            open(os.path.join(tmp, "a"), "w").write("half")
+            raise RuntimeError("crash mid-write")
+    assert os.listdir(tmp_path) == []
+    with storage.staged_dir(str(dest)) as tmp:
+        open(os.path.join(tmp, "a"), "w").write("v1")
+    with storage.staged_dir(str(dest)) as tmp:
+        open(os.path.join(tmp, "b"), "w").write("v2")
+    assert os.listdir(dest) == ["b"] and os.listdir(tmp_path) == ["shard"]
+
+
+def test_stale_temp_folders_are_cleaned(tmp_path):
+    stale = tmp_path / f".shard{storage.TMP_MARK}dead"
+    stale.mkdir()
+    (stale / "x").write_text("left by a killed run")
+    with storage.staged_dir(str(tmp_path / "shard")) as tmp:
+        open(os.path.join(tmp, "a"), "w").write("ok")
+    assert os.listdir(tmp_path) == ["shard"]
+
+
+def test_write_bytes_is_atomic_on_failure(tmp_path):
+    target = tmp_path / "gt.txt"
+    storage.write_text(str(target), "old\n")
+
+
+    with pytest.raises(TypeError):
+        storage.write_bytes(str(target), object())
+    assert target.read_text() == "old\n" and os.listdir(tmp_path) == ["gt.txt"]
+
+
+def test_unwritable_output(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(HwocrError, match=r"output location '.*file/out' is not writable"):
+        storage.ensure_writable(str(blocker / "out"))

@@ -1,0 +1,68 @@
+import unicodedata
+
+import pytest
+
+from hwocr.errors import HwocrError
+from models.charset import load_charset
+from tasks.words import BUNDLED_WORDS, read_words
+
+CHARSET = load_charset("korean_g2")
+
+
+def write(tmp_path, data: bytes):
+    p = tmp_path / "w.txt"
+    p.write_bytes(data)
+    return str(p)
+
+
+def test_korean_g2_is_the_seed_set():
+    assert len(CHARSET) == 1008
+    assert CHARSET[:3] == ' !"' and CHARSET[94] == "~" and CHARSET[95] == "가" and CHARSET[-1] == "힘"
+    hangul = CHARSET[95:]
+    assert len(hangul) == 913 and list(hangul) == sorted(hangul)
+
+
+def test_nfd_and_bom_are_normalized(tmp_path):
+    nfd = unicodedata.normalize("NFD", "한글")
+    assert nfd != "한글"
+    words, report = read_words(write(tmp_path, ("\ufeff" + nfd + "\n사랑\n").encode()), CHARSET)
+    assert words == ["한글", "사랑"]
+    assert report["kept"] == 2 and report["dropped"] == {}
+
+
+def test_drops_are_counted_with_examples(tmp_path):
+    data = "한글\n한글\nnaïve\n뷁\n" + "가" * 26 + "\n" + "가" * 25 + "\n"
+    words, report = read_words(write(tmp_path, data.encode()), CHARSET, max_length=25)
+    assert words == ["한글", "가" * 25]
+    assert report["dropped"] == {"duplicate": 1, "out_of_charset": 2, "too_long": 1}
+    assert report["unknown_chars"] == {"ï": 1, "뷁": 1}
+    assert report["examples"]["out_of_charset"] == ["naïve", "뷁"]
+
+
+def test_empty_word_list(tmp_path):
+    with pytest.raises(HwocrError, match=r"w\.txt is empty"):
+        read_words(write(tmp_path, b"\n  \n"), CHARSET)
+
+
+def test_binary_word_list(tmp_path):
+    with pytest.raises(HwocrError, match=r"w\.txt looks binary \(NUL byte at offset 2\)"):
+        read_words(write(tmp_path, b"ab\x00\x01\x02"), CHARSET)
+
+
+def test_other_encoding_names_line_and_encoding(tmp_path):
+    data = "abc\n한글\n".encode("cp949")
+    with pytest.raises(HwocrError, match=r"w\.txt line 2 is not UTF-8 .*decodes as cp949"):
+        read_words(write(tmp_path, data), CHARSET)
+
+
+def test_all_words_outside_charset(tmp_path):
+    with pytest.raises(HwocrError, match=r"none of its 2 words is usable.*'뷁'"):
+        read_words(write(tmp_path, "뷁\n똠방\n".encode()), CHARSET)
+
+
+def test_bundled_list_fits_the_charset():
+    words, report = read_words(BUNDLED_WORDS, CHARSET)
+    assert report["dropped"] == {} and len(words) > 8000
+    assert any(w.isdigit() for w in words) and any(w.isascii() and w.isalpha() for w in words)
+    # Every Hangul syllable of the set appears in some word.
+    assert set(CHARSET[95:]) <= set("".join(words))

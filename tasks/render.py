@@ -74,7 +74,9 @@ class RenderSettings(BaseModel):
     grayscale: bool = Field(True, description="Save single-channel images (the model reads grayscale).")
     image_format: Literal["png", "jpg"] = Field("png", description="Image encoding (trdg -e).")
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality when image_format is jpg.")
-    png_compress_level: int = Field(6, ge=0, le=9, description="PNG zlib level (speed vs size).")
+    png_compress_level: int = Field(
+        1, ge=0, le=9, description="PNG zlib level: 1 encodes fastest (files ~10% larger than Pillow's default 6)."
+    )
     font_missing: Literal["error", "skip_font", "skip_words"] = Field(
         "skip_words",
         description="A font that cannot draw some characters of the word list: stop with an error, "

@@ -1,0 +1,96 @@
+"""Crash safety: a killed run or a killed render worker never leaves a shard or LMDB taken for complete."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import FONTS, read_lmdb
+
+
+def _args(words_file, out, count=1500):
+    return [sys.executable, "-m", "hwocr.cli", "data", "--out", str(out), "--json",
+            "--set", f"render.words={words_file}", "--set", f"render.count={count}", "--set", "render.val_count=30",
+            "--set", "render.shards=3", "--set", "render.workers=2",
+            "--set", f"render.fonts=[{FONTS['pen']}, {FONTS['pilgi']}]"]
+
+
+def _partial_shard(out) -> bool:
+    root = os.path.join(out, "shards", "train")
+    if not os.path.isdir(root):
+        return False
+    for name in os.listdir(root):
+        images = os.path.join(root, name, "images")
+        if name.startswith(".") and os.path.isdir(images) and os.listdir(images):
+            return True
+    return False
+
+
+def _wait_for(predicate, proc=None, limit=180.0) -> None:
+    deadline = time.monotonic() + limit
+    while not predicate():
+        if proc is not None and proc.poll() is not None:
+            pytest.fail(f"run ended (rc={proc.returncode}) before the condition held")
+        if time.monotonic() > deadline:
+            pytest.fail("condition never held")
+        time.sleep(0.002)
+
+
+def _run_json(args, env) -> dict:
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_killed_run_resumes_to_the_same_dataset(tmp_path, words_file):
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    out = tmp_path / "crash"
+    proc = subprocess.Popen(_args(words_file, out), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: _partial_shard(out), proc)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert not (out / "lmdb").exists() and not (out / "train" / "gt.txt").exists()
+
+    resumed = _run_json(_args(words_file, out), env)
+    clean = _run_json(_args(words_file, tmp_path / "clean"), env)
+    assert resumed["shards"]["rendered"] >= 1
+    assert resumed["shards"]["rendered"] + resumed["shards"]["cached"] == resumed["shards"]["total"]
+    for split in ("train", "val"):
+        assert read_lmdb(resumed["splits"][split]["lmdb"]) == read_lmdb(clean["splits"][split]["lmdb"])
+    # The --json contract.
+    train = resumed["splits"]["train"]
+    assert set(train) >= {"lmdb", "gt", "samples", "dropped"} and train["samples"] == 1500
+    assert set(resumed["shards"]) == {"total", "rendered", "cached"}
+    assert not [n for n in os.listdir(out / "shards" / "train") if n.startswith(".")]
+
+
+@pytest.mark.usefixtures("prefect")
+def test_killed_render_worker_is_retried(tmp_path, make_config):
+    from flows.dataset import dataset_flow
+    from tasks.render import POOL
+
+    out = tmp_path / "out"
+    killed = []
+
+    def killer():
+        _wait_for(lambda: _partial_shard(out))
+        pid = next(iter(POOL.executor._processes))
+        os.kill(pid, signal.SIGKILL)
+        killed.append(pid)
+
+    t = threading.Thread(target=killer, daemon=True)
+    t.start()
+    result = dataset_flow(make_config(out, "render.count=1200"))
+    t.join(timeout=10)
+    assert killed, "no worker was killed"
+    clean = dataset_flow(make_config(tmp_path / "clean", "render.count=1200"))
+    assert result["splits"]["train"]["samples"] == 1200
+    assert read_lmdb(out / "lmdb" / "train") == read_lmdb(tmp_path / "clean" / "lmdb" / "train")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import functools
 import io
 import multiprocessing
 import os
@@ -53,8 +52,8 @@ def trdg_cli(words: str, count: int, workers: int, tmp: str) -> float:
     return elapsed
 
 
-def hwocr_stage(words: list[str], count: int, workers: int, tmp: str, png_level: int = 1) -> float:
-    settings = RenderSettings(workers=workers, png_compress_level=png_level).pixel_settings()
+def hwocr_stage(words: list[str], count: int, workers: int, tmp: str) -> float:
+    settings = RenderSettings(workers=workers).pixel_settings()
     per_font = count // len(FONTS)
     chunk = max(1, per_font // 4)
     jobs = [{"settings": settings, "words": words, "covered": "".join(set("".join(words))), "split": "train",
@@ -102,8 +101,8 @@ def pil_loop(words: list[str], count: int, workers: int, tmp: str) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--count", type=int, default=8000)
-    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--count", type=int, default=20000)
+    p.add_argument("--repeat", type=int, default=2)
     p.add_argument("--workers", type=int, default=os.cpu_count())
     p.add_argument("--tmp", default=os.path.join(ROOT, ".bench-tmp"),
                    help="scratch folder (file creation in /tmp is 20x slower than elsewhere on some machines)")
@@ -115,7 +114,6 @@ def main() -> None:
     contenders = {
         "trdg CLI (anchor)": trdg_cli,
         "hwocr render stage": hwocr_stage,
-        "hwocr, PNG level 6": functools.partial(hwocr_stage, png_level=6),
         "PIL-only loop (limit)": pil_loop,
     }
     times: dict[str, list[float]] = {name: [] for name in contenders}

@@ -65,6 +65,20 @@ def read_bytes(url: str) -> bytes:
     return fs.cat_file(path)
 
 
+def reader(root: str):
+    """A fast read(relative_path) -> bytes under root: plain open() for local folders, one fs for remote."""
+    if is_local(root):
+        base = local_path(root)
+
+        def read_local(rel: str) -> bytes:
+            with open(os.path.join(base, rel), "rb") as f:
+                return f.read()
+
+        return read_local
+    fs, base = url_to_fs(root)
+    return lambda rel: fs.cat_file(base.rstrip("/") + "/" + rel)
+
+
 def read_text(url: str) -> str:
     return read_bytes(url).decode("utf-8")
 

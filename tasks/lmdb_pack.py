@@ -6,6 +6,9 @@ from the data and grown on MapFullError; the database is built under a temp name
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
+import functools
 import io
 import os
 from typing import Literal
@@ -75,20 +78,37 @@ def _check_image(data: bytes) -> str | None:
     return None
 
 
-def _load_sample(image_root: str, gt_url: str, n: int, path: str, on_bad: str) -> bytes | None:
-    url = storage.join(image_root, path)
-    try:
-        data = storage.read_bytes(url)
-    except FileNotFoundError:
-        problem = f"image {url} does not exist"
-    else:
-        problem = _check_image(data)
-        if problem is None:
-            return data
-        problem = f"image {url} cannot be decoded ({problem})"
-    if on_bad == "skip":
-        return None
-    raise HwocrError(f"{gt_url} line {n}: {problem}")
+def _load_block(read, image_root: str, gt_url: str, on_bad: str, block: list[tuple[int, str, str]]) -> list:
+    """(bytes, label) per row, or None for a skipped row; raises naming gt file and line otherwise."""
+    out = []
+    for n, path, label in block:
+        try:
+            data = read(path)
+        except FileNotFoundError:
+            problem = f"image {storage.join(image_root, path)} does not exist"
+        else:
+            problem = _check_image(data)
+            if problem is None:
+                out.append((data, label))
+                continue
+            problem = f"image {storage.join(image_root, path)} cannot be decoded ({problem})"
+        if on_bad != "skip":
+            raise HwocrError(f"{gt_url} line {n}: {problem}")
+        out.append(None)
+    return out
+
+
+def _samples(image_root: str, gt_url: str, rows, on_bad: str, stats: dict):
+    """Read and decode-check images on threads (decoding releases the GIL), yielding them in gt order."""
+    read = storage.reader(image_root)
+    blocks = [rows[i:i + 256] for i in range(0, len(rows), 256)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as ex:
+        for result in ex.map(functools.partial(_load_block, read, image_root, gt_url, on_bad), blocks):
+            for item in result:
+                if item is None:
+                    stats["skipped"] += 1
+                else:
+                    yield item
 
 
 def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
@@ -127,26 +147,18 @@ def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSett
     if existing and existing.get("key") == key:
         return {"url": lmdb_url, **existing, "reused": True}
     rows = read_gt(gt_url)
-    skipped = 0
-    first = None
-
-    def samples():
-        nonlocal skipped, first
-        for n, path, label in rows:
-            data = _load_sample(image_root, gt_url, n, path, settings.bad_samples)
-            if data is None:
-                skipped += 1
-                continue
-            first = first or len(data)
-            yield data, label
+    stats = {"skipped": 0}
 
     # Size the map from a sample of the images: about 1.5x the data, grown on demand.
-    probe = [len(storage.read_bytes(storage.join(image_root, p))) for _, p, _ in rows[:50]
-             if storage.exists(storage.join(image_root, p))]
+    read = storage.reader(image_root)
+    probe = []
+    for _, path, _ in rows[:50]:
+        with contextlib.suppress(OSError):
+            probe.append(len(read(path)))
     estimate = int((sum(probe) / max(len(probe), 1) + 256) * len(rows) * 1.5) + (8 << 20)
     try:
         with storage.staged_dir(lmdb_url, last=MARKER) as tmp:
-            count = _write(tmp, samples(), settings, estimate)
+            count = _write(tmp, _samples(image_root, gt_url, rows, settings.bad_samples, stats), settings, estimate)
             if count == 0:
                 raise HwocrError(f"{gt_url}: no usable sample (all {len(rows)} skipped)")
             env = lmdb.open(tmp, **READER_OPTIONS)
@@ -156,7 +168,7 @@ def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSett
             if stored != count:
                 raise HwocrError(f"{lmdb_url}: wrote {count} samples but num-samples reads {stored}")
             size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
-            marker = {"key": key, "samples": count, "skipped": skipped, "gt": gt_url, "bytes": size}
+            marker = {"key": key, "samples": count, "skipped": stats["skipped"], "gt": gt_url, "bytes": size}
             storage.write_json(os.path.join(tmp, MARKER), marker)
     except lmdb.Error as e:
         raise HwocrError(f"packing {lmdb_url} failed: {type(e).__name__}: {e} (nothing was written)") from None

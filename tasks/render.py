@@ -44,7 +44,10 @@ class RenderSettings(BaseModel):
     count: PositiveInt = Field(100_000, description="Training images to render (trdg -c).")
     val_count: PositiveInt = Field(1_000, description="Validation images to render.")
     seed: int = Field(1111, description="Every image is seeded from (seed, split, font, index).")
-    shards: PositiveInt = Field(32, description="Shards per split (images per shard = count / shards).")
+    shards: PositiveInt = Field(
+        32, description="Shards per split: images per shard = count / shards, at least min_shard_images."
+    )
+    min_shard_images: PositiveInt = Field(256, description="Smallest shard, so that small splits are not over-split.")
     workers: NonNegativeInt = Field(0, description="Render processes (trdg -t); 0 = all cores.")
     language: Literal["ko"] = Field("ko", description="Language (trdg -l).")
     charset: str = Field("korean_g2", description="Character set: a built-in name or a file.")
@@ -74,9 +77,7 @@ class RenderSettings(BaseModel):
     grayscale: bool = Field(True, description="Save single-channel images (the model reads grayscale).")
     image_format: Literal["png", "jpg"] = Field("png", description="Image encoding (trdg -e).")
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality when image_format is jpg.")
-    png_compress_level: int = Field(
-        1, ge=0, le=9, description="PNG zlib level: 1 encodes fastest (files ~10% larger than Pillow's default 6)."
-    )
+    png_compress_level: int = Field(6, ge=0, le=9, description="PNG zlib level: 1 is faster, 9 is smaller.")
     font_missing: Literal["error", "skip_font", "skip_words"] = Field(
         "skip_words",
         description="A font that cannot draw some characters of the word list: stop with an error, "
@@ -93,7 +94,7 @@ class RenderSettings(BaseModel):
 
     def pixel_settings(self) -> dict:
         """The settings that change image bytes (fonts and words enter keys by content hash)."""
-        skip = {"fonts", "words", "count", "val_count", "shards", "workers", "font_missing",
+        skip = {"fonts", "words", "count", "val_count", "shards", "min_shard_images", "workers", "font_missing",
                 "charset", "batch_max_length", "language"}
         return self.model_dump(mode="json", exclude=skip)
 
@@ -121,7 +122,7 @@ def plan_shards(settings: RenderSettings, fonts: list[dict], words: dict, out: s
     pixels = settings.pixel_settings()
     specs = []
     for split, n in settings.splits().items():
-        chunk = math.ceil(n / settings.shards)
+        chunk = max(math.ceil(n / settings.shards), settings.min_shard_images)
         base, extra = divmod(n, len(fonts))
         for i, font in enumerate(fonts):
             n_font = base + (i < extra)

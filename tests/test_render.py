@@ -88,3 +88,44 @@ def test_jpeg_option(tmp_path):
 def test_settings_are_validated(bad):
     with pytest.raises(ValueError):
         RenderSettings(**bad)
+
+
+_PLAIN_TRDG = r"""
+import contextlib, hashlib, io, json, random, sys
+import cv2, numpy as np
+from PIL import ImageFont
+ImageFont.FreeTypeFont.getsize = lambda self, t, *a, **k: self.getbbox(t, *a, **k)[2:]
+with contextlib.redirect_stdout(io.StringIO()):
+    from trdg.data_generator import FakeTextDataGenerator
+cases = json.loads(sys.argv[1])
+out = []
+for word, font, background, seed in cases:
+    random.seed(seed); np.random.seed(seed % (1 << 32)); cv2.setRNGSeed(seed % (1 << 31))
+    with contextlib.redirect_stdout(io.StringIO()):
+        img = FakeTextDataGenerator.generate(0, word, font, None, 80, "png", 15, True, 0, False, background, 0, 0,
+                                             False, 2, -1, 1, "#282828", 0, 1.0, 0, (0, 0, 0, 0), False, 0, False,
+                                             None, image_mode="L")
+    buf = io.BytesIO(); img.save(buf, "PNG"); out.append(hashlib.sha256(buf.getvalue()).hexdigest())
+print(json.dumps(out))
+"""
+
+
+def test_same_bytes_as_unpatched_trdg():
+    """The speed-ups (font cache, numpy ImageStat, skipped mask drawing) leave every image byte unchanged."""
+    import hashlib
+    import json
+    import subprocess
+    import sys
+
+    render_worker.init_worker()
+    cases = [[w, FONTS[f], bg, 1000 * i + bg] for i, (w, f) in enumerate(
+        [("한글", "pen"), ("안녕하세요", "pilgi"), ("Hello", "brush"), ("2024", "pen"), ("손글씨", "brush")])
+        for bg in (0, 1)]
+    proc = subprocess.run([sys.executable, "-c", _PLAIN_TRDG, json.dumps(cases)], capture_output=True, text=True,
+                          check=True, timeout=120)
+    expected = json.loads(proc.stdout)
+    ours = []
+    for word, font, bg, seed in cases:
+        s = RenderSettings(background=bg).pixel_settings()
+        ours.append(hashlib.sha256(render_worker.encode(render_worker.render_one(word, font, s, seed), s)).hexdigest())
+    assert ours == expected

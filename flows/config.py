@@ -59,19 +59,23 @@ def parse_override(text: str) -> tuple[str, object]:
     return key.strip(), value
 
 
+def _config_dirs() -> list[str]:
+    # The repository's configs/, or ./configs beside an installed package (as in the Docker image).
+    return [CONFIG_DIR, os.path.join(os.getcwd(), "configs")]
+
+
 def resolve_preset(path: str) -> str:
     if os.path.exists(path):
         return path
-    named = os.path.join(CONFIG_DIR, path if path.endswith(".yaml") else path + ".yaml")
-    if os.path.exists(named):
-        return named
+    for folder in _config_dirs():
+        named = os.path.join(folder, path if path.endswith(".yaml") else path + ".yaml")
+        if os.path.exists(named):
+            return named
     raise HwocrError(f"config file {path!r} does not exist (presets: {', '.join(sorted(list_presets()))})")
 
 
 def list_presets() -> list[str]:
-    if not os.path.isdir(CONFIG_DIR):
-        return []
-    return [f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml")]
+    return sorted({f[:-5] for d in _config_dirs() if os.path.isdir(d) for f in os.listdir(d) if f.endswith(".yaml")})
 
 
 def load_config(path: str | None = None, overrides: list[str] = (), out: str | None = None) -> PipelineConfig:

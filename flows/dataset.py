@@ -98,12 +98,13 @@ def dataset_flow(config: PipelineConfig) -> dict:
     out = storage.normalize(config.out)
     storage.ensure_writable(out)
     r = config.render
-    words = prepare_words(r, out)
-    fonts = survey_fonts(r, words)
-    specs = plan_shards(r, fonts["fonts"], words, out)
     workers = resolve_workers(r)
-    log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
+    POOL.warm(workers)
     try:
+        words = prepare_words(r, out)
+        fonts = survey_fonts(r, words)
+        specs = plan_shards(r, fonts["fonts"], words, out)
+        log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
         futures = [render_shard.submit(s, workers) for s in specs]
         splits, packs = {}, {}
         for split in r.splits():

@@ -41,18 +41,21 @@ def _print_summary(summary: dict) -> None:
     from rich.table import Table
 
     table = Table(title=f"hwocr dataset in {summary['out']}")
-    for col in ("split", "samples", "dropped", "lmdb", "gt.txt"):
+    for col in ("split", "samples", "dropped", "per font"):
         table.add_column(col)
     for split, s in summary["splits"].items():
-        table.add_row(split, str(s["samples"]), json.dumps(s["dropped"]) if s["dropped"] else "-", s["lmdb"], s["gt"])
+        per_font = ", ".join(f"{k}: {v}" for k, v in s["per_font"].items())
+        table.add_row(split, str(s["samples"]), json.dumps(s["dropped"]) if s["dropped"] else "-", per_font)
     con = Console()
     con.print(table)
+    for split, s in summary["splits"].items():
+        con.print(f"{split}: LMDB {s['lmdb']}  gt {s['gt']}", soft_wrap=True)
     sh = summary["shards"]
     con.print(f"shards: {sh['total']} ({sh['rendered']} rendered, {sh['cached']} cached)  "
               f"fonts: {', '.join(f['name'] for f in summary['fonts'])}")
     for s in summary.get("fonts_skipped", []):
         con.print(f"[yellow]font skipped:[/] {s['reason']}")
-    con.print(f"contact sheet: {summary['contact_sheet']}")
+    con.print(f"contact sheet: {summary['contact_sheet']}", soft_wrap=True)
 
 
 def cmd_data(args) -> dict:

@@ -179,6 +179,12 @@ class _Pool:
                 self.listener.start()
             return self.executor
 
+    def warm(self, workers: int) -> None:
+        """Start the worker processes now, so their imports overlap with planning."""
+        ex = self.get(workers)
+        for _ in range(workers):
+            ex.submit(os.getpid)
+
     def _listen(self, queue) -> None:
         while True:
             n = queue.get()

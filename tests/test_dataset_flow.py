@@ -94,3 +94,23 @@ def test_unwritable_output_url(tmp_path, make_config):
     (tmp_path / "file").write_text("x")
     with pytest.raises(HwocrError, match=r"output location '.*file/out' is not writable"):
         dataset_flow(make_config(tmp_path / "file" / "out"))
+
+
+def test_remote_output_url_gives_the_same_dataset(tmp_path, make_config):
+    """Every stage goes through fsspec: an in-memory filesystem stands in for a bucket."""
+    import fsspec
+
+    local = dataset_flow(make_config(tmp_path / "local"))
+    remote = dataset_flow(make_config("memory://hwocr-test/out"))
+    assert remote["splits"]["train"]["lmdb"] == "memory://hwocr-test/out/lmdb/train"
+    fs = fsspec.filesystem("memory")
+    for split in ("train", "val"):
+        dest = tmp_path / "fetched" / split
+        dest.mkdir(parents=True)
+        for name in ("data.mdb", "hwocr.json"):
+            (dest / name).write_bytes(fs.cat_file(f"/hwocr-test/out/lmdb/{split}/{name}"))
+        assert read_lmdb(dest) == read_lmdb(local["splits"][split]["lmdb"])
+        assert fs.cat_file(f"/hwocr-test/out/{split}/gt.txt") == (tmp_path / "local" / split / "gt.txt").read_bytes()
+    assert not [p for p in fs.find("/hwocr-test/out") if ".tmp-" in p]
+    again = dataset_flow(make_config("memory://hwocr-test/out"))
+    assert again["shards"]["rendered"] == 0

@@ -1,0 +1,25 @@
+import os
+
+import yaml
+
+from flows.config import PipelineConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_deployment_entrypoints_load_and_parameters_validate():
+    from prefect.flows import load_flow_from_entrypoint
+
+    with open(os.path.join(ROOT, "deployments", "prefect.yaml"), encoding="utf-8") as f:
+        spec = yaml.safe_load(f)
+    assert spec["deployments"]
+    cwd = os.getcwd()
+    os.chdir(ROOT)
+    try:
+        for d in spec["deployments"]:
+            flow = load_flow_from_entrypoint(d["entrypoint"])
+            params = flow.parameters.model_dump()
+            assert "config" in params["properties"]
+            PipelineConfig.model_validate(d["parameters"]["config"])
+    finally:
+        os.chdir(cwd)

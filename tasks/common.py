@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from prefect.cache_policies import CacheKeyFnPolicy
 
-from hwocr import storage
+from hwocr import hashing, storage
 from hwocr.errors import HwocrError, TransientError
 
 log = logging.getLogger("hwocr")
@@ -56,6 +56,8 @@ def output_cache(
         marker = storage.read_json(marker_url)
         if not marker or marker.get("key") != key:
             return None
-        return refine(parameters, marker) if refine else key
+        final = refine(parameters, marker) if refine else key
+        # Results hold URLs: the same content elsewhere is another record.
+        return None if final is None else hashing.digest([final, marker_url])
 
     return CacheKeyFnPolicy(cache_key_fn=key_fn)

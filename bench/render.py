@@ -63,7 +63,7 @@ def hwocr_stage(words: list[str], count: int, workers: int, tmp: str) -> float:
     t = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=render_worker.init_worker) as ex:
-        done = sum(m["counts"]["images"] for m in ex.map(render_worker.render_range, jobs))
+        done = sum(len(part["labels"]) for part in ex.map(render_worker.render_range, jobs))
     elapsed = time.perf_counter() - t
     assert done == per_font * len(FONTS)
     return elapsed

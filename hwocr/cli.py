@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+import uuid
 
 # Offline and quiet unless the user says otherwise; set before Prefect is imported.
 for _k, _v in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
@@ -63,6 +64,9 @@ def cmd_data(args) -> dict:
     from flows.dataset import dataset_flow
 
     config = load_config(args.config, args.overrides, args.out)
+    from tasks.render import POOL, resolve_workers
+
+    POOL.warm(resolve_workers(config.render))  # worker start-up overlaps Prefect's
     if args.json:
         return dataset_flow(config)
     with _progress_bar():
@@ -74,13 +78,14 @@ def cmd_data(args) -> dict:
 def cmd_pack(args) -> dict:
     from flows.config import load_config
     from hwocr import storage
-    from tasks.lmdb_pack import pack_key, pack_lmdb_fn
+    from tasks.lmdb_pack import pack_lmdb_fn
 
     config = load_config(args.config, args.overrides)
     images = storage.normalize(args.images)
     out = storage.normalize(args.out)
     gt = storage.normalize(args.gt)
-    result = pack_lmdb_fn(gt, images, out, config.pack, pack_key(gt, config.pack))
+    # Your own files may have changed behind the same names: an explicit pack always packs.
+    result = pack_lmdb_fn(gt, images, out, config.pack, key=uuid.uuid4().hex)
     if not args.json:
         print(f"packed {result['samples']} samples into {out}" + (f" ({result['skipped']} skipped)" if result["skipped"] else ""))
     return result

@@ -21,6 +21,8 @@ stamp=.venv/.hwocr-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing hwocr into .venv"
+  # An unpinned torch resolves to a multi-GB CUDA build; keep whatever torch is there, else the CPU build.
+  .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "${HWOCR_TORCH:-torch==2.13.0}"
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi

@@ -27,6 +27,7 @@ from tasks.common import output_cache, retry_transient
 from tasks.fonts import DEFAULT_FONTS
 
 CODE_VERSION = hashing.source_digest(render_worker)[:16] + f"-pil{PIL.__version__}"
+PIECE_IMAGES = 256
 
 
 class RenderSettings(BaseModel):
@@ -247,9 +248,15 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> dict:
         "start": spec.start, "stop": spec.stop, "key": spec.key,
     }
     with storage.staged_dir(spec.url) as tmp:
+        job["dir"] = tmp
         POOL.on_total(spec.stop - spec.start)
+        # Pieces of a few hundred images keep every core busy to the end, whatever each font costs.
+        step = max(PIECE_IMAGES, math.ceil((spec.stop - spec.start) / 4))
         try:
-            manifest = POOL.get(workers).submit(render_worker.render_range, {**job, "dir": tmp}).result()
+            pool = POOL.get(workers)
+            parts = [pool.submit(render_worker.render_range, {**job, "start": a, "stop": min(a + step, spec.stop)})
+                     for a in range(spec.start, spec.stop, step)]
+            manifest = render_worker.write_manifest(job, [p.result() for p in parts])
         except concurrent.futures.process.BrokenProcessPool as e:
             raise TransientError(f"render worker died while rendering {spec.url}: {e}") from e
     return _summary(manifest, spec.url, reused=False)

@@ -145,7 +145,7 @@ def encode(img: Image.Image, s: dict) -> bytes:
 
 
 def render_range(job: dict) -> dict:
-    """Render indices [start, stop) of one font into job['dir']; write labels.tsv and manifest.json."""
+    """Render indices [start, stop) of one font into job['dir']/images; return labels, hashes and counts."""
     s = job["settings"]
     words = job["words"]
     covered = set(job["covered"])
@@ -186,6 +186,21 @@ def render_range(job: dict) -> dict:
             pending = 0
     if _progress is not None and pending:
         _progress.put(pending)
+    return {"labels": labels, "files": files, "rejected": rejected, "dropped": dropped}
+
+
+def write_manifest(job: dict, parts: list[dict]) -> dict:
+    """Join the parts of a shard (in index order) into labels.tsv and manifest.json."""
+    out = job["dir"]
+    rejected: Counter = Counter()
+    dropped: Counter = Counter()
+    files: dict[str, str] = {}
+    labels: list[str] = []
+    for part in parts:
+        labels += part["labels"]
+        files.update(part["files"])
+        rejected.update(part["rejected"])
+        dropped.update(part["dropped"])
     label_bytes = "".join(labels).encode("utf-8")
     with open(os.path.join(out, "labels.tsv"), "wb") as f:
         f.write(label_bytes)
@@ -202,3 +217,8 @@ def render_range(job: dict) -> dict:
     with open(os.path.join(out, "manifest.json"), "w", encoding="utf-8") as f:
         json.dump(manifest, f, ensure_ascii=False, indent=1, sort_keys=True)
     return manifest
+
+
+def render_shard_here(job: dict) -> dict:
+    """A whole shard in this process: images, labels.tsv and manifest.json."""
+    return write_manifest(job, [render_range(job)])

@@ -24,9 +24,9 @@ def files(path):
 
 def test_bytes_depend_only_on_index_not_on_range(tmp_path):
     render_worker.init_worker()
-    whole = render_worker.render_range(job(tmp_path, "whole", 0, 12))
-    render_worker.render_range(job(tmp_path, "a", 0, 5))
-    render_worker.render_range(job(tmp_path, "b", 5, 12))
+    whole = render_worker.render_shard_here(job(tmp_path, "whole", 0, 12))
+    render_worker.render_shard_here(job(tmp_path, "a", 0, 5))
+    render_worker.render_shard_here(job(tmp_path, "b", 5, 12))
     merged = {**files(tmp_path / "a"), **files(tmp_path / "b")}
     assert merged == files(tmp_path / "whole") and len(merged) == 12
     assert whole["counts"]["images"] == 12
@@ -39,7 +39,7 @@ def test_bytes_depend_only_on_index_not_on_range(tmp_path):
 
 def test_seed_settings_give_80px_grayscale_pngs(tmp_path):
     render_worker.init_worker()
-    render_worker.render_range(job(tmp_path, "s", 0, 6))
+    render_worker.render_shard_here(job(tmp_path, "s", 0, 6))
     for data in files(tmp_path / "s").values():
         im = Image.open(__import__("io").BytesIO(data))
         assert im.format == "PNG" and im.mode == "L" and im.height == 80
@@ -48,15 +48,15 @@ def test_seed_settings_give_80px_grayscale_pngs(tmp_path):
 
 def test_different_seed_changes_images(tmp_path):
     render_worker.init_worker()
-    render_worker.render_range(job(tmp_path, "a", 0, 4, seed=1))
-    render_worker.render_range(job(tmp_path, "b", 0, 4, seed=2))
+    render_worker.render_shard_here(job(tmp_path, "a", 0, 4, seed=1))
+    render_worker.render_shard_here(job(tmp_path, "b", 0, 4, seed=2))
     assert files(tmp_path / "a") != files(tmp_path / "b")
 
 
 def test_words_a_font_cannot_draw_are_redrawn(tmp_path):
     render_worker.init_worker()
     # Guseul draws Hangul but no Latin letters or digits: those words must never be drawn with it.
-    m = render_worker.render_range(job(tmp_path, "g", 0, 20, font="guseul", covered="한글사랑"))
+    m = render_worker.render_shard_here(job(tmp_path, "g", 0, 20, font="guseul", covered="한글사랑"))
     labels = open(tmp_path / "g" / "labels.tsv", encoding="utf-8").read().split("\n")[:-1]
     assert len(labels) == 20 and {line.split("\t")[1] for line in labels} <= {"한글", "사랑"}
     assert m["counts"]["rejected"]["missing_glyph"] > 0
@@ -65,7 +65,7 @@ def test_words_a_font_cannot_draw_are_redrawn(tmp_path):
 def test_blank_images_are_rejected_and_counted(tmp_path):
     render_worker.init_worker()
     # A text colour equal to the background draws nothing visible.
-    m = render_worker.render_range(job(tmp_path, "w", 0, 3, text_color="#FFFFFF", stroke_fill="#FFFFFF"))
+    m = render_worker.render_shard_here(job(tmp_path, "w", 0, 3, text_color="#FFFFFF", stroke_fill="#FFFFFF"))
     assert m["counts"]["images"] == 0
     assert sum(m["counts"]["rejected"].values()) == 3 * render_worker.MAX_ATTEMPTS
     assert m["counts"]["dropped"] == {"render_failed": 3}
@@ -80,7 +80,7 @@ def test_blank_detector():
 
 def test_jpeg_option(tmp_path):
     render_worker.init_worker()
-    render_worker.render_range(job(tmp_path, "j", 0, 2, image_format="jpg"))
+    render_worker.render_shard_here(job(tmp_path, "j", 0, 2, image_format="jpg"))
     assert sorted(files(tmp_path / "j")) == ["000000000.jpg", "000000001.jpg"]
 
 

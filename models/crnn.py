@@ -1,0 +1,124 @@
+"""None-VGG-BiLSTM-CTC, the recognizer behind EasyOCR's `korean_g2`.
+
+Module names, order and sizes reproduce EasyOCR's `easyocr/model/vgg_model.py` and `modules.py` (itself
+clovaai/deep-text-recognition-benchmark), so its checkpoints load key for key.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class VGG_FeatureExtractor(nn.Module):  # noqa: N801 - the name is part of the checkpoint's lineage
+    def __init__(self, input_channel: int, output_channel: int = 256) -> None:
+        super().__init__()
+        c = [output_channel // 8, output_channel // 4, output_channel // 2, output_channel]
+        self.output_channel = c
+        self.ConvNet = nn.Sequential(
+            nn.Conv2d(input_channel, c[0], 3, 1, 1), nn.ReLU(True),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(c[0], c[1], 3, 1, 1), nn.ReLU(True),
+            nn.MaxPool2d(2, 2),
+            nn.Conv2d(c[1], c[2], 3, 1, 1), nn.ReLU(True),
+            nn.Conv2d(c[2], c[2], 3, 1, 1), nn.ReLU(True),
+            nn.MaxPool2d((2, 1), (2, 1)),
+            nn.Conv2d(c[2], c[3], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c[3]), nn.ReLU(True),
+            nn.Conv2d(c[3], c[3], 3, 1, 1, bias=False),
+            nn.BatchNorm2d(c[3]), nn.ReLU(True),
+            nn.MaxPool2d((2, 1), (2, 1)),
+            nn.Conv2d(c[3], c[3], 2, 1, 0), nn.ReLU(True),
+        )
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        return self.ConvNet(input)
+
+
+class BidirectionalLSTM(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, output_size: int) -> None:
+        super().__init__()
+        self.rnn = nn.LSTM(input_size, hidden_size, bidirectional=True, batch_first=True)
+        self.linear = nn.Linear(hidden_size * 2, output_size)
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """[B, T, input_size] -> [B, T, output_size]"""
+        if input.is_cuda:
+            # Weights may be non-contiguous after DataParallel replication; cuDNN warns and copies otherwise.
+            self.rnn.flatten_parameters()
+        recurrent, _ = self.rnn(input)
+        return self.linear(recurrent)
+
+
+class Model(nn.Module):
+    def __init__(self, input_channel: int = 1, output_channel: int = 256, hidden_size: int = 256,
+                 num_class: int = 1009) -> None:
+        super().__init__()
+        self.FeatureExtraction = VGG_FeatureExtractor(input_channel, output_channel)
+        self.FeatureExtraction_output = output_channel
+        self.AdaptiveAvgPool = nn.AdaptiveAvgPool2d((None, 1))
+        self.SequenceModeling = nn.Sequential(
+            BidirectionalLSTM(output_channel, hidden_size, hidden_size),
+            BidirectionalLSTM(hidden_size, hidden_size, hidden_size),
+        )
+        self.SequenceModeling_output = hidden_size
+        self.Prediction = nn.Linear(hidden_size, num_class)
+
+    def forward(self, input: torch.Tensor, text: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, C, H, W] images -> [B, T, num_class] logits (T = W/4 - 1). `text` is unused (CTC)."""
+        visual = self.FeatureExtraction(input)
+        # [B, C, H', T] -> [B, T, C, H'] -> average over H' -> [B, T, C]
+        visual = self.AdaptiveAvgPool(visual.permute(0, 3, 1, 2)).squeeze(3)
+        contextual = self.SequenceModeling(visual)
+        return self.Prediction(contextual.contiguous())
+
+
+# The state_dict of EasyOCR's korean_g2 (None-VGG-BiLSTM-CTC, input_channel=1, output_channel=256,
+# hidden_size=256, num_class=1009), without the `module.` prefix of its DataParallel checkpoint.
+# Written out rather than derived from Model so that it can check Model.
+KEY_LAYOUT: list[tuple[str, tuple[int, ...]]] = [
+    ("FeatureExtraction.ConvNet.0.weight", (32, 1, 3, 3)),
+    ("FeatureExtraction.ConvNet.0.bias", (32,)),
+    ("FeatureExtraction.ConvNet.3.weight", (64, 32, 3, 3)),
+    ("FeatureExtraction.ConvNet.3.bias", (64,)),
+    ("FeatureExtraction.ConvNet.6.weight", (128, 64, 3, 3)),
+    ("FeatureExtraction.ConvNet.6.bias", (128,)),
+    ("FeatureExtraction.ConvNet.8.weight", (128, 128, 3, 3)),
+    ("FeatureExtraction.ConvNet.8.bias", (128,)),
+    ("FeatureExtraction.ConvNet.11.weight", (256, 128, 3, 3)),
+    ("FeatureExtraction.ConvNet.12.weight", (256,)),
+    ("FeatureExtraction.ConvNet.12.bias", (256,)),
+    ("FeatureExtraction.ConvNet.12.running_mean", (256,)),
+    ("FeatureExtraction.ConvNet.12.running_var", (256,)),
+    ("FeatureExtraction.ConvNet.12.num_batches_tracked", ()),
+    ("FeatureExtraction.ConvNet.14.weight", (256, 256, 3, 3)),
+    ("FeatureExtraction.ConvNet.15.weight", (256,)),
+    ("FeatureExtraction.ConvNet.15.bias", (256,)),
+    ("FeatureExtraction.ConvNet.15.running_mean", (256,)),
+    ("FeatureExtraction.ConvNet.15.running_var", (256,)),
+    ("FeatureExtraction.ConvNet.15.num_batches_tracked", ()),
+    ("FeatureExtraction.ConvNet.18.weight", (256, 256, 2, 2)),
+    ("FeatureExtraction.ConvNet.18.bias", (256,)),
+    ("SequenceModeling.0.rnn.weight_ih_l0", (1024, 256)),
+    ("SequenceModeling.0.rnn.weight_hh_l0", (1024, 256)),
+    ("SequenceModeling.0.rnn.bias_ih_l0", (1024,)),
+    ("SequenceModeling.0.rnn.bias_hh_l0", (1024,)),
+    ("SequenceModeling.0.rnn.weight_ih_l0_reverse", (1024, 256)),
+    ("SequenceModeling.0.rnn.weight_hh_l0_reverse", (1024, 256)),
+    ("SequenceModeling.0.rnn.bias_ih_l0_reverse", (1024,)),
+    ("SequenceModeling.0.rnn.bias_hh_l0_reverse", (1024,)),
+    ("SequenceModeling.0.linear.weight", (256, 512)),
+    ("SequenceModeling.0.linear.bias", (256,)),
+    ("SequenceModeling.1.rnn.weight_ih_l0", (1024, 256)),
+    ("SequenceModeling.1.rnn.weight_hh_l0", (1024, 256)),
+    ("SequenceModeling.1.rnn.bias_ih_l0", (1024,)),
+    ("SequenceModeling.1.rnn.bias_hh_l0", (1024,)),
+    ("SequenceModeling.1.rnn.weight_ih_l0_reverse", (1024, 256)),
+    ("SequenceModeling.1.rnn.weight_hh_l0_reverse", (1024, 256)),
+    ("SequenceModeling.1.rnn.bias_ih_l0_reverse", (1024,)),
+    ("SequenceModeling.1.rnn.bias_hh_l0_reverse", (1024,)),
+    ("SequenceModeling.1.linear.weight", (256, 512)),
+    ("SequenceModeling.1.linear.bias", (256,)),
+    ("Prediction.weight", (1009, 256)),
+    ("Prediction.bias", (1009,)),
+]

@@ -1,0 +1,185 @@
+"""Finding, loading and saving None-VGG-BiLSTM-CTC weights in EasyOCR's checkpoint format."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+import uuid
+import zipfile
+
+import torch
+from torch import nn
+
+from hwocr.errors import HwocrError
+
+KOREAN_G2 = {
+    "url": "https://github.com/JaidedAI/EasyOCR/releases/download/v1.3/korean_g2.zip",
+    "filename": "korean_g2.pth",
+    "md5": "befecf7b1ca2fffb5af814a51443682d",
+}
+EASYOCR_DIR = os.path.join(os.path.expanduser("~"), ".EasyOCR", "model")
+URL_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hwocr", "pretrained")
+HEAD = ("Prediction.weight", "Prediction.bias")
+PREFIX = "module."
+
+
+def md5_file(path: str, chunk: int = 1 << 20) -> str:
+    h = hashlib.md5()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _check_md5(path: str, expected: str) -> None:
+    actual = md5_file(path)
+    if actual != expected:
+        raise HwocrError(f"pretrained weights {path}: md5 {actual}, expected {expected} "
+                         f"(a partial or different file; delete it to download again)")
+
+
+def _korean_g2(cache_dir: str | None, download: bool) -> str:
+    folder = cache_dir or EASYOCR_DIR
+    dest = os.path.join(folder, KOREAN_G2["filename"])
+    if os.path.exists(dest):
+        _check_md5(dest, KOREAN_G2["md5"])
+        return dest
+    how = (f"put {KOREAN_G2['filename']} (md5 {KOREAN_G2['md5']}) into {folder}; "
+           f"it is inside {KOREAN_G2['url']}")
+    if not download:
+        raise HwocrError(f"pretrained korean_g2: {dest} does not exist and downloading is off; {how}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        # The temp folder sits next to dest so that the final rename stays on one filesystem (atomic).
+        with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
+            zpath = os.path.join(tmp, "korean_g2.zip")
+            with urllib.request.urlopen(KOREAN_G2["url"], timeout=60) as src, open(zpath, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            with zipfile.ZipFile(zpath) as z:
+                member = next((n for n in z.namelist() if os.path.basename(n) == KOREAN_G2["filename"]), None)
+                if member is None:
+                    raise zipfile.BadZipFile(f"no {KOREAN_G2['filename']} in the archive")
+                part = os.path.join(tmp, KOREAN_G2["filename"])
+                with z.open(member) as src, open(part, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+            _check_md5(part, KOREAN_G2["md5"])
+            os.replace(part, dest)
+    except (OSError, zipfile.BadZipFile) as e:  # urllib's URLError is an OSError
+        raise HwocrError(f"pretrained korean_g2: download of {KOREAN_G2['url']} failed ({e}); {how}") from None
+    return dest
+
+
+def _fetch_url(url: str, cache_dir: str | None, download: bool) -> str:
+    import fsspec
+
+    folder = cache_dir or URL_CACHE_DIR
+    dest = os.path.join(folder, hashlib.sha256(url.encode("utf-8")).hexdigest() + ".pth")
+    if os.path.exists(dest):
+        return dest
+    if not download:
+        raise HwocrError(f"pretrained weights {url}: not cached in {folder} and downloading is off")
+    os.makedirs(folder, exist_ok=True)
+    part = f"{dest}.tmp-{uuid.uuid4().hex}"
+    try:
+        with fsspec.open(url, "rb") as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        os.replace(part, dest)
+    except (OSError, ValueError, ImportError) as e:  # ValueError/ImportError: unknown or uninstalled protocol
+        raise HwocrError(f"pretrained weights {url}: cannot be fetched ({type(e).__name__}: {e})") from None
+    finally:
+        if os.path.exists(part):
+            os.remove(part)
+    return dest
+
+
+def resolve_pretrained(spec: str, cache_dir: str | None = None, download: bool = True) -> str | None:
+    """"none" -> None; "korean_g2" -> EasyOCR's file (downloaded once); a URL -> a cached local copy; a path."""
+    if spec == "none":
+        return None
+    if spec == "korean_g2":
+        return _korean_g2(cache_dir, download)
+    if "://" in spec:
+        return _fetch_url(spec, cache_dir, download)
+    path = os.path.expanduser(spec)
+    if not os.path.isfile(path):
+        raise HwocrError(f"pretrained weights {spec!r}: no such file (expected 'none', 'korean_g2', a path or a URL)")
+    return path
+
+
+def load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """Tensors by key, without DataParallel's `module.` prefix."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise HwocrError(f"checkpoint {path}: no such file") from None
+    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+        # The first sentence only: torch's weights_only message goes on to advise an unsafe load.
+        why = str(e).strip().split(". ")[0].splitlines()[0][:200] if str(e).strip() else ""
+        raise HwocrError(f"checkpoint {path}: not a PyTorch checkpoint of plain tensors "
+                         f"({type(e).__name__}{': ' + why if why else ''})") from None
+    if isinstance(obj, dict):
+        for k in ("model", "state_dict"):
+            if isinstance(obj.get(k), dict):
+                obj = obj[k]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+        raise HwocrError(f"checkpoint {path}: holds no state_dict of tensors")
+    return {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in obj.items()}
+
+
+def _same_shape(key: str, a: torch.Tensor, b: torch.Tensor) -> bool:
+    # The head's class count may differ (it is remapped); its input size may not.
+    return a.shape[1:] == b.shape[1:] and a.dim() == b.dim() if key in HEAD else a.shape == b.shape
+
+
+def load_pretrained(model: nn.Module, path: str, charset: str, source_charset: str | None = None) -> dict:
+    """Load a checkpoint into model; the CTC head's rows follow the characters from source_charset to charset.
+
+    Rows of characters in both sets (and the blank, row 0) are copied; the others keep the model's
+    initialization. Counts include the blank: kept + new = model classes, kept + dropped = checkpoint classes.
+    """
+    sd = load_state_dict(path)
+    own = model.state_dict()
+    bad = [f"{k} (missing in checkpoint)" for k in own if k not in sd]
+    bad += [f"{k} (not in model)" for k in sd if k not in own]
+    bad += [f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(own[k].shape)})" for k in own
+            if k in sd and not _same_shape(k, sd[k], own[k])]
+    if bad:
+        raise HwocrError(f"checkpoint {path}: not a None-VGG-BiLSTM-CTC checkpoint with this model's sizes; "
+                         f"{len(bad)} mismatching keys, first: {', '.join(bad[:5])}")
+
+    n_src, n_dst = sd["Prediction.weight"].shape[0], own["Prediction.weight"].shape[0]
+    if n_dst != len(charset) + 1:
+        raise HwocrError(f"model has {n_dst} classes but the character set has {len(charset)} characters (+1 blank)")
+    if source_charset is not None and n_src != len(source_charset) + 1:
+        raise HwocrError(f"checkpoint {path}: {n_src} classes, but the given character set of the checkpoint "
+                         f"has {len(source_charset)} characters (+1 blank)")
+    if n_src == n_dst and source_charset in (None, charset):
+        model.load_state_dict(sd)
+        return {"kept_classes": n_dst, "new_classes": 0, "dropped_classes": 0}
+    if source_charset is None:
+        raise HwocrError(f"checkpoint {path}: {n_src - 1} characters, the model {n_dst - 1}; "
+                         f"the character set of the checkpoint must be given to map its output rows")
+
+    src_row = {c: i + 1 for i, c in enumerate(source_charset)}
+    dst_rows, from_rows = [0], [0]
+    for j, c in enumerate(charset):
+        if c in src_row:
+            dst_rows.append(j + 1)
+            from_rows.append(src_row[c])
+    for k in HEAD:
+        head = own[k].clone()
+        head[dst_rows] = sd[k][from_rows].to(head.dtype)
+        sd[k] = head
+    model.load_state_dict(sd)
+    kept = len(dst_rows)
+    return {"kept_classes": kept, "new_classes": n_dst - kept, "dropped_classes": n_src - kept}
+
+
+def save_checkpoint_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state_dict as EasyOCR saves it: every key under `module.` (on CPU it cuts the first 7 characters)."""
+    model = getattr(model, "module", model)  # already wrapped in DataParallel
+    return {PREFIX + k: v for k, v in model.state_dict().items()}

@@ -1,0 +1,193 @@
+"""The recognizer, its checkpoints and the CTC codec: plain PyTorch, no network, no Prefect."""
+
+import math
+
+import pytest
+import torch
+
+from hwocr.errors import HwocrError
+from models.charset import load_charset
+from models.codec import CTCCodec
+from models.crnn import KEY_LAYOUT, Model
+from models.pretrained import (KOREAN_G2, load_pretrained, load_state_dict, md5_file, resolve_pretrained,
+                               save_checkpoint_state)
+
+
+@pytest.fixture(scope="module")
+def layout() -> dict:
+    return dict(KEY_LAYOUT)
+
+
+@pytest.fixture(scope="module")
+def charset() -> str:
+    return load_charset("korean_g2")
+
+
+def trained_like(seed: int = 0, **sizes) -> Model:
+    """A model whose every tensor (BatchNorm statistics included) differs from a fresh one's."""
+    torch.manual_seed(seed)
+    m = Model(**sizes)
+    with torch.no_grad():
+        for t in m.state_dict().values():
+            if t.is_floating_point():
+                t.copy_(torch.rand_like(t) * 0.2 + 0.05 if t.dim() == 1 else torch.randn_like(t) * 0.1)
+    return m.eval()
+
+
+def test_key_layout_matches_easyocr(layout):
+    sd = Model().state_dict()
+    assert len(KEY_LAYOUT) == len(layout) == 44
+    assert list(sd) == [k for k, _ in KEY_LAYOUT]
+    assert {k: tuple(v.shape) for k, v in sd.items()} == layout
+    assert sum(p.numel() for p in Model().parameters()) == 4_015_729
+
+
+def test_output_shape():
+    with torch.no_grad():
+        assert Model().eval()(torch.zeros(2, 1, 80, 100)).shape == (2, 24, 1009)
+
+
+@pytest.mark.parametrize("wrap", ["module", "plain", "state_dict", "model"])
+def test_checkpoint_round_trip(tmp_path, charset, wrap):
+    ref = trained_like()
+    state = save_checkpoint_state(ref) if wrap == "module" else ref.state_dict()
+    if wrap == "module":
+        assert all(k.startswith("module.") for k in state) and len(state) == 44
+    if wrap in ("state_dict", "model"):
+        state = {wrap: save_checkpoint_state(ref)}
+    path = tmp_path / "w.pth"
+    torch.save(state, path)
+
+    model = Model().eval()
+    report = load_pretrained(model, str(path), charset)
+    assert report == {"kept_classes": 1009, "new_classes": 0, "dropped_classes": 0}
+    x = torch.randn(2, 1, 64, 100, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(model(x), ref(x))
+
+
+def test_head_remap(tmp_path, charset):
+    foreign = "αβγδ"
+    assert not set(foreign) & set(charset)
+    removed = set(charset[100:110])
+    source = "".join(reversed([c for c in charset if c not in removed])) + foreign
+    src = trained_like(num_class=len(source) + 1)
+    with torch.no_grad():  # row r holds r everywhere: easy to trace
+        src.Prediction.weight.copy_(torch.arange(len(source) + 1, dtype=torch.float32)[:, None].expand(-1, 256))
+        src.Prediction.bias.copy_(torch.arange(len(source) + 1, dtype=torch.float32))
+    path = tmp_path / "other.pth"
+    torch.save(save_checkpoint_state(src), path)
+
+    torch.manual_seed(5)
+    model = Model()
+    init_w, init_b = model.Prediction.weight.detach().clone(), model.Prediction.bias.detach().clone()
+    report = load_pretrained(model, str(path), charset, source_charset=source)
+    assert report == {"kept_classes": 1009 - len(removed), "new_classes": len(removed),
+                      "dropped_classes": len(foreign)}
+
+    w, b = model.Prediction.weight.detach(), model.Prediction.bias.detach()
+    assert torch.equal(w[0], src.Prediction.weight[0]) and b[0] == 0
+    for j, c in enumerate(charset):
+        if c in removed:
+            assert torch.equal(w[j + 1], init_w[j + 1]) and b[j + 1] == init_b[j + 1]
+        else:
+            r = source.index(c) + 1
+            assert torch.all(w[j + 1] == r) and b[j + 1] == r
+    assert torch.equal(model.SequenceModeling[0].rnn.weight_hh_l0, src.SequenceModeling[0].rnn.weight_hh_l0)
+
+    with pytest.raises(HwocrError, match="character set of the checkpoint must be given"):
+        load_pretrained(Model(), str(path), charset)
+
+
+def test_other_architecture_is_refused(tmp_path, charset):
+    path = tmp_path / "big.pth"
+    torch.save(Model(output_channel=512).state_dict(), path)
+    with pytest.raises(HwocrError) as e:
+        load_pretrained(Model(), str(path), charset)
+    msg = str(e.value)
+    assert str(path) in msg and "None-VGG-BiLSTM-CTC" in msg and "FeatureExtraction.ConvNet.0.weight" in msg
+
+
+def test_corrupt_checkpoint(tmp_path):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(bytes(range(256)) * 40)
+    with pytest.raises(HwocrError, match="junk.pth"):
+        load_state_dict(str(path))
+
+
+def test_korean_g2_md5_mismatch(tmp_path):
+    fake = tmp_path / "korean_g2.pth"
+    fake.write_bytes(b"not the weights")
+    with pytest.raises(HwocrError) as e:
+        resolve_pretrained("korean_g2", cache_dir=str(tmp_path), download=False)
+    msg = str(e.value)
+    assert str(fake) in msg and KOREAN_G2["md5"] in msg and md5_file(str(fake)) in msg
+
+
+def test_korean_g2_missing_offline(tmp_path):
+    with pytest.raises(HwocrError) as e:
+        resolve_pretrained("korean_g2", cache_dir=str(tmp_path), download=False)
+    assert KOREAN_G2["url"] in str(e.value) and str(tmp_path) in str(e.value)
+
+
+def test_resolve_other_specs(tmp_path):
+    import fsspec
+
+    assert resolve_pretrained("none") is None
+    local = tmp_path / "w.pth"
+    local.write_bytes(b"x")
+    assert resolve_pretrained(str(local)) == str(local)
+    with pytest.raises(HwocrError, match="nope.pth"):
+        resolve_pretrained(str(tmp_path / "nope.pth"))
+
+    url = "memory://hwocr-test/weights.pth"
+    with fsspec.open(url, "wb") as f:
+        f.write(b"weights")
+    got = resolve_pretrained(url, cache_dir=str(tmp_path / "cache"))
+    assert open(got, "rb").read() == b"weights"
+    assert resolve_pretrained(url, cache_dir=str(tmp_path / "cache"), download=False) == got
+    with pytest.raises(HwocrError, match="memory://hwocr-test/missing.pth"):
+        resolve_pretrained("memory://hwocr-test/missing.pth", cache_dir=str(tmp_path / "cache"))
+
+
+@pytest.mark.parametrize("texts", [["한글", "손글씨", "안녕하세요"], ["Hello", "hELLO"], ["2024", "a b", " 12 "]])
+def test_codec_round_trip(charset, texts):
+    codec = CTCCodec(charset)
+    assert codec.num_class == 1009
+    targets, lengths = codec.encode(texts)
+    assert targets.dtype == torch.long and lengths.dtype == torch.int32
+    assert lengths.tolist() == [len(t) for t in texts] and targets.min() >= 1
+    # One text per row, each character followed by a blank so that repeats ("ll") survive decoding.
+    rows, start = [], 0
+    for n in lengths.tolist():
+        row = []
+        for i in targets[start:start + n].tolist():
+            row += [i, 0]
+        rows.append(row + [0] * (40 - len(row)))
+        start += n
+    assert codec.decode_greedy(torch.tensor(rows)) == texts
+
+
+def test_codec_merges_repeats_and_drops_blanks(charset):
+    codec = CTCCodec(charset)
+    assert codec.decode_greedy(torch.tensor([[0, 5, 5, 0, 5, 7, 7, 0]])) == [charset[4] * 2 + charset[6]]
+    logits = torch.nn.functional.one_hot(torch.tensor([[3, 3, 0, 0], [0, 0, 0, 0]]), 1009).float()
+    assert codec.decode_greedy(logits) == [charset[2], ""]
+
+
+def test_codec_rejects_unknown_character(charset):
+    with pytest.raises(HwocrError) as e:
+        CTCCodec(charset).encode(["가나", "abc€"])
+    assert "abc€" in str(e.value) and "'€'" in str(e.value)
+
+
+def test_confidence_matches_easyocr_formula():
+    codec = CTCCodec("ab")
+    probs = torch.tensor([
+        [[0.1, 0.6, 0.3], [0.2, 0.7, 0.1], [0.8, 0.1, 0.1], [0.05, 0.05, 0.9]],  # a a - b
+        [[0.9, 0.05, 0.05], [0.6, 0.3, 0.1], [0.5, 0.25, 0.25], [0.7, 0.2, 0.1]],  # all blank
+    ])
+    (text, conf), (empty, zero) = codec.decode_with_confidence(probs)
+    # EasyOCR's custom_mean over the max probability of every non-blank step (the repeated "a" included).
+    assert text == "ab" and conf == pytest.approx((0.6 * 0.7 * 0.9) ** (2 / math.sqrt(3)))
+    assert empty == "" and zero == 0.0

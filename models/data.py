@@ -1,0 +1,346 @@
+"""Training data: benchmark-layout LMDBs, the two preprocessing modes, and a resumable mixed-batch loader.
+
+Plain PyTorch + PIL + numpy (no torchvision, no Prefect). The layout is deep-text-recognition-benchmark's:
+`image-%09d` (encoded image bytes, from 1), `label-%09d` (UTF-8), `num-samples` (decimal string).
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import io
+import math
+import os
+import threading
+import unicodedata
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Literal, Sequence
+
+import lmdb
+import numpy as np
+import torch
+from PIL import Image
+
+from hwocr.errors import HwocrError
+
+MODES = ("pad", "stretch")
+_BICUBIC = Image.Resampling.BICUBIC
+
+
+def _open_env(root: str) -> lmdb.Environment:
+    if not os.path.exists(root):
+        raise HwocrError(f"{root}: no such LMDB directory")
+    try:
+        return lmdb.open(root, max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
+    except lmdb.Error as e:
+        raise HwocrError(f"{root}: not an LMDB ({type(e).__name__}: {e})") from None
+
+
+# One environment per LMDB per process: py-lmdb refuses to open the same files twice in a process, and several
+# datasets (or a pickled copy) may read the same LMDB. Entries carry the pid that opened them; one inherited
+# through fork is closed in the child and reopened (LMDB handles must not cross processes).
+_ENVS: dict[tuple, tuple[int, lmdb.Environment]] = {}
+_ENVS_LOCK = threading.Lock()
+
+
+def _reset_lock_after_fork() -> None:
+    global _ENVS_LOCK
+    _ENVS_LOCK = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_lock_after_fork)
+
+
+def _env_key(root: str) -> tuple:
+    path = os.path.realpath(root)
+    try:
+        st = os.stat(os.path.join(path, "data.mdb"))
+    except OSError:
+        return (path, None, None)
+    return (path, st.st_dev, st.st_ino)
+
+
+def _cached_env(key: tuple) -> lmdb.Environment | None:
+    entry = _ENVS.get(key)
+    return entry[1] if entry is not None and entry[0] == os.getpid() else None
+
+
+def _shared_env(root: str, key: tuple) -> lmdb.Environment:
+    env = _cached_env(key)
+    if env is not None:
+        return env
+    with _ENVS_LOCK:
+        env = _cached_env(key)
+        if env is None:
+            stale = _ENVS.pop(key, None)
+            if stale is not None:
+                try:
+                    stale[1].close()
+                except lmdb.Error:
+                    pass
+            env = _open_env(root)
+            _ENVS[key] = (os.getpid(), env)
+        return env
+
+
+def close_envs() -> None:
+    """Close every LMDB environment this process opened for datasets (they reopen on the next read)."""
+    with _ENVS_LOCK:
+        for key, (pid, env) in list(_ENVS.items()):
+            if pid == os.getpid():
+                env.close()
+            del _ENVS[key]
+
+
+def _to_tensor(img: Image.Image) -> torch.Tensor:
+    """[1, H, W] float32 in [-1, 1]: torchvision's ToTensor (x / 255) then sub_(0.5).div_(0.5)."""
+    x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
+    x = (x - np.float32(0.5)) / np.float32(0.5)
+    return torch.from_numpy(np.ascontiguousarray(x)).unsqueeze(0)
+
+
+def _gray(img: Image.Image) -> Image.Image:
+    return img if img.mode == "L" else img.convert("L")
+
+
+def stretch(img: Image.Image, img_h: int, img_w: int) -> torch.Tensor:
+    """The benchmark's ResizeNormalize: resize to (img_w, img_h) ignoring the aspect ratio."""
+    return _to_tensor(_gray(img).resize((img_w, img_h), _BICUBIC))
+
+
+def pad_width(w: int, h: int, img_h: int, img_w: int) -> int:
+    """Width after the aspect-preserving resize to height img_h, capped at img_w (AlignCollate keep_ratio_with_pad)."""
+    resized = math.ceil(img_h * (w / float(h)))
+    return img_w if resized > img_w else resized
+
+
+def pad(img: Image.Image, img_h: int, img_w: int) -> torch.Tensor:
+    """EasyOCR's / the benchmark's NormalizePAD: keep the aspect ratio, right-pad by repeating the last column."""
+    img = _gray(img)
+    w, h = img.size
+    resized_w = pad_width(w, h, img_h, img_w)
+    x = _to_tensor(img.resize((resized_w, img_h), _BICUBIC))
+    out = torch.zeros(1, img_h, img_w, dtype=torch.float32)
+    out[:, :, :resized_w] = x
+    if resized_w != img_w:
+        out[:, :, resized_w:] = x[:, :, resized_w - 1].unsqueeze(2).expand(1, img_h, img_w - resized_w)
+    return out
+
+
+PREPROCESS = {"pad": pad, "stretch": stretch}
+
+
+class LmdbDataset(torch.utils.data.Dataset):
+    """One benchmark-layout LMDB, filtered like the benchmark's dataset.py but case-sensitive, with counted drops.
+
+    Labels are NFC-normalized (as CTCCodec.encode does) before the length and character-set checks, and
+    returned normalized. The object holds no LMDB handle: environments live in a per-process cache (one per
+    LMDB, opened on first use in each process, an inherited one reopened after fork), so it pickles and works
+    in DataLoader workers started by fork or spawn.
+    """
+
+    def __init__(self, root: str, charset: str, batch_max_length: int = 25, img_h: int = 80, img_w: int = 100,
+                 mode: Literal["pad", "stretch"] = "pad") -> None:
+        if mode not in PREPROCESS:
+            raise HwocrError(f"{root}: preprocessing mode {mode!r} is not one of {', '.join(MODES)}")
+        self.root = str(root)
+        self.charset = charset
+        self.batch_max_length = batch_max_length
+        self.img_h, self.img_w, self.mode = img_h, img_w, mode
+        self._key = _env_key(self.root) if os.path.exists(self.root) else (self.root, None, None)
+
+        allowed = set(charset)
+        self.dropped = {"too_long": 0, "out_of_charset": 0}
+        indices: list[int] = []
+        labels: list[str] = []
+        with _shared_env(self.root, self._key).begin(write=False) as txn:
+            raw = txn.get(b"num-samples")
+            if raw is None:
+                raise HwocrError(f"{self.root}: not a benchmark LMDB (no num-samples)")
+            try:
+                n = int(raw.decode("ascii").strip())
+            except (UnicodeDecodeError, ValueError):
+                raise HwocrError(f"{self.root}: num-samples is {raw[:40]!r}, not a number") from None
+            if n <= 0:
+                raise HwocrError(f"{self.root} is empty (num-samples {n})")
+            self.num_samples = n
+            for index in range(1, n + 1):
+                value = txn.get(b"label-%09d" % index)
+                if value is None:
+                    raise HwocrError(f"{self.root}: num-samples is {n} but label-{index:09d} is missing")
+                try:
+                    label = unicodedata.normalize("NFC", value.decode("utf-8"))
+                except UnicodeDecodeError:
+                    raise HwocrError(f"{self.root}: label-{index:09d} is not UTF-8") from None
+                if len(label) > batch_max_length:
+                    self.dropped["too_long"] += 1
+                elif not allowed.issuperset(label):
+                    self.dropped["out_of_charset"] += 1
+                else:
+                    indices.append(index)
+                    labels.append(label)
+        if not indices:
+            raise HwocrError(f"{self.root}: all {n} samples were dropped ({self.dropped['too_long']} longer than "
+                             f"{batch_max_length} characters, {self.dropped['out_of_charset']} with characters "
+                             f"outside the character set)")
+        self.indices = indices
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        if not -len(self.indices) <= i < len(self.indices):
+            raise IndexError(f"{self.root}: sample {i} out of range ({len(self.indices)} kept)")
+        index = self.indices[i]
+        with _shared_env(self.root, self._key).begin(write=False) as txn:
+            buf = txn.get(b"image-%09d" % index)
+        if buf is None:
+            raise HwocrError(f"{self.root}: image-{index:09d} is missing")
+        try:
+            with Image.open(io.BytesIO(buf)) as im:
+                img = im.convert("L")
+        except Exception as e:  # noqa: BLE001 - PIL raises many kinds for corrupt data
+            raise HwocrError(f"{self.root}: image {index} (image-{index:09d}) cannot be decoded: "
+                             f"{type(e).__name__}: {e}") from None
+        return PREPROCESS[self.mode](img, self.img_h, self.img_w), self.labels[i]
+
+
+
+def collate(batch: Sequence[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
+    """[(image [1, H, W], label), ...] -> (images [B, 1, H, W] float32, labels)."""
+    if not batch:
+        raise ValueError("collate: empty batch")
+    images = torch.stack([img for img, _ in batch]).to(torch.float32)
+    return images, [label for _, label in batch]
+
+
+def check_ratios(ratios: Sequence[float], n_datasets: int) -> list[float]:
+    """The benchmark's --batch_ratio: one share per dataset, each > 0, summing to 1."""
+    values = [float(r) for r in ratios]
+    if len(values) != n_datasets:
+        raise HwocrError(f"batch ratios {list(ratios)} give {len(values)} shares for {n_datasets} datasets")
+    if any(not (r > 0) or math.isinf(r) for r in values):
+        raise HwocrError(f"batch ratios {list(ratios)}: every share must be > 0")
+    if abs(sum(values) - 1.0) > 1e-6:
+        raise HwocrError(f"batch ratios {list(ratios)} sum to {sum(values):.6g}, not 1")
+    return values
+
+
+def _epoch_seed(seed: int, epoch: int, dataset: int) -> int:
+    digest = hashlib.sha256(f"hwocr-mixed:{seed}:{epoch}:{dataset}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+class MixedLoader:
+    """Infinite mixed batches, the benchmark's Batch_Balanced_Dataset semantics, deterministic and resumable.
+
+    Each batch takes max(int(batch_size * ratio), 1) samples from every dataset, in that dataset's order for the
+    current epoch: a permutation drawn from a torch.Generator seeded from (seed, epoch, dataset index). Each
+    dataset runs through its epochs independently; a batch that reaches the end of one continues into the next.
+    `next(loader)` returns a list of (image, label) samples (feed it to `collate`).
+
+    state_dict() records (epoch, position) per dataset as of the last batch returned; a new loader given it
+    yields exactly the batches the original would have. With prefetch=k, a thread pool decodes the next k
+    batches ahead (their indices are still drawn in order here, so the batches are the same).
+    """
+
+    def __init__(self, datasets: Sequence[torch.utils.data.Dataset], ratios: Sequence[float], batch_size: int,
+                 seed: int = 0, prefetch: int = 0) -> None:
+        if not datasets:
+            raise HwocrError("mixed loader: no datasets")
+        if batch_size < 1:
+            raise HwocrError(f"batch size {batch_size} must be at least 1")
+        self.datasets = list(datasets)
+        self.ratios = check_ratios(ratios, len(self.datasets))
+        for d in self.datasets:
+            if len(d) == 0:
+                raise HwocrError(f"{getattr(d, 'root', d)}: no samples to draw batches from")
+        self.batch_size = batch_size
+        self.seed = int(seed)
+        self.counts = [max(int(batch_size * r), 1) for r in self.ratios]
+        self.lengths = [len(d) for d in self.datasets]
+        self._epoch = [0] * len(self.datasets)
+        self._pos = [0] * len(self.datasets)
+        self._perms: dict[int, tuple[int, list[int]]] = {}
+        self.prefetch = max(int(prefetch), 0)
+        self._pool: ThreadPoolExecutor | None = None
+        self._queue: collections.deque[tuple[Future, dict]] = collections.deque()
+        self._consumed = self._cursor()
+
+    # -- order ---------------------------------------------------------------------------------------------
+    def _order(self, d: int) -> list[int]:
+        epoch = self._epoch[d]
+        cached = self._perms.get(d)
+        if cached is None or cached[0] != epoch:
+            g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, d))
+            cached = (epoch, torch.randperm(self.lengths[d], generator=g).tolist())
+            self._perms[d] = cached
+        return cached[1]
+
+    def _cursor(self) -> dict:
+        return {"epoch": list(self._epoch), "pos": list(self._pos)}
+
+    def next_indices(self) -> list[tuple[int, int]]:
+        """The next batch as (dataset index, sample index) pairs; advances the cursor."""
+        out: list[tuple[int, int]] = []
+        for d, count in enumerate(self.counts):
+            for _ in range(count):
+                if self._pos[d] >= self.lengths[d]:
+                    self._epoch[d] += 1
+                    self._pos[d] = 0
+                out.append((d, self._order(d)[self._pos[d]]))
+                self._pos[d] += 1
+        return out
+
+    def fetch(self, indices: list[tuple[int, int]]) -> list[tuple[torch.Tensor, str]]:
+        return [self.datasets[d][i] for d, i in indices]
+
+    # -- iteration -----------------------------------------------------------------------------------------
+    def __iter__(self) -> MixedLoader:
+        return self
+
+    def __next__(self) -> list[tuple[torch.Tensor, str]]:
+        if not self.prefetch:
+            batch = self.fetch(self.next_indices())
+            self._consumed = self._cursor()
+            return batch
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=self.prefetch, thread_name_prefix="hwocr-prefetch")
+        while len(self._queue) < self.prefetch + 1:
+            indices = self.next_indices()
+            self._queue.append((self._pool.submit(self.fetch, indices), self._cursor()))
+        future, cursor = self._queue.popleft()
+        batch = future.result()
+        self._consumed = cursor
+        return batch
+
+    def close(self) -> None:
+        for future, _ in self._queue:
+            future.cancel()
+        self._queue.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    # -- resume --------------------------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"seed": self.seed, "counts": list(self.counts), "lengths": list(self.lengths),
+                "epoch": list(self._consumed["epoch"]), "pos": list(self._consumed["pos"])}
+
+    def load_state_dict(self, state: dict) -> None:
+        for key, mine in (("lengths", self.lengths), ("counts", self.counts), ("seed", self.seed)):
+            if state.get(key) != mine:
+                raise HwocrError(f"cannot resume the data loader: it was saved with {key} {state.get(key)}, "
+                                 f"these datasets and settings give {mine}")
+        self.close()
+        self._epoch = [int(e) for e in state["epoch"]]
+        self._pos = [int(p) for p in state["pos"]]
+        self._perms.clear()
+        self._consumed = self._cursor()
+
+
+def mixed_loader(datasets: Sequence[torch.utils.data.Dataset], ratios: Sequence[float], batch_size: int,
+                 seed: int = 0, prefetch: int = 0) -> MixedLoader:
+    return MixedLoader(datasets, ratios, batch_size, seed=seed, prefetch=prefetch)

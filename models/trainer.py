@@ -1,0 +1,236 @@
+"""Fine-tuning None-VGG-BiLSTM-CTC: one readable loop, every knob in TrainSettings.
+
+Checkpoints in out_dir: best_accuracy.pth and best_norm_ED.pth (EasyOCR-loadable state_dicts, `module.` keys) and
+last.pth (model, optimizer, scaler, RNG and data-loader state, iteration, best scores), from which a re-run resumes
+exactly. Every file is written under a temp name and renamed.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+from torch import nn
+
+from hwocr.errors import HwocrError
+from models import metrics
+from models.charset import load_charset
+from models.codec import CTCCodec
+from models.crnn import Model
+from models.data import LmdbDataset, MixedLoader, collate
+from models.pretrained import load_pretrained, resolve_pretrained, save_checkpoint_state
+
+GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100; scales with the input area
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise HwocrError("train.device is cuda but no CUDA device is available")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    if precision == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def atomic_save(obj, path: str) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_model(s, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, dict]:
+    torch.manual_seed(s.seed)
+    model = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=codec.num_class)
+    report: dict = {"pretrained": s.pretrained}
+    path = resolve_pretrained(s.pretrained)
+    if path is not None:
+        source = load_charset(s.source_charset) if s.source_charset else None
+        report.update(load_pretrained(model, path, codec.charset, source))
+        log(f"loaded {path}: {report}")
+    return model, report
+
+
+def make_optimizer(s, params) -> torch.optim.Optimizer:
+    if s.optimizer == "adam":
+        return torch.optim.Adam(params, lr=s.lr, betas=(s.beta1, 0.999))
+    return torch.optim.Adadelta(params, lr=s.lr, rho=s.rho, eps=s.eps)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, dataset: LmdbDataset, codec: CTCCodec, device: torch.device, batch_size: int,
+             amp_dtype: torch.dtype | None, criterion: nn.Module | None = None) -> dict:
+    """Predictions and metrics over a whole dataset, in LMDB order."""
+    model.eval()
+    preds, gts, confs, losses = [], [], [], []
+    for start in range(0, len(dataset), batch_size):
+        images, labels = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+        images = images.to(device)
+        with _autocast(device, amp_dtype):
+            logits = model(images)
+        logits = logits.float()
+        if criterion is not None:
+            targets, lengths = codec.encode(labels)
+            log_probs = logits.log_softmax(2).permute(1, 0, 2)
+            sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
+            losses.append(float(criterion(log_probs, targets, sizes, lengths)) * len(labels))
+        for text, conf in codec.decode_with_confidence(logits.softmax(2).cpu()):
+            preds.append(text)
+            confs.append(conf)
+        gts += labels
+    model.train()
+    return {
+        "preds": preds, "gts": gts, "confidences": confs,
+        "accuracy": metrics.word_accuracy(preds, gts), "norm_ed": metrics.norm_ed(preds, gts),
+        "cer": metrics.cer(preds, gts), "loss": sum(losses) / len(gts) if losses else float("nan"),
+    }
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    return torch.autocast(device.type, dtype=dtype) if dtype is not None else nullcontext()
+
+
+def sample_table(result: dict, n: int = 5) -> str:
+    line = "-" * 80
+    rows = [line, f"{'Ground Truth':25s} | {'Prediction':25s} | Confidence Score & T/F", line]
+    for gt, pred, conf in list(zip(result["gts"], result["preds"], result["confidences"]))[:n]:
+        rows.append(f"{gt:25s} | {pred:25s} | {conf:0.4f}\t{gt == pred}")
+    rows.append(line)
+    return "\n".join(rows)
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def _set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+
+
+def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None] = print,
+          on_eval: Callable[[int, dict], None] | None = None) -> dict:
+    """Train until s.num_iter (or s.max_minutes), resuming from out_dir/last.pth when it exists."""
+    os.makedirs(out_dir, exist_ok=True)
+    if s.threads:
+        torch.set_num_threads(s.threads)
+    device = pick_device(s.device)
+    amp_dtype = autocast_dtype(s.precision, device)
+    charset = load_charset(s.charset)
+    codec = CTCCodec(charset)
+    if len(s.batch_ratio) != len(train_roots):
+        raise HwocrError(f"train.batch_ratio {s.batch_ratio} needs one share per training LMDB ({len(train_roots)})")
+
+    datasets = [LmdbDataset(r, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess) for r in train_roots]
+    val = LmdbDataset(val_root, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess)
+    dropped = {r: d.dropped for r, d in zip(train_roots, datasets)} | {val_root: val.dropped}
+    for root, d in dropped.items():
+        if any(d.values()):
+            log(f"{root}: dropped {d}")
+    loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, prefetch=2)
+
+    model, pretrained_report = build_model(s, codec, log)
+    model.to(device)
+    if s.channels_last:
+        model.to(memory_format=torch.channels_last)
+    optimizer = make_optimizer(s, filter(lambda p: p.requires_grad, model.parameters()))
+    scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
+    criterion = nn.CTCLoss(zero_infinity=True)
+
+    iteration, best = 0, {"accuracy": -1.0, "norm_ed": -1.0}
+    history: list[dict] = []
+    last_path = os.path.join(out_dir, "last.pth")
+    if os.path.exists(last_path):
+        try:
+            state = torch.load(last_path, map_location="cpu", weights_only=False)
+        except Exception as e:  # noqa: BLE001
+            raise HwocrError(f"cannot resume from {last_path}: {type(e).__name__}: {e}") from None
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scaler.load_state_dict(state["scaler"])
+        loader.load_state_dict(state["loader"])
+        _set_rng_state(state["rng"])
+        iteration, best, history = state["iteration"], state["best"], state["history"]
+        log(f"resumed from {last_path} at iteration {iteration}")
+
+    saved_at = iteration if os.path.exists(last_path) else None
+
+    def checkpoint() -> None:
+        nonlocal saved_at
+        saved_at = iteration
+        atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+                     "loader": loader.state_dict(), "rng": _rng_state(), "iteration": iteration, "best": best,
+                     "history": history, "charset": charset, "settings": s.model_dump()}, last_path)
+
+    pin = device.type == "cuda"
+    gflop = GFLOP_PER_SAMPLE * (s.img_h * s.img_w) / (80 * 100)
+    started = time.monotonic()
+    window_t, window_n, window_loss = time.monotonic(), 0, 0.0
+    model.train()
+    while iteration < s.num_iter:
+        if s.max_minutes and (time.monotonic() - started) > s.max_minutes * 60:
+            log(f"time budget of {s.max_minutes} minutes reached at iteration {iteration}")
+            break
+        images, labels = collate(next(loader))
+        if pin:
+            images = images.pin_memory()
+        images = images.to(device, non_blocking=pin)
+        if s.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        targets, lengths = codec.encode(labels)
+        with _autocast(device, amp_dtype):
+            logits = model(images)
+        log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
+        sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
+        loss = criterion(log_probs, targets, sizes, lengths)
+        if not torch.isfinite(loss):
+            kept = (f"the last good checkpoint is {last_path} (iteration {saved_at})" if saved_at is not None
+                    else "no checkpoint had been written yet")
+            raise HwocrError(f"loss became {float(loss)} at iteration {iteration + 1}; training stopped, {kept}")
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        scaler.step(optimizer)
+        scaler.update()
+        iteration += 1
+        window_n += len(labels)
+        window_loss += float(loss.detach()) * len(labels)
+
+        if iteration % s.val_interval == 0 or iteration == s.num_iter:
+            dt = time.monotonic() - window_t
+            train_loss = window_loss / window_n
+            log(f"[{iteration}/{s.num_iter}] {window_n / dt:.1f} samples/s, {window_n / dt * gflop:.0f} GFLOP/s")
+            result = evaluate(model, val, codec, device, s.batch_size, amp_dtype, criterion)
+            entry = {"iteration": iteration, "train_loss": train_loss, "valid_loss": result["loss"],
+                     "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
+                     "samples_per_s": window_n / dt}
+            history.append(entry)
+            for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
+                if result[name] > best[name]:
+                    best[name] = result[name]
+                    atomic_save(save_checkpoint_state(model), os.path.join(out_dir, file))
+            log(f"[{iteration}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
+                f"Elapsed_time: {time.monotonic() - started:0.1f}\n"
+                f"Current_accuracy : {result['accuracy']:0.3f}, Current_norm_ED  : {result['norm_ed']:0.4f}\n"
+                f"Best_accuracy    : {best['accuracy']:0.3f}, Best_norm_ED     : {best['norm_ed']:0.4f}\n"
+                + sample_table(result))
+            checkpoint()
+            if on_eval:
+                on_eval(iteration, {**entry, "result": result})
+            window_t, window_n, window_loss = time.monotonic(), 0, 0.0
+    if not history or history[-1]["iteration"] != iteration:
+        checkpoint()
+    return {"iterations": iteration, "best_accuracy": best["accuracy"], "best_norm_ed": best["norm_ed"],
+            "history": history, "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": dropped,
+            "pretrained": pretrained_report, "device": str(device), "precision": str(amp_dtype or "fp32"),
+            "gflops": math.nan if not history else history[-1]["samples_per_s"] * gflop}

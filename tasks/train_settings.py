@@ -1,0 +1,53 @@
+"""Fine-tuning settings, owned by the train stage (the seed's deep-text-recognition-benchmark options)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
+
+
+class TrainSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    pretrained: str = Field(
+        "korean_g2",
+        description="Starting weights: korean_g2 (~/.EasyOCR/model, else EasyOCR's release, md5-checked), "
+        "a local path or URL, or none.",
+    )
+    source_charset: str | None = Field(
+        None, description="Character set of the pretrained checkpoint when it differs from charset."
+    )
+    charset: str = Field("korean_g2", description="Character set to train: a built-in name or a file.")
+    batch_max_length: PositiveInt = Field(25, description="Longest label; longer samples are dropped and counted.")
+    img_h: PositiveInt = Field(80, description="Input height (--imgH).")
+    img_w: PositiveInt = Field(100, description="Input width (--imgW).")
+    preprocess: Literal["pad", "stretch"] = Field(
+        "pad", description="pad: keep the aspect ratio and right-pad, as EasyOCR reads; stretch: the benchmark's default."
+    )
+    batch_ratio: list[PositiveFloat] = Field(
+        default_factory=lambda: [1.0], description="Share of each training LMDB in a batch (--batch_ratio)."
+    )
+    optimizer: Literal["adadelta", "adam"] = Field("adadelta", description="Adadelta (the seed's default) or Adam.")
+    lr: PositiveFloat = Field(1.0, description="Learning rate (--lr).")
+    rho: float = Field(0.95, gt=0, lt=1, description="Adadelta rho.")
+    eps: PositiveFloat = Field(1e-8, description="Adadelta eps.")
+    beta1: float = Field(0.9, ge=0, lt=1, description="Adam beta1.")
+    grad_clip: PositiveFloat = Field(5.0, description="Gradient-norm clip (--grad_clip).")
+    batch_size: PositiveInt = Field(192, description="Batch size (--batch_size).")
+    num_iter: PositiveInt = Field(4000, description="Iterations to train (--num_iter).")
+    max_minutes: float = Field(0, ge=0, description="Stop after this many minutes of training (0: no limit).")
+    val_interval: PositiveInt = Field(2000, description="Validate and checkpoint every this many iterations.")
+    seed: int = Field(1111, description="Seed of weights init and data order (--manualSeed).")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: fp16 AMP on CUDA, fp32 on CPU. bf16 autocast is fast on CPUs with AMX."
+    )
+    threads: NonNegativeInt = Field(0, description="CPU threads for torch (0: all cores).")
+    channels_last: bool = Field(True, description="channels_last memory format for the convolutions.")
+
+    @model_validator(mode="after")
+    def _check(self) -> TrainSettings:
+        if abs(sum(self.batch_ratio) - 1) > 1e-6:
+            raise ValueError(f"batch_ratio must sum to 1, got {self.batch_ratio}")
+        return self

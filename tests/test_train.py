@@ -1,0 +1,105 @@
+"""The training loop on CPU: it learns, it resumes exactly after a kill, it stops cleanly on NaN."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from hwocr.errors import HwocrError
+from models.crnn import Model
+from models.trainer import train
+from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
+from tasks.train_settings import TrainSettings
+
+WORDS = ["한글", "사랑", "Hello", "2024"]
+
+
+@pytest.fixture(scope="module")
+def tiny_lmdb(tmp_path_factory):
+    d = tmp_path_factory.mktemp("tiny")
+    font = ImageFont.truetype("/usr/share/fonts/truetype/nanum/NanumGothic.ttf", 26)
+    (d / "img").mkdir()
+    lines = []
+    for i, w in enumerate(WORDS):
+        im = Image.new("L", (font.getbbox(w)[2] + 8, 32), 255)
+        ImageDraw.Draw(im).text((4, 2), w, font=font, fill=0)
+        im.save(d / "img" / f"{i}.png")
+        lines.append(f"img/{i}.png\t{w}\n")
+    (d / "gt.txt").write_text("".join(lines), encoding="utf-8")
+    pack_lmdb_fn(str(d / "gt.txt"), str(d), str(d / "lmdb"), PackSettings(), "tiny")
+    return str(d / "lmdb")
+
+
+def settings(**over) -> TrainSettings:
+    base = dict(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
+                channels_last=False)
+    return TrainSettings(**{**base, **over})
+
+
+def test_overfits_a_tiny_set(tiny_lmdb, tmp_path):
+    logs = []
+    result = train(settings(num_iter=240, val_interval=60), [tiny_lmdb], tiny_lmdb, str(tmp_path), log=logs.append)
+    assert result["best_accuracy"] == 100.0 and result["best_norm_ed"] == 1.0
+    assert result["iterations"] == 240 and len(result["history"]) == 4
+    assert any("Ground Truth" in m and "samples/s" not in m for m in logs)
+    # The best checkpoint loads into EasyOCR's layout (keys carry module.).
+    state = torch.load(tmp_path / "best_accuracy.pth", weights_only=True)
+    assert all(k.startswith("module.") for k in state)
+    Model(num_class=1009).load_state_dict({k[7:]: v for k, v in state.items()})
+
+
+_TRAIN = """
+import sys
+sys.path.insert(0, {root!r})
+from tasks.train_settings import TrainSettings
+from models.trainer import train
+s = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
+                  channels_last=False, num_iter=16, val_interval=2)
+train(s, [{lmdb!r}], {lmdb!r}, {out!r}, log=lambda m: None)
+"""
+
+
+def test_resume_after_kill_ends_with_the_same_weights(tiny_lmdb, tmp_path):
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    killed_dir = tmp_path / "killed"
+    code = _TRAIN.format(root=root, lmdb=tiny_lmdb, out=str(killed_dir))
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not (killed_dir / "last.pth").exists():
+        assert proc.poll() is None, "training ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    state = torch.load(killed_dir / "last.pth", weights_only=False)
+    assert 2 <= state["iteration"] < 16
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=300)
+
+    straight = tmp_path / "straight"
+    train(settings(num_iter=16, val_interval=2), [tiny_lmdb], tiny_lmdb, str(straight), log=lambda m: None)
+    a = torch.load(killed_dir / "last.pth", weights_only=False)
+    b = torch.load(straight / "last.pth", weights_only=False)
+    assert a["iteration"] == b["iteration"] == 16
+    assert a["model"].keys() == b["model"].keys()
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert [h["accuracy"] for h in a["history"]] == [h["accuracy"] for h in b["history"]]
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_lmdb, tmp_path):
+    with pytest.raises(HwocrError, match=r"loss became nan at iteration \d+; training stopped, the last good "
+                                         r"checkpoint is .*last\.pth \(iteration \d+\)"):
+        train(settings(num_iter=50, val_interval=1, lr=1e12), [tiny_lmdb], tiny_lmdb, str(tmp_path), log=lambda m: None)
+    state = torch.load(tmp_path / "last.pth", weights_only=False)
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_corrupt_resume_state_is_a_clear_error(tiny_lmdb, tmp_path):
+    (tmp_path / "last.pth").write_bytes(b"not a checkpoint")
+    with pytest.raises(HwocrError, match=r"cannot resume from .*last\.pth"):
+        train(settings(num_iter=2, val_interval=1), [tiny_lmdb], tiny_lmdb, str(tmp_path), log=lambda m: None)

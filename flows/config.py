@@ -11,6 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hwocr.errors import HwocrError
 from tasks.lmdb_pack import PackSettings
 from tasks.render import RenderSettings
+from tasks.track import TrackingSettings
+from tasks.train_settings import TrainSettings
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 
@@ -21,6 +23,8 @@ class PipelineConfig(BaseModel):
     out: str = Field("./hwocr-out", description="Where everything is written: a local folder or an fsspec URL.")
     render: RenderSettings = Field(default_factory=RenderSettings)
     pack: PackSettings = Field(default_factory=PackSettings)
+    train: TrainSettings = Field(default_factory=TrainSettings)
+    tracking: TrackingSettings = Field(default_factory=TrackingSettings)
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -1,4 +1,4 @@
-"""hwocr command line: `hwocr data`, `hwocr pack`."""
+"""hwocr command line: `hwocr data`, `hwocr train`, `hwocr run`, `hwocr pack`."""
 
 from __future__ import annotations
 
@@ -75,6 +75,38 @@ def cmd_data(args) -> dict:
     return summary
 
 
+def _train_json(result: dict) -> dict:
+    return {"checkpoint": result["checkpoint"], "best_accuracy": result["best_accuracy"],
+            "mlflow_run_id": result["mlflow_run_id"], "iterations": result["iterations"]}
+
+
+def cmd_train(args) -> dict:
+    from flows.config import load_config
+    from flows.finetune import finetune_flow
+
+    config = load_config(args.config, args.overrides, args.out)
+    result = finetune_flow(config)
+    if not args.json:
+        print(f"best accuracy {result['best_accuracy']:.2f}% after {result['iterations']} iterations; "
+              f"checkpoint {result['checkpoint']}; MLflow run {result['mlflow_run_id']} "
+              f"(mlflow ui --backend-store-uri {config.tracking.tracking_uri})")
+    return _train_json(result)
+
+
+def cmd_run(args) -> dict:
+    from flows.config import load_config
+    from flows.finetune import pipeline_flow
+
+    config = load_config(args.config, args.overrides, args.out)
+    result = pipeline_flow(config)
+    if not args.json:
+        _print_summary(result["dataset"])
+        t = result["train"]
+        print(f"best accuracy {t['best_accuracy']:.2f}% after {t['iterations']} iterations; "
+              f"checkpoint {t['checkpoint']}\nsee the run: mlflow ui --backend-store-uri {config.tracking.tracking_uri}")
+    return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"])}
+
+
 def cmd_pack(args) -> dict:
     from flows.config import load_config
     from hwocr import storage
@@ -97,6 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("data", help="render, assemble gt.txt and pack LMDB for train and val")
     _common(p)
     p.set_defaults(func=cmd_data)
+    p = sub.add_parser("train", help="fine-tune on the LMDBs under --out (after `hwocr data`), tracked in MLflow")
+    _common(p)
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("run", help="the whole pipeline: data, then train")
+    _common(p)
+    p.set_defaults(func=cmd_run)
     p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")

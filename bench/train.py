@@ -1,0 +1,124 @@
+"""Training throughput: hwocr's whole training loop vs a bare forward+backward of the same model (anchor).
+
+Both run on the same batches: trdg renders of the bundled words at the seed's settings, batch 192, 80x100, and the
+same thread count. Each configuration runs in its own process, which reports its peak RSS. The bare loop is
+forward, CTC loss, backward and an Adadelta step on batches already in memory: what the hardware does with no
+data loading, clipping, logging or checkpointing. It is the practical limit, and the goal is a loop overhead under 10%.
+
+    .venv/bin/python bench/train.py [--iters 8] [--threads 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+BATCH = 192
+
+
+def make_lmdb(folder: str, n: int) -> str:
+    from tasks import render_worker
+    from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
+    from tasks.render import RenderSettings
+    from tasks.words import BUNDLED_WORDS
+
+    with open(BUNDLED_WORDS, encoding="utf-8") as f:
+        words = f.read().split()
+    render_worker.init_worker()
+    job = {"settings": RenderSettings().pixel_settings(), "words": words, "covered": "".join(set("".join(words))),
+           "split": "train", "font_sha": "0" * 64, "font_path": "/usr/share/fonts/truetype/nanum/NanumPen.ttf",
+           "start": 0, "stop": n, "key": "bench", "dir": os.path.join(folder, "shard")}
+    render_worker.render_shard_here(job)
+    with open(os.path.join(folder, "shard", "labels.tsv"), encoding="utf-8") as f:
+        gt = "".join("shard/" + line for line in f)
+    with open(os.path.join(folder, "gt.txt"), "w", encoding="utf-8") as f:
+        f.write(gt)
+    out = os.path.join(folder, "lmdb")
+    pack_lmdb_fn(os.path.join(folder, "gt.txt"), folder, out, PackSettings(), "bench")
+    return out
+
+
+def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, out_dir: str) -> dict:
+    import torch
+    from torch import nn
+
+    torch.set_num_threads(threads)
+    from models.charset import load_charset
+    from models.codec import CTCCodec
+    from models.crnn import Model
+    from models.data import LmdbDataset, MixedLoader, collate
+    from models.trainer import train
+    from tasks.train_settings import TrainSettings
+
+    s = TrainSettings(pretrained="none", precision=precision, threads=threads, num_iter=iters + 1,
+                      val_interval=iters + 1, batch_size=BATCH)
+    if kind == "loop":
+        result = train(s, [lmdb_path], lmdb_path, out_dir, log=lambda m: None)
+        rate = result["history"][-1]["samples_per_s"]
+    else:
+        codec = CTCCodec(load_charset("korean_g2"))
+        data = LmdbDataset(lmdb_path, codec.charset)
+        loader = MixedLoader([data], [1.0], BATCH, seed=1)
+        batches = [collate(next(loader)) for _ in range(iters + 1)]
+        torch.manual_seed(1)
+        model = Model(num_class=codec.num_class).to(memory_format=torch.channels_last)
+        opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-8)
+        ctc = nn.CTCLoss(zero_infinity=True)
+        dtype = torch.bfloat16 if precision == "bf16" else None
+        start = time.perf_counter()  # the first (warm-up) step counts, as it does in the loop's window
+        for images, labels in batches:
+            images = images.contiguous(memory_format=torch.channels_last)
+            targets, lengths = codec.encode(labels)
+            with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+                logits = model(images)
+            log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
+            loss = ctc(log_probs, targets, torch.full((len(labels),), logits.size(1), dtype=torch.int), lengths)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        rate = len(batches) * BATCH / (time.perf_counter() - start)
+    return {"samples_per_s": rate, "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--iters", type=int, default=8, help="timed iterations of batch 192 per configuration")
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        kind, lmdb_path, precision, out_dir, iters = args.child
+        print(json.dumps(child(kind, lmdb_path, int(iters), args.threads, precision, out_dir)))
+        return
+    rows = {}
+    with tempfile.TemporaryDirectory(prefix="hwocr-bench-train-", dir=ROOT) as tmp:
+        lmdb_path = make_lmdb(tmp, BATCH * 6)
+        for precision in ("fp32", "bf16"):
+            for kind in ("bare", "loop"):
+                out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", kind,
+                                      lmdb_path, precision, os.path.join(tmp, f"{kind}-{precision}"), str(args.iters)],
+                                     capture_output=True, text=True, check=True)
+                rows[(kind, precision)] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(f"train, batch {BATCH}, 80x100, {args.threads} threads, {args.iters} timed iterations")
+    print(f"{'':34s} {'samples/s':>10s} {'vs bare':>8s} {'GFLOP/s':>8s} {'peak RSS':>10s}")
+    for precision in ("fp32", "bf16"):
+        bare = rows[("bare", precision)]["samples_per_s"]
+        for kind, name in (("bare", "bare forward+backward (anchor)"), ("loop", "hwocr training loop")):
+            r = rows[(kind, precision)]
+            print(f"{name + ', ' + precision:34s} {r['samples_per_s']:10.1f} {r['samples_per_s'] / bare:7.2f}x "
+                  f"{r['samples_per_s'] * 2.75:8.0f} {r['peak_rss_mb']:8.0f} MB")
+    fp32 = rows[("loop", "fp32")]["samples_per_s"]
+    print(f"bf16 loop vs fp32 loop: {rows[('loop', 'bf16')]['samples_per_s'] / fp32:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""The finetune flow (LMDBs -> fine-tuned recognizer, tracked in MLflow) and the whole pipeline."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from flows.config import PipelineConfig
+from flows.dataset import dataset_flow
+from hwocr import storage
+from tasks.train import fine_tune, train_key
+
+
+@flow(name="hwocr-finetune", validate_parameters=True)
+def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, val_lmdb: str | None = None) -> dict:
+    """Fine-tune from config.train.pretrained on the given LMDBs (default: the dataset flow's under config.out)."""
+    out = storage.normalize(config.out)
+    train_lmdbs = [storage.normalize(u) for u in train_lmdbs] if train_lmdbs else [storage.join(out, "lmdb", "train")]
+    val_lmdb = storage.normalize(val_lmdb) if val_lmdb else storage.join(out, "lmdb", "val")
+    key = train_key(config.train, train_lmdbs, val_lmdb)
+    result = fine_tune(config.train, config.tracking, train_lmdbs, val_lmdb, out, key)
+    return {k: v for k, v in result.items() if k != "history"}
+
+
+@flow(name="hwocr-pipeline", validate_parameters=True)
+def pipeline_flow(config: PipelineConfig) -> dict:
+    """Dataset, then fine-tuning; each stage re-runs only when its inputs changed."""
+    data = dataset_flow(config)
+    trained = finetune_flow(config, [data["splits"]["train"]["lmdb"]], data["splits"]["val"]["lmdb"])
+    return {"dataset": data, "train": trained}

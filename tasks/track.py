@@ -1,0 +1,115 @@
+"""MLflow tracking of a fine-tune: params, per-validation metrics, dataset lineage, artifacts, the model."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hwocr.errors import HwocrError
+
+
+class TrackingSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tracking_uri: str = Field("sqlite:///mlflow.db", description="MLflow tracking URI (a server, or a local store).")
+    experiment: str = Field("hwocr", description="MLflow experiment name.")
+    registered_model: str = Field("hwocr-korean", description="Registry name of the best model; empty: don't register.")
+
+
+def flatten(d: dict, prefix: str = "") -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = json.dumps(v, ensure_ascii=False) if isinstance(v, list | tuple) else str(v)
+    return out
+
+
+def connect(settings: TrackingSettings):
+    """An MlflowClient that has answered once: an unreachable server fails here, before any training."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    import mlflow
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    try:
+        client.search_experiments(max_results=1)
+    except Exception as e:  # noqa: BLE001 - connection, auth and schema errors all mean "cannot track"
+        raise HwocrError(f"MLflow tracking server {settings.tracking_uri} is unreachable: "
+                         f"{type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    return client
+
+
+def start_run(settings: TrackingSettings, out_dir: str, params: dict, datasets: dict[str, dict]) -> str:
+    """Start (or, when out_dir holds one, continue) this fine-tune's MLflow run; returns its id."""
+    import mlflow
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    connect(settings)
+    mlflow.set_experiment(settings.experiment)
+    id_file = os.path.join(out_dir, "mlflow_run_id")
+    run_id = open(id_file).read().strip() if os.path.exists(id_file) else None
+    run = mlflow.start_run(run_id=run_id)
+    if run_id is None:
+        with open(id_file, "w") as f:
+            f.write(run.info.run_id)
+        for key, value in flatten(params).items():
+            mlflow.log_param(key, value[:6000])
+        for context, info in datasets.items():
+            ds = MetaDataset(resolve_dataset_source(info["url"]), name=f"{context}:{os.path.basename(info['url'])}",
+                             digest=info.get("digest", "")[:36] or None)
+            mlflow.log_input(ds, context=context)
+    return run.info.run_id
+
+
+def log_eval(step: int, entry: dict) -> None:
+    import mlflow
+
+    mlflow.log_metrics({k: float(entry[k]) for k in ("train_loss", "valid_loss", "accuracy", "norm_ed", "cer",
+                                                       "samples_per_s") if k in entry}, step=step)
+    result = entry.get("result")
+    if result:
+        rows = ["ground_truth\tprediction\tconfidence\tcorrect"]
+        rows += [f"{g}\t{p}\t{c:.4f}\t{g == p}" for g, p, c in
+                 zip(result["gts"][:50], result["preds"][:50], result["confidences"][:50])]
+        mlflow.log_text("\n".join(rows) + "\n", f"validation/samples_{step:07d}.tsv")
+
+
+def finish_run(settings: TrackingSettings, out_dir: str, model, summary: dict) -> dict:
+    """Log checkpoints and the best model (pickle format, explicit requirements), register it, end the run."""
+    import mlflow
+    import mlflow.pytorch
+
+    for name in ("best_accuracy.pth", "best_norm_ED.pth"):
+        path = os.path.join(out_dir, name)
+        if os.path.exists(path):
+            mlflow.log_artifact(path, "checkpoints")
+    mlflow.log_dict({k: v for k, v in summary.items() if k != "history"}, "summary.json")
+    import torch
+
+    info = mlflow.pytorch.log_model(
+        model, name="model", serialization_format="pickle",
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        registered_model_name=settings.registered_model or None,
+    )
+    version = None
+    if settings.registered_model:
+        client = mlflow.MlflowClient(settings.tracking_uri)
+        versions = client.search_model_versions(f"name='{settings.registered_model}'")
+        version = max(int(v.version) for v in versions if v.run_id == mlflow.active_run().info.run_id)
+    mlflow.end_run()
+    return {"model_uri": info.model_uri, "registered_version": version}
+
+
+def end_failed() -> None:
+    import mlflow
+
+    if mlflow.active_run() is not None:
+        mlflow.end_run(status="FAILED")
+

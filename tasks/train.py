@@ -1,0 +1,87 @@
+"""fine_tune: LMDBs -> checkpoints in <out>/runs/<key>/, tracked in MLflow, cached on content."""
+
+from __future__ import annotations
+
+import os
+
+from prefect import get_run_logger, task
+
+import models
+from hwocr import hashing, storage
+from hwocr.errors import HwocrError
+from tasks.common import output_cache
+from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
+from tasks.train_settings import TrainSettings
+
+_MODEL_FILES = [os.path.join(os.path.dirname(models.__file__), f)
+                for f in ("crnn.py", "codec.py", "data.py", "trainer.py", "pretrained.py", "metrics.py")]
+CODE_VERSION = hashing.source_digest(*_MODEL_FILES)[:16]
+DONE = "done.json"
+
+
+def lmdb_digest(url: str) -> str:
+    """The content key pack_lmdb recorded for an LMDB, or the hash of its data file for other LMDBs."""
+    marker = storage.read_json(storage.join(url, "hwocr.json"))
+    if marker and marker.get("key"):
+        return marker["key"]
+    try:
+        return hashing.sha256_url(storage.join(url, "data.mdb"))
+    except FileNotFoundError:
+        raise HwocrError(f"{url} is not an LMDB folder (no data.mdb)") from None
+
+
+def train_key(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str) -> str:
+    return hashing.digest({"stage": "train", "code": CODE_VERSION, "settings": settings.model_dump(mode="json"),
+                           "train": [lmdb_digest(u) for u in train_lmdbs], "val": lmdb_digest(val_lmdb)})
+
+
+def _local(url: str) -> str:
+    if storage.is_local(url):
+        return storage.local_path(url)
+    raise HwocrError(f"training reads LMDBs from local folders; {url} is remote (copy it locally first)")
+
+
+def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdbs: list[str], val_lmdb: str,
+                 out: str, key: str) -> dict:
+    run_dir = storage.join(out, "runs", key[:16])
+    done = storage.read_json(storage.join(run_dir, DONE))
+    if done and done.get("key") == key:
+        return {**done, "reused": True}
+    log = get_run_logger()
+    local_dir = _local(run_dir)
+    os.makedirs(local_dir, exist_ok=True)
+    run_id = start_run(tracking, local_dir, {"train": settings.model_dump(mode="json"), "key": key},
+                       {"training": {"url": u, "digest": lmdb_digest(u)} for u in train_lmdbs}
+                       | {"validation": {"url": val_lmdb, "digest": lmdb_digest(val_lmdb)}})
+    try:
+        from models.trainer import train
+
+        result = train(settings, [_local(u) for u in train_lmdbs], _local(val_lmdb), local_dir, log=log.info,
+                       on_eval=log_eval)
+        import torch
+
+        from models.charset import load_charset
+        from models.crnn import Model
+
+        model = Model(num_class=len(load_charset(settings.charset)) + 1)
+        best = os.path.join(local_dir, "best_accuracy.pth")
+        if os.path.exists(best):
+            model.load_state_dict({k.removeprefix("module."): v for k, v in torch.load(best, weights_only=True).items()})
+        logged = finish_run(tracking, local_dir, model, result)
+    except BaseException:
+        end_failed()
+        raise
+    summary = {"key": key, "checkpoint": storage.join(run_dir, "best_accuracy.pth"), "run_dir": run_dir,
+               "best_accuracy": result["best_accuracy"], "best_norm_ed": result["best_norm_ed"],
+               "iterations": result["iterations"], "mlflow_run_id": run_id, **logged,
+               "history": result["history"], "dropped": result["dropped"]}
+    storage.write_json(storage.join(run_dir, DONE), summary)
+    return {**summary, "reused": False}
+
+
+fine_tune = task(
+    fine_tune_fn,
+    name="fine_tune",
+    cache_policy=output_cache(lambda p: (p["key"], storage.join(p["out"], "runs", p["key"][:16], DONE))),
+    persist_result=True,
+)

@@ -1,0 +1,61 @@
+"""The finetune flow on Prefect's engine with a real MLflow store (sqlite), from scratch on a tiny dataset."""
+
+import socket
+import time
+
+import pytest
+
+from hwocr.errors import HwocrError
+
+pytestmark = pytest.mark.usefixtures("prefect")
+
+TRAIN = ["train.pretrained=none", "train.img_h=32", "train.batch_size=8", "train.num_iter=4", "train.val_interval=2",
+         "train.threads=1", "train.optimizer=adam", "train.lr=0.001", "tracking.registered_model=hwocr-test"]
+
+
+def test_finetune_tracks_everything_and_caches(tmp_path, make_config):
+    import mlflow
+
+    from flows.dataset import dataset_flow
+    from flows.finetune import finetune_flow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={uri}")
+    dataset_flow(config)
+    result = finetune_flow(config)
+    assert result["iterations"] == 4 and 0 <= result["best_accuracy"] <= 100
+    assert result["registered_version"] == 1 and result["reused"] is False
+
+    client = mlflow.MlflowClient(uri)
+    run = client.get_run(result["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["train.num_iter"] == "4" and run.data.params["train.optimizer"] == "adam"
+    history = client.get_metric_history(run.info.run_id, "accuracy")
+    assert [m.step for m in history] == [2, 4]
+    contexts = sorted(i.tags[0].value for i in run.inputs.dataset_inputs)
+    assert contexts == ["training", "validation"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"checkpoints", "validation", "summary.json"} <= artifacts
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} >= {"checkpoints/best_accuracy.pth"}
+    model = mlflow.pytorch.load_model(f"models:/hwocr-test/1")
+    assert sum(p.numel() for p in model.parameters()) == 4_015_729
+
+    again = finetune_flow(config)
+    assert again["mlflow_run_id"] == result["mlflow_run_id"] and again["iterations"] == 4
+    assert len(client.search_runs([run.info.experiment_id])) == 1
+
+
+def test_unreachable_tracking_server_fails_before_training(tmp_path, make_config):
+    from flows.dataset import dataset_flow
+    from flows.finetune import finetune_flow
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri=http://127.0.0.1:{port}")
+    dataset_flow(config)
+    start = time.monotonic()
+    with pytest.raises(HwocrError, match=rf"MLflow tracking server http://127.0.0.1:{port} is unreachable"):
+        finetune_flow(config)
+    assert time.monotonic() - start < 60
+    assert not list((tmp_path / "out").glob("runs/*/last.pth"))

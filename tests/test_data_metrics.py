@@ -105,13 +105,13 @@ def test_undecodable_image_names_root_and_index(tmp_path, charset):
     assert root in str(e.value) and "image 2" in str(e.value)
 
 
-def test_pickles_and_works_in_forked_workers(tmp_path, charset):
+def test_pickles_and_works_in_spawned_workers(tmp_path, charset):
     ds = LmdbDataset(labelled(tmp_path / "db", ["한글", "학교", "사랑", "바다"]), charset, mode="stretch",
                      img_h=32, img_w=64)
-    expected = [ds[i] for i in range(len(ds))]  # the parent has the LMDB open before the workers fork
+    expected = [ds[i] for i in range(len(ds))]  # the parent has the LMDB open before the workers start
     clone = pickle.loads(pickle.dumps(ds))  # what spawn workers receive
     assert clone[1][1] == "학교" and torch.equal(clone[1][0], expected[1][0])
-    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="fork",
+    loader = torch.utils.data.DataLoader(ds, batch_size=2, num_workers=2, multiprocessing_context="spawn",
                                          collate_fn=collate)
     got = list(loader)
     assert [t for _, labels in got for t in labels] == ["한글", "학교", "사랑", "바다"]

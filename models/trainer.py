@@ -195,7 +195,7 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
         if not torch.isfinite(loss):
             kept = (f"the last good checkpoint is {last_path} (iteration {saved_at})" if saved_at is not None
                     else "no checkpoint had been written yet")
-            raise HwocrError(f"loss became {float(loss)} at iteration {iteration + 1}; training stopped, {kept}")
+            raise HwocrError(f"loss became {float(loss.detach())} at iteration {iteration + 1}; training stopped, {kept}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

@@ -1,4 +1,4 @@
-"""hwocr command line: `hwocr data`, `hwocr train`, `hwocr run`, `hwocr pack`."""
+"""hwocr command line: `hwocr data`, `hwocr train`, `hwocr run`, `hwocr evaluate`, `hwocr pack`."""
 
 from __future__ import annotations
 
@@ -107,6 +107,26 @@ def cmd_run(args) -> dict:
     return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"])}
 
 
+def cmd_evaluate(args) -> dict:
+    from flows.config import load_config
+    from tasks.evaluate import evaluate_checkpoint
+
+    config = load_config(args.config, args.overrides)
+    from hwocr import storage
+
+    out = storage.normalize(args.out)
+    report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train)
+    if not args.json:
+        print(f"{report['samples']} samples: accuracy {report['accuracy']:.2f}%, norm_ED {report['norm_ed']:.4f}, "
+              f"CER {report['cer']:.4f}")
+        for title, table in (("by font", report["by_font"]), ("by label length", report["by_length"])):
+            for key, row in sorted((table or {}).items(), key=lambda kv: str(kv[0])):
+                print(f"  {title} {key}: {row['samples']} samples, accuracy {row['accuracy']:.2f}%, "
+                      f"CER {row['cer']:.4f}")
+        print(f"predictions: {report['predictions']}\nworst failures: {report['worst_failures']}")
+    return {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "predictions")}
+
+
 def cmd_pack(args) -> dict:
     from flows.config import load_config
     from hwocr import storage
@@ -135,6 +155,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="the whole pipeline: data, then train")
     _common(p)
     p.set_defaults(func=cmd_run)
+    p = sub.add_parser("evaluate", help="score a checkpoint on an LMDB or a folder with gt.txt")
+    p.add_argument("--model", required=True, help="checkpoint (.pth state_dict, with or without module.)")
+    p.add_argument("--data", required=True, help="LMDB folder, or a folder with gt.txt and its images")
+    p.add_argument("--out", default="./hwocr-out/evaluation", help="where predictions.tsv and the report go")
+    p.add_argument("--config", help="YAML preset for the train section (image size, preprocessing, charset)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")

@@ -191,6 +191,10 @@ class LmdbDataset(torch.utils.data.Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
+        return PREPROCESS[self.mode](self.raw_image(i), self.img_h, self.img_w), self.labels[i]
+
+    def raw_image(self, i: int) -> Image.Image:
+        """Sample i as stored (grayscale), before preprocessing."""
         if not -len(self.indices) <= i < len(self.indices):
             raise IndexError(f"{self.root}: sample {i} out of range ({len(self.indices)} kept)")
         index = self.indices[i]
@@ -204,8 +208,7 @@ class LmdbDataset(torch.utils.data.Dataset):
         except Exception as e:  # noqa: BLE001 - PIL raises many kinds for corrupt data
             raise HwocrError(f"{self.root}: image {index} (image-{index:09d}) cannot be decoded: "
                              f"{type(e).__name__}: {e}") from None
-        return PREPROCESS[self.mode](img, self.img_h, self.img_w), self.labels[i]
-
+        return img
 
 
 def collate(batch: Sequence[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:

@@ -40,6 +40,14 @@ def test_finetune_tracks_everything_and_caches(tmp_path, make_config):
     model = mlflow.pytorch.load_model(f"models:/hwocr-test/1")
     assert sum(p.numel() for p in model.parameters()) == 4_015_729
 
+    # Scores per font for a dataset hwocr built.
+    from tasks.evaluate import evaluate_checkpoint
+
+    report = evaluate_checkpoint(result["checkpoint"], str(tmp_path / "out" / "lmdb" / "val"), str(tmp_path / "ev"),
+                                 config.train)
+    assert set(report["by_font"]) == {"Nanum Pen Script Regular", "UnPilgi Regular"}
+    assert sum(row["samples"] for row in report["by_font"].values()) == report["samples"] == 12
+
     again = finetune_flow(config)
     assert again["mlflow_run_id"] == result["mlflow_run_id"] and again["iterations"] == 4
     assert len(client.search_runs([run.info.experiment_id])) == 1

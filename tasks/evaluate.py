@@ -1,0 +1,121 @@
+"""evaluate: a checkpoint on an LMDB (or a folder with gt.txt): metrics overall, per font and per label length,
+predictions as TSV, and an image grid of the worst failures."""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import tempfile
+
+from PIL import Image, ImageDraw
+
+from hwocr import storage
+from hwocr.errors import HwocrError
+from models import metrics
+from tasks.contact_sheet import _label_font
+from tasks.lmdb_pack import MARKER, PackSettings, pack_lmdb_fn
+
+
+def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
+    """A local LMDB path for data_url and the name of every sample (LMDB key, or image path from gt.txt)."""
+    if storage.exists(storage.join(data_url, "data.mdb")):
+        if not storage.is_local(data_url):
+            raise HwocrError(f"evaluate reads LMDBs from local folders; {data_url} is remote")
+        return storage.local_path(data_url), []
+    gt = storage.join(data_url, "gt.txt")
+    if not storage.exists(gt):
+        raise HwocrError(f"{data_url}: neither an LMDB (data.mdb) nor a folder with gt.txt")
+    out = os.path.join(scratch, "lmdb")
+    pack_lmdb_fn(gt, data_url, out, PackSettings(), key="evaluate")
+    from tasks.lmdb_pack import read_gt
+
+    return out, [path for _, path, _ in read_gt(gt)]
+
+
+def _fonts_of(lmdb_url: str, n: int) -> list[str] | None:
+    """Font name per sample for LMDBs hwocr built (through gt.txt -> shard manifest -> dataset.json)."""
+    marker = storage.read_json(storage.join(lmdb_url, MARKER)) or {}
+    gt = marker.get("gt")
+    if not gt or not storage.exists(gt):
+        return None
+    root = posixpath.dirname(posixpath.dirname(gt))
+    summary = storage.read_json(storage.join(root, "dataset.json")) or {}
+    names = {f["sha256"]: f["name"] for f in summary.get("fonts", [])}
+    if not names:
+        return None
+    shard_font: dict[str, str] = {}
+    fonts = []
+    for line in storage.read_text(gt).splitlines():
+        shard = line.split("\t", 1)[0].split("/images/")[0]
+        if shard not in shard_font:
+            manifest = storage.read_json(storage.join(root, shard, "manifest.json")) or {}
+            shard_font[shard] = names.get(manifest.get("font_sha"), manifest.get("font_sha", "?")[:12])
+        fonts.append(shard_font[shard])
+    return fonts if len(fonts) == n else None
+
+
+def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str) -> None:
+    """Images of the worst failures with their ground truth (black) and prediction (red)."""
+    font = _label_font(20, None)
+    cell_w, img_h = 420, 48
+    sheet = Image.new("RGB", (cell_w * 2, max(1, -(-len(rows) // 2)) * (img_h + 30) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (i, gt, pred, conf) in enumerate(rows):
+        img = dataset.raw_image(i).convert("RGB")
+        img.thumbnail((cell_w - 16, img_h))
+        x, y = (k % 2) * cell_w + 8, (k // 2) * (img_h + 30) + 4
+        sheet.paste(img, (x, y))
+        draw.text((x, y + img_h + 2), f"{gt}", fill=(0, 0, 0), font=font)
+        draw.text((x + cell_w // 2, y + img_h + 2), f"{pred} ({conf:.2f})", fill=(200, 0, 0), font=font)
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG")
+    storage.write_bytes(out_url, buf.getvalue())
+
+
+def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, batch_size: int = 192,
+                        worst: int = 24) -> dict:
+    import torch
+
+    from models.charset import load_charset
+    from models.codec import CTCCodec
+    from models.crnn import Model
+    from models.data import LmdbDataset
+    from models.pretrained import load_state_dict
+    from models.trainer import evaluate
+
+    charset = load_charset(settings.charset)
+    codec = CTCCodec(charset)
+    model = Model(num_class=codec.num_class)
+    state = load_state_dict(storage.local_path(model_url) if storage.is_local(model_url) else model_url)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise HwocrError(f"{model_url} does not fit None-VGG-BiLSTM-CTC with {codec.num_class} classes: "
+                         f"{str(e).splitlines()[0]}") from None
+    with tempfile.TemporaryDirectory(prefix="hwocr-eval-") as scratch:
+        lmdb_path, names = _resolve_lmdb(storage.normalize(data_url), scratch)
+        data = LmdbDataset(lmdb_path, charset, settings.batch_max_length, settings.img_h, settings.img_w,
+                           settings.preprocess)
+        result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
+        keys = [f"image-{i:09d}" for i in data.indices] if not names else [names[i - 1] for i in data.indices]
+        fonts = _fonts_of(storage.normalize(data_url), len(data))
+        preds, gts, confs = result["preds"], result["gts"], result["confidences"]
+        tsv = "path\tlabel\tprediction\tconfidence\n" + "".join(
+            f"{k}\t{g}\t{p}\t{c:.4f}\n" for k, g, p, c in zip(keys, gts, preds, confs))
+        predictions = storage.join(out_url, "predictions.tsv")
+        storage.write_text(predictions, tsv)
+        failures = sorted((i for i in range(len(gts)) if preds[i] != gts[i]),
+                          key=lambda i: (-metrics.edit_distance(preds[i], gts[i]) / max(len(gts[i]), 1), -confs[i]))
+        rows = [(i, gts[i], preds[i], confs[i]) for i in failures[:worst]]
+        grid = storage.join(out_url, "worst_failures.png")
+        if rows:
+            failure_grid(data, rows, grid)
+    report = {
+        "samples": len(gts), "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
+        "predictions": predictions, "worst_failures": grid if rows else None, "dropped": data.dropped,
+        "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
+        "by_font": metrics.breakdown(preds, gts, fonts) if fonts else None,
+    }
+    storage.write_json(storage.join(out_url, "evaluation.json"), report)
+    return report

@@ -1,0 +1,62 @@
+"""hwocr evaluate: metrics agree with the predictions it writes; LMDB and gt.txt folders give the same result."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from models import metrics
+from models.trainer import train
+from tasks.evaluate import evaluate_checkpoint
+from tasks.train_settings import TrainSettings
+from test_train import tiny_lmdb  # noqa: F401 - fixture
+
+S = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
+                  channels_last=False, num_iter=40, val_interval=40)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tiny_lmdb, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("ckpt")
+    train(S, [tiny_lmdb], tiny_lmdb, str(out), log=lambda m: None)
+    return str(out / "best_accuracy.pth")
+
+
+def test_report_matches_predictions(tiny_lmdb, checkpoint, tmp_path):  # noqa: F811
+    report = evaluate_checkpoint(checkpoint, tiny_lmdb, str(tmp_path / "a"), S)
+    rows = [line.split("\t") for line in open(report["predictions"], encoding="utf-8").read().splitlines()[1:]]
+    assert [r[0] for r in rows] == [f"image-{i:09d}" for i in range(1, 5)]
+    gts, preds = [r[1] for r in rows], [r[2] for r in rows]
+    assert report["samples"] == 4
+    assert report["accuracy"] == metrics.word_accuracy(preds, gts)
+    assert report["cer"] == metrics.cer(preds, gts) and report["norm_ed"] == metrics.norm_ed(preds, gts)
+    assert set(report["by_length"]) == {2, 4, 5} and report["by_font"] is None
+    if report["accuracy"] < 100:
+        assert os.path.getsize(report["worst_failures"]) > 0
+    # The same images as a folder with gt.txt give the same scores, named by their paths.
+    folder = os.path.dirname(tiny_lmdb)
+    again = evaluate_checkpoint(checkpoint, folder, str(tmp_path / "b"), S)
+    assert (again["accuracy"], again["cer"]) == (report["accuracy"], report["cer"])
+    assert open(again["predictions"], encoding="utf-8").read().splitlines()[1].startswith("img/0.png\t한글\t")
+
+
+def test_cli_json(tiny_lmdb, checkpoint, tmp_path):  # noqa: F811
+    proc = subprocess.run([sys.executable, "-m", "hwocr.cli", "evaluate", "--model", checkpoint, "--data", tiny_lmdb,
+                           "--out", str(tmp_path), "--set", "train.img_h=32", "--json"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert set(result) == {"samples", "accuracy", "norm_ed", "cer", "predictions"} and result["samples"] == 4
+
+
+def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):  # noqa: F811
+    import torch
+
+    from hwocr.errors import HwocrError
+    from models.crnn import Model
+
+    torch.save(Model(num_class=50).state_dict(), tmp_path / "small.pth")
+    with pytest.raises(HwocrError, match=r"small\.pth does not fit None-VGG-BiLSTM-CTC with 1009 classes"):
+        evaluate_checkpoint(str(tmp_path / "small.pth"), tiny_lmdb, str(tmp_path / "o"), S)

@@ -41,13 +41,9 @@ def _inspect(path: str, sha: str, charset: str) -> dict:
     return inspect_font(path, charset)
 
 
-@task(name="survey_fonts")
-def survey_fonts(settings: RenderSettings, words: dict) -> dict:
-    """Hash every font, check what it really draws, and apply settings.font_missing."""
-    charset = load_charset(settings.charset)
-    used = set(storage.read_text(words["url"]).replace("\n", ""))
+def _survey(urls: list[str], settings: RenderSettings, charset: str, used: set[str], what: str) -> tuple[list, list]:
     kept, skipped, seen = [], [], set()
-    for url in discover_fonts(settings.fonts):
+    for url in urls:
         try:
             sha = hashing.sha256_url(url)
         except OSError as e:
@@ -72,13 +68,34 @@ def survey_fonts(settings: RenderSettings, words: dict) -> dict:
         kept.append({"url": url, "path": local_font(url, sha), "sha256": sha, "name": info["name"],
                      "covered": covered, "missing": missing})
     if not kept:
-        raise HwocrError(f"no usable font among {settings.fonts}: " + "; ".join(s["reason"] for s in skipped))
+        raise HwocrError(f"no usable font among {what}: " + "; ".join(s["reason"] for s in skipped))
+    return kept, skipped
+
+
+@task(name="survey_fonts")
+def survey_fonts(settings: RenderSettings, words: dict) -> dict:
+    """Hash every font, check what it really draws, and apply settings.font_missing."""
+    charset = load_charset(settings.charset)
+    used = set(storage.read_text(words["url"]).replace("\n", ""))
+    kept, skipped = _survey(discover_fonts(settings.fonts), settings, charset, used, f"render.fonts {settings.fonts}")
+    held_out: list[dict] = []
+    if settings.test_count:
+        held_out, more = _survey(discover_fonts(settings.test_fonts), settings, charset, used,
+                                 f"render.test_fonts {settings.test_fonts}")
+        skipped += more
+        training = {f["sha256"]: f for f in kept}
+        for f in held_out:
+            if f["sha256"] in training:
+                raise HwocrError(f"held-out font {f['url']} ({f['name']}) is also a training font "
+                                 f"({training[f['sha256']]['url']}): its test score would be inflated")
     log = get_run_logger()
-    for f in kept:
-        log.info("font %s: %s%s", f["name"], f["url"], f" (skips words using {f['missing'][:20]!r})" if f["missing"] else "")
+    for f in kept + held_out:
+        role = "held out" if f in held_out else "train/val"
+        log.info("font %s (%s): %s%s", f["name"], role, f["url"],
+                 f" (skips words using {f['missing'][:20]!r})" if f["missing"] else "")
     for s in skipped:
         log.warning("font skipped: %s", s["reason"])
-    return {"fonts": kept, "skipped": skipped}
+    return {"fonts": kept, "test_fonts": held_out, "skipped": skipped}
 
 
 def _was_cached(future) -> bool:
@@ -103,7 +120,8 @@ def dataset_flow(config: PipelineConfig) -> dict:
     try:
         words = prepare_words(r, out)
         fonts = survey_fonts(r, words)
-        specs = plan_shards(r, fonts["fonts"], words, out)
+        by_split = {split: fonts["test_fonts"] if split == "test" else fonts["fonts"] for split in r.splits()}
+        specs = plan_shards(r, by_split, words, out)
         log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
         futures = [render_shard.submit(s, workers) for s in specs]
         splits, packs = {}, {}
@@ -127,6 +145,7 @@ def dataset_flow(config: PipelineConfig) -> dict:
             "contact_sheet": sheet.result(),
             "stages": {},
             "fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"]} for f in fonts["fonts"]],
+            "test_fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"]} for f in fonts["test_fonts"]],
             "fonts_skipped": fonts["skipped"],
             "words": {"url": words["url"], "count": words["count"], "dropped": words["report"]["dropped"]},
         }
@@ -135,7 +154,7 @@ def dataset_flow(config: PipelineConfig) -> dict:
             dropped = dict(report["dropped"])
             if packed["skipped"]:
                 dropped["bad_image"] = dropped.get("bad_image", 0) + packed["skipped"]
-            names = {f["sha256"]: f["name"] for f in fonts["fonts"]}
+            names = {f["sha256"]: f["name"] for f in fonts["fonts"] + fonts["test_fonts"]}
             summary["splits"][split] = {"lmdb": packed["url"], "gt": report["gt"], "samples": packed["samples"],
                                         "dropped": dropped,
                                         "per_font": {names.get(k, k): v for k, v in report["per_font"].items()}}

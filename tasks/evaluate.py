@@ -41,7 +41,7 @@ def _fonts_of(lmdb_url: str, n: int) -> list[str] | None:
         return None
     root = posixpath.dirname(posixpath.dirname(gt))
     summary = storage.read_json(storage.join(root, "dataset.json")) or {}
-    names = {f["sha256"]: f["name"] for f in summary.get("fonts", [])}
+    names = {f["sha256"]: f["name"] for f in summary.get("fonts", []) + summary.get("test_fonts", [])}
     if not names:
         return None
     shard_font: dict[str, str] = {}

@@ -18,7 +18,7 @@ from typing import Literal
 import PIL
 from prefect import task
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
 from hwocr import hashing, storage
 from hwocr.errors import TransientError
@@ -39,6 +39,11 @@ class RenderSettings(BaseModel):
         default_factory=lambda: list(DEFAULT_FONTS),
         description="Fonts (trdg -ft/-fd): a folder, a glob, or a list of .ttf/.otf/.ttc files or URLs.",
     )
+    test_fonts: list[str] = Field(
+        default_factory=list,
+        description="Held-out fonts for a 'test' split, never used for train or val (a folder, glob or list).",
+    )
+    test_count: NonNegativeInt = Field(0, description="Test images to render with test_fonts (0: no test split).")
     words: str | None = Field(
         None, description="Word list (trdg -i): UTF-8, one word a line. Empty: the bundled Korean list."
     )
@@ -85,17 +90,23 @@ class RenderSettings(BaseModel):
         "leave the font out, or keep it and draw only the words it covers.",
     )
 
-    @field_validator("fonts", mode="before")
+    @field_validator("fonts", "test_fonts", mode="before")
     @classmethod
     def _one_or_many(cls, v):
         return [v] if isinstance(v, str) else v
 
+    @model_validator(mode="after")
+    def _test_split(self) -> RenderSettings:
+        if self.test_count and not self.test_fonts:
+            raise ValueError("test_count needs test_fonts: the test split is rendered with held-out fonts only")
+        return self
+
     def splits(self) -> dict[str, int]:
-        return {"train": self.count, "val": self.val_count}
+        return {"train": self.count, "val": self.val_count} | ({"test": self.test_count} if self.test_count else {})
 
     def pixel_settings(self) -> dict:
         """The settings that change image bytes (fonts and words enter keys by content hash)."""
-        skip = {"fonts", "words", "count", "val_count", "shards", "min_shard_images", "workers", "font_missing",
+        skip = {"fonts", "test_fonts", "test_count", "words", "count", "val_count", "shards", "min_shard_images", "workers", "font_missing",
                 "charset", "batch_max_length", "language"}
         return self.model_dump(mode="json", exclude=skip)
 
@@ -117,12 +128,13 @@ class ShardSpec(BaseModel):
     settings: dict
 
 
-def plan_shards(settings: RenderSettings, fonts: list[dict], words: dict, out: str) -> list[ShardSpec]:
-    """Split every split's images evenly over fonts (sorted by content hash), in chunks of count/shards."""
-    fonts = sorted(fonts, key=lambda f: f["sha256"])
+def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]], words: dict,
+                out: str) -> list[ShardSpec]:
+    """Split every split's images evenly over its fonts (sorted by content hash), in chunks of count/shards."""
     pixels = settings.pixel_settings()
     specs = []
     for split, n in settings.splits().items():
+        fonts = sorted(fonts_by_split[split], key=lambda f: f["sha256"])
         chunk = max(math.ceil(n / settings.shards), settings.min_shard_images)
         base, extra = divmod(n, len(fonts))
         for i, font in enumerate(fonts):

@@ -47,3 +47,17 @@ def test_every_setting_has_a_description():
         props = schema["$defs"][name]["properties"]
         missing = [k for k, v in props.items() if not v.get("description")]
         assert not missing, f"{name} fields without description: {missing}"
+
+
+def test_test_split_needs_held_out_fonts():
+    with pytest.raises(HwocrError, match="test_count needs test_fonts"):
+        load_config("quick", ["render.test_count=10"])
+
+
+def test_every_preset_validates():
+    from flows.config import list_presets
+
+    presets = list_presets()
+    assert {"quick", "seed", "cpu-reference"} <= set(presets)
+    for name in presets:
+        load_config(name)

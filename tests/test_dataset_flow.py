@@ -114,3 +114,18 @@ def test_remote_output_url_gives_the_same_dataset(tmp_path, make_config):
     assert not [p for p in fs.find("/hwocr-test/out") if ".tmp-" in p]
     again = dataset_flow(make_config("memory://hwocr-test/out"))
     assert again["shards"]["rendered"] == 0
+
+
+def test_held_out_fonts_make_a_test_split(tmp_path, make_config):
+    brush = FONTS["brush"]
+    result = dataset_flow(make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{brush}]"))
+    assert result["splits"]["test"]["per_font"] == {"Nanum Brush Script Regular": 6}
+    assert "Nanum Brush Script Regular" not in result["splits"]["train"]["per_font"]
+    assert read_lmdb(tmp_path / "o" / "lmdb" / "test")[b"num-samples"] == b"6"
+
+
+def test_held_out_font_used_in_training_is_refused(tmp_path, make_config):
+    pen = FONTS["pen"]
+    with pytest.raises(HwocrError, match=r"held-out font .*NanumPen\.ttf .* is also a training font"):
+        dataset_flow(make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{pen}]"))
+    assert not (tmp_path / "o" / "shards").exists()

@@ -6,8 +6,10 @@ from prefect import flow
 
 from flows.config import PipelineConfig
 from flows.dataset import dataset_flow
-from hwocr import storage
-from tasks.train import fine_tune, train_key
+from hwocr import hashing, storage
+from tasks.evaluate import CODE_VERSION as EVAL_CODE
+from tasks.evaluate import evaluate_split
+from tasks.train import fine_tune, lmdb_digest, train_key
 
 
 @flow(name="hwocr-finetune", validate_parameters=True)
@@ -18,7 +20,17 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
     val_lmdb = storage.normalize(val_lmdb) if val_lmdb else storage.join(out, "lmdb", "val")
     key = train_key(config.train, train_lmdbs, val_lmdb)
     result = fine_tune(config.train, config.tracking, train_lmdbs, val_lmdb, out, key)
-    return {k: v for k, v in result.items() if k != "history"}
+    # Validation, and the held-out-font test split when there is one: overall, per font, per length.
+    scores = {}
+    test_lmdb = storage.join(out, "lmdb", "test")
+    for split, data in (("val", val_lmdb), ("test", test_lmdb)):
+        if split == "test" and not storage.exists(storage.join(test_lmdb, "data.mdb")):
+            continue
+        ekey = hashing.digest({"stage": "evaluate", "code": EVAL_CODE, "train": key, "data": lmdb_digest(data)})
+        report = evaluate_split(result["checkpoint"], data, storage.join(result["run_dir"], "eval", split),
+                                config.train, ekey, config.tracking, result["mlflow_run_id"], split)
+        scores[split] = {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font", "predictions")}
+    return {**{k: v for k, v in result.items() if k != "history"}, "evaluation": scores}
 
 
 @flow(name="hwocr-pipeline", validate_parameters=True)

@@ -173,8 +173,34 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
 
     pin = device.type == "cuda"
     gflop = GFLOP_PER_SAMPLE * (s.img_h * s.img_w) / (80 * 100)
+    log_every = max(1, min(s.val_interval // 10, 50))
     started = time.monotonic()
     window_t, window_n, window_loss = time.monotonic(), 0, 0.0
+
+    def validate() -> None:
+        nonlocal window_t, window_n, window_loss
+        dt = time.monotonic() - window_t
+        train_loss = window_loss / window_n
+        log(f"[{iteration}/{s.num_iter}] {window_n / dt:.1f} samples/s, {window_n / dt * gflop:.0f} GFLOP/s")
+        result = evaluate(model, val, codec, device, s.batch_size, amp_dtype, criterion)
+        entry = {"iteration": iteration, "train_loss": train_loss, "valid_loss": result["loss"],
+                 "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
+                 "samples_per_s": window_n / dt}
+        history.append(entry)
+        for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
+            if result[name] > best[name]:
+                best[name] = result[name]
+                atomic_save(save_checkpoint_state(model), os.path.join(out_dir, file))
+        log(f"[{iteration}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
+            f"Elapsed_time: {time.monotonic() - started:0.1f}\n"
+            f"Current_accuracy : {result['accuracy']:0.3f}, Current_norm_ED  : {result['norm_ed']:0.4f}\n"
+            f"Best_accuracy    : {best['accuracy']:0.3f}, Best_norm_ED     : {best['norm_ed']:0.4f}\n"
+            + sample_table(result))
+        checkpoint()
+        if on_eval:
+            on_eval(iteration, {**entry, "result": result})
+        window_t, window_n, window_loss = time.monotonic(), 0, 0.0
+
     model.train()
     while iteration < s.num_iter:
         if s.max_minutes and (time.monotonic() - started) > s.max_minutes * 60:
@@ -205,31 +231,14 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
         iteration += 1
         window_n += len(labels)
         window_loss += float(loss.detach()) * len(labels)
+        if iteration % log_every == 0:
+            rate = window_n / (time.monotonic() - window_t)
+            log(f"iter {iteration}: loss {float(loss.detach()):.4f}, {rate:.1f} samples/s, {rate * gflop:.0f} GFLOP/s")
 
         if iteration % s.val_interval == 0 or iteration == s.num_iter:
-            dt = time.monotonic() - window_t
-            train_loss = window_loss / window_n
-            log(f"[{iteration}/{s.num_iter}] {window_n / dt:.1f} samples/s, {window_n / dt * gflop:.0f} GFLOP/s")
-            result = evaluate(model, val, codec, device, s.batch_size, amp_dtype, criterion)
-            entry = {"iteration": iteration, "train_loss": train_loss, "valid_loss": result["loss"],
-                     "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
-                     "samples_per_s": window_n / dt}
-            history.append(entry)
-            for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
-                if result[name] > best[name]:
-                    best[name] = result[name]
-                    atomic_save(save_checkpoint_state(model), os.path.join(out_dir, file))
-            log(f"[{iteration}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
-                f"Elapsed_time: {time.monotonic() - started:0.1f}\n"
-                f"Current_accuracy : {result['accuracy']:0.3f}, Current_norm_ED  : {result['norm_ed']:0.4f}\n"
-                f"Best_accuracy    : {best['accuracy']:0.3f}, Best_norm_ED     : {best['norm_ed']:0.4f}\n"
-                + sample_table(result))
-            checkpoint()
-            if on_eval:
-                on_eval(iteration, {**entry, "result": result})
-            window_t, window_n, window_loss = time.monotonic(), 0, 0.0
-    if not history or history[-1]["iteration"] != iteration:
-        checkpoint()
+            validate()
+    if iteration and (not history or history[-1]["iteration"] != iteration):
+        validate()  # stopped by the time budget between validations
     return {"iterations": iteration, "best_accuracy": best["accuracy"], "best_norm_ed": best["norm_ed"],
             "history": history, "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": dropped,
             "pretrained": pretrained_report, "device": str(device), "precision": str(amp_dtype or "fp32"),

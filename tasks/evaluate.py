@@ -10,11 +10,16 @@ import tempfile
 
 from PIL import Image, ImageDraw
 
-from hwocr import storage
+from prefect import task
+
+from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models import metrics
 from tasks.contact_sheet import _label_font
+from tasks.common import output_cache
 from tasks.lmdb_pack import MARKER, PackSettings, pack_lmdb_fn
+
+CODE_VERSION = hashing.source_digest(__file__)[:16]
 
 
 def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
@@ -74,7 +79,7 @@ def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str)
 
 
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, batch_size: int = 192,
-                        worst: int = 24) -> dict:
+                        worst: int = 24, key: str | None = None) -> dict:
     import torch
 
     from models.charset import load_charset
@@ -112,6 +117,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
         if rows:
             failure_grid(data, rows, grid)
     report = {
+        "key": key, "model": model_url, "data": data_url,
         "samples": len(gts), "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
         "predictions": predictions, "worst_failures": grid if rows else None, "dropped": data.dropped,
         "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
@@ -119,3 +125,37 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
     }
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
     return report
+
+
+def evaluate_split_fn(checkpoint: str, data_url: str, out_url: str, settings, key: str, tracking,
+                      run_id: str | None, split: str) -> dict:
+    """Score a split once per (checkpoint, data) and add its figures to the fine-tune's MLflow run."""
+    existing = storage.read_json(storage.join(out_url, "evaluation.json"))
+    if existing and existing.get("key") == key:
+        return {**existing, "reused": True}
+    report = evaluate_checkpoint(checkpoint, data_url, out_url, settings, key=key)
+    if run_id:
+        from tasks.track import connect
+
+        client = connect(tracking)
+        for name in ("accuracy", "norm_ed", "cer"):
+            client.log_metric(run_id, f"{split}_{name}", float(report[name]))
+        for font, row in (report["by_font"] or {}).items():
+            client.log_metric(run_id, f"{split}_accuracy_font_{_metric_name(font)}", float(row["accuracy"]))
+        for name in ("predictions.tsv", "evaluation.json", "worst_failures.png"):
+            path = storage.join(out_url, name)
+            if storage.is_local(path) and storage.exists(path):
+                client.log_artifact(run_id, storage.local_path(path), f"evaluation/{split}")
+    return {**report, "reused": False}
+
+
+def _metric_name(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+def _marker(params: dict) -> tuple[str, str]:
+    return params["key"], storage.join(params["out_url"], "evaluation.json")
+
+
+evaluate_split = task(evaluate_split_fn, name="evaluate", task_run_name="evaluate {split}",
+                      cache_policy=output_cache(_marker), persist_result=True)

@@ -40,13 +40,15 @@ def test_finetune_tracks_everything_and_caches(tmp_path, make_config):
     model = mlflow.pytorch.load_model(f"models:/hwocr-test/1")
     assert sum(p.numel() for p in model.parameters()) == 4_015_729
 
-    # Scores per font for a dataset hwocr built.
-    from tasks.evaluate import evaluate_checkpoint
-
-    report = evaluate_checkpoint(result["checkpoint"], str(tmp_path / "out" / "lmdb" / "val"), str(tmp_path / "ev"),
-                                 config.train)
+    # The flow scores validation per font (the dataset was built by hwocr) and adds it to the run.
+    report = result["evaluation"]["val"]
     assert set(report["by_font"]) == {"Nanum Pen Script Regular", "UnPilgi Regular"}
     assert sum(row["samples"] for row in report["by_font"].values()) == report["samples"] == 12
+    assert "test" not in result["evaluation"]
+    [val_accuracy] = client.get_metric_history(run.info.run_id, "val_accuracy")
+    assert val_accuracy.value == report["accuracy"]
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/val")} >= {
+        "evaluation/val/predictions.tsv", "evaluation/val/evaluation.json"}
 
     again = finetune_flow(config)
     assert again["mlflow_run_id"] == result["mlflow_run_id"] and again["iterations"] == 4

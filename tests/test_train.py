@@ -103,3 +103,11 @@ def test_corrupt_resume_state_is_a_clear_error(tiny_lmdb, tmp_path):
     (tmp_path / "last.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(HwocrError, match=r"cannot resume from .*last\.pth"):
         train(settings(num_iter=2, val_interval=1), [tiny_lmdb], tiny_lmdb, str(tmp_path), log=lambda m: None)
+
+
+def test_time_budget_stop_still_validates_and_saves(tiny_lmdb, tmp_path):
+    result = train(settings(num_iter=10_000, val_interval=5_000, max_minutes=0.05), [tiny_lmdb], tiny_lmdb,
+                   str(tmp_path), log=lambda m: None)
+    assert 0 < result["iterations"] < 10_000
+    assert result["history"][-1]["iteration"] == result["iterations"]
+    assert (tmp_path / "best_accuracy.pth").exists() and (tmp_path / "last.pth").exists()

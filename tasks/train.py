@@ -48,6 +48,9 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
     if done and done.get("key") == key:
         return {**done, "reused": True}
     log = get_run_logger()
+    from models.pretrained import resolve_pretrained
+
+    resolve_pretrained(settings.pretrained)  # a missing or corrupt checkpoint fails before an MLflow run exists
     local_dir = _local(run_dir)
     os.makedirs(local_dir, exist_ok=True)
     run_id = start_run(tracking, local_dir, {"train": settings.model_dump(mode="json"), "key": key},

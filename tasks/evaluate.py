@@ -17,7 +17,7 @@ from hwocr.errors import HwocrError
 from models import metrics
 from tasks.contact_sheet import _label_font
 from tasks.common import output_cache
-from tasks.lmdb_pack import MARKER, PackSettings, pack_lmdb_fn
+from tasks.lmdb_pack import MARKER, PackSettings, pack_lmdb_fn, read_gt
 
 CODE_VERSION = hashing.source_digest(__file__)[:16]
 
@@ -33,8 +33,6 @@ def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
         raise HwocrError(f"{data_url}: neither an LMDB (data.mdb) nor a folder with gt.txt")
     out = os.path.join(scratch, "lmdb")
     pack_lmdb_fn(gt, data_url, out, PackSettings(), key="evaluate")
-    from tasks.lmdb_pack import read_gt
-
     return out, [path for _, path, _ in read_gt(gt)]
 
 

@@ -149,12 +149,12 @@ def dataset_flow(config: PipelineConfig) -> dict:
             "fonts_skipped": fonts["skipped"],
             "words": {"url": words["url"], "count": words["count"], "dropped": words["report"]["dropped"]},
         }
+        names = {f["sha256"]: f["name"] for f in fonts["fonts"] + fonts["test_fonts"]}
         for split, gt in splits.items():
             report, packed = gt.result(), packs[split].result()
             dropped = dict(report["dropped"])
             if packed["skipped"]:
                 dropped["bad_image"] = dropped.get("bad_image", 0) + packed["skipped"]
-            names = {f["sha256"]: f["name"] for f in fonts["fonts"] + fonts["test_fonts"]}
             summary["splits"][split] = {"lmdb": packed["url"], "gt": report["gt"], "samples": packed["samples"],
                                         "dropped": dropped,
                                         "per_font": {names.get(k, k): v for k, v in report["per_font"].items()}}

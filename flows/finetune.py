@@ -18,15 +18,18 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
     out = storage.normalize(config.out)
     train_lmdbs = [storage.normalize(u) for u in train_lmdbs] if train_lmdbs else [storage.join(out, "lmdb", "train")]
     val_lmdb = storage.normalize(val_lmdb) if val_lmdb else storage.join(out, "lmdb", "val")
-    key = train_key(config.train, train_lmdbs, val_lmdb)
-    result = fine_tune(config.train, config.tracking, train_lmdbs, val_lmdb, out, key)
+    test_lmdb = storage.join(out, "lmdb", "test")
+    has_test = storage.exists(storage.join(test_lmdb, "data.mdb"))
+    # One read (or hash) per LMDB: keys, MLflow lineage and evaluation all use these.
+    digests = {u: lmdb_digest(u) for u in [*train_lmdbs, val_lmdb] + ([test_lmdb] if has_test else [])}
+    key = train_key(config.train, train_lmdbs, val_lmdb, digests)
+    result = fine_tune(config.train, config.tracking, train_lmdbs, val_lmdb, digests, out, key)
     # Validation, and the held-out-font test split when there is one: overall, per font, per length.
     scores = {}
-    test_lmdb = storage.join(out, "lmdb", "test")
     for split, data in (("val", val_lmdb), ("test", test_lmdb)):
-        if split == "test" and not storage.exists(storage.join(test_lmdb, "data.mdb")):
+        if data not in digests:
             continue
-        ekey = hashing.digest({"stage": "evaluate", "code": EVAL_CODE, "train": key, "data": lmdb_digest(data)})
+        ekey = hashing.digest({"stage": "evaluate", "code": EVAL_CODE, "train": key, "data": digests[data]})
         report = evaluate_split(result["checkpoint"], data, storage.join(result["run_dir"], "eval", split),
                                 config.train, ekey, config.tracking, result["mlflow_run_id"], split)
         scores[split] = {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font", "predictions")}

@@ -40,6 +40,12 @@ def retry_transient(task, task_run, state) -> bool:
     return False
 
 
+def finished(marker_url: str, key: str) -> dict | None:
+    """The marker of a complete output built from `key`, or None (missing, unreadable or another key's)."""
+    marker = storage.read_json(marker_url)
+    return marker if marker and marker.get("key") == key else None
+
+
 def output_cache(
     marker_of: Callable[[dict], tuple[str, str]],
     refine: Callable[[dict, dict], str | None] | None = None,
@@ -53,8 +59,8 @@ def output_cache(
 
     def key_fn(context, parameters: dict) -> str | None:
         key, marker_url = marker_of(parameters)
-        marker = storage.read_json(marker_url)
-        if not marker or marker.get("key") != key:
+        marker = finished(marker_url, key)
+        if marker is None:
             return None
         final = refine(parameters, marker) if refine else key
         # Results hold URLs: the same content elsewhere is another record.

@@ -16,7 +16,7 @@ from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models import metrics
 from tasks.contact_sheet import _label_font
-from tasks.common import output_cache
+from tasks.common import finished, output_cache
 from tasks.lmdb_pack import MARKER, PackSettings, pack_lmdb_fn, read_gt
 
 CODE_VERSION = hashing.source_digest(__file__)[:16]
@@ -128,8 +128,8 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
 def evaluate_split_fn(checkpoint: str, data_url: str, out_url: str, settings, key: str, tracking,
                       run_id: str | None, split: str) -> dict:
     """Score a split once per (checkpoint, data) and add its figures to the fine-tune's MLflow run."""
-    existing = storage.read_json(storage.join(out_url, "evaluation.json"))
-    if existing and existing.get("key") == key:
+    existing = finished(storage.join(out_url, "evaluation.json"), key)
+    if existing:
         return {**existing, "reused": True}
     report = evaluate_checkpoint(checkpoint, data_url, out_url, settings, key=key)
     if run_id:

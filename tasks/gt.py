@@ -10,7 +10,7 @@ from prefect.tasks import exponential_backoff
 
 from hwocr import hashing, storage
 from models.charset import load_charset
-from tasks.common import output_cache, retry_transient
+from tasks.common import finished, output_cache, retry_transient
 
 CODE_VERSION = hashing.source_digest(__file__)[:16]
 
@@ -43,8 +43,8 @@ def assemble_gt_fn(split: str, shards: list[dict], needed: dict[str, int], out: 
 
     needed maps font hash -> images wanted from that font; shards may hold more (they are reused).
     """
-    existing = storage.read_json(storage.join(out, split, "report.json"))
-    if existing and existing.get("key") == key and storage.exists(existing["gt"]):
+    existing = finished(storage.join(out, split, "report.json"), key)
+    if existing and storage.exists(existing["gt"]):
         return {**existing, "reused": True}
     allowed = set(load_charset(charset))
     per_font: dict[str, dict[int, tuple[str, str]]] = {}

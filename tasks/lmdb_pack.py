@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
-from tasks.common import output_cache, retry_transient
+from tasks.common import finished, output_cache, retry_transient
 
 CODE_VERSION = hashing.source_digest(__file__)[:16]
 MARKER = "hwocr.json"
@@ -143,8 +143,8 @@ def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
 
 
 def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings, key: str) -> dict:
-    existing = storage.read_json(storage.join(lmdb_url, MARKER))
-    if existing and existing.get("key") == key:
+    existing = finished(storage.join(lmdb_url, MARKER), key)
+    if existing:
         return {"url": lmdb_url, **existing, "reused": True}
     rows = read_gt(gt_url)
     stats = {"skipped": 0}

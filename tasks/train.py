@@ -9,7 +9,7 @@ from prefect import get_run_logger, task
 import models
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
-from tasks.common import output_cache
+from tasks.common import finished, output_cache
 from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
 from tasks.train_settings import TrainSettings
 
@@ -30,9 +30,9 @@ def lmdb_digest(url: str) -> str:
         raise HwocrError(f"{url} is not an LMDB folder (no data.mdb)") from None
 
 
-def train_key(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str) -> str:
+def train_key(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str, digests: dict[str, str]) -> str:
     return hashing.digest({"stage": "train", "code": CODE_VERSION, "settings": settings.model_dump(mode="json"),
-                           "train": [lmdb_digest(u) for u in train_lmdbs], "val": lmdb_digest(val_lmdb)})
+                           "train": [digests[u] for u in train_lmdbs], "val": digests[val_lmdb]})
 
 
 def _local(url: str) -> str:
@@ -42,10 +42,10 @@ def _local(url: str) -> str:
 
 
 def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdbs: list[str], val_lmdb: str,
-                 out: str, key: str) -> dict:
+                 digests: dict[str, str], out: str, key: str) -> dict:
     run_dir = storage.join(out, "runs", key[:16])
-    done = storage.read_json(storage.join(run_dir, DONE))
-    if done and done.get("key") == key:
+    done = finished(storage.join(run_dir, DONE), key)
+    if done:
         return {**done, "reused": True}
     log = get_run_logger()
     from models.pretrained import resolve_pretrained
@@ -54,8 +54,8 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
     local_dir = _local(run_dir)
     os.makedirs(local_dir, exist_ok=True)
     run_id = start_run(tracking, local_dir, {"train": settings.model_dump(mode="json"), "key": key},
-                       {"training": {"url": u, "digest": lmdb_digest(u)} for u in train_lmdbs}
-                       | {"validation": {"url": val_lmdb, "digest": lmdb_digest(val_lmdb)}})
+                       {"training": {"url": u, "digest": digests[u]} for u in train_lmdbs}
+                       | {"validation": {"url": val_lmdb, "digest": digests[val_lmdb]}})
     try:
         from models.trainer import train
 

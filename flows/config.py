@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hwocr.errors import HwocrError
+from tasks.export import ExportSettings
 from tasks.lmdb_pack import PackSettings
 from tasks.render import RenderSettings
 from tasks.track import TrackingSettings
@@ -25,6 +26,7 @@ class PipelineConfig(BaseModel):
     pack: PackSettings = Field(default_factory=PackSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
+    export: ExportSettings = Field(default_factory=ExportSettings)
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -9,6 +9,8 @@ from flows.dataset import dataset_flow
 from hwocr import hashing, storage
 from tasks.evaluate import CODE_VERSION as EVAL_CODE
 from tasks.evaluate import evaluate_split
+from tasks.export import CODE_VERSION as EXPORT_CODE
+from tasks.export import export_easyocr, log_bundle
 from tasks.train import fine_tune, lmdb_digest, train_key
 
 
@@ -41,4 +43,9 @@ def pipeline_flow(config: PipelineConfig) -> dict:
     """Dataset, then fine-tuning; each stage re-runs only when its inputs changed."""
     data = dataset_flow(config)
     trained = finetune_flow(config, [data["splits"]["train"]["lmdb"]], data["splits"]["val"]["lmdb"])
-    return {"dataset": data, "train": trained}
+    ekey = hashing.digest({"stage": "export", "code": EXPORT_CODE, "train": trained["key"],
+                           "settings": config.export.model_dump(mode="json")})
+    bundle = export_easyocr(trained["checkpoint"], storage.join(trained["run_dir"], "easyocr"), config.export,
+                            config.train.charset, config.train.img_h, ekey)
+    log_bundle(config.tracking, trained["mlflow_run_id"], bundle)
+    return {"dataset": data, "train": trained, "export": bundle}

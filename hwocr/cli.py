@@ -102,9 +102,17 @@ def cmd_run(args) -> dict:
     if not args.json:
         _print_summary(result["dataset"])
         t = result["train"]
-        print(f"best accuracy {t['best_accuracy']:.2f}% after {t['iterations']} iterations; "
-              f"checkpoint {t['checkpoint']}\nsee the run: mlflow ui --backend-store-uri {config.tracking.tracking_uri}")
-    return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"])}
+        print(f"trained {t['iterations']} iterations" + (" (cached)" if t.get("reused") else "")
+              + f"; best validation accuracy {t['best_accuracy']:.2f}%, checkpoint {t['checkpoint']}")
+        for split, r in t["evaluation"].items():
+            print(f"{split}: {r['samples']} samples, accuracy {r['accuracy']:.2f}%, norm_ED {r['norm_ed']:.4f}, "
+                  f"CER {r['cer']:.4f}; predictions {r['predictions']}")
+        e = result["export"]
+        print(f"EasyOCR bundle: {e['dir']} (recog_network='{e['name']}'; its README.md says how to load it)")
+        print(f"MLflow run {t['mlflow_run_id']}: .venv/bin/mlflow ui --backend-store-uri "
+              f"{config.tracking.tracking_uri}  (then open http://127.0.0.1:5000)")
+    return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"]),
+            "export": result["export"]}
 
 
 def cmd_evaluate(args) -> dict:
@@ -115,7 +123,7 @@ def cmd_evaluate(args) -> dict:
     from hwocr import storage
 
     out = storage.normalize(args.out)
-    report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train)
+    report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, engine=args.engine)
     if not args.json:
         print(f"{report['samples']} samples: accuracy {report['accuracy']:.2f}%, norm_ED {report['norm_ed']:.4f}, "
               f"CER {report['cer']:.4f}")
@@ -125,6 +133,27 @@ def cmd_evaluate(args) -> dict:
                       f"CER {row['cer']:.4f}")
         print(f"predictions: {report['predictions']}\nworst failures: {report['worst_failures']}")
     return {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "predictions")}
+
+
+def cmd_export(args) -> dict:
+    from pydantic import ValidationError
+
+    from flows.config import load_config
+    from hwocr import storage
+    from tasks.export import ExportSettings, export_easyocr_fn
+
+    config = load_config(args.config, args.overrides)
+    try:
+        settings = ExportSettings(name=args.name, lang_list=config.export.lang_list)
+    except ValidationError as e:
+        raise HwocrError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    out = storage.normalize(args.out)
+    result = export_easyocr_fn(storage.normalize(args.model), out, settings, config.train.charset, config.train.img_h)
+    if not args.json:
+        print(f"wrote {result['pth']}, {result['yaml']}, {result['py']}\n"
+              f"load it: easyocr.Reader(['ko'], recog_network='{settings.name}', user_network_directory='{out}', "
+              f"model_storage_directory='{out}')")
+    return result
 
 
 def cmd_pack(args) -> dict:
@@ -156,13 +185,24 @@ def main(argv: list[str] | None = None) -> int:
     _common(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("evaluate", help="score a checkpoint on an LMDB or a folder with gt.txt")
-    p.add_argument("--model", required=True, help="checkpoint (.pth state_dict, with or without module.)")
+    p.add_argument("--model", required=True,
+                   help="checkpoint (.pth state_dict, with or without module.); with --engine easyocr, a bundle folder")
     p.add_argument("--data", required=True, help="LMDB folder, or a folder with gt.txt and its images")
+    p.add_argument("--engine", choices=["hwocr", "easyocr"], default="hwocr",
+                   help="hwocr: our inference; easyocr: the real easyocr package reading an exported bundle")
     p.add_argument("--out", default="./hwocr-out/evaluation", help="where predictions.tsv and the report go")
     p.add_argument("--config", help="YAML preset for the train section (image size, preprocessing, charset)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_evaluate)
+    p = sub.add_parser("export", help="write a checkpoint as an EasyOCR custom network (NAME.pth/.yaml/.py)")
+    p.add_argument("--model", required=True, help="checkpoint (.pth state_dict, with or without module.)")
+    p.add_argument("--out", required=True, help="folder or URL for the bundle")
+    p.add_argument("--name", default="hwocr_korean", help="network name: easyocr.Reader(recog_network=NAME)")
+    p.add_argument("--config", help="YAML preset for the train section (charset, img_h)")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_export)
     p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")

@@ -14,6 +14,7 @@ import os
 import threading
 import unicodedata
 from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Literal, Sequence
 
 import lmdb
@@ -250,7 +251,7 @@ class MixedLoader:
     """
 
     def __init__(self, datasets: Sequence[torch.utils.data.Dataset], ratios: Sequence[float], batch_size: int,
-                 seed: int = 0, prefetch: int = 0) -> None:
+                 seed: int = 0, prefetch: int = 0, share: Callable[[list], list] | None = None) -> None:
         if not datasets:
             raise HwocrError("mixed loader: no datasets")
         if batch_size < 1:
@@ -263,6 +264,8 @@ class MixedLoader:
         self.batch_size = batch_size
         self.seed = int(seed)
         self.counts = [max(int(batch_size * r), 1) for r in self.ratios]
+        self.batch_samples = sum(self.counts)
+        self.share = share or (lambda items: items)  # a data-parallel rank decodes only its part of each batch
         self.lengths = [len(d) for d in self.datasets]
         self._epoch = [0] * len(self.datasets)
         self._pos = [0] * len(self.datasets)
@@ -306,13 +309,13 @@ class MixedLoader:
 
     def __next__(self) -> list[tuple[torch.Tensor, str]]:
         if not self.prefetch:
-            batch = self.fetch(self.next_indices())
+            batch = self.fetch(self.share(self.next_indices()))
             self._consumed = self._cursor()
             return batch
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.prefetch, thread_name_prefix="hwocr-prefetch")
         while len(self._queue) < self.prefetch + 1:
-            indices = self.next_indices()
+            indices = self.share(self.next_indices())
             self._queue.append((self._pool.submit(self.fetch, indices), self._cursor()))
         future, cursor = self._queue.popleft()
         batch = future.result()

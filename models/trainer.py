@@ -19,20 +19,25 @@ import torch
 from torch import nn
 
 from hwocr.errors import HwocrError
-from models import metrics
+from models import distributed, metrics
 from models.charset import load_charset
 from models.codec import CTCCodec
 from models.crnn import Model
 from models.data import LmdbDataset, MixedLoader, collate
+from models.distributed import World, all_sum, global_batchnorm, world_from_env
 from models.pretrained import load_pretrained, resolve_pretrained, save_checkpoint_state
 
 GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100; scales with the input area
 
 
-def pick_device(name: str) -> torch.device:
+def pick_device(name: str, world: World = World()) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise HwocrError("train.device is cuda but no CUDA device is available")
-    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name))
+    kind = "cuda" if name == "auto" and torch.cuda.is_available() else ("cpu" if name == "auto" else name)
+    if kind == "cuda":
+        torch.cuda.set_device(world.local_rank)
+        return torch.device("cuda", world.local_rank)
+    return torch.device(kind)
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
@@ -119,11 +124,28 @@ def _set_rng_state(state: dict) -> None:
 
 def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None] = print,
           on_eval: Callable[[int, dict], None] | None = None) -> dict:
-    """Train until s.num_iter (or s.max_minutes), resuming from out_dir/last.pth when it exists."""
+    """Train until s.num_iter (or s.max_minutes), resuming from out_dir/last.pth when it exists.
+
+    Under torchrun (WORLD_SIZE > 1) every rank trains on its share of the same global batch with DDP; rank 0
+    validates, logs and writes the checkpoints.
+    """
+    world = world_from_env()
+    if not world.main:
+        log = on_eval = None
     os.makedirs(out_dir, exist_ok=True)
-    if s.threads:
-        torch.set_num_threads(s.threads)
-    device = pick_device(s.device)
+    if s.threads or world.size > 1:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
+        torch.set_num_threads(s.threads or max(1, (os.cpu_count() or 1) // local))
+    device = pick_device(s.device, world)
+    distributed.init(world, device)
+    try:
+        return _train(s, train_roots, val_root, out_dir, log or (lambda m: None), on_eval, world, device)
+    finally:
+        distributed.shutdown(world)
+
+
+def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None],
+           on_eval: Callable[[int, dict], None] | None, world: World, device: torch.device) -> dict:
     amp_dtype = autocast_dtype(s.precision, device)
     charset = load_charset(s.charset)
     codec = CTCCodec(charset)
@@ -136,15 +158,18 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
     for root, d in dropped.items():
         if any(d.values()):
             log(f"{root}: dropped {d}")
-    loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, prefetch=2)
+    loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, prefetch=2, share=world.share)
 
     model, pretrained_report = build_model(s, codec, log)
     model.to(device)
     if s.channels_last:
         model.to(memory_format=torch.channels_last)
+    if world.size > 1:
+        model = global_batchnorm(model, device)
     optimizer = make_optimizer(s, filter(lambda p: p.requires_grad, model.parameters()))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     criterion = nn.CTCLoss(zero_infinity=True)
+    per_sample = nn.CTCLoss(zero_infinity=True, reduction="none")
 
     iteration, best = 0, {"accuracy": -1.0, "norm_ed": -1.0}
     history: list[dict] = []
@@ -161,6 +186,10 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
         _set_rng_state(state["rng"])
         iteration, best, history = state["iteration"], state["best"], state["history"]
         log(f"resumed from {last_path} at iteration {iteration}")
+    net: nn.Module = model
+    if world.size > 1:
+        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        log(f"data-parallel over {world.size} processes, {s.batch_size // world.size}+ samples each")
 
     saved_at = iteration if os.path.exists(last_path) else None
 
@@ -177,8 +206,15 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
     started = time.monotonic()
     window_t, window_n, window_loss = time.monotonic(), 0, 0.0
 
+    validated_at = history[-1]["iteration"] if history else None
+
     def validate() -> None:
-        nonlocal window_t, window_n, window_loss
+        nonlocal window_t, window_n, window_loss, validated_at
+        validated_at = iteration
+        if not world.main:
+            distributed.barrier(world)
+            window_t, window_n, window_loss = time.monotonic(), 0, 0.0
+            return
         dt = time.monotonic() - window_t
         train_loss = window_loss / window_n
         log(f"[{iteration}/{s.num_iter}] {window_n / dt:.1f} samples/s, {window_n / dt * gflop:.0f} GFLOP/s")
@@ -199,13 +235,16 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
         checkpoint()
         if on_eval:
             on_eval(iteration, {**entry, "result": result})
+        distributed.barrier(world)
         window_t, window_n, window_loss = time.monotonic(), 0, 0.0
 
     model.train()
     while iteration < s.num_iter:
-        if s.max_minutes and (time.monotonic() - started) > s.max_minutes * 60:
-            log(f"time budget of {s.max_minutes} minutes reached at iteration {iteration}")
-            break
+        if s.max_minutes:  # rank 0's clock decides, so every rank stops at the same iteration
+            over = world.main and (time.monotonic() - started) > s.max_minutes * 60
+            if all_sum(torch.tensor([float(over)]), world).item() > 0:
+                log(f"time budget of {s.max_minutes} minutes reached at iteration {iteration}")
+                break
         images, labels = collate(next(loader))
         if pin:
             images = images.pin_memory()
@@ -214,30 +253,34 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
             images = images.contiguous(memory_format=torch.channels_last)
         targets, lengths = codec.encode(labels)
         with _autocast(device, amp_dtype):
-            logits = model(images)
+            logits = net(images)
         log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
         sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
-        loss = criterion(log_probs, targets, sizes, lengths)
-        if not torch.isfinite(loss):
+        # CTCLoss's mean over the global batch, split so that DDP's average of the ranks' gradients equals it
+        losses = per_sample(log_probs, targets, sizes, lengths) / lengths.clamp_min(1).to(log_probs.device)
+        global_n = loader.batch_samples
+        loss = losses.sum() * (world.size / global_n)
+        batch_loss = all_sum(loss.detach().reshape(1), world) / world.size
+        if not torch.isfinite(batch_loss).all():
             kept = (f"the last good checkpoint is {last_path} (iteration {saved_at})" if saved_at is not None
                     else "no checkpoint had been written yet")
-            raise HwocrError(f"loss became {float(loss.detach())} at iteration {iteration + 1}; training stopped, {kept}")
+            raise HwocrError(f"loss became {float(batch_loss)} at iteration {iteration + 1}; training stopped, {kept}")
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+        nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)  # after DDP's all-reduce: the same on every rank
         scaler.step(optimizer)
         scaler.update()
         iteration += 1
-        window_n += len(labels)
-        window_loss += float(loss.detach()) * len(labels)
+        window_n += global_n
+        window_loss += float(batch_loss) * global_n
         if iteration % log_every == 0:
             rate = window_n / (time.monotonic() - window_t)
-            log(f"iter {iteration}: loss {float(loss.detach()):.4f}, {rate:.1f} samples/s, {rate * gflop:.0f} GFLOP/s")
+            log(f"iter {iteration}: loss {float(batch_loss):.4f}, {rate:.1f} samples/s, {rate * gflop:.0f} GFLOP/s")
 
         if iteration % s.val_interval == 0 or iteration == s.num_iter:
             validate()
-    if iteration and (not history or history[-1]["iteration"] != iteration):
+    if iteration and validated_at != iteration:
         validate()  # stopped by the time budget between validations
     return {"iterations": iteration, "best_accuracy": best["accuracy"], "best_norm_ed": best["norm_ed"],
             "history": history, "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": dropped,

@@ -26,3 +26,18 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   .venv/bin/python -m pip install -q -e '.[dev]'
   echo "$want" > "$stamp"
 fi
+
+# EasyOCR 1.7.2 imports only beside torch 2.14.1 + torchvision 0.29.1 (a CUDA build, ~5.5 GB), so it lives in a
+# venv of its own: the tests load exported bundles with it, and `hwocr evaluate --engine easyocr` scores through it.
+# HWOCR_EASYOCR=0 skips it.
+EASYOCR_REQ="torch==2.14.1 torchvision==0.29.1 easyocr==1.7.2"
+if [ "${HWOCR_EASYOCR:-1}" != 0 ]; then
+  [ -x .venv-easyocr/bin/python ] || "$PY" -m venv .venv-easyocr
+  stamp=.venv-easyocr/.hwocr-installed
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$EASYOCR_REQ" ]; then
+    echo "bootstrap: installing $EASYOCR_REQ into .venv-easyocr"
+    # shellcheck disable=SC2086 - the requirements are words
+    .venv-easyocr/bin/python -m pip install -q $EASYOCR_REQ
+    echo "$EASYOCR_REQ" > "$stamp"
+  fi
+fi

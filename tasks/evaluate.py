@@ -76,8 +76,53 @@ def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str)
     storage.write_bytes(out_url, buf.getvalue())
 
 
+def easyocr_python() -> str:
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    py = os.environ.get("HWOCR_EASYOCR_PYTHON", os.path.join(root, ".venv-easyocr", "bin", "python"))
+    if not os.path.exists(py):
+        raise HwocrError(f"the easyocr engine runs EasyOCR from {py}, which is missing: scripts/bootstrap.sh creates "
+                         "it, or set HWOCR_EASYOCR_PYTHON to a Python that imports easyocr")
+    return py
+
+
+def bundle_name(bundle: str) -> str:
+    names = [f[:-5] for f in os.listdir(bundle) if f.endswith(".yaml")] if os.path.isdir(bundle) else []
+    if len(names) != 1 or not os.path.exists(os.path.join(bundle, names[0] + ".pth")):
+        raise HwocrError(f"{bundle}: not an EasyOCR bundle (one NAME.yaml, NAME.py and NAME.pth; see hwocr export)")
+    return names[0]
+
+
+def easyocr_predictions(bundle_url: str, data, scratch: str) -> dict:
+    """Read every sample through the real easyocr package (its own venv) with the exported bundle."""
+    import json
+    import subprocess
+
+    if not storage.is_local(bundle_url):
+        raise HwocrError(f"the easyocr engine reads a local bundle folder; {bundle_url} is remote")
+    bundle = storage.local_path(bundle_url)
+    name = bundle_name(bundle)
+    paths, gts = [], []
+    for i in range(len(data)):
+        path = os.path.join(scratch, f"{i}.png")
+        data.raw_image(i).save(path)
+        paths.append(path)
+        gts.append(data.labels[i])
+    with open(os.path.join(scratch, "images.txt"), "w", encoding="utf-8") as f:
+        f.write("\n".join(paths) + "\n")
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hwocr", "easyocr_read.py")
+    proc = subprocess.run([easyocr_python(), script, bundle, name, os.path.join(scratch, "images.txt")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
+    if proc.returncode != 0 or len(lines) != len(paths):
+        raise HwocrError(f"EasyOCR could not read with {bundle}: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
+    preds, confs = zip(*(json.loads(ln) for ln in lines)) if lines else ((), ())
+    preds, confs = list(preds), list(confs)
+    return {"preds": preds, "gts": gts, "confidences": confs, "accuracy": metrics.word_accuracy(preds, gts),
+            "norm_ed": metrics.norm_ed(preds, gts), "cer": metrics.cer(preds, gts)}
+
+
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, batch_size: int = 192,
-                        worst: int = 24, key: str | None = None) -> dict:
+                        worst: int = 24, key: str | None = None, engine: str = "hwocr") -> dict:
     import torch
 
     from models.charset import load_charset
@@ -89,18 +134,24 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
 
     charset = load_charset(settings.charset)
     codec = CTCCodec(charset)
-    model = Model(num_class=codec.num_class)
-    state = load_state_dict(storage.local_path(model_url) if storage.is_local(model_url) else model_url)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise HwocrError(f"{model_url} does not fit None-VGG-BiLSTM-CTC with {codec.num_class} classes: "
-                         f"{str(e).splitlines()[0]}") from None
+    if engine == "hwocr":
+        model = Model(num_class=codec.num_class)
+        state = load_state_dict(storage.local_path(model_url) if storage.is_local(model_url) else model_url)
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as e:
+            raise HwocrError(f"{model_url} does not fit None-VGG-BiLSTM-CTC with {codec.num_class} classes: "
+                             f"{str(e).splitlines()[0]}") from None
+    elif engine != "easyocr":
+        raise HwocrError(f"unknown engine {engine!r} (hwocr or easyocr)")
     with tempfile.TemporaryDirectory(prefix="hwocr-eval-") as scratch:
         lmdb_path, names = _resolve_lmdb(storage.normalize(data_url), scratch)
         data = LmdbDataset(lmdb_path, charset, settings.batch_max_length, settings.img_h, settings.img_w,
                            settings.preprocess)
-        result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
+        if engine == "easyocr":
+            result = easyocr_predictions(model_url, data, scratch)
+        else:
+            result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
         keys = [f"image-{i:09d}" for i in data.indices] if not names else [names[i - 1] for i in data.indices]
         fonts = _fonts_of(storage.normalize(data_url), len(data))
         preds, gts, confs = result["preds"], result["gts"], result["confidences"]

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
+from collections import deque
 
 from prefect import get_run_logger, task
 
@@ -14,7 +18,8 @@ from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, star
 from tasks.train_settings import TrainSettings
 
 _MODEL_FILES = [os.path.join(os.path.dirname(models.__file__), f)
-                for f in ("crnn.py", "codec.py", "data.py", "trainer.py", "pretrained.py", "metrics.py")]
+                for f in ("crnn.py", "codec.py", "data.py", "trainer.py", "pretrained.py", "metrics.py",
+                          "distributed.py")]
 CODE_VERSION = hashing.source_digest(*_MODEL_FILES)[:16]
 DONE = "done.json"
 
@@ -41,6 +46,35 @@ def _local(url: str) -> str:
     raise HwocrError(f"training reads LMDBs from local folders; {url} is remote (copy it locally first)")
 
 
+def _torchrun(settings: TrainSettings, train_dirs: list[str], val_dir: str, run_dir: str, log) -> dict:
+    """Train in settings.processes data-parallel ranks under torchrun; rank 0's output streams into the log."""
+    settings_file, result_file = os.path.join(run_dir, "train.json"), os.path.join(run_dir, "ddp-result.json")
+    with open(settings_file, "w", encoding="utf-8") as f:
+        f.write(settings.model_dump_json())
+    if os.path.exists(result_file):
+        os.remove(result_file)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.processes}",
+           "-m", "hwocr.ddp_train", "--settings", settings_file, "--train", *train_dirs, "--val", val_dir,
+           "--out", run_dir, "--result", result_file]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    tail: deque[str] = deque(maxlen=30)
+    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            log.info(line.rstrip())
+    if proc.returncode != 0 or not os.path.exists(result_file):
+        errors = [t for t in tail if t.startswith("error: ")]
+        raise HwocrError(errors[-1][len("error: "):] if errors else
+                         f"data-parallel training (torchrun, {settings.processes} processes) failed with exit code "
+                         f"{proc.returncode}:\n" + "\n".join(tail))
+    with open(result_file, encoding="utf-8") as f:
+        result = json.load(f)
+    for entry in result["history"]:  # the ranks ran outside this process: their curves reach MLflow now
+        log_eval(entry["iteration"], entry)
+    return result
+
+
 def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdbs: list[str], val_lmdb: str,
                  digests: dict[str, str], out: str, key: str) -> dict:
     run_dir = storage.join(out, "runs", key[:16])
@@ -59,8 +93,11 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
     try:
         from models.trainer import train
 
-        result = train(settings, [_local(u) for u in train_lmdbs], _local(val_lmdb), local_dir, log=log.info,
-                       on_eval=log_eval)
+        train_dirs = [_local(u) for u in train_lmdbs]
+        if settings.processes > 1:
+            result = _torchrun(settings, train_dirs, _local(val_lmdb), local_dir, log)
+        else:
+            result = train(settings, train_dirs, _local(val_lmdb), local_dir, log=log.info, on_eval=log_eval)
         import torch
 
         from models.charset import load_charset

@@ -43,7 +43,10 @@ class TrainSettings(BaseModel):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto: fp16 AMP on CUDA, fp32 on CPU. bf16 autocast is fast on CPUs with AMX."
     )
-    threads: NonNegativeInt = Field(0, description="CPU threads for torch (0: all cores).")
+    threads: NonNegativeInt = Field(0, description="CPU threads for torch per process (0: the cores shared out).")
+    processes: PositiveInt = Field(
+        1, description="Data-parallel processes (torchrun, DDP; one per GPU). The global batch stays batch_size."
+    )
     channels_last: bool = Field(True, description="channels_last memory format for the convolutions.")
 
     @model_validator(mode="after")

@@ -1,5 +1,6 @@
-"""Bad input at the command line: exit status 2, a message naming the problem, nothing written."""
+"""The command line: the whole pipeline from one command, and bad input (exit status 2, the problem named)."""
 
+import os
 import subprocess
 import sys
 
@@ -27,3 +28,46 @@ def test_pack_gt_errors_exit_2(tmp_path):
     p = hwocr("pack", "--gt", str(tmp_path / "gt.txt"), "--images", str(tmp_path), "--out", str(tmp_path / "db"))
     assert p.returncode == 2 and "gt.txt line 1: expected 'path<TAB>label', found no tab" in p.stderr
     assert not (tmp_path / "db").exists()
+
+
+def test_run_end_to_end_then_cached(tmp_path):
+    """README command 1 in small: data, fine-tune, evaluation, export and MLflow, from one command."""
+    import json
+
+    import mlflow
+
+    from tests.conftest import FONTS
+
+    words = tmp_path / "words.txt"
+    words.write_text("한글\n사랑\n바다\n하늘\n", encoding="utf-8")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    args = ["run", "--config", "quick", "--out", str(tmp_path / "out"), "--set", f"render.words={words}",
+            "--set", "render.count=16", "--set", "render.val_count=8", "--set", "render.min_shard_images=1",
+            "--set", f"render.fonts=[{FONTS['pen']}]", "--set", "train.img_h=32", "--set", "train.batch_size=8",
+            "--set", "train.num_iter=4", "--set", "train.val_interval=2", "--set", "train.threads=1",
+            "--set", f"tracking.tracking_uri={uri}", "--set", "tracking.registered_model=''"]
+    first = subprocess.run([sys.executable, "-m", "hwocr.cli", *args, "--json"], capture_output=True, text=True,
+                           timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    result = json.loads(first.stdout.strip().splitlines()[-1])
+    assert result["dataset"]["splits"]["train"]["samples"] == 16
+    assert result["train"]["iterations"] == 4
+    bundle = result["export"]
+    assert {os.path.basename(bundle[k]) for k in ("pth", "yaml", "py")} == {
+        "hwocr_korean.pth", "hwocr_korean.yaml", "hwocr_korean.py"}
+    assert all(os.path.exists(bundle[k]) for k in ("pth", "yaml", "py", "readme"))
+    client = mlflow.MlflowClient(uri)
+    logged = {a.path for a in client.list_artifacts(result["train"]["mlflow_run_id"], "easyocr")}
+    assert "easyocr/hwocr_korean.pth" in logged and "easyocr/hwocr_korean.yaml" in logged
+
+    again = subprocess.run([sys.executable, "-m", "hwocr.cli", *args], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "trained 4 iterations (cached)" in again.stdout
+    assert f"mlflow ui --backend-store-uri {uri}" in again.stdout
+    assert "val: 8 samples, accuracy" in again.stdout
+
+
+def test_export_bad_name_exit_2(tmp_path):
+    p = hwocr("export", "--model", str(tmp_path / "x.pth"), "--out", str(tmp_path / "b"), "--name", "my-model")
+    assert p.returncode == 2 and "export name 'my-model' must be an ASCII Python identifier" in p.stderr
+    assert not (tmp_path / "b").exists()

@@ -69,3 +69,20 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path, make_config
         finetune_flow(config)
     assert time.monotonic() - start < 60
     assert not list((tmp_path / "out").glob("runs/*/last.pth"))
+
+
+def test_finetune_in_two_data_parallel_processes(tmp_path, make_config):
+    import mlflow
+
+    from flows.dataset import dataset_flow
+    from flows.finetune import finetune_flow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = make_config(tmp_path / "out", *TRAIN, "train.processes=2", "tracking.registered_model=''",
+                         f"tracking.tracking_uri={uri}")
+    dataset_flow(config)
+    result = finetune_flow(config)
+    assert result["iterations"] == 4 and result["reused"] is False
+    client = mlflow.MlflowClient(uri)
+    assert [m.step for m in client.get_metric_history(result["mlflow_run_id"], "train_loss")] == [2, 4]
+    assert client.get_run(result["mlflow_run_id"]).data.params["train.processes"] == "2"

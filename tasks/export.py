@@ -1,0 +1,137 @@
+"""export_easyocr: a checkpoint -> the three files EasyOCR loads as a custom recognizer.
+
+    NAME.pth   state_dict with `module.` keys (EasyOCR's CPU loader cuts the first 7 characters of every key)
+    NAME.yaml  network_params, imgH, lang_list and character_list (EasyOCR's user-network config)
+    NAME.py    `Model(input_channel, output_channel, hidden_size, num_class)`: a copy of models/crnn.py
+    README.md  how to load it
+
+EasyOCR imports NAME as a Python module from user_network_directory, so NAME must be an identifier that does not
+shadow a module EasyOCR itself imports.
+"""
+
+from __future__ import annotations
+
+import io
+import keyword
+import os
+import sys
+
+import yaml
+from prefect import task
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+import models
+from hwocr import hashing, storage
+from hwocr.errors import HwocrError
+from tasks.common import finished, retry_transient
+
+CODE_VERSION = hashing.source_digest(__file__, os.path.join(os.path.dirname(models.__file__), "crnn.py"))[:16]
+
+# Modules a custom network's name must not shadow: EasyOCR imports NAME with user_network_directory on sys.path.
+_TAKEN = {"easyocr", "torch", "torchvision", "cv2", "numpy", "yaml", "PIL", "scipy", "skimage", "bidi", "shapely",
+          "pyclipper", "ninja", "model", "modules", "vgg_model", "utils", "recognition", "detection"}
+
+
+class ExportSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field("hwocr_korean", description="Network name: recog_network=NAME; the files are NAME.pth/.yaml/.py.")
+    lang_list: list[str] = Field(default_factory=lambda: ["ko"], description="lang_list written to NAME.yaml.")
+
+    @field_validator("name")
+    @classmethod
+    def _importable(cls, v: str) -> str:
+        if not v.isidentifier() or keyword.iskeyword(v) or not v.isascii():
+            raise ValueError(f"export name {v!r} must be an ASCII Python identifier (letters, digits, _): "
+                             "EasyOCR imports NAME.py as a module")
+        if v in _TAKEN or v in sys.stdlib_module_names:
+            raise ValueError(f"export name {v!r} would shadow the module {v!r} that EasyOCR imports; pick another")
+        return v
+
+
+def _usage(name: str, img_h: int, classes: int) -> str:
+    return f"""# {name}: a Korean recognizer for EasyOCR
+
+None-VGG-BiLSTM-CTC (EasyOCR's generation-2 network), input height {img_h}, {classes} classes (blank first).
+
+```python
+import easyocr
+reader = easyocr.Reader(["ko"], gpu=False, recog_network="{name}",
+                        user_network_directory="THIS_FOLDER",    # holds {name}.py and {name}.yaml
+                        model_storage_directory="THIS_FOLDER",   # holds {name}.pth
+                        download_enabled=False)
+print(reader.readtext("word.png"))
+```
+
+Copy the three files into `~/.EasyOCR/user_network/` ({name}.py, {name}.yaml) and `~/.EasyOCR/model/` ({name}.pth)
+to load it without the directory arguments. On CPU EasyOCR quantizes the LSTM and linear layers to int8 by
+default; pass `quantize=False` for the exact float results hwocr evaluated.
+"""
+
+
+def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, charset_name: str = "korean_g2",
+                      img_h: int = 80, key: str | None = None) -> dict:
+    """Write NAME.pth, NAME.yaml, NAME.py and README.md under `out`; returns their URLs.
+
+    With a key (the pipeline passes one derived from the training run), a bundle already written with that key
+    is returned as it is.
+    """
+    marker = storage.join(out, "export.json")
+    if key:
+        done = finished(marker, key)
+        if done:
+            return {**done, "reused": True}
+    import torch
+
+    from models.charset import load_charset
+    from models.crnn import Model
+    from models.pretrained import PREFIX, load_state_dict
+
+    charset = load_charset(charset_name)
+    local = storage.local_path(checkpoint) if storage.is_local(checkpoint) else checkpoint
+    state = load_state_dict(local)
+    head = state.get("Prediction.weight")
+    if head is None or head.shape[0] != len(charset) + 1:
+        got = "no Prediction.weight" if head is None else f"{head.shape[0]} output classes"
+        raise HwocrError(f"{checkpoint}: {got}, but the character set {charset_name!r} has {len(charset)} "
+                         f"characters (+1 blank = {len(charset) + 1}); export it with the charset it was trained on")
+    model = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=len(charset) + 1)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as e:
+        raise HwocrError(f"{checkpoint}: not a None-VGG-BiLSTM-CTC checkpoint: {str(e).splitlines()[0]}") from None
+
+    name = settings.name
+    buf = io.BytesIO()
+    torch.save({PREFIX + k: v for k, v in model.state_dict().items()}, buf)
+    config = {"network_params": {"input_channel": 1, "output_channel": 256, "hidden_size": 256},
+              "imgH": img_h, "lang_list": list(settings.lang_list), "character_list": charset}
+    source = os.path.join(os.path.dirname(models.__file__), "crnn.py")
+    with open(source, encoding="utf-8") as f:
+        code = f.read()
+    files = {f"{name}.pth": buf.getvalue(),
+             f"{name}.yaml": yaml.safe_dump(config, allow_unicode=True, sort_keys=False, width=1 << 20).encode(),
+             f"{name}.py": code.encode(),
+             "README.md": _usage(name, img_h, len(charset) + 1).encode()}
+    for fname, data in files.items():  # the weights last: a bundle without NAME.pth is visibly incomplete
+        if fname != f"{name}.pth":
+            storage.write_bytes(storage.join(out, fname), data)
+    storage.write_bytes(storage.join(out, f"{name}.pth"), files[f"{name}.pth"])
+    result = {"name": name, "dir": out, "pth": storage.join(out, f"{name}.pth"),
+              "yaml": storage.join(out, f"{name}.yaml"), "py": storage.join(out, f"{name}.py"),
+              "readme": storage.join(out, "README.md")}
+    if key:
+        storage.write_json(marker, {**result, "key": key})
+    return {**result, "reused": False}
+
+
+def log_bundle(tracking, run_id: str, bundle: dict) -> None:
+    """Attach the bundle to the fine-tune's MLflow run under easyocr/."""
+    if bundle.get("reused") or not (run_id and storage.is_local(bundle["dir"])):
+        return
+    from tasks.track import connect
+
+    connect(tracking).log_artifacts(run_id, storage.local_path(bundle["dir"]), "easyocr")
+
+
+export_easyocr = task(export_easyocr_fn, name="export_easyocr", retries=2, retry_condition_fn=retry_transient)

@@ -1,0 +1,94 @@
+"""The EasyOCR bundle, loaded by the real easyocr package (1.7.2, in its own venv beside torch 2.14.1)."""
+
+import json
+import os
+import subprocess
+
+import cv2
+import pytest
+import torch
+import yaml
+
+from hwocr.errors import HwocrError
+from models.charset import load_charset
+from models.codec import CTCCodec
+from models.crnn import Model
+from models.easyocr_compat import recognize
+from models.pretrained import load_state_dict
+from models.trainer import train
+from tasks.evaluate import evaluate_checkpoint
+from tasks.export import ExportSettings, export_easyocr_fn
+from tests.test_train import WORDS, settings, tiny_lmdb  # noqa: F401 - the fixture
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EASYOCR_PYTHON = os.environ.get("HWOCR_EASYOCR_PYTHON", os.path.join(ROOT, ".venv-easyocr", "bin", "python"))
+
+READ = """
+import json, sys, cv2, easyocr
+bundle, images = sys.argv[1], sys.argv[2:]
+reader = easyocr.Reader(["ko"], gpu=False, detector=False, recog_network="hwocr_test", quantize=False,
+                        user_network_directory=bundle, model_storage_directory=bundle, download_enabled=False,
+                        verbose=False)
+out = []
+for path in images:
+    [(box, text, conf)] = reader.recognize(cv2.imread(path, cv2.IMREAD_GRAYSCALE))
+    out.append([text, float(conf)])
+print(json.dumps(out, ensure_ascii=False))
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_lmdb, tmp_path_factory):  # noqa: F811
+    out = tmp_path_factory.mktemp("run")
+    result = train(settings(num_iter=240, val_interval=60), [tiny_lmdb], tiny_lmdb, str(out), log=lambda m: None)
+    assert result["best_accuracy"] == 100.0
+    return str(out / "best_accuracy.pth")
+
+
+def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):  # noqa: F811
+    if not os.path.exists(EASYOCR_PYTHON):
+        pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
+    files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_test"), img_h=32)
+    assert sorted(os.listdir(tmp_path / "bundle")) == ["README.md", "hwocr_test.pth", "hwocr_test.py",
+                                                       "hwocr_test.yaml"]
+    assert files["pth"].endswith("hwocr_test.pth")
+    config = yaml.safe_load((tmp_path / "bundle" / "hwocr_test.yaml").read_text(encoding="utf-8"))
+    assert config["character_list"] == load_charset("korean_g2") and config["imgH"] == 32
+    assert config["lang_list"] == ["ko"]
+    assert all(k.startswith("module.") for k in torch.load(files["pth"], weights_only=True))
+
+    images = [os.path.join(os.path.dirname(tiny_lmdb), "img", f"{i}.png") for i in range(len(WORDS))]
+    proc = subprocess.run([EASYOCR_PYTHON, "-c", READ, str(tmp_path / "bundle"), *images],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+
+    codec = CTCCodec(load_charset("korean_g2"))
+    model = Model(num_class=codec.num_class)
+    model.load_state_dict(load_state_dict(trained))
+    ours = [recognize(model, codec, cv2.imread(p, cv2.IMREAD_GRAYSCALE), 32) for p in images]
+    assert [t for t, _ in theirs] == [t for t, _ in ours]
+    for (_, a), (_, b) in zip(theirs, ours):
+        assert a == pytest.approx(b, rel=1e-3, abs=1e-5)
+    # The model reads at EasyOCR's input width too, so the agreement is between real readings.
+    assert sum(t == w for (t, _), w in zip(theirs, WORDS)) >= 3
+
+    # `hwocr evaluate --engine easyocr` scores the bundle through EasyOCR itself.
+    report = evaluate_checkpoint(str(tmp_path / "bundle"), tiny_lmdb, str(tmp_path / "eval"), settings(),
+                                 engine="easyocr")
+    assert report["samples"] == 4
+    assert report["accuracy"] == 100.0 * sum(t == w for (t, _), w in zip(theirs, WORDS)) / 4
+    rows = (tmp_path / "eval" / "predictions.tsv").read_text(encoding="utf-8").splitlines()[1:]
+    assert [r.split("\t")[2] for r in rows] == [t for t, _ in theirs]
+
+
+def test_export_refuses_a_charset_mismatch_and_bad_names(trained, tmp_path):
+    with pytest.raises(HwocrError, match=r"1009 output classes, but the character set .* has 3 characters"):
+        charset = tmp_path / "abc.txt"
+        charset.write_text("abc", encoding="utf-8")
+        export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(), charset_name=str(charset))
+    assert not (tmp_path / "bundle").exists()
+    for bad, why in (("my-model", "identifier"), ("한글", "ASCII"), ("torch", "shadow"), ("json", "shadow"),
+                     ("class", "identifier")):
+        with pytest.raises(ValueError, match=why):
+            ExportSettings(name=bad)

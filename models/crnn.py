@@ -30,8 +30,14 @@ class VGG_FeatureExtractor(nn.Module):  # noqa: N801 - the name is part of the c
             nn.MaxPool2d((2, 1), (2, 1)),
             nn.Conv2d(c[3], c[3], 2, 1, 0), nn.ReLU(True),
         )
+        self.recompute = 0  # leading ConvNet modules whose activations backward recomputes instead of keeping
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
+        k = self.recompute
+        if k and self.training and torch.is_grad_enabled():
+            from torch.utils.checkpoint import checkpoint
+
+            return self.ConvNet[k:](checkpoint(self.ConvNet[:k], input, use_reentrant=False))
         return self.ConvNet(input)
 
 

@@ -162,6 +162,7 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
 
     model, pretrained_report = build_model(s, codec, log)
     model.to(device)
+    model.FeatureExtraction.recompute = s.recompute_layers
     if s.channels_last:
         model.to(memory_format=torch.channels_last)
     if world.size > 1:

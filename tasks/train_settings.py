@@ -48,6 +48,10 @@ class TrainSettings(BaseModel):
         1, description="Data-parallel processes (torchrun, DDP; one per GPU). The global batch stays batch_size."
     )
     channels_last: bool = Field(True, description="channels_last memory format for the convolutions.")
+    recompute_layers: NonNegativeInt = Field(
+        0, le=20, description="Leading VGG modules (conv, ReLU, pool...) whose activations backward recomputes: "
+        "less peak memory for a little compute."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:

@@ -48,4 +48,39 @@ def pipeline_flow(config: PipelineConfig) -> dict:
     bundle = export_easyocr(trained["checkpoint"], storage.join(trained["run_dir"], "easyocr"), config.export,
                             config.train.charset, config.train.img_h, ekey)
     log_bundle(config.tracking, trained["mlflow_run_id"], bundle)
+    publish_artifacts(config, data, trained, bundle)
     return {"dataset": data, "train": trained, "export": bundle}
+
+
+def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle: dict) -> None:
+    """What a run produced, on the flow run's page in the Prefect UI: summary, evaluation table, MLflow link."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
+
+    rows = []
+    for split, r in trained["evaluation"].items():
+        rows.append({"split": split, "font": "all", "samples": r["samples"], "accuracy": round(r["accuracy"], 2),
+                     "norm_ed": round(r["norm_ed"], 4), "cer": round(r["cer"], 4)})
+        for font, f in sorted((r.get("by_font") or {}).items()):
+            rows.append({"split": split, "font": font, "samples": f["samples"], "accuracy": round(f["accuracy"], 2),
+                         "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)})
+    create_table_artifact(rows, key="hwocr-evaluation", description="Word accuracy, norm_ED and CER per split and font")
+    images = ", ".join(f"{k} {v['samples']} images" for k, v in data["splits"].items())
+    create_markdown_artifact(
+        "\n".join([
+            "# hwocr pipeline",
+            f"- data: {images}; shards "
+            f"{data['shards']['rendered']} rendered, {data['shards']['cached']} cached",
+            f"- training: {trained['iterations']} iterations" + (" (cached)" if trained.get("reused") else "")
+            + f", best validation accuracy {trained['best_accuracy']:.2f}%",
+            f"- checkpoint: `{trained['checkpoint']}`",
+            f"- EasyOCR bundle: `{bundle['dir']}` (recog_network=`{bundle['name']}`)",
+            f"- MLflow run: `{trained['mlflow_run_id']}` at `{config.tracking.tracking_uri}`",
+        ]),
+        key="hwocr-summary", description="What this pipeline run produced")
+    from tasks.track import connect
+
+    uri, run_id = config.tracking.tracking_uri, trained["mlflow_run_id"]
+    experiment = connect(config.tracking).get_run(run_id).info.experiment_id
+    web = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
+    text = f"MLflow run {run_id}" + ("" if web != "http://127.0.0.1:5000" else f" (after: mlflow ui --backend-store-uri {uri})")
+    create_link_artifact(f"{web}/#/experiments/{experiment}/runs/{run_id}", link_text=text, key="hwocr-mlflow-run")

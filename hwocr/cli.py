@@ -156,6 +156,26 @@ def cmd_export(args) -> dict:
     return result
 
 
+def cmd_serve(args) -> dict:
+    from prefect import serve
+
+    from flows.config import load_config
+    from flows.dataset import dataset_flow
+    from flows.finetune import finetune_flow, pipeline_flow
+
+    config = load_config(args.config, args.overrides, args.out)
+    params = {"config": config.model_dump(mode="json")}
+    cron = {"cron": args.cron} if args.cron else {}
+    deployments = [
+        pipeline_flow.to_deployment("pipeline", parameters=params, description="The whole pipeline", **cron),
+        dataset_flow.to_deployment("dataset", parameters=params, description="Data only: render, gt.txt, LMDB"),
+        finetune_flow.to_deployment("finetune", parameters=params, description="Fine-tune, evaluate, track"),
+    ]
+    print("serving hwocr-pipeline/pipeline, hwocr-dataset/dataset, hwocr-finetune/finetune; Ctrl-C stops", flush=True)
+    serve(*deployments, limit=args.limit, print_starting_message=False)
+    return {}
+
+
 def cmd_pack(args) -> dict:
     from flows.config import load_config
     from hwocr import storage
@@ -203,6 +223,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_export)
+    p = sub.add_parser("serve", help="serve the pipeline, dataset and finetune deployments from this process")
+    _common(p)
+    p.add_argument("--cron", help="schedule for the pipeline deployment, e.g. '0 3 * * 1'")
+    p.add_argument("--limit", type=int, default=1, help="flow runs at once (default 1: training takes every core)")
+    p.set_defaults(func=cmd_serve)
     p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")

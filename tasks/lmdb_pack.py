@@ -17,7 +17,7 @@ import lmdb
 from PIL import Image
 from prefect import task
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
@@ -33,7 +33,7 @@ class PackSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     commit_every: PositiveInt = Field(1000, description="Samples per LMDB write transaction.")
-    initial_map_mb: PositiveInt = Field(
+    initial_map_mb: NonNegativeInt = Field(
         0, description="Initial LMDB map size in MiB; 0 sizes it from the data. It grows when full."
     )
     bad_samples: Literal["error", "skip"] = Field(

@@ -23,3 +23,15 @@ def test_deployment_entrypoints_load_and_parameters_validate():
             PipelineConfig.model_validate(d["parameters"]["config"])
     finally:
         os.chdir(cwd)
+
+
+def test_every_preset_passes_the_json_schema_the_prefect_server_enforces():
+    """The server validates deployment parameters against the JSON schema, not pydantic: defaults must pass too."""
+    import jsonschema
+
+    from flows.config import load_config
+
+    schema = PipelineConfig.model_json_schema()
+    for preset in ("quick", "seed", "cpu-reference"):
+        jsonschema.validate(load_config(preset, []).model_dump(mode="json"), schema)
+    jsonschema.validate(PipelineConfig().model_dump(mode="json"), schema)

@@ -1,0 +1,125 @@
+"""Deployments on a real `prefect server`: `hwocr serve` registers them, run_deployment triggers the pipeline."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+import yaml
+
+from tests.conftest import FONTS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.dirname(sys.executable)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGINT first (a Prefect runner or worker only shuts down cleanly on it), then the whole process group."""
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def wait_for(check, what: str, proc: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if proc.poll() is not None:
+            raise AssertionError(f"{what}: process exited with {proc.returncode}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not ready after {timeout} s")
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def prefect_server(tmp_path):
+    port = free_port()
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "server-home"), "PREFECT_UI_ENABLED": "false",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": ""}
+    log = open(tmp_path / "server.log", "w")
+    proc = subprocess.Popen([os.path.join(BIN, "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
+                             str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def healthy() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(healthy, "prefect server", proc)
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        stop(proc)
+        log.close()
+
+
+TRIGGER = """
+import json, os, sys, time
+from prefect.client.orchestration import get_client
+from prefect.deployments import run_deployment
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+deadline = time.monotonic() + 180
+with get_client(sync_client=True) as client:
+    while True:  # hwocr serve registers its deployments shortly after it starts
+        try:
+            client.read_deployment_by_name("hwocr-pipeline/pipeline")
+            break
+        except Exception:
+            os.kill(int(sys.argv[1]), 0)  # hwocr serve died: fail now, not at the deadline
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+    run = run_deployment("hwocr-pipeline/pipeline", timeout=900)
+    artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    print(json.dumps({"state": run.state.type.value, "artifacts": sorted(a.key for a in artifacts if a.key)}))
+"""
+
+
+def test_serve_and_run_deployment(tmp_path, prefect_server):
+    words = tmp_path / "words.txt"
+    words.write_text("한글\n사랑\n바다\n하늘\n", encoding="utf-8")
+    out = tmp_path / "out"
+    config = {"out": str(out),
+              "render": {"words": str(words), "count": 16, "val_count": 8, "min_shard_images": 1, "workers": 1,
+                         "fonts": [FONTS["pen"]]},
+              "train": {"pretrained": "none", "img_h": 32, "batch_size": 8, "num_iter": 4, "val_interval": 2,
+                        "threads": 1},
+              "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "registered_model": ""}}
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home")}
+    log = open(tmp_path / "serve.log", "w")
+    serve = subprocess.Popen([sys.executable, "-m", "hwocr.cli", "serve", "--config", str(tmp_path / "tiny.yaml")],
+                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        trigger = subprocess.run([sys.executable, "-c", TRIGGER, str(serve.pid)], env=env, capture_output=True, text=True,
+                                 timeout=1200)
+    finally:
+        stop(serve)
+        log.close()
+    served = (tmp_path / "serve.log").read_text()
+    assert trigger.returncode == 0, trigger.stderr[-2000:] + served[-2000:]
+    result = json.loads(trigger.stdout.strip().splitlines()[-1])
+    assert result["state"] == "COMPLETED", served[-3000:]
+    assert {"hwocr-summary", "hwocr-evaluation", "hwocr-mlflow-run"} <= set(result["artifacts"])
+    assert (out / "lmdb" / "train" / "data.mdb").exists() and (out / "lmdb" / "val" / "data.mdb").exists()
+    [run_dir] = list((out / "runs").iterdir())
+    assert (run_dir / "best_accuracy.pth").exists()
+    assert (run_dir / "easyocr" / "hwocr_korean.pth").exists() and (run_dir / "easyocr" / "hwocr_korean.yaml").exists()
+    assert serve.returncode is not None

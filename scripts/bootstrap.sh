@@ -27,6 +27,12 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "$want" > "$stamp"
 fi
 
+# dclint (npm) validates docker/compose.yaml in the tests.
+if [ ! -x .npm-tools/node_modules/.bin/dclint ] && command -v npm >/dev/null; then
+  echo "bootstrap: installing dclint into .npm-tools"
+  npm install --prefix .npm-tools --no-audit --no-fund --silent dclint@3.1.0
+fi
+
 # EasyOCR 1.7.2 imports only beside torch 2.14.1 + torchvision 0.29.1 (a CUDA build, ~5.5 GB), so it lives in a
 # venv of its own: the tests load exported bundles with it, and `hwocr evaluate --engine easyocr` scores through it.
 # HWOCR_EASYOCR=0 skips it.

@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 BATCH = 192
+RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convolution
 
 
 def make_lmdb(folder: str, n: int) -> str:
@@ -60,8 +61,9 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     from tasks.train_settings import TrainSettings
 
     s = TrainSettings(pretrained="none", precision=precision, threads=threads, num_iter=iters + 1,
-                      val_interval=iters + 1, batch_size=BATCH)
-    if kind == "loop":
+                      val_interval=iters + 1, batch_size=BATCH,
+                      recompute_layers=RECOMPUTE if kind == "recompute" else 0)
+    if kind in ("loop", "recompute"):
         result = train(s, [lmdb_path], lmdb_path, out_dir, log=lambda m: None)
         rate = result["history"][-1]["samples_per_s"]
     else:
@@ -103,7 +105,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hwocr-bench-train-", dir=ROOT) as tmp:
         lmdb_path = make_lmdb(tmp, BATCH * 6)
         for precision in ("fp32", "bf16"):
-            for kind in ("bare", "loop"):
+            for kind in ("bare", "loop", "recompute"):
                 out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", kind,
                                       lmdb_path, precision, os.path.join(tmp, f"{kind}-{precision}"), str(args.iters)],
                                      capture_output=True, text=True, check=True)
@@ -112,7 +114,8 @@ def main() -> None:
     print(f"{'':34s} {'samples/s':>10s} {'vs bare':>8s} {'GFLOP/s':>8s} {'peak RSS':>10s}")
     for precision in ("fp32", "bf16"):
         bare = rows[("bare", precision)]["samples_per_s"]
-        for kind, name in (("bare", "bare forward+backward (anchor)"), ("loop", "hwocr training loop")):
+        for kind, name in (("bare", "bare forward+backward (anchor)"), ("loop", "hwocr training loop"),
+                           ("recompute", f"loop, recompute_layers={RECOMPUTE}")):
             r = rows[(kind, precision)]
             print(f"{name + ', ' + precision:34s} {r['samples_per_s']:10.1f} {r['samples_per_s'] / bare:7.2f}x "
                   f"{r['samples_per_s'] * 2.75:8.0f} {r['peak_rss_mb']:8.0f} MB")

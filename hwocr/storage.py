@@ -129,11 +129,24 @@ def ensure_writable(url: str) -> None:
     probe = join(url, f".hwocr-write-probe-{uuid.uuid4().hex[:8]}")
     try:
         fs, path = url_to_fs(url)
+        if _bucket_missing(fs, path):
+            raise FileNotFoundError(f"bucket {path.strip('/').split('/')[0]!r} does not exist (hwocr never creates "
+                                    "buckets: create it, or fix the name)")
         fs.makedirs(path, exist_ok=True)
         write_bytes(probe, b"ok")
         remove(probe)
     except Exception as e:  # noqa: BLE001 - any failure here means the same thing to the user
         raise HwocrError(f"output location {url!r} is not writable: {type(e).__name__}: {e}") from e
+
+
+def _bucket_missing(fs, path: str) -> bool:
+    """Object stores create a missing bucket on makedirs; a typo'd bucket name must fail instead."""
+    protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
+    if not {"s3", "s3a", "gs", "gcs", "az", "abfs"} & set(protocols):
+        return False
+    bucket = path.strip("/").split("/")[0]
+    fs.invalidate_cache(bucket)
+    return not fs.exists(bucket)
 
 
 def _clean_stale(local_dest: str) -> None:

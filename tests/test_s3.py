@@ -1,0 +1,92 @@
+"""S3 through s3fs against a real S3 API server on loopback (moto's server mode)."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+from hwocr.errors import HwocrError
+from tests.conftest import read_lmdb
+
+pytestmark = pytest.mark.usefixtures("prefect")
+BIN = os.path.dirname(sys.executable)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    proc = subprocess.Popen([os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
+                            stderr=subprocess.STDOUT)
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
+            break
+        except OSError:
+            assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
+            time.sleep(0.2)
+    saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
+                                             "AWS_DEFAULT_REGION")}
+    os.environ.update(AWS_ACCESS_KEY_ID="hwocr-key", AWS_SECRET_ACCESS_KEY="hwocr-secret-value",
+                      AWS_ENDPOINT_URL=endpoint, AWS_DEFAULT_REGION="us-east-1")
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()
+    fs = s3fs.S3FileSystem()
+    fs.mkdir("hwocr-test")
+    try:
+        yield fs
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        proc.terminate()
+        proc.wait(10)
+        log.close()
+
+
+def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):
+    from flows.dataset import dataset_flow
+
+    local = dataset_flow(make_config(tmp_path / "local"))
+    remote = dataset_flow(make_config("s3://hwocr-test/run"))
+    assert remote["splits"]["train"]["lmdb"] == "s3://hwocr-test/run/lmdb/train"
+    for split in ("train", "val"):
+        dest = tmp_path / "fetched" / split
+        s3.get(f"hwocr-test/run/lmdb/{split}/", str(dest), recursive=True)
+        assert read_lmdb(dest) == read_lmdb(local["splits"][split]["lmdb"])
+        assert s3.cat_file(f"hwocr-test/run/{split}/gt.txt") == (tmp_path / "local" / split / "gt.txt").read_bytes()
+    assert not [p for p in s3.find("hwocr-test/run") if ".tmp-" in p]
+    again = dataset_flow(make_config("s3://hwocr-test/run"))
+    assert again["shards"]["rendered"] == 0 and again["shards"]["cached"] == remote["shards"]["total"]
+
+    # Credentials come from the environment only: no flow or task run parameter, and no object, holds them.
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        runs = client.read_flow_runs() + client.read_task_runs()
+    assert runs
+    recorded = "".join(str(r.parameters) if hasattr(r, "parameters") else str(r.task_inputs) for r in runs)
+    assert "s3://hwocr-test/run" in recorded
+    assert "hwocr-secret-value" not in recorded and "hwocr-key" not in recorded
+    assert not any(b"hwocr-secret-value" in s3.cat_file(p) for p in s3.find("hwocr-test/run") if p.endswith(".json"))
+
+
+def test_missing_bucket_is_a_clear_error(s3, tmp_path, make_config):
+    from flows.dataset import dataset_flow
+
+    start = time.monotonic()
+    with pytest.raises(HwocrError, match=r"s3://no-such-bucket/run.* not writable"):
+        dataset_flow(make_config("s3://no-such-bucket/run"))
+    assert time.monotonic() - start < 60

@@ -199,3 +199,43 @@ def staged_dir(url: str, last: str = "manifest.json") -> Iterator[str]:
                 fs.put_file(f, path + "/" + os.path.relpath(f, tmp).replace(os.sep, "/"))
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hwocr")
+
+
+def local_copy(url: str, kind: str, key: str) -> str:
+    """A local path for url (a file or a folder): itself when local, else a copy fetched once into
+    ~/.cache/hwocr/<kind>/<key>. The copy is staged under a temp name and renamed, so a partial fetch is never
+    mistaken for a whole one. `key` must change when the content does (a content digest)."""
+    if is_local(url):
+        return local_path(url)
+    dest = os.path.join(CACHE_DIR, kind, key)
+    if os.path.exists(dest):
+        return dest
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    fs, path = url_to_fs(url)
+    part = f"{dest}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    try:
+        if fs.isdir(path):
+            fs.get(path.rstrip("/") + "/", part, recursive=True)
+        else:
+            fs.get(path, part)
+        os.replace(part, dest)
+    except FileNotFoundError:
+        raise HwocrError(f"{url}: no such file or folder") from None
+    finally:
+        if os.path.isdir(part):
+            shutil.rmtree(part, ignore_errors=True)
+        elif os.path.exists(part):
+            os.remove(part)
+    return dest
+
+
+def upload_files(local_dir: str, url: str, names: list[str]) -> None:
+    """Copy the named files of local_dir to url, in the order given (put the marker last)."""
+    for name in names:
+        path = os.path.join(local_dir, name)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                write_bytes(join(url, name), f.read())

@@ -88,8 +88,9 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
     from models.pretrained import PREFIX, load_state_dict
 
     charset = load_charset(charset_name)
-    local = storage.local_path(checkpoint) if storage.is_local(checkpoint) else checkpoint
-    state = load_state_dict(local)
+    from tasks.evaluate import _local_file
+
+    state = load_state_dict(_local_file(checkpoint))
     head = state.get("Prediction.weight")
     if head is None or head.shape[0] != len(charset) + 1:
         got = "no Prediction.weight" if head is None else f"{head.shape[0]} output classes"

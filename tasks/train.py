@@ -40,10 +40,9 @@ def train_key(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str, di
                            "train": [digests[u] for u in train_lmdbs], "val": digests[val_lmdb]})
 
 
-def _local(url: str) -> str:
-    if storage.is_local(url):
-        return storage.local_path(url)
-    raise HwocrError(f"training reads LMDBs from local folders; {url} is remote (copy it locally first)")
+def _local(url: str, digest: str) -> str:
+    """Training reads LMDBs from a local disk: a remote LMDB is fetched once into the cache, by content digest."""
+    return storage.local_copy(url, "lmdb", digest)
 
 
 def _torchrun(settings: TrainSettings, train_dirs: list[str], val_dir: str, run_dir: str, log) -> dict:
@@ -85,7 +84,10 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
     from models.pretrained import resolve_pretrained
 
     resolve_pretrained(settings.pretrained)  # a missing or corrupt checkpoint fails before an MLflow run exists
-    local_dir = _local(run_dir)
+    # A remote run folder trains in a local work folder (which also keeps last.pth for resuming on this machine)
+    # and receives the checkpoints and, last, done.json.
+    local_dir = (storage.local_path(run_dir) if storage.is_local(run_dir)
+                 else os.path.join(storage.CACHE_DIR, "runs", key[:16]))
     os.makedirs(local_dir, exist_ok=True)
     run_id = start_run(tracking, local_dir, {"train": settings.model_dump(mode="json"), "key": key},
                        {"training": {"url": u, "digest": digests[u]} for u in train_lmdbs}
@@ -93,11 +95,12 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
     try:
         from models.trainer import train
 
-        train_dirs = [_local(u) for u in train_lmdbs]
+        train_dirs = [_local(u, digests[u]) for u in train_lmdbs]
+        val_dir = _local(val_lmdb, digests[val_lmdb])
         if settings.processes > 1:
-            result = _torchrun(settings, train_dirs, _local(val_lmdb), local_dir, log)
+            result = _torchrun(settings, train_dirs, val_dir, local_dir, log)
         else:
-            result = train(settings, train_dirs, _local(val_lmdb), local_dir, log=log.info, on_eval=log_eval)
+            result = train(settings, train_dirs, val_dir, local_dir, log=log.info, on_eval=log_eval)
         import torch
 
         from models.charset import load_charset
@@ -115,6 +118,8 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
                "best_accuracy": result["best_accuracy"], "best_norm_ed": result["best_norm_ed"],
                "iterations": result["iterations"], "mlflow_run_id": run_id, **logged,
                "history": result["history"], "dropped": result["dropped"]}
+    if not storage.is_local(run_dir):
+        storage.upload_files(local_dir, run_dir, ["best_accuracy.pth", "best_norm_ED.pth", "last.pth"])
     storage.write_json(storage.join(run_dir, DONE), summary)
     return {**summary, "reused": False}
 

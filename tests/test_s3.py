@@ -90,3 +90,25 @@ def test_missing_bucket_is_a_clear_error(s3, tmp_path, make_config):
     with pytest.raises(HwocrError, match=r"s3://no-such-bucket/run.* not writable"):
         dataset_flow(make_config("s3://no-such-bucket/run"))
     assert time.monotonic() - start < 60
+
+
+def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
+    from flows.finetune import pipeline_flow
+    from hwocr import storage
+
+    monkeypatch.setattr(storage, "CACHE_DIR", str(tmp_path / "cache"))
+    config = make_config("s3://hwocr-test/pipe", "train.pretrained=none", "train.img_h=32", "train.batch_size=8",
+                         "train.num_iter=2", "train.val_interval=2", "train.threads=1", "tracking.registered_model=''",
+                         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")
+    result = pipeline_flow(config)
+    run_dir = result["train"]["run_dir"]
+    assert run_dir.startswith("s3://hwocr-test/pipe/runs/")
+    key = run_dir.removeprefix("s3://")
+    for name in ("best_accuracy.pth", "last.pth", "done.json", "eval/val/evaluation.json", "eval/val/predictions.tsv",
+                 "easyocr/hwocr_korean.pth", "easyocr/hwocr_korean.yaml", "easyocr/hwocr_korean.py"):
+        assert s3.exists(f"{key}/{name}"), name
+    assert result["train"]["evaluation"]["val"]["samples"] == 12
+    # The LMDBs were fetched once into the cache, by content key; the run trained in a local work folder.
+    assert len(list((tmp_path / "cache" / "lmdb").iterdir())) == 2
+    again = pipeline_flow(config)
+    assert again["train"]["reused"] is True and again["export"]["reused"] is True

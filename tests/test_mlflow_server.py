@@ -1,5 +1,6 @@
 """The finetune flow against a real `mlflow server` on loopback (started and stopped by the test)."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -15,15 +16,21 @@ pytestmark = pytest.mark.usefixtures("prefect")
 
 @pytest.fixture
 def mlflow_server(tmp_path):
+    with started_mlflow_server(tmp_path, str(tmp_path / "artifacts"), {}) as url:
+        yield url, tmp_path / "artifacts"
+
+
+@contextlib.contextmanager
+def started_mlflow_server(tmp_path, artifacts: str, env: dict):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
     proc = subprocess.Popen([mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                              "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-                             "--artifacts-destination", str(tmp_path / "artifacts")],
+                             "--artifacts-destination", artifacts],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+                            env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true", **env})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while True:
@@ -36,9 +43,11 @@ def mlflow_server(tmp_path):
         assert proc.poll() is None, "mlflow server exited"
         assert time.monotonic() < deadline, "mlflow server did not become healthy"
         time.sleep(0.2)
-    yield url, tmp_path / "artifacts"
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(timeout=30)
+    try:
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
 
 
 def test_finetune_against_mlflow_server(tmp_path, make_config, mlflow_server):

@@ -112,3 +112,26 @@ def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
     assert len(list((tmp_path / "cache" / "lmdb").iterdir())) == 2
     again = pipeline_flow(config)
     assert again["train"]["reused"] is True and again["export"]["reused"] is True
+
+
+def test_mlflow_server_with_artifacts_in_s3(s3, tmp_path, make_config):
+    """README's team setup in small: `mlflow server --artifacts-destination s3://...`, the bucket on moto."""
+    import mlflow
+
+    from flows.dataset import dataset_flow
+    from flows.finetune import finetune_flow
+    from test_finetune import TRAIN
+    from test_mlflow_server import started_mlflow_server
+
+    s3.mkdir("mlflow-art")
+    env = {"MLFLOW_S3_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
+    with started_mlflow_server(tmp_path, "s3://mlflow-art/artifacts", env) as url:
+        config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={url}", "tracking.registered_model=''")
+        dataset_flow(config)
+        result = finetune_flow(config)
+        run = mlflow.MlflowClient(url).get_run(result["mlflow_run_id"])
+        assert run.info.status == "FINISHED"
+        assert "hwocr-secret-value" not in str(run.data.params)
+    stored = [p for p in s3.find("mlflow-art/artifacts")]
+    assert any(p.endswith("checkpoints/best_accuracy.pth") for p in stored)
+    assert any(p.endswith("evaluation/val/predictions.tsv") for p in stored)

@@ -24,6 +24,22 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
 
 
+def check_prefect_api() -> None:
+    """A set but unreachable PREFECT_API_URL fails here in seconds, with what to do, not deep inside Prefect."""
+    from prefect.settings import PREFECT_API_URL
+
+    url = PREFECT_API_URL.value()
+    if not url:
+        return  # ephemeral: Prefect starts a temporary server
+    import httpx
+
+    try:
+        httpx.get(url.rstrip("/") + "/health", timeout=5).raise_for_status()
+    except httpx.HTTPError as e:
+        raise HwocrError(f"Prefect API at {url} is unreachable ({type(e).__name__}: {e}); start the server, fix "
+                         "PREFECT_API_URL, or unset it to run on a temporary local server") from None
+
+
 def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -238,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
     try:
+        if args.command in ("data", "train", "run", "serve"):
+            check_prefect_api()
         result = args.func(args)
     except HwocrError as e:
         print(f"hwocr: error: {e}", file=sys.stderr)

@@ -1,6 +1,7 @@
 """The command line: the whole pipeline from one command, and bad input (exit status 2, the problem named)."""
 
 import os
+import socket
 import subprocess
 import sys
 
@@ -71,3 +72,15 @@ def test_export_bad_name_exit_2(tmp_path):
     p = hwocr("export", "--model", str(tmp_path / "x.pth"), "--out", str(tmp_path / "b"), "--name", "my-model")
     assert p.returncode == 2 and "export name 'my-model' must be an ASCII Python identifier" in p.stderr
     assert not (tmp_path / "b").exists()
+
+
+def test_unreachable_prefect_api_is_a_clear_error(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    p = subprocess.run([sys.executable, "-m", "hwocr.cli", "data", "--out", str(tmp_path / "o")], env=env,
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert f"Prefect API at http://127.0.0.1:{port}/api is unreachable" in p.stderr
+    assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()

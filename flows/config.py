@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -27,6 +28,12 @@ class PipelineConfig(BaseModel):
     train: TrainSettings = Field(default_factory=TrainSettings)
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    runner: Literal["local", "dask"] = Field(
+        "local", description="Where render shards run: local processes, or a Dask cluster (prefect-dask)."
+    )
+    dask_address: str | None = Field(
+        None, description="Scheduler of an existing Dask cluster (tcp://host:8786); none: a LocalCluster here."
+    )
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

@@ -16,7 +16,8 @@ from tasks.contact_sheet import contact_sheet
 from tasks.fonts import discover_fonts, inspect_font, local_font
 from tasks.gt import assemble_gt, gt_key
 from tasks.lmdb_pack import pack_key, pack_lmdb
-from tasks.render import POOL, RenderSettings, font_counts, plan_shards, render_shard, resolve_workers
+from tasks.render import (RenderSettings, font_counts, plan_shards, render_shard, resolve_workers, shutdown_pool,
+                          warm_pool)
 from tasks.words import BUNDLED_WORDS, read_words
 
 
@@ -108,6 +109,35 @@ def default_task_runner() -> ThreadPoolTaskRunner:
     return ThreadPoolTaskRunner(max_workers=(os.cpu_count() or 1) + 4)
 
 
+def task_runner_for(config: PipelineConfig):
+    """The dataset flow's task runner: threads feeding local render processes, or a Dask cluster."""
+    if config.runner == "local":
+        return default_task_runner()
+    from prefect_dask import DaskTaskRunner
+
+    if config.dask_address:
+        check_dask_address(config.dask_address)
+        return DaskTaskRunner(address=config.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": resolve_workers(config.render), "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
+
+
+def check_dask_address(address: str, timeout: float = 5) -> None:
+    import socket
+    from urllib.parse import urlparse
+
+    parsed = urlparse(address if "://" in address else f"tcp://{address}")
+    try:
+        socket.create_connection((parsed.hostname, parsed.port or 8786), timeout=timeout).close()
+    except OSError as e:
+        raise HwocrError(f"Dask scheduler {address} is unreachable ({e.strerror or e}); start it, or leave "
+                         "dask_address empty for a local cluster") from None
+
+
+def dataset_flow_for(config: PipelineConfig):
+    return dataset_flow if config.runner == "local" else dataset_flow.with_options(task_runner=task_runner_for(config))
+
+
 @flow(name="hwocr-dataset", task_runner=default_task_runner(), validate_parameters=True)
 def dataset_flow(config: PipelineConfig) -> dict:
     """Render train/val word images with trdg, assemble gt.txt and pack LMDB; only changed stages run."""
@@ -116,7 +146,8 @@ def dataset_flow(config: PipelineConfig) -> dict:
     storage.ensure_writable(out)
     r = config.render
     workers = resolve_workers(r)
-    POOL.warm(workers)
+    if config.runner == "local":
+        warm_pool(workers)
     try:
         words = prepare_words(r, out)
         fonts = survey_fonts(r, words)
@@ -163,4 +194,4 @@ def dataset_flow(config: PipelineConfig) -> dict:
         storage.write_json(storage.join(out, "dataset.json"), summary)
         return summary
     finally:
-        POOL.shutdown()
+        shutdown_pool()

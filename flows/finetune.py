@@ -5,7 +5,7 @@ from __future__ import annotations
 from prefect import flow
 
 from flows.config import PipelineConfig
-from flows.dataset import dataset_flow
+from flows.dataset import dataset_flow_for
 from hwocr import hashing, storage
 from tasks.evaluate import CODE_VERSION as EVAL_CODE
 from tasks.evaluate import evaluate_split
@@ -41,7 +41,7 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
 @flow(name="hwocr-pipeline", validate_parameters=True)
 def pipeline_flow(config: PipelineConfig) -> dict:
     """Dataset, then fine-tuning; each stage re-runs only when its inputs changed."""
-    data = dataset_flow(config)
+    data = dataset_flow_for(config)(config)
     trained = finetune_flow(config, [data["splits"]["train"]["lmdb"]], data["splits"]["val"]["lmdb"])
     ekey = hashing.digest({"stage": "export", "code": EXPORT_CODE, "train": trained["key"],
                            "settings": config.export.model_dump(mode="json")})

@@ -22,6 +22,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set render.count=2000 (repeatable)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    p.add_argument("--runner", choices=["local", "dask"], help="render shards locally or on Dask (sets runner)")
+    p.add_argument("--dask-address", help="join this Dask scheduler, tcp://host:8786 (sets dask_address)")
 
 
 def check_prefect_api() -> None:
@@ -77,16 +79,18 @@ def _print_summary(summary: dict) -> None:
 
 def cmd_data(args) -> dict:
     from flows.config import load_config
-    from flows.dataset import dataset_flow
+    from flows.dataset import dataset_flow_for
 
     config = load_config(args.config, args.overrides, args.out)
     from tasks.render import POOL, resolve_workers
 
-    POOL.warm(resolve_workers(config.render))  # worker start-up overlaps Prefect's
+    if config.runner == "local":
+        POOL.warm(resolve_workers(config.render))  # worker start-up overlaps Prefect's
+    flow = dataset_flow_for(config)
     if args.json:
-        return dataset_flow(config)
+        return flow(config)
     with _progress_bar():
-        summary = dataset_flow(config)
+        summary = flow(config)
     _print_summary(summary)
     return summary
 
@@ -254,6 +258,10 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
     try:
+        if getattr(args, "runner", None):
+            args.overrides.append(f"runner={args.runner}")
+        if getattr(args, "dask_address", None):
+            args.overrides.append(f"dask_address={args.dask_address}")
         if args.command in ("data", "train", "run", "serve"):
             check_prefect_api()
         result = args.func(args)

@@ -222,6 +222,16 @@ class _Pool:
 POOL = _Pool()
 
 
+# Flows call these rather than touch POOL: Dask ships a flow's function by value, with the globals it names, and
+# POOL holds locks; module functions travel by reference.
+def warm_pool(workers: int) -> None:
+    POOL.warm(workers)
+
+
+def shutdown_pool() -> None:
+    POOL.shutdown()
+
+
 def resolve_workers(settings: RenderSettings) -> int:
     return settings.workers or os.cpu_count() or 1
 
@@ -249,6 +259,16 @@ def _cache_refine(params: dict, manifest: dict) -> str | None:
     return f"{manifest['key']}-{manifest['stop']}" if _valid(manifest, params["spec"]) else None
 
 
+def _in_dask_worker() -> bool:
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return True
+    except (ImportError, ValueError):
+        return False
+
+
 def render_shard_fn(spec: ShardSpec, workers: int) -> dict:
     manifest_url = storage.join(spec.url, "manifest.json")
     existing = storage.read_json(manifest_url)
@@ -261,6 +281,10 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> dict:
     }
     with storage.staged_dir(spec.url) as tmp:
         job["dir"] = tmp
+        if _in_dask_worker():  # the cluster is the process pool: render here
+            render_worker.init_worker()
+            manifest = render_worker.write_manifest(job, [render_worker.render_range(job)])
+            return _summary(manifest, spec.url, reused=False)
         POOL.on_total(spec.stop - spec.start)
         # Pieces of a few hundred images keep every core busy to the end, whatever each font costs.
         step = max(PIECE_IMAGES, math.ceil((spec.stop - spec.start) / 4))

@@ -129,24 +129,37 @@ def ensure_writable(url: str) -> None:
     probe = join(url, f".hwocr-write-probe-{uuid.uuid4().hex[:8]}")
     try:
         fs, path = url_to_fs(url)
-        if _bucket_missing(fs, path):
-            raise FileNotFoundError(f"bucket {path.strip('/').split('/')[0]!r} does not exist (hwocr never creates "
-                                    "buckets: create it, or fix the name)")
+        check_bucket(fs, url, path)
         fs.makedirs(path, exist_ok=True)
         write_bytes(probe, b"ok")
         remove(probe)
+    except HwocrError:
+        raise
     except Exception as e:  # noqa: BLE001 - any failure here means the same thing to the user
         raise HwocrError(f"output location {url!r} is not writable: {type(e).__name__}: {e}") from e
 
 
-def _bucket_missing(fs, path: str) -> bool:
-    """Object stores create a missing bucket on makedirs; a typo'd bucket name must fail instead."""
+def check_bucket(fs, url: str, path: str) -> None:
+    """On object stores: the bucket exists and answers. makedirs would create a missing one (a typo must fail),
+    and an unreachable endpoint or refused credentials should say so, not pass for a missing bucket."""
     protocols = fs.protocol if isinstance(fs.protocol, tuple | list) else (fs.protocol,)
     if not {"s3", "s3a", "gs", "gcs", "az", "abfs"} & set(protocols):
-        return False
+        return
     bucket = path.strip("/").split("/")[0]
-    fs.invalidate_cache(bucket)
-    return not fs.exists(bucket)
+    try:
+        if hasattr(fs, "call_s3"):
+            fs.call_s3("head_bucket", Bucket=bucket)
+        elif not fs.exists(bucket):
+            raise FileNotFoundError(bucket)
+    except FileNotFoundError:
+        raise HwocrError(f"{url}: bucket {bucket!r} does not exist (hwocr never creates buckets: create it, or fix "
+                         "the name)") from None
+    except PermissionError as e:
+        raise HwocrError(f"{url}: access to bucket {bucket!r} is denied ({e}); check the credentials in the "
+                         "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)") from None
+    except Exception as e:  # noqa: BLE001 - connection errors come as many types
+        raise HwocrError(f"{url}: the object store does not answer ({type(e).__name__}: {e}); check the endpoint "
+                         "(AWS_ENDPOINT_URL) and the network") from None
 
 
 def _clean_stale(local_dest: str) -> None:

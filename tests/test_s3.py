@@ -87,9 +87,28 @@ def test_missing_bucket_is_a_clear_error(s3, tmp_path, make_config):
     from flows.dataset import dataset_flow
 
     start = time.monotonic()
-    with pytest.raises(HwocrError, match=r"s3://no-such-bucket/run.* not writable"):
+    with pytest.raises(HwocrError, match=r"s3://no-such-bucket/run: bucket 'no-such-bucket' does not exist"):
         dataset_flow(make_config("s3://no-such-bucket/run"))
     assert time.monotonic() - start < 60
+
+
+def test_unreachable_endpoint_is_a_clear_error(s3, tmp_path, make_config, monkeypatch):
+    import s3fs
+
+    from flows.dataset import dataset_flow
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+    s3fs.S3FileSystem.clear_instance_cache()
+    start = time.monotonic()
+    try:
+        with pytest.raises(HwocrError, match=r"s3://hwocr-test/x: the object store does not answer .*AWS_ENDPOINT_URL"):
+            dataset_flow(make_config("s3://hwocr-test/x"))
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+    assert time.monotonic() - start < 30
 
 
 def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):

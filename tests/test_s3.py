@@ -154,3 +154,91 @@ def test_mlflow_server_with_artifacts_in_s3(s3, tmp_path, make_config):
     stored = [p for p in s3.find("mlflow-art/artifacts")]
     assert any(p.endswith("checkpoints/best_accuracy.pth") for p in stored)
     assert any(p.endswith("evaluation/val/predictions.tsv") for p in stored)
+
+
+class FlakyProxy:
+    """A TCP proxy in front of the S3 server that cuts connections mid-request while `cut` is positive: from the
+    client's side, the server went away in the middle of an upload, as when it restarts."""
+
+    def __init__(self, target_port: int) -> None:
+        import threading
+
+        self.target = ("127.0.0.1", target_port)
+        self.server = socket.socket()
+        self.server.bind(("127.0.0.1", 0))
+        self.server.listen(64)
+        self.port = self.server.getsockname()[1]
+        self.cut = 0
+        self.cuts_done = 0
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        import threading
+
+        while True:
+            try:
+                client, _ = self.server.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    def _serve(self, client: socket.socket) -> None:
+        import threading
+
+        upstream = socket.create_connection(self.target)
+
+        def pump(src: socket.socket, dst: socket.socket, request_side: bool) -> None:
+            seen = 0
+            try:
+                while data := src.recv(65536):
+                    seen += len(data)
+                    if request_side and seen > 8192:  # a connection that has been uploading for a while
+                        with self.lock:
+                            cutting = self.cut > 0
+                            if cutting:
+                                self.cut -= 1
+                                self.cuts_done += 1
+                        if cutting:
+                            dst.sendall(data[: len(data) // 2])
+                            raise ConnectionResetError
+                    dst.sendall(data)
+            except OSError:
+                pass
+            finally:
+                for s in (src, dst):
+                    try:
+                        s.shutdown(socket.SHUT_RDWR)
+                    except OSError:
+                        pass
+
+        threading.Thread(target=pump, args=(upstream, client, False), daemon=True).start()
+        pump(client, upstream, True)
+
+    def close(self) -> None:
+        self.server.close()
+
+
+def test_upload_cut_mid_request_is_retried_and_never_half_visible(s3, tmp_path, make_config, monkeypatch):
+    import s3fs
+
+    from flows.dataset import dataset_flow
+
+    endpoint_port = int(os.environ["AWS_ENDPOINT_URL"].rsplit(":", 1)[1])
+    proxy = FlakyProxy(endpoint_port)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{proxy.port}")
+    s3fs.S3FileSystem.clear_instance_cache()
+    try:
+        proxy.cut = 3  # the next three large requests die halfway
+        result = dataset_flow(make_config("s3://hwocr-test/flaky"))
+    finally:
+        proxy.close()
+        s3fs.S3FileSystem.clear_instance_cache()
+    assert proxy.cuts_done == 3
+    local = dataset_flow(make_config(tmp_path / "local"))
+    for split in ("train", "val"):
+        dest = tmp_path / "fetched" / split
+        s3.get(f"hwocr-test/flaky/lmdb/{split}/", str(dest), recursive=True)
+        assert read_lmdb(dest) == read_lmdb(local["splits"][split]["lmdb"])
+    assert result["splits"]["train"]["samples"] == local["splits"]["train"]["samples"]
+    assert not [p for p in s3.find("hwocr-test/flaky") if ".tmp-" in p]

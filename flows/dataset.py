@@ -109,10 +109,8 @@ def default_task_runner() -> ThreadPoolTaskRunner:
     return ThreadPoolTaskRunner(max_workers=(os.cpu_count() or 1) + 4)
 
 
-def task_runner_for(config: PipelineConfig):
-    """The dataset flow's task runner: threads feeding local render processes, or a Dask cluster."""
-    if config.runner == "local":
-        return default_task_runner()
+def dask_task_runner(config: PipelineConfig):
+    """A Dask cluster for the render shards: the one at config.dask_address, or a LocalCluster."""
     from prefect_dask import DaskTaskRunner
 
     if config.dask_address:
@@ -135,7 +133,8 @@ def check_dask_address(address: str, timeout: float = 5) -> None:
 
 
 def dataset_flow_for(config: PipelineConfig):
-    return dataset_flow if config.runner == "local" else dataset_flow.with_options(task_runner=task_runner_for(config))
+    """The dataset flow with the task runner config.runner asks for."""
+    return dataset_flow if config.runner == "local" else dataset_flow.with_options(task_runner=dask_task_runner(config))
 
 
 @flow(name="hwocr-dataset", task_runner=default_task_runner(), validate_parameters=True)

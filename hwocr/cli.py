@@ -26,6 +26,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dask-address", help="join this Dask scheduler, tcp://host:8786 (sets dask_address)")
 
 
+def _config_args(p: argparse.ArgumentParser, section: str) -> None:
+    """--config, --set and --json for the commands that read one section of a preset."""
+    p.add_argument("--config", help=f"YAML preset for the {section}")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+
+
 def check_prefect_api() -> None:
     """A set but unreachable PREFECT_API_URL fails here in seconds, with what to do, not deep inside Prefect."""
     from prefect.settings import PREFECT_API_URL
@@ -231,17 +238,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine", choices=["hwocr", "easyocr"], default="hwocr",
                    help="hwocr: our inference; easyocr: the real easyocr package reading an exported bundle")
     p.add_argument("--out", default="./hwocr-out/evaluation", help="where predictions.tsv and the report go")
-    p.add_argument("--config", help="YAML preset for the train section (image size, preprocessing, charset)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    _config_args(p, "train section (image size, preprocessing, charset)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("export", help="write a checkpoint as an EasyOCR custom network (NAME.pth/.yaml/.py)")
     p.add_argument("--model", required=True, help="checkpoint (.pth state_dict, with or without module.)")
     p.add_argument("--out", required=True, help="folder or URL for the bundle")
     p.add_argument("--name", default="hwocr_korean", help="network name: easyocr.Reader(recog_network=NAME)")
-    p.add_argument("--config", help="YAML preset for the train section (charset, img_h)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    _config_args(p, "train section (charset, img_h)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("serve", help="serve the pipeline, dataset and finetune deployments from this process")
     _common(p)
@@ -252,9 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")
     p.add_argument("--out", required=True, help="LMDB folder to create")
-    p.add_argument("--config", help="YAML preset for the pack section")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    p.add_argument("--json", action="store_true")
+    _config_args(p, "pack section")
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
     try:

@@ -8,6 +8,7 @@ manifest never take a half-uploaded folder for a complete one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -217,17 +218,23 @@ def staged_dir(url: str, last: str = "manifest.json") -> Iterator[str]:
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hwocr")
 
 
-def local_copy(url: str, kind: str, key: str) -> str:
+def local_copy(url: str, kind: str, key: str | None = None) -> str:
     """A local path for url (a file or a folder): itself when local, else a copy fetched once into
     ~/.cache/hwocr/<kind>/<key>. The copy is staged under a temp name and renamed, so a partial fetch is never
-    mistaken for a whole one. `key` must change when the content does (a content digest)."""
+    mistaken for a whole one. `key` must change when the content does (a content digest); without one, the URL
+    and the store's own fingerprint of the object (ETag or size and time, one metadata request) stand in."""
     if is_local(url):
         return local_path(url)
+    fs, path = url_to_fs(url)
+    if key is None:
+        try:
+            key = hashlib.sha256(f"{url}\n{fs.ukey(path)}".encode()).hexdigest()
+        except FileNotFoundError:
+            raise HwocrError(f"{url}: no such file or folder") from None
     dest = os.path.join(CACHE_DIR, kind, key)
     if os.path.exists(dest):
         return dest
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    fs, path = url_to_fs(url)
     part = f"{dest}{TMP_MARK}{uuid.uuid4().hex[:8]}"
     try:
         if fs.isdir(path):

@@ -27,9 +27,9 @@ def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
     if storage.exists(storage.join(data_url, "data.mdb")):
         if storage.is_local(data_url):
             return storage.local_path(data_url), []
-        marker = storage.read_json(storage.join(data_url, MARKER)) or {}
-        key = marker.get("key") or hashing.sha256_url(storage.join(data_url, "data.mdb"))
-        return storage.local_copy(data_url, "lmdb", key), []
+        from tasks.train import lmdb_digest
+
+        return storage.local_copy(data_url, "lmdb", lmdb_digest(data_url)), []
     gt = storage.join(data_url, "gt.txt")
     if not storage.exists(gt):
         raise HwocrError(f"{data_url}: neither an LMDB (data.mdb) nor a folder with gt.txt")
@@ -76,12 +76,6 @@ def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str)
     buf = io.BytesIO()
     sheet.save(buf, "PNG")
     storage.write_bytes(out_url, buf.getvalue())
-
-
-def _local_file(url: str) -> str:
-    if storage.is_local(url):
-        return storage.local_path(url)
-    return storage.local_copy(url, "checkpoints", hashing.sha256_url(url))
 
 
 def easyocr_python() -> str:
@@ -144,7 +138,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
     codec = CTCCodec(charset)
     if engine == "hwocr":
         model = Model(num_class=codec.num_class)
-        state = load_state_dict(_local_file(model_url))
+        state = load_state_dict(storage.local_copy(model_url, "checkpoints"))
         try:
             model.load_state_dict(state)
         except RuntimeError as e:

@@ -88,9 +88,7 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
     from models.pretrained import PREFIX, load_state_dict
 
     charset = load_charset(charset_name)
-    from tasks.evaluate import _local_file
-
-    state = load_state_dict(_local_file(checkpoint))
+    state = load_state_dict(storage.local_copy(checkpoint, "checkpoints"))
     head = state.get("Prediction.weight")
     if head is None or head.shape[0] != len(charset) + 1:
         got = "no Prediction.weight" if head is None else f"{head.shape[0]} output classes"
@@ -110,14 +108,12 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
     source = os.path.join(os.path.dirname(models.__file__), "crnn.py")
     with open(source, encoding="utf-8") as f:
         code = f.read()
-    files = {f"{name}.pth": buf.getvalue(),
-             f"{name}.yaml": yaml.safe_dump(config, allow_unicode=True, sort_keys=False, width=1 << 20).encode(),
+    files = {f"{name}.yaml": yaml.safe_dump(config, allow_unicode=True, sort_keys=False, width=1 << 20).encode(),
              f"{name}.py": code.encode(),
-             "README.md": _usage(name, img_h, len(charset) + 1).encode()}
+             "README.md": _usage(name, img_h, len(charset) + 1).encode(),
+             f"{name}.pth": buf.getvalue()}
     for fname, data in files.items():  # the weights last: a bundle without NAME.pth is visibly incomplete
-        if fname != f"{name}.pth":
-            storage.write_bytes(storage.join(out, fname), data)
-    storage.write_bytes(storage.join(out, f"{name}.pth"), files[f"{name}.pth"])
+        storage.write_bytes(storage.join(out, fname), data)
     result = {"name": name, "dir": out, "pth": storage.join(out, f"{name}.pth"),
               "yaml": storage.join(out, f"{name}.yaml"), "py": storage.join(out, f"{name}.py"),
               "readme": storage.join(out, "README.md")}

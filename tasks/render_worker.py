@@ -84,6 +84,10 @@ class _MaskFreeImageDraw:
 
 _DRAW = _MaskFreeImageDraw()
 
+# trdg draws from the `random` module; other threads of the process (a Dask worker's, Prefect's) may draw from it
+# too, between an image's seeding and its use. trdg gets a generator of its own: the same sequence per seed.
+_TRDG_RANDOM = random.Random()
+
 
 @functools.lru_cache(maxsize=1)
 def _generator():
@@ -91,8 +95,10 @@ def _generator():
         ImageFont.FreeTypeFont.getsize = _getsize
     # trdg prints a notice about its optional handwriting model on import.
     with contextlib.redirect_stdout(io.StringIO()):
-        from trdg import computer_text_generator, data_generator
+        from trdg import background_generator, computer_text_generator, data_generator, distorsion_generator
         from trdg.data_generator import FakeTextDataGenerator
+    for module in (computer_text_generator, data_generator, background_generator, distorsion_generator):
+        module.rnd = _TRDG_RANDOM
     computer_text_generator.ImageFont = _CachedImageFont()
     computer_text_generator.ImageDraw = _DRAW
     data_generator.ImageStat = _ImageStatModule
@@ -119,7 +125,7 @@ def render_one(word: str, font_path: str, s: dict, seed: int) -> Image.Image | N
     """One image of word, exactly as trdg draws it with settings s, from a fixed seed."""
     gen = _generator()
     _DRAW.skip_mask = s["background"] in (0, 1)
-    random.seed(seed)
+    _TRDG_RANDOM.seed(seed)
     np.random.seed(seed % (1 << 32))
     import cv2  # trdg's gaussian-noise background draws from OpenCV's own generator
 

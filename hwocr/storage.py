@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import shutil
+import tarfile
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 
@@ -22,6 +24,7 @@ from fsspec.core import url_to_fs
 from hwocr.errors import HwocrError
 
 TMP_MARK = ".tmp-"
+ARCHIVE_MARK = ".tar/"
 
 
 def fs_and_path(url: str):
@@ -66,18 +69,93 @@ def read_bytes(url: str) -> bytes:
     return fs.cat_file(path)
 
 
-def reader(root: str):
-    """A fast read(relative_path) -> bytes under root: plain open() for local folders, one fs for remote."""
-    if is_local(root):
-        base = local_path(root)
+class Reader:
+    """read(relative_path) -> bytes under root, for many small reads from threads.
 
-        def read_local(rel: str) -> bytes:
-            with open(os.path.join(base, rel), "rb") as f:
+    A path through an archive, `<dir>/NAME.tar/<member>`, reads that member: shards keep their images in one
+    tar each. Local archives are read in place; a remote one is fetched once into a temp folder that close()
+    removes. Missing files and members raise FileNotFoundError.
+    """
+
+    def __init__(self, root: str):
+        self.root = root
+        self.local = is_local(root)
+        self.fs, base = url_to_fs(root)
+        self.base = local_path(root) if self.local else base.rstrip("/")
+        self._archives: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}
+        self._lock = threading.Lock()
+        self._fetch_locks: dict[str, threading.Lock] = {}
+        self._tmp: str | None = None
+
+    def __call__(self, rel: str) -> bytes:
+        cut = rel.find(ARCHIVE_MARK)
+        if cut < 0:
+            return self._file(rel)
+        archive, member = rel[:cut + len(ARCHIVE_MARK) - 1], rel[cut + len(ARCHIVE_MARK):]
+        fd, index = self._archive(archive)
+        try:
+            offset, size = index[member]
+        except KeyError:
+            raise FileNotFoundError(f"{archive} holds no member {member!r}") from None
+        return os.pread(fd, size, offset)
+
+    def _file(self, rel: str) -> bytes:
+        if self.local:
+            with open(os.path.join(self.base, rel), "rb") as f:
                 return f.read()
+        return self.fs.cat_file(self.base + "/" + rel)
 
-        return read_local
-    fs, base = url_to_fs(root)
-    return lambda rel: fs.cat_file(base.rstrip("/") + "/" + rel)
+    def _archive(self, rel: str):
+        with self._lock:
+            if rel in self._archives:
+                return self._archives[rel]
+            fetch_lock = self._fetch_locks.setdefault(rel, threading.Lock())
+        with fetch_lock:  # one download per archive, other archives in parallel
+            with self._lock:
+                if rel in self._archives:
+                    return self._archives[rel]
+            if self.local:
+                path = os.path.join(self.base, rel)
+            else:
+                with self._lock:
+                    if self._tmp is None:
+                        self._tmp = tempfile.mkdtemp(prefix="hwocr-read-")
+                path = os.path.join(self._tmp, uuid.uuid4().hex)
+                self.fs.get_file(self.base + "/" + rel, path)
+            try:
+                with tarfile.open(path) as tar:
+                    index = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
+            except tarfile.TarError as e:
+                raise ValueError(f"{join(self.root, rel)} is not a readable tar archive ({e})") from None
+            entry = (os.open(path, os.O_RDONLY), index)
+            with self._lock:
+                self._archives[rel] = entry
+            return entry
+
+    def close(self) -> None:
+        with self._lock:
+            for fd, _ in self._archives.values():
+                os.close(fd)
+            self._archives.clear()
+            if self._tmp:
+                shutil.rmtree(self._tmp, ignore_errors=True)
+                self._tmp = None
+
+    def __enter__(self) -> Reader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def reader(root: str) -> Reader:
+    return Reader(root)
+
+
+def read_member(root: str, rel: str) -> bytes:
+    """One file under root, archive members included (see Reader)."""
+    with Reader(root) as read:
+        return read(rel)
 
 
 def read_text(url: str) -> str:

@@ -32,15 +32,16 @@ def contact_sheet_fn(gt_url: str, image_root: str, out_url: str, samples: int = 
     n_rows = -(-len(rows) // columns)
     sheet = Image.new("RGB", (columns * (cell_w + label_w), n_rows * (img_h + 8) + 8), "white")
     draw = ImageDraw.Draw(sheet)
-    for i, (_, path, label) in enumerate(rows):
-        with Image.open(io.BytesIO(storage.read_bytes(storage.join(image_root, path)))) as im:
-            im = im.convert("RGB")
-            im.thumbnail((cell_w - 8, img_h))
-        x = (i % columns) * (cell_w + label_w) + 4
-        y = (i // columns) * (img_h + 8) + 4
-        sheet.paste(im, (x, y))
-        draw.rectangle([x - 1, y - 1, x + im.width, y + im.height], outline=(200, 200, 200))
-        draw.text((x + cell_w, y + img_h // 2), label, fill=(200, 0, 0), font=font, anchor="lm")
+    with storage.reader(image_root) as read:
+        for i, (_, path, label) in enumerate(rows):
+            with Image.open(io.BytesIO(read(path))) as im:
+                im = im.convert("RGB")
+                im.thumbnail((cell_w - 8, img_h))
+            x = (i % columns) * (cell_w + label_w) + 4
+            y = (i // columns) * (img_h + 8) + 4
+            sheet.paste(im, (x, y))
+            draw.rectangle([x - 1, y - 1, x + im.width, y + im.height], outline=(200, 200, 200))
+            draw.text((x + cell_w, y + img_h // 2), label, fill=(200, 0, 0), font=font, anchor="lm")
     buf = io.BytesIO()
     sheet.save(buf, "PNG")
     storage.write_bytes(out_url, buf.getvalue())

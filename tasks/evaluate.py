@@ -52,7 +52,7 @@ def _fonts_of(lmdb_url: str, n: int) -> list[str] | None:
     shard_font: dict[str, str] = {}
     fonts = []
     for line in storage.read_text(gt).splitlines():
-        shard = line.split("\t", 1)[0].split("/images/")[0]
+        shard = line.split("\t", 1)[0].rsplit("/", 2)[0]  # <shard>/images.tar/<member>
         if shard not in shard_font:
             manifest = storage.read_json(storage.join(root, shard, "manifest.json")) or {}
             shard_font[shard] = names.get(manifest.get("font_sha"), manifest.get("font_sha", "?")[:12])

@@ -86,6 +86,8 @@ def _load_block(read, image_root: str, gt_url: str, on_bad: str, block: list[tup
             data = read(path)
         except FileNotFoundError:
             problem = f"image {storage.join(image_root, path)} does not exist"
+        except ValueError as e:
+            problem = str(e)
         else:
             problem = _check_image(data)
             if problem is None:
@@ -98,9 +100,8 @@ def _load_block(read, image_root: str, gt_url: str, on_bad: str, block: list[tup
     return out
 
 
-def _samples(image_root: str, gt_url: str, rows, on_bad: str, stats: dict):
+def _samples(read: storage.Reader, image_root: str, gt_url: str, rows, on_bad: str, stats: dict):
     """Read and decode-check images on threads (decoding releases the GIL), yielding them in gt order."""
-    read = storage.reader(image_root)
     blocks = [rows[i:i + 256] for i in range(0, len(rows), 256)]
     with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as ex:
         for result in ex.map(functools.partial(_load_block, read, image_root, gt_url, on_bad), blocks):
@@ -149,16 +150,16 @@ def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSett
     rows = read_gt(gt_url)
     stats = {"skipped": 0}
 
-    # Size the map from a sample of the images: about 1.5x the data, grown on demand.
-    read = storage.reader(image_root)
-    probe = []
-    for _, path, _ in rows[:50]:
-        with contextlib.suppress(OSError):
-            probe.append(len(read(path)))
-    estimate = int((sum(probe) / max(len(probe), 1) + 256) * len(rows) * 1.5) + (8 << 20)
     try:
-        with storage.staged_dir(lmdb_url, last=MARKER) as tmp:
-            count = _write(tmp, _samples(image_root, gt_url, rows, settings.bad_samples, stats), settings, estimate)
+        with storage.reader(image_root) as read, storage.staged_dir(lmdb_url, last=MARKER) as tmp:
+            # Size the map from a sample of the images: about 1.5x the data, grown on demand.
+            probe = []
+            for _, path, _ in rows[:50]:
+                with contextlib.suppress(OSError, ValueError):
+                    probe.append(len(read(path)))
+            estimate = int((sum(probe) / max(len(probe), 1) + 256) * len(rows) * 1.5) + (8 << 20)
+            samples = _samples(read, image_root, gt_url, rows, settings.bad_samples, stats)
+            count = _write(tmp, samples, settings, estimate)
             if count == 0:
                 raise HwocrError(f"{gt_url}: no usable sample (all {len(rows)} skipped)")
             env = lmdb.open(tmp, **READER_OPTIONS)

@@ -1,6 +1,7 @@
 """render_shard: trdg images for one font and one index range, written atomically as a shard folder.
 
-Shard layout: <out>/shards/<split>/<key>/{images/<index>.png, labels.tsv, manifest.json}. Image j of a font
+Shard layout: <out>/shards/<split>/<key>/{images.tar, labels.tsv, manifest.json}; images.tar holds <index>.png
+and gt.txt names them as <shard>/images.tar/<index>.png (one object per shard on S3, not thousands). Image j of a font
 depends only on (settings, word list, font bytes, split, j), so a shard's key leaves out where it stops:
 a longer shard serves any shorter request, and adding a font renders only that font's shards.
 """

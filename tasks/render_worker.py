@@ -13,12 +13,16 @@ import io
 import json
 import os
 import random
+import shutil
+import tarfile
 from collections import Counter
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
 MAX_ATTEMPTS = 8
+# A shard's images travel as one object: thousands of small PUTs cost seconds on object stores.
+ARCHIVE = "images.tar"
 PROGRESS_EVERY = 25
 _progress = None  # multiprocessing queue set by init_worker
 
@@ -151,7 +155,9 @@ def encode(img: Image.Image, s: dict) -> bytes:
 
 
 def render_range(job: dict) -> dict:
-    """Render indices [start, stop) of one font into job['dir']/images; return labels, hashes and counts."""
+    """Render indices [start, stop) of one font into job['dir']/images; return labels, hashes and counts.
+
+    Labels already name the images as members of the shard's archive, which write_manifest builds."""
     s = job["settings"]
     words = job["words"]
     covered = set(job["covered"])
@@ -178,11 +184,11 @@ def render_range(job: dict) -> dict:
                 rejected["blank"] += 1
                 continue
             data = encode(img, s)
-            rel = f"images/{j:09d}.{ext}"
-            with open(os.path.join(out, rel), "wb") as f:
+            name = f"{j:09d}.{ext}"
+            with open(os.path.join(out, "images", name), "wb") as f:
                 f.write(data)
-            files[rel] = hashlib.sha256(data).hexdigest()
-            labels.append(f"{rel}\t{word}\n")
+            files[f"{ARCHIVE}/{name}"] = hashlib.sha256(data).hexdigest()
+            labels.append(f"{ARCHIVE}/{name}\t{word}\n")
             break
         else:
             dropped["render_failed"] += 1
@@ -195,8 +201,25 @@ def render_range(job: dict) -> dict:
     return {"labels": labels, "files": files, "rejected": rejected, "dropped": dropped}
 
 
+def write_archive(out: str, names: list[str]) -> str:
+    """Move out/images/<name> into out/images.tar in the order given; headers carry no time or owner, so
+    the archive's bytes depend only on the images."""
+    path = os.path.join(out, ARCHIVE)
+    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in names:
+            src = os.path.join(out, "images", name)
+            info = tarfile.TarInfo(name)
+            info.size = os.path.getsize(src)
+            info.mode = 0o644
+            with open(src, "rb") as f:
+                tar.addfile(info, f)
+    shutil.rmtree(os.path.join(out, "images"), ignore_errors=True)
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
 def write_manifest(job: dict, parts: list[dict]) -> dict:
-    """Join the parts of a shard (in index order) into labels.tsv and manifest.json."""
+    """Join the parts of a shard (in index order) into images.tar, labels.tsv and manifest.json."""
     out = job["dir"]
     rejected: Counter = Counter()
     dropped: Counter = Counter()
@@ -207,10 +230,12 @@ def write_manifest(job: dict, parts: list[dict]) -> dict:
         files.update(part["files"])
         rejected.update(part["rejected"])
         dropped.update(part["dropped"])
+    archive_sha = write_archive(out, [line.split("\t", 1)[0].split("/", 1)[1] for line in labels])
     label_bytes = "".join(labels).encode("utf-8")
     with open(os.path.join(out, "labels.tsv"), "wb") as f:
         f.write(label_bytes)
     files["labels.tsv"] = hashlib.sha256(label_bytes).hexdigest()
+    files[ARCHIVE] = archive_sha
     manifest = {
         "key": job["key"],
         "split": job["split"],
@@ -226,5 +251,5 @@ def write_manifest(job: dict, parts: list[dict]) -> dict:
 
 
 def render_shard_here(job: dict) -> dict:
-    """A whole shard in this process: images, labels.tsv and manifest.json."""
+    """A whole shard in this process: images.tar, labels.tsv and manifest.json."""
     return write_manifest(job, [render_range(job)])

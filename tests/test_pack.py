@@ -133,3 +133,40 @@ def test_cli_pack_json(folder, tmp_path):
 
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["samples"] == 4 and result["url"] == str(tmp_path / "lmdb")
+
+
+def _tar(path, members: dict[str, bytes]) -> None:
+    import tarfile
+
+    with tarfile.open(path, "w") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+
+def test_images_inside_an_archive_pack_like_loose_files(folder, tmp_path):
+    # gt.txt may name members of a tar (<dir>/NAME.tar/<member>), as render shards do.
+    _tar(folder / "img.tar", {f"{i}.png": (folder / "img" / f"{i}.png").read_bytes() for i in range(4)})
+    (folder / "gt_tar.txt").write_text((folder / "gt.txt").read_text(encoding="utf-8").replace("img/", "img.tar/"),
+                                       encoding="utf-8")
+    loose = pack_lmdb_fn(str(folder / "gt.txt"), str(folder), str(tmp_path / "a"), PackSettings(), "k")
+    packed = pack_lmdb_fn(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "b"), PackSettings(), "k")
+    assert packed["samples"] == loose["samples"] == 4
+    assert read_lmdb(tmp_path / "b") == read_lmdb(tmp_path / "a")
+
+
+@pytest.mark.parametrize("archive, message", [
+    (None, r"gt_tar.txt line 3: image .*img.tar/2.png does not exist"),
+    (b"not a tar at all" * 64, r"gt_tar.txt line 1: .*img.tar is not a readable tar archive"),
+])
+def test_bad_archive_names_the_gt_line(folder, tmp_path, archive, message):
+    if archive is None:
+        _tar(folder / "img.tar", {f"{i}.png": png() for i in (0, 1, 3)})
+    else:
+        (folder / "img.tar").write_bytes(archive)
+    (folder / "gt_tar.txt").write_text((folder / "gt.txt").read_text(encoding="utf-8").replace("img/", "img.tar/"),
+                                       encoding="utf-8")
+    with pytest.raises(HwocrError, match=message):
+        pack_lmdb_fn(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "db"), PackSettings(), "k")
+    assert not (tmp_path / "db").exists()

@@ -18,8 +18,10 @@ def job(tmp_path, name, start, stop, words=("한글", "사랑", "Hello", "2024")
 
 
 def files(path):
-    d = os.path.join(path, "images")
-    return {n: open(os.path.join(d, n), "rb").read() for n in sorted(os.listdir(d))}
+    import tarfile
+
+    with tarfile.open(os.path.join(path, "images.tar")) as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar}
 
 
 def test_bytes_depend_only_on_index_not_on_range(tmp_path):
@@ -33,8 +35,13 @@ def test_bytes_depend_only_on_index_not_on_range(tmp_path):
     # The manifest records the sha256 of every file it wrote.
     import hashlib
 
+    images = files(tmp_path / "whole")
     for rel, sha in whole["files"].items():
-        assert hashlib.sha256(open(tmp_path / "whole" / rel, "rb").read()).hexdigest() == sha
+        data = images[rel.split("/", 1)[1]] if "/" in rel else open(tmp_path / "whole" / rel, "rb").read()
+        assert hashlib.sha256(data).hexdigest() == sha
+    assert set(whole["files"]) == {"labels.tsv", "images.tar"} | {f"images.tar/{n}" for n in images}
+    # Only the three files of the layout are left: the loose images went into the archive.
+    assert sorted(os.listdir(tmp_path / "whole")) == ["images.tar", "labels.tsv", "manifest.json"]
 
 
 def test_seed_settings_give_80px_grayscale_pngs(tmp_path):

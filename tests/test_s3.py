@@ -68,6 +68,10 @@ def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):
         assert read_lmdb(dest) == read_lmdb(local["splits"][split]["lmdb"])
         assert s3.cat_file(f"hwocr-test/run/{split}/gt.txt") == (tmp_path / "local" / split / "gt.txt").read_bytes()
     assert not [p for p in s3.find("hwocr-test/run") if ".tmp-" in p]
+    # Shards travel as archives: three objects a shard, however many images it holds.
+    shard_objects = s3.find("hwocr-test/run/shards")
+    assert len(shard_objects) == 3 * remote["shards"]["total"]
+    assert {p.rsplit("/", 1)[1] for p in shard_objects} == {"images.tar", "labels.tsv", "manifest.json"}
     again = dataset_flow(make_config("s3://hwocr-test/run"))
     assert again["shards"]["rendered"] == 0 and again["shards"]["cached"] == remote["shards"]["total"]
 

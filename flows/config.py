@@ -9,6 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hwocr import storage
 from hwocr.errors import HwocrError
 from tasks.export import ExportSettings
 from tasks.lmdb_pack import PackSettings
@@ -34,6 +35,14 @@ class PipelineConfig(BaseModel):
     dask_address: str | None = Field(
         None, description="Scheduler of an existing Dask cluster (tcp://host:8786); none: a LocalCluster here."
     )
+    results: str | None = Field(
+        None, description="Where Prefect keeps task results, its cache records (a folder or an fsspec URL); "
+        "none: <out>/prefect-results. Machines that share it share cache hits, even with separate Prefect servers.",
+    )
+
+    def results_url(self) -> str:
+        return storage.normalize(self.results) if self.results else storage.join(storage.normalize(self.out),
+                                                                                  "prefect-results")
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

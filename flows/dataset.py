@@ -12,6 +12,7 @@ from flows.config import PipelineConfig
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models.charset import load_charset
+from tasks.common import result_storage
 from tasks.contact_sheet import contact_sheet
 from tasks.fonts import discover_fonts, inspect_font, local_font
 from tasks.gt import assemble_gt, gt_key
@@ -99,9 +100,11 @@ def survey_fonts(settings: RenderSettings, words: dict) -> dict:
     return {"fonts": kept, "test_fonts": held_out, "skipped": skipped}
 
 
-def _was_cached(future) -> bool:
-    """A Prefect cache hit, or a run that found its content-addressed output already complete."""
-    return future.state.name == "Cached" or bool(future.result().get("reused"))
+def _outcome(future) -> str:
+    """'cached' (a Prefect cache hit), 'reused' (it ran and found its content-addressed output complete) or 'ran'."""
+    if future.state.name == "Cached":
+        return "cached"
+    return "reused" if future.result().get("reused") else "ran"
 
 
 def default_task_runner() -> ThreadPoolTaskRunner:
@@ -147,31 +150,34 @@ def dataset_flow(config: PipelineConfig) -> dict:
     workers = resolve_workers(r)
     if config.runner == "local":
         warm_pool(workers)
+    results = result_storage(config.results_url())
+    render, assemble, pack = (t.with_options(result_storage=results) for t in (render_shard, assemble_gt, pack_lmdb))
     try:
         words = prepare_words(r, out)
         fonts = survey_fonts(r, words)
         by_split = {split: fonts["test_fonts"] if split == "test" else fonts["fonts"] for split in r.splits()}
         specs = plan_shards(r, by_split, words, out)
         log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
-        futures = [render_shard.submit(s, workers) for s in specs]
+        futures = [render.submit(s, workers) for s in specs]
         splits, packs = {}, {}
         for split in r.splits():
             idx = [i for i, s in enumerate(specs) if s.split == split]
             needed = font_counts(specs, split)
             gkey = gt_key(split, [{"key": specs[i].key, "start": specs[i].start} for i in idx], needed,
                           r.charset, r.batch_max_length)
-            gt = assemble_gt.submit(split, [futures[i] for i in idx], needed, out, r.charset,
+            gt = assemble.submit(split, [futures[i] for i in idx], needed, out, r.charset,
                                     r.batch_max_length, gkey)
-            packs[split] = pack_lmdb.submit(gt.result()["gt"], out, storage.join(out, "lmdb", split), config.pack,
+            packs[split] = pack.submit(gt.result()["gt"], out, storage.join(out, "lmdb", split), config.pack,
                                             pack_key(gkey, config.pack))
             splits[split] = gt
         sheet = contact_sheet.submit(splits["train"].result()["gt"], out, storage.join(out, "contact_sheet.png"),
                                      label_font=fonts["fonts"][0]["path"])
-        cached = sum(1 for f in futures if _was_cached(f))
+        outcomes = [_outcome(f) for f in futures]
         summary = {
             "out": out,
             "splits": {},
-            "shards": {"total": len(specs), "rendered": len(specs) - cached, "cached": cached},
+            "shards": {"total": len(specs), "rendered": outcomes.count("ran"), "cached": outcomes.count("cached"),
+                       "reused": outcomes.count("reused")},
             "contact_sheet": sheet.result(),
             "stages": {},
             "fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"]} for f in fonts["fonts"]],
@@ -188,8 +194,7 @@ def dataset_flow(config: PipelineConfig) -> dict:
             summary["splits"][split] = {"lmdb": packed["url"], "gt": report["gt"], "samples": packed["samples"],
                                         "dropped": dropped,
                                         "per_font": {names.get(k, k): v for k, v in report["per_font"].items()}}
-            summary["stages"][split] = {"assemble_gt": "cached" if _was_cached(gt) else "ran",
-                                        "pack_lmdb": "cached" if _was_cached(packs[split]) else "ran"}
+            summary["stages"][split] = {"assemble_gt": _outcome(gt), "pack_lmdb": _outcome(packs[split])}
         storage.write_json(storage.join(out, "dataset.json"), summary)
         return summary
     finally:

@@ -7,6 +7,7 @@ from prefect import flow
 from flows.config import PipelineConfig
 from flows.dataset import dataset_flow_for
 from hwocr import hashing, storage
+from tasks.common import result_storage
 from tasks.evaluate import CODE_VERSION as EVAL_CODE
 from tasks.evaluate import evaluate_split
 from tasks.export import CODE_VERSION as EXPORT_CODE
@@ -25,14 +26,18 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
     # One read (or hash) per LMDB: keys, MLflow lineage and evaluation all use these.
     digests = {u: lmdb_digest(u) for u in [*train_lmdbs, val_lmdb] + ([test_lmdb] if has_test else [])}
     key = train_key(config.train, train_lmdbs, val_lmdb, digests)
-    result = fine_tune(config.train, config.tracking, train_lmdbs, val_lmdb, digests, out, key)
+    results = result_storage(config.results_url())
+    train, evaluate = (t.with_options(result_storage=results) for t in (fine_tune, evaluate_split))
+    state = train(config.train, config.tracking, train_lmdbs, val_lmdb, digests, out, key, return_state=True)
+    result = state.result()
+    result["reused"] = result["reused"] or state.name == "Cached"  # not trained in this run, either way
     # Validation, and the held-out-font test split when there is one: overall, per font, per length.
     scores = {}
     for split, data in (("val", val_lmdb), ("test", test_lmdb)):
         if data not in digests:
             continue
         ekey = hashing.digest({"stage": "evaluate", "code": EVAL_CODE, "train": key, "data": digests[data]})
-        report = evaluate_split(result["checkpoint"], data, storage.join(result["run_dir"], "eval", split),
+        report = evaluate(result["checkpoint"], data, storage.join(result["run_dir"], "eval", split),
                                 config.train, ekey, config.tracking, result["mlflow_run_id"], split)
         scores[split] = {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font", "predictions")}
     return {**{k: v for k, v in result.items() if k != "history"}, "evaluation": scores}
@@ -69,7 +74,8 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
         "\n".join([
             "# hwocr pipeline",
             f"- data: {images}; shards "
-            f"{data['shards']['rendered']} rendered, {data['shards']['cached']} cached",
+            f"{data['shards']['rendered']} rendered, {data['shards']['cached']} cached, "
+            f"{data['shards']['reused']} found complete",
             f"- training: {trained['iterations']} iterations" + (" (cached)" if trained.get("reused") else "")
             + f", best validation accuracy {trained['best_accuracy']:.2f}%",
             f"- checkpoint: `{trained['checkpoint']}`",

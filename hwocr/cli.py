@@ -77,7 +77,7 @@ def _print_summary(summary: dict) -> None:
     for split, s in summary["splits"].items():
         con.print(f"{split}: LMDB {s['lmdb']}  gt {s['gt']}", soft_wrap=True)
     sh = summary["shards"]
-    con.print(f"shards: {sh['total']} ({sh['rendered']} rendered, {sh['cached']} cached)  "
+    con.print(f"shards: {sh['total']} ({sh['rendered']} rendered, {sh['cached']} cached, {sh['reused']} found complete)  "
               f"fonts: {', '.join(f['name'] for f in summary['fonts'])}")
     for s in summary.get("fonts_skipped", []):
         con.print(f"[yellow]font skipped:[/] {s['reason']}")

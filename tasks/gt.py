@@ -94,7 +94,7 @@ assemble_gt = task(
     assemble_gt_fn,
     name="assemble_gt",
     task_run_name="assemble_gt {split}",
-    cache_policy=output_cache(_marker, lambda params, report: params["key"] if storage.exists(report["gt"]) else None),
+    cache_policy=output_cache(_marker, lambda params, report: storage.exists(report["gt"])),
     persist_result=True,
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),

@@ -256,8 +256,9 @@ def _cache_marker(params: dict) -> tuple[str, str]:
     return spec.key, storage.join(spec.url, "manifest.json")
 
 
-def _cache_refine(params: dict, manifest: dict) -> str | None:
-    return f"{manifest['key']}-{manifest['stop']}" if _valid(manifest, params["spec"]) else None
+def _cache_final(params: dict, manifest: dict | None) -> str:
+    # A shard rendered further than asked serves the shorter request under its own stop.
+    return f"{params['spec'].key}-{manifest['stop'] if manifest else params['spec'].stop}"
 
 
 def _in_dask_worker() -> bool:
@@ -303,7 +304,7 @@ render_shard = task(
     render_shard_fn,
     name="render_shard",
     task_run_name="render {spec.split} {spec.font_name} [{spec.start}:{spec.stop}]",
-    cache_policy=output_cache(_cache_marker, _cache_refine),
+    cache_policy=output_cache(_cache_marker, lambda params, manifest: _valid(manifest, params["spec"]), _cache_final),
     persist_result=True,
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),

@@ -62,13 +62,14 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, words_file):
     resumed = _run_json(_args(words_file, out), env)
     clean = _run_json(_args(words_file, tmp_path / "clean"), env)
     assert resumed["shards"]["rendered"] >= 1
-    assert resumed["shards"]["rendered"] + resumed["shards"]["cached"] == resumed["shards"]["total"]
+    sh = resumed["shards"]
+    assert sh["rendered"] + sh["cached"] + sh["reused"] == sh["total"]
     for split in ("train", "val"):
         assert read_lmdb(resumed["splits"][split]["lmdb"]) == read_lmdb(clean["splits"][split]["lmdb"])
     # The --json contract.
     train = resumed["splits"]["train"]
     assert set(train) >= {"lmdb", "gt", "samples", "dropped"} and train["samples"] == 1500
-    assert set(resumed["shards"]) == {"total", "rendered", "cached"}
+    assert set(resumed["shards"]) == {"total", "rendered", "cached", "reused"}
     assert not [n for n in os.listdir(out / "shards" / "train") if n.startswith(".")]
 
 

@@ -87,6 +87,43 @@ def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):
     assert not any(b"hwocr-secret-value" in s3.cat_file(p) for p in s3.find("hwocr-test/run") if p.endswith(".json"))
 
 
+def test_second_machine_with_a_fresh_prefect_database_gets_cache_hits(s3, tmp_path, make_config):
+    import json
+
+    import yaml
+
+    from flows.dataset import dataset_flow
+
+    config = make_config("s3://hwocr-test/shared")
+    first = dataset_flow(config)
+    assert first["shards"]["rendered"] == first["shards"]["total"]
+    assert s3.find("hwocr-test/shared/prefect-results"), "task results belong in the bucket"
+
+    # "Machine B": another process with a Prefect home (and so a database) of its own, the same bucket.
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "machine-b")}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.run([sys.executable, "-m", "hwocr.cli", "data", "--config", str(tmp_path / "config.yaml"),
+                           "--json"], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    second = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert (tmp_path / "machine-b").is_dir()
+    # Prefect cache hits, not merely runs that found their outputs: nothing rendered, nothing re-checked.
+    assert second["shards"] == {"total": first["shards"]["total"], "rendered": 0, "reused": 0,
+                                "cached": first["shards"]["total"]}
+    assert all(stage == "cached" for split in second["stages"].values() for stage in split.values())
+    assert second["splits"]["train"]["lmdb"] == first["splits"]["train"]["lmdb"]
+
+    # The results block Prefect needs for remote storage holds the URL, never a credential.
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        blocks = [b for b in client.read_block_documents() if b.name.startswith("hwocr-results-")]
+    assert "s3://hwocr-test/shared/prefect-results" in [b.data.get("basepath") for b in blocks]
+    assert all(set(b.data) <= {"basepath", "settings"} and not b.data.get("settings") for b in blocks)
+    assert not any("hwocr-secret-value" in str(b.data) or "hwocr-key" in str(b.data) for b in blocks)
+
+
 def test_missing_bucket_is_a_clear_error(s3, tmp_path, make_config):
     from flows.dataset import dataset_flow
 
@@ -135,6 +172,7 @@ def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
     assert len(list((tmp_path / "cache" / "lmdb").iterdir())) == 2
     again = pipeline_flow(config)
     assert again["train"]["reused"] is True and again["export"]["reused"] is True
+    assert again["train"]["mlflow_run_id"] == result["train"]["mlflow_run_id"]
 
 
 def test_mlflow_server_with_artifacts_in_s3(s3, tmp_path, make_config):

@@ -16,23 +16,29 @@ pytestmark = pytest.mark.usefixtures("prefect")
 BIN = os.path.dirname(sys.executable)
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
+def start_moto(log_path, **env):
+    """A moto S3 server on a free loopback port: (process, endpoint)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "w")
+    log = open(log_path, "w")
     proc = subprocess.Popen([os.path.join(BIN, "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log,
-                            stderr=subprocess.STDOUT)
+                            stderr=subprocess.STDOUT, env={**os.environ, **env})
+    log.close()
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         try:
             urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2).close()
-            break
+            return proc, endpoint
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline, "moto_server did not start"
             time.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    proc, endpoint = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
                                              "AWS_DEFAULT_REGION")}
     os.environ.update(AWS_ACCESS_KEY_ID="hwocr-key", AWS_SECRET_ACCESS_KEY="hwocr-secret-value",
@@ -53,7 +59,6 @@ def s3(tmp_path_factory):
                 os.environ[k] = v
         proc.terminate()
         proc.wait(10)
-        log.close()
 
 
 def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):
@@ -131,6 +136,52 @@ def test_missing_bucket_is_a_clear_error(s3, tmp_path, make_config):
     with pytest.raises(HwocrError, match=r"s3://no-such-bucket/run: bucket 'no-such-bucket' does not exist"):
         dataset_flow(make_config("s3://no-such-bucket/run"))
     assert time.monotonic() - start < 60
+
+
+def test_wrong_credentials_are_a_clear_error(tmp_path, make_config, monkeypatch):
+    """moto checks credentials against its IAM users once its first few (setup) requests are spent."""
+    import json
+
+    import boto3
+    import s3fs
+
+    from flows.dataset import dataset_flow
+    from hwocr import storage
+
+    proc, endpoint = start_moto(tmp_path / "moto.log", INITIAL_NO_AUTH_ACTION_COUNT="4")
+    try:
+        setup = dict(endpoint_url=endpoint, region_name="us-east-1", aws_access_key_id="setup",
+                     aws_secret_access_key="setup")
+        iam = boto3.client("iam", **setup)
+        iam.create_user(UserName="hwocr")
+        iam.put_user_policy(UserName="hwocr", PolicyName="s3", PolicyDocument=json.dumps({
+            "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}]}))
+        key = iam.create_access_key(UserName="hwocr")["AccessKey"]
+        boto3.client("s3", **setup).create_bucket(Bucket="team")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+        monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", key["AccessKeyId"])
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", key["SecretAccessKey"])
+        s3fs.S3FileSystem.clear_instance_cache()
+        storage.ensure_writable("s3://team/run")  # the right key is let in
+
+        for key_id, secret in ((key["AccessKeyId"], "a-wrong-secret-value"), ("AKIANOSUCHKEY", "a-wrong-secret-value")):
+            monkeypatch.setenv("AWS_ACCESS_KEY_ID", key_id)
+            monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", secret)
+            s3fs.S3FileSystem.clear_instance_cache()
+            start = time.monotonic()
+            denied = r"s3://team/run: access to bucket 'team' is denied .*AWS_ACCESS_KEY_ID"
+            with pytest.raises(HwocrError, match=denied) as err:
+                dataset_flow(make_config("s3://team/run"))
+            assert time.monotonic() - start < 30
+            assert "a-wrong-secret-value" not in str(err.value)
+        # Nothing was written by the refused runs.
+        good = s3fs.S3FileSystem(key=key["AccessKeyId"], secret=key["SecretAccessKey"], skip_instance_cache=True)
+        assert good.find("team") == []
+    finally:
+        s3fs.S3FileSystem.clear_instance_cache()
+        proc.terminate()
+        proc.wait(10)
 
 
 def test_unreachable_endpoint_is_a_clear_error(s3, tmp_path, make_config, monkeypatch):

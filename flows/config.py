@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import typing
 from typing import Literal
 
 import yaml
@@ -49,9 +50,9 @@ def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []
     for name, field in model.model_fields.items():
         keys.append(prefix + name)
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys += _known_keys(ann, prefix + name + ".")
+        for ann in (field.annotation, *typing.get_args(field.annotation)):  # a section may be optional
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                keys += _known_keys(ann, prefix + name + ".")
     return keys
 
 

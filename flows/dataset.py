@@ -14,6 +14,7 @@ from hwocr.errors import HwocrError
 from models.charset import load_charset
 from tasks.common import result_storage
 from tasks.contact_sheet import contact_sheet
+from tasks.font_pool import DEFAULT_ROOT, load_catalogue, select_pool
 from tasks.fonts import discover_fonts, inspect_font, local_font
 from tasks.gt import assemble_gt, gt_key
 from tasks.lmdb_pack import pack_key, pack_lmdb
@@ -74,22 +75,46 @@ def _survey(urls: list[str], settings: RenderSettings, charset: str, used: set[s
     return kept, skipped
 
 
+def font_sources(settings: RenderSettings) -> tuple[list[str], list[str], dict[str, float]]:
+    """(training font URLs, held-out font URLs, weight by URL): from render.pool, else fonts and test_fonts."""
+    if settings.pool is None:
+        return discover_fonts(settings.fonts), discover_fonts(settings.test_fonts) if settings.test_count else [], {}
+    pool = select_pool(settings.pool)
+    weights = {p.path: p.effective_weight for p in pool["train"] + pool["test"]}
+    return [p.path for p in pool["train"]], [p.path for p in pool["test"]] if settings.test_count else [], weights
+
+
+def check_held_out_families(train: list[dict], test: list[dict]) -> None:
+    """A held-out font whose family (by the font catalogue) or file content is also in training would inflate the
+    test score: refuse it."""
+    group = {os.path.realpath(e.file if os.path.isabs(e.file) else os.path.join(DEFAULT_ROOT, e.file)): e.family_group
+             for e in load_catalogue()}
+    training = {f["sha256"]: f for f in train}
+    families = {group[os.path.realpath(f["path"])]: f for f in train if os.path.realpath(f["path"]) in group}
+    for f in test:
+        twin = training.get(f["sha256"]) or families.get(group.get(os.path.realpath(f["path"]), ""))
+        if twin is not None:
+            how = "the same file" if twin["sha256"] == f["sha256"] else "a font of the same family"
+            raise HwocrError(f"held-out font {f['url']} ({f['name']}) is {how} as training font {twin['url']} "
+                             f"({twin['name']}): its test score would be inflated; hold out the whole family")
+
+
 @task(name="survey_fonts")
 def survey_fonts(settings: RenderSettings, words: dict) -> dict:
     """Hash every font, check what it really draws, and apply settings.font_missing."""
     charset = load_charset(settings.charset)
     used = set(storage.read_text(words["url"]).replace("\n", ""))
-    kept, skipped = _survey(discover_fonts(settings.fonts), settings, charset, used, f"render.fonts {settings.fonts}")
+    train_urls, test_urls, weights = font_sources(settings)
+    what = "render.pool" if settings.pool is not None else f"render.fonts {settings.fonts}"
+    kept, skipped = _survey(train_urls, settings, charset, used, what)
     held_out: list[dict] = []
     if settings.test_count:
-        held_out, more = _survey(discover_fonts(settings.test_fonts), settings, charset, used,
-                                 f"render.test_fonts {settings.test_fonts}")
+        what = "render.pool held-out groups" if settings.pool is not None else f"render.test_fonts {settings.test_fonts}"
+        held_out, more = _survey(test_urls, settings, charset, used, what)
         skipped += more
-        training = {f["sha256"]: f for f in kept}
-        for f in held_out:
-            if f["sha256"] in training:
-                raise HwocrError(f"held-out font {f['url']} ({f['name']}) is also a training font "
-                                 f"({training[f['sha256']]['url']}): its test score would be inflated")
+        check_held_out_families(kept, held_out)
+    for f in kept + held_out:
+        f["weight"] = weights.get(f["url"], 1.0)
     log = get_run_logger()
     for f in kept + held_out:
         role = "held out" if f in held_out else "train/val"
@@ -180,8 +205,10 @@ def dataset_flow(config: PipelineConfig) -> dict:
                        "reused": outcomes.count("reused")},
             "contact_sheet": sheet.result(),
             "stages": {},
-            "fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"]} for f in fonts["fonts"]],
-            "test_fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"]} for f in fonts["test_fonts"]],
+            "fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"], "weight": f["weight"]}
+                      for f in fonts["fonts"]],
+            "test_fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"], "weight": f["weight"]}
+                           for f in fonts["test_fonts"]],
             "fonts_skipped": fonts["skipped"],
             "words": {"url": words["url"], "count": words["count"], "dropped": words["report"]["dropped"]},
         }

@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hwocr.errors import HwocrError
     from models.trainer import train
+    from tasks.effects import augmenter
     from tasks.train_settings import TrainSettings
 
     with open(args.settings, encoding="utf-8") as f:
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
         print(message, flush=True)
 
     try:
-        result = train(settings, args.train, args.val, args.out, log=log)
+        result = train(settings, args.train, args.val, args.out, log=log, augment=augmenter(settings.augment))
     except HwocrError as e:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2

@@ -194,6 +194,10 @@ class LmdbDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, str]:
         return PREPROCESS[self.mode](self.raw_image(i), self.img_h, self.img_w), self.labels[i]
 
+    def sample(self, i: int, augment: Callable[[Image.Image, int], Image.Image], seed: int) -> tuple[torch.Tensor, str]:
+        """Sample i with augment(image, seed) applied before preprocessing."""
+        return PREPROCESS[self.mode](augment(self.raw_image(i), seed), self.img_h, self.img_w), self.labels[i]
+
     def raw_image(self, i: int) -> Image.Image:
         """Sample i as stored (grayscale), before preprocessing."""
         if not -len(self.indices) <= i < len(self.indices):
@@ -232,6 +236,11 @@ def check_ratios(ratios: Sequence[float], n_datasets: int) -> list[float]:
     return values
 
 
+def _sample_seed(seed: int, dataset: int, epoch: int, index: int) -> int:
+    digest = hashlib.sha256(f"hwocr-augment:{seed}:{dataset}:{epoch}:{index}".encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
 def _epoch_seed(seed: int, epoch: int, dataset: int) -> int:
     digest = hashlib.sha256(f"hwocr-mixed:{seed}:{epoch}:{dataset}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
@@ -251,7 +260,8 @@ class MixedLoader:
     """
 
     def __init__(self, datasets: Sequence[torch.utils.data.Dataset], ratios: Sequence[float], batch_size: int,
-                 seed: int = 0, prefetch: int = 0, share: Callable[[list], list] | None = None) -> None:
+                 seed: int = 0, prefetch: int = 0, share: Callable[[list], list] | None = None,
+                 augment: Callable[[Image.Image, int], Image.Image] | None = None) -> None:
         if not datasets:
             raise HwocrError("mixed loader: no datasets")
         if batch_size < 1:
@@ -266,6 +276,7 @@ class MixedLoader:
         self.counts = [max(int(batch_size * r), 1) for r in self.ratios]
         self.batch_samples = sum(self.counts)
         self.share = share or (lambda items: items)  # a data-parallel rank decodes only its part of each batch
+        self.augment = augment  # augment(image, seed), applied to training samples as they are drawn
         self.lengths = [len(d) for d in self.datasets]
         self._epoch = [0] * len(self.datasets)
         self._pos = [0] * len(self.datasets)
@@ -288,20 +299,23 @@ class MixedLoader:
     def _cursor(self) -> dict:
         return {"epoch": list(self._epoch), "pos": list(self._pos)}
 
-    def next_indices(self) -> list[tuple[int, int]]:
-        """The next batch as (dataset index, sample index) pairs; advances the cursor."""
-        out: list[tuple[int, int]] = []
+    def next_indices(self) -> list[tuple[int, int, int]]:
+        """The next batch as (dataset index, sample index, epoch) triples; advances the cursor."""
+        out: list[tuple[int, int, int]] = []
         for d, count in enumerate(self.counts):
             for _ in range(count):
                 if self._pos[d] >= self.lengths[d]:
                     self._epoch[d] += 1
                     self._pos[d] = 0
-                out.append((d, self._order(d)[self._pos[d]]))
+                out.append((d, self._order(d)[self._pos[d]], self._epoch[d]))
                 self._pos[d] += 1
         return out
 
-    def fetch(self, indices: list[tuple[int, int]]) -> list[tuple[torch.Tensor, str]]:
-        return [self.datasets[d][i] for d, i in indices]
+    def fetch(self, indices: list[tuple[int, int, int]]) -> list[tuple[torch.Tensor, str]]:
+        if self.augment is None:
+            return [self.datasets[d][i] for d, i, _ in indices]
+        # Seeded by (seed, dataset, epoch, sample): every epoch sees new variants, and a resumed run the same ones.
+        return [self.datasets[d].sample(i, self.augment, _sample_seed(self.seed, d, e, i)) for d, i, e in indices]
 
     # -- iteration -----------------------------------------------------------------------------------------
     def __iter__(self) -> MixedLoader:

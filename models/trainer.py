@@ -16,6 +16,7 @@ from contextlib import nullcontext
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from hwocr.errors import HwocrError
@@ -123,8 +124,11 @@ def _set_rng_state(state: dict) -> None:
 
 
 def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None] = print,
-          on_eval: Callable[[int, dict], None] | None = None) -> dict:
+          on_eval: Callable[[int, dict], None] | None = None,
+          augment: Callable[[Image.Image, int], Image.Image] | None = None) -> dict:
     """Train until s.num_iter (or s.max_minutes), resuming from out_dir/last.pth when it exists.
+
+    augment(image, seed), when given, alters each training image as it is drawn (never the validation images).
 
     Under torchrun (WORLD_SIZE > 1) every rank trains on its share of the same global batch with DDP; rank 0
     validates, logs and writes the checkpoints.
@@ -139,13 +143,14 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
     device = pick_device(s.device, world)
     distributed.init(world, device)
     try:
-        return _train(s, train_roots, val_root, out_dir, log or (lambda m: None), on_eval, world, device)
+        return _train(s, train_roots, val_root, out_dir, log or (lambda m: None), on_eval, world, device, augment)
     finally:
         distributed.shutdown(world)
 
 
 def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None],
-           on_eval: Callable[[int, dict], None] | None, world: World, device: torch.device) -> dict:
+           on_eval: Callable[[int, dict], None] | None, world: World, device: torch.device,
+           augment: Callable[[Image.Image, int], Image.Image] | None) -> dict:
     amp_dtype = autocast_dtype(s.precision, device)
     charset = load_charset(s.charset)
     codec = CTCCodec(charset)
@@ -158,7 +163,8 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
     for root, d in dropped.items():
         if any(d.values()):
             log(f"{root}: dropped {d}")
-    loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, prefetch=2, share=world.share)
+    loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, prefetch=2, share=world.share,
+                         augment=augment)
 
     model, pretrained_report = build_model(s, codec, log)
     model.to(device)

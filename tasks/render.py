@@ -14,6 +14,7 @@ import math
 import multiprocessing
 import os
 import threading
+from fractions import Fraction
 from typing import Literal
 
 import PIL
@@ -21,13 +22,18 @@ from prefect import task
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
+import cv2
+
 from hwocr import hashing, storage
 from hwocr.errors import TransientError
-from tasks import render_worker
+from tasks import effects, render_worker
 from tasks.common import output_cache, retry_transient
+from tasks.effects import EffectsSettings
+from tasks.font_pool import FontPoolSettings
 from tasks.fonts import DEFAULT_FONTS
 
-CODE_VERSION = hashing.source_digest(render_worker)[:16] + f"-pil{PIL.__version__}"
+CODE_VERSION = (hashing.source_digest(render_worker, effects)[:16] + f"-pil{PIL.__version__}"
+                + f"-cv{cv2.__version__}")
 PIECE_IMAGES = 256
 
 
@@ -85,6 +91,16 @@ class RenderSettings(BaseModel):
     image_format: Literal["png", "jpg"] = Field("png", description="Image encoding (trdg -e).")
     jpeg_quality: int = Field(95, ge=1, le=100, description="JPEG quality when image_format is jpg.")
     png_compress_level: int = Field(6, ge=0, le=9, description="PNG zlib level: 1 is faster, 9 is smaller.")
+    effects: EffectsSettings = Field(
+        default_factory=EffectsSettings,
+        description="Handwriting realism applied after trdg draws a word, each effect seeded per image; all off "
+        "by default (the seed's plain look).",
+    )
+    pool: FontPoolSettings | None = Field(
+        None,
+        description="Take fonts from the catalogue of Debian's Korean fonts (tagged handwriting or print, weighted, "
+        "whole families held out for the test split) instead of fonts and test_fonts.",
+    )
     font_missing: Literal["error", "skip_font", "skip_words"] = Field(
         "skip_words",
         description="A font that cannot draw some characters of the word list: stop with an error, "
@@ -98,8 +114,12 @@ class RenderSettings(BaseModel):
 
     @model_validator(mode="after")
     def _test_split(self) -> RenderSettings:
-        if self.test_count and not self.test_fonts:
-            raise ValueError("test_count needs test_fonts: the test split is rendered with held-out fonts only")
+        if self.pool is not None and {"fonts", "test_fonts"} & self.model_fields_set:
+            raise ValueError("pool replaces fonts and test_fonts: set one or the other")
+        held_out = self.pool.held_out_groups if self.pool is not None else self.test_fonts
+        if self.test_count and not held_out:
+            raise ValueError("test_count needs test_fonts (or pool.held_out_groups): the test split is rendered "
+                             "with held-out fonts only")
         return self
 
     def splits(self) -> dict[str, int]:
@@ -107,8 +127,10 @@ class RenderSettings(BaseModel):
 
     def pixel_settings(self) -> dict:
         """The settings that change image bytes (fonts and words enter keys by content hash)."""
-        skip = {"fonts", "test_fonts", "test_count", "words", "count", "val_count", "shards", "min_shard_images", "workers", "font_missing",
-                "charset", "batch_max_length", "language"}
+        skip = {"fonts", "test_fonts", "test_count", "words", "count", "val_count", "shards", "min_shard_images",
+                "workers", "font_missing", "charset", "batch_max_length", "language", "pool"}
+        if not self.effects.active():  # keys and bytes of plain renders stay as they were
+            skip.add("effects")
         return self.model_dump(mode="json", exclude=skip)
 
 
@@ -129,17 +151,28 @@ class ShardSpec(BaseModel):
     settings: dict
 
 
+def split_count(n: int, weights: list[float]) -> list[int]:
+    """n images over fonts in proportion to weight: largest remainder, ties to the earlier font (equal weights
+    give the first n % k fonts one more)."""
+    ws = [Fraction(w) for w in weights]
+    total = sum(ws)
+    exact = [n * w / total for w in ws]
+    counts = [math.floor(x) for x in exact]
+    order = sorted(range(len(ws)), key=lambda i: (counts[i] - exact[i], i))
+    for i in order[:n - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
 def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]], words: dict,
                 out: str) -> list[ShardSpec]:
-    """Split every split's images evenly over its fonts (sorted by content hash), in chunks of count/shards."""
+    """Split every split's images over its fonts (sorted by content hash) by weight, in chunks of count/shards."""
     pixels = settings.pixel_settings()
     specs = []
     for split, n in settings.splits().items():
         fonts = sorted(fonts_by_split[split], key=lambda f: f["sha256"])
         chunk = max(math.ceil(n / settings.shards), settings.min_shard_images)
-        base, extra = divmod(n, len(fonts))
-        for i, font in enumerate(fonts):
-            n_font = base + (i < extra)
+        for font, n_font in zip(fonts, split_count(n, [f.get("weight", 1.0) for f in fonts]), strict=True):
             for start in range(0, n_font, chunk):
                 key = hashing.digest({
                     "stage": "render", "code": CODE_VERSION, "pixels": pixels, "words": words["sha256"],

@@ -20,6 +20,8 @@ from collections import Counter
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
+from tasks.effects import apply_effects
+
 MAX_ATTEMPTS = 8
 # A shard's images travel as one object: thousands of small PUTs cost seconds on object stores.
 ARCHIVE = "images.tar"
@@ -180,6 +182,8 @@ def render_range(job: dict) -> dict:
             if img is None:
                 rejected["low_contrast"] += 1
                 continue
+            if s.get("effects"):
+                img = apply_effects(img, s["effects"], r.getrandbits(63))
             if is_blank(img):
                 rejected["blank"] += 1
                 continue

@@ -13,6 +13,7 @@ from prefect import get_run_logger, task
 import models
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
+from tasks import effects
 from tasks.common import finished, output_cache
 from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
 from tasks.train_settings import TrainSettings
@@ -20,7 +21,7 @@ from tasks.train_settings import TrainSettings
 _MODEL_FILES = [os.path.join(os.path.dirname(models.__file__), f)
                 for f in ("crnn.py", "codec.py", "data.py", "trainer.py", "pretrained.py", "metrics.py",
                           "distributed.py")]
-CODE_VERSION = hashing.source_digest(*_MODEL_FILES)[:16]
+CODE_VERSION = hashing.source_digest(*_MODEL_FILES, effects)[:16]
 DONE = "done.json"
 
 
@@ -100,7 +101,8 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
         if settings.processes > 1:
             result = _torchrun(settings, train_dirs, val_dir, local_dir, log)
         else:
-            result = train(settings, train_dirs, val_dir, local_dir, log=log.info, on_eval=log_eval)
+            result = train(settings, train_dirs, val_dir, local_dir, log=log.info, on_eval=log_eval,
+                           augment=effects.augmenter(settings.augment))
         import torch
 
         from models.charset import load_charset

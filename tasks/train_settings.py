@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
+from tasks.effects import EffectsSettings
+
 
 class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -48,6 +50,11 @@ class TrainSettings(BaseModel):
         1, description="Data-parallel processes (torchrun, DDP; one per GPU). The global batch stays batch_size."
     )
     channels_last: bool = Field(True, description="channels_last memory format for the convolutions.")
+    augment: EffectsSettings = Field(
+        default_factory=EffectsSettings,
+        description="Training-time augmentation: render effects applied to training images as batches are drawn, "
+        "seeded by (seed, epoch, sample), so repeated epochs see new variants. All off by default.",
+    )
     recompute_layers: NonNegativeInt = Field(
         0, le=20, description="Leading VGG modules (conv, ReLU, pool...) whose activations backward recomputes: "
         "less peak memory for a little compute."

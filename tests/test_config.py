@@ -61,3 +61,18 @@ def test_every_preset_validates():
     assert {"quick", "seed", "cpu-reference"} <= set(presets)
     for name in presets:
         load_config(name)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("render.effects.elastic.alpha=50", r"render\.effects\.elastic\.alpha: Input should be less than or equal to 10"),
+    ("render.effects.paper.probability=1.5", r"render\.effects\.paper\.probability"),
+    ("render.pool.print_ratio=2", r"render\.pool\.print_ratio"),
+])
+def test_effect_and_pool_settings_out_of_range(override, message):
+    with pytest.raises(HwocrError, match=message):
+        load_config(None, [override])
+
+
+def test_pool_replaces_font_lists():
+    with pytest.raises(HwocrError, match="pool replaces fonts and test_fonts"):
+        load_config(None, ["render.pool.print_ratio=0.2", "render.fonts=[/usr/share/fonts/truetype/nanum/NanumPen.ttf]"])

@@ -299,3 +299,31 @@ def test_breakdown():
 def test_length_mismatch():
     with pytest.raises(ValueError):
         metrics.cer(["a"], ["a", "b"])
+
+
+def test_training_time_augmentation_is_seeded_per_epoch_and_resumable(two_sets):
+    from tasks.effects import EffectsSettings, augmenter
+
+    assert augmenter(EffectsSettings()) is None  # off by default: the loader does no extra work
+    aug = augmenter({"elastic": {"enabled": True, "probability": 1, "alpha": 4},
+                     "blur_jpeg": {"enabled": True, "probability": 1}})
+
+    def images(loader, n):
+        return [collate(next(loader)) for _ in range(n)]
+
+    plain = images(MixedLoader(two_sets[:1], (1.0,), 5, seed=3), 2)  # one epoch of the first set is one batch
+    one = images(MixedLoader(two_sets[:1], (1.0,), 5, seed=3, augment=aug), 2)
+    two = images(MixedLoader(two_sets[:1], (1.0,), 5, seed=3, augment=aug), 2)
+    assert all(torch.equal(a[0], b[0]) and a[1] == b[1] for a, b in zip(one, two))  # same seed, same variants
+    assert not torch.equal(one[0][0], plain[0][0])
+    # Epoch 2 holds the same samples as epoch 1, in other variants.
+    by_label = [dict(zip(labels, imgs)) for imgs, labels in one]
+    assert set(by_label[0]) == set(by_label[1])
+    assert all(not torch.equal(by_label[0][k], by_label[1][k]) for k in by_label[0])
+
+    first = MixedLoader(two_sets[:1], (1.0,), 5, seed=3, augment=aug)
+    next(first)
+    resumed = MixedLoader(two_sets[:1], (1.0,), 5, seed=3, augment=aug)
+    resumed.load_state_dict(first.state_dict())
+    again = collate(next(resumed))
+    assert again[1] == one[1][1] and torch.equal(again[0], one[1][0])

@@ -116,16 +116,58 @@ def test_remote_output_url_gives_the_same_dataset(tmp_path, make_config):
     assert again["shards"]["rendered"] == 0
 
 
+EUNJIN = "/usr/share/fonts/truetype/alee/EunjinNakseo.ttf"
+
+
 def test_held_out_fonts_make_a_test_split(tmp_path, make_config):
-    brush = FONTS["brush"]
-    result = dataset_flow(make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{brush}]"))
-    assert result["splits"]["test"]["per_font"] == {"Nanum Brush Script Regular": 6}
-    assert "Nanum Brush Script Regular" not in result["splits"]["train"]["per_font"]
+    result = dataset_flow(make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{EUNJIN}]"))
+    assert result["splits"]["test"]["per_font"] == {"Eunjin Nakseo Regular": 6}
+    assert "Eunjin Nakseo Regular" not in result["splits"]["train"]["per_font"]
     assert read_lmdb(tmp_path / "o" / "lmdb" / "test")[b"num-samples"] == b"6"
 
 
-def test_held_out_font_used_in_training_is_refused(tmp_path, make_config):
-    pen = FONTS["pen"]
-    with pytest.raises(HwocrError, match=r"held-out font .*NanumPen\.ttf .* is also a training font"):
-        dataset_flow(make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{pen}]"))
+@pytest.mark.parametrize("held_out, message", [
+    (FONTS["pen"], r"held-out font .*NanumPen\.ttf .* is the same file as training font .*NanumPen\.ttf"),
+    # Nanum Brush is the same writer's hand as Nanum Pen: the catalogue puts them in one family.
+    (FONTS["brush"], r"held-out font .*NanumBrush\.ttf .* is a font of the same family as training font "
+                     r".*NanumPen\.ttf .*hold out the whole family"),
+])
+def test_held_out_font_whose_family_trains_is_refused(tmp_path, make_config, held_out, message):
+    with pytest.raises(HwocrError, match=message):
+        dataset_flow(make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{held_out}]"))
+    assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_font_pool_weights_and_held_out_families(tmp_path, words_file):
+    from flows.config import load_config
+
+    config = load_config(None, [
+        f"render.words={words_file}", "render.count=40", "render.val_count=8", "render.test_count=6",
+        "render.min_shard_images=1", "render.workers=2",
+        "render.pool.held_out_groups=[alee-eunjin]",
+        # Only two handwriting families train, one drawn three times as often as the other.
+        "render.pool.weights={un-pilgi: 0, un-pen: 0, un-vada: 0, NanumBrush.ttf: 0, NanumPen.ttf: 3, UnPilgi.ttf: 1}",
+    ], out=str(tmp_path / "o"))
+    result = dataset_flow(config)
+    assert result["splits"]["train"]["per_font"] == {"Nanum Pen Script Regular": 30, "UnPilgi Regular": 10}
+    assert set(result["splits"]["test"]["per_font"]) == {"Eunjin Regular", "Eunjin Nakseo Regular"}
+    assert sum(result["splits"]["test"]["per_font"].values()) == 6
+    assert {f["name"]: f["weight"] for f in result["fonts"]} == {"Nanum Pen Script Regular": 0.75,
+                                                                  "UnPilgi Regular": 0.25}
+
+
+def test_font_pool_refuses_a_latin_font_tagged_handwriting(tmp_path, words_file):
+    from flows.config import load_config
+
+    catalogue = tmp_path / "fonts.yaml"
+    catalogue.write_text(
+        "fonts:\n"
+        "  - {file: nanum/NanumPen.ttf, package: fonts-nanum-extra, family: Nanum Pen Script, style: handwriting,\n"
+        "     family_group: nanum, hangul: 11172}\n"
+        f"  - {{file: {FONTS['latin']}, package: fonts-dejavu-core, family: DejaVu Sans, style: handwriting,\n"
+        "     family_group: dejavu, hangul: 0}\n", encoding="utf-8")
+    config = load_config(None, [f"render.words={words_file}", "render.count=8", "render.val_count=4",
+                                f"render.pool.catalogue={catalogue}"], out=str(tmp_path / "o"))
+    with pytest.raises(HwocrError, match=r"DejaVuSans\.ttf is tagged handwriting but draws none of the Hangul"):
+        dataset_flow(config)
     assert not (tmp_path / "o" / "shards").exists()

@@ -136,3 +136,27 @@ def test_same_bytes_as_unpatched_trdg():
         s = RenderSettings(background=bg).pixel_settings()
         ours.append(hashlib.sha256(render_worker.encode(render_worker.render_one(word, font, s, seed), s)).hexdigest())
     assert ours == expected
+
+
+def test_effects_are_seeded_per_image_and_off_by_default(tmp_path):
+    from tasks.effects import EffectsSettings
+
+    assert "effects" not in RenderSettings().pixel_settings()  # plain renders keep their keys and bytes
+    on = EffectsSettings.all_on(probability=1.0).model_dump(mode="json")
+    render_worker.init_worker()
+    render_worker.render_shard_here(job(tmp_path, "plain", 0, 6))
+    render_worker.render_shard_here(job(tmp_path, "whole", 0, 6, effects=on))
+    render_worker.render_shard_here(job(tmp_path, "a", 0, 2, effects=on))
+    render_worker.render_shard_here(job(tmp_path, "b", 2, 6, effects=on))
+    whole = files(tmp_path / "whole")
+    assert {**files(tmp_path / "a"), **files(tmp_path / "b")} == whole
+    plain = files(tmp_path / "plain")
+    assert all(whole[n] != plain[n] for n in plain)
+
+
+def test_split_count_follows_weights():
+    from tasks.render import split_count
+
+    assert split_count(10, [1, 1, 1]) == [4, 3, 3]  # as an even split: the first fonts get the remainder
+    assert split_count(40, [0.75, 0.25]) == [30, 10]
+    assert split_count(7, [0.5, 0.3, 0.2]) == [4, 2, 1] and sum(split_count(1001, [0.3, 0.3, 0.4])) == 1001

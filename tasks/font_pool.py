@@ -1,0 +1,464 @@
+"""Font pool: the catalogue of Korean fonts (hwocr/data/korean_fonts.yaml), the train/test split by family
+group, per-style sampling weights, the checks that refuse a leaky or broken pool, and a deterministic split
+of an image count over fonts.
+
+    settings = FontPoolSettings(print_ratio=0.2, held_out_groups=["un-pen"])
+    pool = select_pool(settings)               # {"train": [PoolFont, ...], "test": [PoolFont, ...]}
+    counts = allocate(10_000, pool["train"])   # images per training font, summing to 10,000
+"""
+
+from __future__ import annotations
+
+import difflib
+import functools
+import hashlib
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from fractions import Fraction
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from hwocr.errors import HwocrError
+from tasks.fonts import FONT_EXTS, inspect_font
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ROOT = "/usr/share/fonts/truetype"
+BUNDLED_CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr", "data", "korean_fonts.yaml")
+MODERN_SYLLABLES = 11172
+# Common syllables: a font that draws none of them cannot render Korean words.
+HANGUL_PROBE = "가나다라마바사아자차카타파하한글국어이는의에를고"
+STYLES = ("handwriting", "print")
+SPLITS = ("train", "test")
+
+
+class FontPoolError(HwocrError, ValueError):
+    """A font catalogue or pool that cannot be used as asked; the message names the file or entry."""
+
+
+class FontEntry(BaseModel):
+    """One font file of the catalogue."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    file: str = Field(description="font path relative to the pool root (/usr/share/fonts/truetype), or absolute")
+    package: str = Field(description="the Debian package that installs the file")
+    family: str = Field(description="human name of the face")
+    style: Literal["handwriting", "print"] = Field(
+        description="handwriting: imitates handwriting (pen, brush, marker); print: everything else")
+    family_group: str = Field(description="fonts of one design family, held out together")
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False, description="relative sampling weight within its style")
+    hangul: int = Field(ge=0, le=MODERN_SYLLABLES, description="modern Hangul syllables (of 11,172) the font draws")
+    ascii: int | None = Field(None, ge=0, le=94, description="printable ASCII characters (of 94) the font draws")
+    exclude: bool = Field(False, description="keep this file out of every pool (give reason)")
+    reason: str | None = Field(None, description="why the file is excluded")
+
+    @field_validator("file", "package", "family", "family_group")
+    @classmethod
+    def _not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be empty")
+        return v.strip()
+
+    @field_validator("file")
+    @classmethod
+    def _font_file(cls, v: str) -> str:
+        if not v.lower().endswith(FONT_EXTS):
+            raise ValueError(f"{v!r} is not a .ttf, .otf or .ttc file")
+        return v
+
+    @model_validator(mode="after")
+    def _reason_for_exclude(self) -> FontEntry:
+        if self.exclude and not (self.reason and self.reason.strip()):
+            raise ValueError("exclude: true needs a reason")
+        return self
+
+
+class PoolFont(FontEntry):
+    """A catalogue entry chosen for a split: its absolute path and its share of that split's images."""
+
+    path: str = Field(description="absolute path of the font file")
+    effective_weight: float = Field(ge=0, description="share of the split's images; the shares of a split sum to 1")
+
+
+NonNegativeWeight = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+
+class FontPoolSettings(BaseModel):
+    """Which fonts render the training and the held-out test images, and how often each is drawn."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    catalogue: str | None = Field(
+        None, description="font catalogue YAML (format of hwocr/data/korean_fonts.yaml); None = the bundled "
+                          "catalogue of Debian's Korean fonts")
+    print_ratio: float = Field(
+        0.0, ge=0, le=1, allow_inf_nan=False,
+        description="fraction of images drawn with print fonts, the rest with handwriting fonts (applies when a "
+                    "split holds both kinds); 0 = handwriting only")
+    weights: dict[str, NonNegativeWeight] = Field(
+        default_factory=dict,
+        description="per-font weight overrides, keyed by file (NanumPen.ttf or nanum/NanumPen.ttf), family "
+                    "(Nanum Pen Script) or family_group (un-pen); the most specific key wins; 0 drops the font")
+    held_out_groups: list[str] = Field(
+        default_factory=list,
+        description="family_groups kept out of training and used only for the test split")
+
+    @field_validator("held_out_groups")
+    @classmethod
+    def _unique_groups(cls, v: list[str]) -> list[str]:
+        return list(dict.fromkeys(g.strip() for g in v))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# catalogue
+
+
+def _entry_lines(text: str) -> list[int | None]:
+    """1-based line of each item of the top-level `fonts` list (best effort, for error messages)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return []
+    if not isinstance(node, yaml.MappingNode):
+        return []
+    for key, value in node.value:
+        if getattr(key, "value", None) == "fonts" and isinstance(value, yaml.SequenceNode):
+            return [item.start_mark.line + 1 for item in value.value]
+    return []
+
+
+def _pydantic_problems(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field"
+        elif err["type"] == "value_error":
+            msg = str(err.get("ctx", {}).get("error", msg))
+        elif err["type"] != "missing" and "input" in err:
+            msg += f" (got {err['input']!r})"
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def load_catalogue(path: str | None = None) -> list[FontEntry]:
+    """The validated entries of a font catalogue (None = the bundled one), in file order."""
+    path = path or BUNDLED_CATALOGUE
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except FileNotFoundError:
+        raise FontPoolError(f"font catalogue {path} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FontPoolError(f"font catalogue {path} cannot be read: {e}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e)
+        raise FontPoolError(f"font catalogue {path}{where}: not valid YAML ({problem})") from None
+    if not isinstance(data, dict) or not isinstance(data.get("fonts"), list):
+        raise FontPoolError(f"font catalogue {path}: expected a mapping with a `fonts:` list of entries")
+    unknown = sorted(set(data) - {"fonts"})
+    if unknown:
+        raise FontPoolError(f"font catalogue {path}: unknown top-level key(s) {', '.join(map(str, unknown))}; "
+                            "only `fonts:` is read")
+    if not data["fonts"]:
+        raise FontPoolError(f"font catalogue {path}: the `fonts:` list is empty")
+    lines = _entry_lines(text)
+    entries: list[FontEntry] = []
+    seen: dict[str, int] = {}
+    for i, raw in enumerate(data["fonts"], 1):
+        line = lines[i - 1] if i - 1 < len(lines) else None
+        where = f"font catalogue {path}: entry {i}" + (f" (line {line})" if line else "")
+        if not isinstance(raw, dict):
+            raise FontPoolError(f"{where}: expected a mapping with file, package, family, style, family_group, "
+                                f"hangul; got {raw!r}")
+        name = raw.get("file")
+        if name:
+            where += f" file {name}"
+        try:
+            entry = FontEntry.model_validate(raw)
+        except ValidationError as e:
+            raise FontPoolError(f"{where}: {_pydantic_problems(e)}") from None
+        if entry.file in seen:
+            raise FontPoolError(f"{where}: listed twice (first as entry {seen[entry.file]})")
+        seen[entry.file] = i
+        entries.append(entry)
+    return entries
+
+
+# ----------------------------------------------------------------------------------------------------------
+# selection
+
+
+def _suggest(name: str, choices: Sequence[str]) -> str:
+    close = difflib.get_close_matches(name, list(choices), n=3, cutoff=0.5)
+    if not close:
+        close = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=3, cutoff=0.5)
+        close = [c for c in choices if c.lower() in close]
+    return f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+
+
+def _catalogue_name(settings: FontPoolSettings) -> str:
+    return settings.catalogue or BUNDLED_CATALOGUE
+
+
+def _check_held_out_names(settings: FontPoolSettings, entries: list[FontEntry]) -> None:
+    groups = sorted({e.family_group for e in entries})
+    usable = {e.family_group for e in entries if not e.exclude}
+    for name in settings.held_out_groups:
+        if name not in groups:
+            raise FontPoolError(
+                f"held_out_groups: {name!r} is not a family_group of font catalogue {_catalogue_name(settings)}"
+                f"{_suggest(name, groups)} (groups: {', '.join(groups)})")
+        if name not in usable:
+            raise FontPoolError(f"held_out_groups: every font of family_group {name!r} is marked exclude: true "
+                                f"in {_catalogue_name(settings)}")
+
+
+def _weight_keys(settings: FontPoolSettings, entries: list[FontEntry]) -> dict[str, tuple[int, str]]:
+    """Per file: (specificity, key) of the override that applies to it; unknown keys are refused."""
+    chosen: dict[str, tuple[int, str]] = {}
+    names: list[str] = []
+    for e in entries:
+        names += [e.file, os.path.basename(e.file), e.family, e.family_group]
+    for key in settings.weights:
+        k = key.strip().casefold()
+        hit = False
+        for e in entries:
+            if k in (e.file.casefold(), os.path.basename(e.file).casefold()):
+                rank = 3
+            elif k == e.family.casefold():
+                rank = 2
+            elif k == e.family_group.casefold():
+                rank = 1
+            else:
+                continue
+            hit = True
+            if rank > chosen.get(e.file, (0, ""))[0]:
+                chosen[e.file] = (rank, key)
+        if not hit:
+            raise FontPoolError(
+                f"weights: {key!r} names no file, family or family_group of font catalogue "
+                f"{_catalogue_name(settings)}{_suggest(key, sorted(set(names)))}")
+    return chosen
+
+
+def _normalize(split: str, fonts: list[tuple[FontEntry, float]], print_ratio: float,
+               root: str) -> list[PoolFont]:
+    target = {"print": print_ratio, "handwriting": 1.0 - print_ratio}
+    total = {s: sum(w for e, w in fonts if e.style == s) for s in STYLES}
+    present = [s for s in STYLES if total[s] > 0]
+    if not present:
+        return []
+    if len(present) == 1:
+        only = present[0]
+        if split == "train" and target[only] == 0:
+            other = "handwriting" if only == "print" else "print"
+            raise FontPoolError(
+                f"font pool: print_ratio={print_ratio} gives {other} fonts all the training images, but no {other} "
+                f"font with weight > 0 is left for training (held out, weighted 0 or excluded)")
+        if target[only] < 1:
+            log.warning("font pool: the %s split has only %s fonts, so they draw all its images (print_ratio=%s)",
+                        split, only, print_ratio)
+        share = {only: 1.0}
+    else:
+        share = target
+    out = []
+    for e, w in fonts:
+        eff = w / total[e.style] * share[e.style] if total[e.style] else 0.0
+        if eff <= 0:
+            continue
+        path = os.path.normpath(os.path.join(root, e.file))
+        out.append(PoolFont(**e.model_dump(), path=path, effective_weight=eff))
+    return sorted(out, key=lambda p: p.file)
+
+
+def select_pool(settings: FontPoolSettings, root: str = DEFAULT_ROOT, *, check: bool = True) -> dict[str, list[PoolFont]]:
+    """{"train": [...], "test": [...]}: the catalogue's usable fonts, held-out family_groups in "test", the rest in
+    "train". Each PoolFont has its absolute path and effective_weight, its share of its split's images: print
+    fonts together get print_ratio, handwriting fonts 1 - print_ratio (a split with one kind only gives it all;
+    a font whose share is 0 is left out). With check=True (the default) the pool then goes through check_pool.
+    """
+    entries = load_catalogue(settings.catalogue)
+    _check_held_out_names(settings, entries)
+    overrides = _weight_keys(settings, entries)
+    held = set(settings.held_out_groups)
+    split_fonts: dict[str, list[tuple[FontEntry, float]]] = {s: [] for s in SPLITS}
+    for e in entries:
+        if e.exclude:
+            continue
+        w = settings.weights[overrides[e.file][1]] if e.file in overrides else e.weight
+        if w > 0:
+            split_fonts["test" if e.family_group in held else "train"].append((e, w))
+    pool = {s: _normalize(s, split_fonts[s], settings.print_ratio, root) for s in SPLITS}
+    if not pool["train"]:
+        raise FontPoolError(f"font pool: no font is left for training in {_catalogue_name(settings)} "
+                            "(all held out, weighted 0 or excluded)")
+    for g in settings.held_out_groups:
+        if not any(p.family_group == g for p in pool["test"]):
+            log.warning("font pool: held-out family_group %r draws no test images (weight 0 or print_ratio)", g)
+    if check:
+        check_pool(pool, settings, entries)
+    return pool
+
+
+# ----------------------------------------------------------------------------------------------------------
+# checks
+
+
+def _stat_key(path: str) -> tuple[str, int, int]:
+    st = os.stat(path)
+    return path, st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=512)
+def _sha256_cached(key: tuple[str, int, int]) -> str:
+    h = hashlib.sha256()
+    with open(key[0], "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def font_sha256(path: str) -> str:
+    """sha256 of the font file's content (cached per path, mtime and size)."""
+    return _sha256_cached(_stat_key(path))
+
+
+@functools.lru_cache(maxsize=512)
+def _probe_cached(key: tuple[str, int, int], probe: str) -> int:
+    return inspect_font(key[0], probe)["hangul"]
+
+
+def probe_hangul(path: str, probe: str = HANGUL_PROBE) -> int:
+    """How many of the probe syllables the font really draws (render-level, see tasks.fonts.inspect_font)."""
+    return _probe_cached(_stat_key(path), probe)
+
+
+
+
+def check_pool(pool: Mapping[str, Sequence[PoolFont]], settings: FontPoolSettings | None = None,
+               catalogue: list[FontEntry] | None = None, *, probe: str = HANGUL_PROBE) -> None:
+    """Refuse a pool that would leak held-out fonts into training or render broken images; FontPoolError names
+    the font file. Checks: held_out_groups names exist (with settings), every file exists, no family_group is in
+    both splits (nor, with settings, a held-out group in training), no training file has the content (sha256)
+    of a test file, and every font draws at least one of the probe syllables.
+    """
+    unknown = sorted(set(pool) - set(SPLITS))
+    if unknown:
+        raise FontPoolError(f"font pool: unknown split(s) {', '.join(unknown)}; expected train and test")
+    train, test = list(pool.get("train", [])), list(pool.get("test", []))
+    if settings is not None:
+        _check_held_out_names(settings, catalogue if catalogue is not None else load_catalogue(settings.catalogue))
+
+    for p in train + test:
+        if not os.path.isfile(p.path):
+            raise FontPoolError(
+                f"font file {p.path} does not exist (catalogue file {p.file}, family_group {p.family_group}); "
+                f"install it with `apt-get install {p.package}` or drop it from the catalogue")
+
+    test_groups = {p.family_group for p in test}
+    held = set(settings.held_out_groups) if settings is not None else set()
+    for p in train:
+        if p.family_group in test_groups or p.family_group in held:
+            raise FontPoolError(
+                f"held-out family_group {p.family_group!r} is also in training: font file {p.path}; "
+                "a held-out group must be kept out of training entirely")
+    test_sha = {}
+    for p in test if train else ():
+        test_sha.setdefault(font_sha256(p.path), p)
+    for p in train:
+        twin = test_sha.get(font_sha256(p.path))
+        if twin is not None:
+            raise FontPoolError(
+                f"training font file {p.path} has the same content (sha256 {font_sha256(p.path)[:12]}) as held-out "
+                f"test font file {twin.path} (family_group {twin.family_group!r}); the test font would leak into "
+                "training")
+
+    for p in train + test:
+        if probe_hangul(p.path, probe) == 0:
+            raise FontPoolError(
+                f"font file {p.path} is tagged {p.style} but draws none of the Hangul probe syllables "
+                f"{probe!r} (it only draws the missing-glyph box): it lacks Hangul")
+
+
+# ----------------------------------------------------------------------------------------------------------
+# allocation
+
+
+def _weight_of(entry: Any) -> float:
+    if isinstance(entry, (int, float)) and not isinstance(entry, bool):
+        return float(entry)
+    get = entry.get if isinstance(entry, Mapping) else lambda k, d=None: getattr(entry, k, d)
+    w = get("effective_weight")
+    w = get("weight") if w is None else w
+    if w is None:
+        raise FontPoolError(f"allocate: font {_name_of(entry) or entry!r} has no weight or effective_weight")
+    return float(w)
+
+
+def _name_of(entry: Any) -> str:
+    if isinstance(entry, Mapping):
+        return str(entry.get("file") or entry.get("path") or "")
+    return str(getattr(entry, "file", None) or getattr(entry, "path", None) or "")
+
+
+def _largest_remainder(total: int, weights: list[Fraction], names: list[str]) -> list[int]:
+    wsum = sum(weights)
+    if total == 0 or wsum == 0:
+        return [0] * len(weights)
+    quotas = [total * w / wsum for w in weights]
+    counts = [math.floor(q) for q in quotas]
+    left = total - sum(counts)
+    order = sorted(range(len(weights)), key=lambda i: (-(quotas[i] - counts[i]), names[i], i))
+    for i in order[:left]:
+        counts[i] += 1
+    return counts
+
+
+def allocate(counts_total: int, entries: Sequence[Any], *, by_style: bool = True) -> list[int]:
+    """Split counts_total images over entries in proportion to their weight (effective_weight when present,
+    else weight; plain numbers also work), by largest remainder with ties broken by file name: deterministic,
+    and the counts sum exactly to counts_total.
+
+    With by_style (the default) and entries that carry a style, the style totals are rounded first and then
+    split within each style, so print fonts together get exactly their rounded share (print_ratio) of the images.
+    """
+    if isinstance(counts_total, bool) or not isinstance(counts_total, int) or counts_total < 0:
+        raise FontPoolError(f"allocate: the image count must be a whole number >= 0, got {counts_total!r}")
+    weights, names = [], []
+    for i, e in enumerate(entries):
+        w = _weight_of(e)
+        if not math.isfinite(w) or w < 0:
+            raise FontPoolError(f"allocate: font {_name_of(e) or i} has weight {w!r}; weights must be finite and >= 0")
+        weights.append(Fraction(w))
+        names.append(_name_of(e))
+    if counts_total and sum(weights) <= 0:
+        raise FontPoolError(f"allocate: {counts_total} images to split but no font has weight > 0 "
+                            f"({len(weights)} font(s) given)")
+    styles = [e.get("style") if isinstance(e, Mapping) else getattr(e, "style", None) for e in entries]
+    kinds = sorted(set(styles)) if by_style and styles and all(isinstance(s, str) for s in styles) else []
+    if len(kinds) < 2:
+        return _largest_remainder(counts_total, weights, names)
+    idx = {k: [i for i, s in enumerate(styles) if s == k] for k in kinds}
+    per_kind = _largest_remainder(counts_total, [sum(weights[i] for i in idx[k]) for k in kinds], kinds)
+    counts = [0] * len(weights)
+    for k, n in zip(kinds, per_kind):
+        for i, c in zip(idx[k], _largest_remainder(n, [weights[i] for i in idx[k]], [names[i] for i in idx[k]])):
+            counts[i] = c
+    return counts
+
+
+__all__ = [
+    "BUNDLED_CATALOGUE", "DEFAULT_ROOT", "HANGUL_PROBE", "FontEntry", "FontPoolError", "FontPoolSettings", "PoolFont",
+    "allocate", "check_pool", "font_sha256", "load_catalogue", "probe_hangul", "select_pool",
+]

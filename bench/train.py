@@ -4,6 +4,7 @@ Both run on the same batches: trdg renders of the bundled words at the seed's se
 same thread count. Each configuration runs in its own process, which reports its peak RSS. The bare loop is
 forward, CTC loss, backward and an Adadelta step on batches already in memory: what the hardware does with no
 data loading, clipping, logging or checkpointing. It is the practical limit, and the goal is a loop overhead under 10%.
+The augment row prices training-time augmentation: every effect on, at each effect's default probability (0.5).
 
     .venv/bin/python bench/train.py [--iters 8] [--threads 2]
 """
@@ -60,11 +61,14 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     from models.trainer import train
     from tasks.train_settings import TrainSettings
 
+    from tasks.effects import EffectsSettings, augmenter
+
     s = TrainSettings(pretrained="none", precision=precision, threads=threads, num_iter=iters + 1,
                       val_interval=iters + 1, batch_size=BATCH,
-                      recompute_layers=RECOMPUTE if kind == "recompute" else 0)
-    if kind in ("loop", "recompute"):
-        result = train(s, [lmdb_path], lmdb_path, out_dir, log=lambda m: None)
+                      recompute_layers=RECOMPUTE if kind == "recompute" else 0,
+                      augment=EffectsSettings.all_on() if kind == "augment" else EffectsSettings())
+    if kind in ("loop", "recompute", "augment"):
+        result = train(s, [lmdb_path], lmdb_path, out_dir, log=lambda m: None, augment=augmenter(s.augment))
         rate = result["history"][-1]["samples_per_s"]
     else:
         codec = CTCCodec(load_charset("korean_g2"))
@@ -105,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hwocr-bench-train-", dir=ROOT) as tmp:
         lmdb_path = make_lmdb(tmp, BATCH * 6)
         for precision in ("fp32", "bf16"):
-            for kind in ("bare", "loop", "recompute"):
+            for kind in ("bare", "loop", "recompute", "augment"):
                 out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", kind,
                                       lmdb_path, precision, os.path.join(tmp, f"{kind}-{precision}"), str(args.iters)],
                                      capture_output=True, text=True, check=True)
@@ -115,7 +119,8 @@ def main() -> None:
     for precision in ("fp32", "bf16"):
         bare = rows[("bare", precision)]["samples_per_s"]
         for kind, name in (("bare", "bare forward+backward (anchor)"), ("loop", "hwocr training loop"),
-                           ("recompute", f"loop, recompute_layers={RECOMPUTE}")):
+                           ("recompute", f"loop, recompute_layers={RECOMPUTE}"),
+                           ("augment", "loop, train.augment all on")):
             r = rows[(kind, precision)]
             print(f"{name + ', ' + precision:34s} {r['samples_per_s']:10.1f} {r['samples_per_s'] / bare:7.2f}x "
                   f"{r['samples_per_s'] * 2.75:8.0f} {r['peak_rss_mb']:8.0f} MB")

@@ -13,7 +13,7 @@ from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models.charset import load_charset
 from tasks.common import result_storage
-from tasks.contact_sheet import contact_sheet
+from tasks.contact_sheet import contact_sheet, effects_sheet
 from tasks.font_pool import DEFAULT_ROOT, load_catalogue, select_pool
 from tasks.fonts import discover_fonts, inspect_font, local_font
 from tasks.gt import assemble_gt, gt_key
@@ -197,6 +197,9 @@ def dataset_flow(config: PipelineConfig) -> dict:
             splits[split] = gt
         sheet = contact_sheet.submit(splits["train"].result()["gt"], out, storage.join(out, "contact_sheet.png"),
                                      label_font=fonts["fonts"][0]["path"])
+        every_font = fonts["fonts"] + [{**f, "held_out": True} for f in fonts["test_fonts"]]
+        fonts_sheet = effects_sheet.submit(every_font, words["url"], r.pixel_settings(),
+                                           r.effects.model_dump(mode="json"), storage.join(out, "fonts_effects.png"))
         outcomes = [_outcome(f) for f in futures]
         summary = {
             "out": out,
@@ -204,6 +207,7 @@ def dataset_flow(config: PipelineConfig) -> dict:
             "shards": {"total": len(specs), "rendered": outcomes.count("ran"), "cached": outcomes.count("cached"),
                        "reused": outcomes.count("reused")},
             "contact_sheet": sheet.result(),
+            "fonts_effects_sheet": fonts_sheet.result(),
             "stages": {},
             "fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"], "weight": f["weight"]}
                       for f in fonts["fonts"]],

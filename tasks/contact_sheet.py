@@ -1,4 +1,5 @@
-"""A contact sheet: rendered samples beside their labels, for people to eyeball a dataset."""
+"""Contact sheets for people to eyeball a dataset: rendered samples beside their labels, and every font against
+every render effect."""
 
 from __future__ import annotations
 
@@ -49,3 +50,49 @@ def contact_sheet_fn(gt_url: str, image_root: str, out_url: str, samples: int = 
 
 
 contact_sheet = task(contact_sheet_fn, name="contact_sheet", retries=1)
+
+
+def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: dict, out_url: str,
+                     seed: int = 0) -> str:
+    """One row per font (training fonts, then held-out ones), one column per render effect beside the plain render.
+
+    Each effect is shown alone, at probability 1 and the strength in settings (enabled or not), on the same word and
+    trdg draw, so a row shows what every effect does to that font.
+    """
+    from tasks import render_worker
+    from tasks.effects import ORDER, apply_effects
+
+    render_worker.init_worker()
+    words = storage.read_text(words_url).split("\n")[:-1]
+    plain = {k: v for k, v in pixels.items() if k != "effects"}
+    columns = ["plain", *ORDER]
+    cell_w, cell_h, name_w, head_h = 240, 56, 300, 36
+    sheet = Image.new("RGB", (name_w + cell_w * len(columns), head_h + cell_h * len(fonts)), "white")
+    draw = ImageDraw.Draw(sheet)
+    label = _label_font(20, None)
+    for c, name in enumerate(columns):
+        draw.text((name_w + c * cell_w + 8, head_h // 2), name, fill=(0, 0, 0), font=label, anchor="lm")
+    for r, font in enumerate(fonts):
+        y = head_h + r * cell_h
+        role = " (held out)" if font.get("held_out") else ""
+        draw.text((8, y + cell_h // 2), font["name"] + role, fill=(0, 0, 0), font=label, anchor="lm")
+        covered = set(font["covered"])
+        word = next((w for w in words if len(w) >= 3 and covered.issuperset(w)), words[0])
+        img = render_worker.render_one(word, font["path"], plain, seed)
+        if img is None:
+            continue
+        for c, name in enumerate(columns):
+            shown = img
+            if name != "plain":
+                one = {**effects[name], "enabled": True, "probability": 1.0}
+                shown = apply_effects(img, {name: one}, seed)
+            shown = shown.convert("RGB")
+            shown.thumbnail((cell_w - 12, cell_h - 8))
+            sheet.paste(shown, (name_w + c * cell_w + 6, y + 4))
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG")
+    storage.write_bytes(out_url, buf.getvalue())
+    return out_url
+
+
+effects_sheet = task(effects_sheet_fn, name="effects_sheet", retries=1)

@@ -124,6 +124,13 @@ def test_held_out_fonts_make_a_test_split(tmp_path, make_config):
     assert result["splits"]["test"]["per_font"] == {"Eunjin Nakseo Regular": 6}
     assert "Eunjin Nakseo Regular" not in result["splits"]["train"]["per_font"]
     assert read_lmdb(tmp_path / "o" / "lmdb" / "test")[b"num-samples"] == b"6"
+    # Every font (two training, one held out) against every effect: a header and one row a font.
+    from PIL import Image
+
+    from tasks.effects import ORDER
+
+    with Image.open(result["fonts_effects_sheet"]) as sheet:
+        assert sheet.size == (300 + 240 * (1 + len(ORDER)), 36 + 56 * 3)
 
 
 @pytest.mark.parametrize("held_out, message", [

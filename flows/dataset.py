@@ -199,7 +199,8 @@ def dataset_flow(config: PipelineConfig) -> dict:
                                      label_font=fonts["fonts"][0]["path"])
         every_font = fonts["fonts"] + [{**f, "held_out": True} for f in fonts["test_fonts"]]
         fonts_sheet = effects_sheet.submit(every_font, words["url"], r.pixel_settings(),
-                                           r.effects.model_dump(mode="json"), storage.join(out, "fonts_effects.png"))
+                                           r.effects.model_dump(mode="json"), r.glyph_jitter.model_dump(mode="json"),
+                                           storage.join(out, "fonts_effects.png"))
         outcomes = [_outcome(f) for f in futures]
         summary = {
             "out": out,

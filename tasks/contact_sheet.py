@@ -52,8 +52,8 @@ def contact_sheet_fn(gt_url: str, image_root: str, out_url: str, samples: int = 
 contact_sheet = task(contact_sheet_fn, name="contact_sheet", retries=1)
 
 
-def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: dict, out_url: str,
-                     seed: int = 0) -> str:
+def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: dict, glyph_jitter: dict,
+                     out_url: str, seed: int = 0) -> str:
     """One row per font (training fonts, then held-out ones), one column per render effect beside the plain render.
 
     Each effect is shown alone, at probability 1 and the strength in settings (enabled or not), on the same word and
@@ -64,8 +64,9 @@ def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: d
 
     render_worker.init_worker()
     words = storage.read_text(words_url).split("\n")[:-1]
-    plain = {k: v for k, v in pixels.items() if k != "effects"}
-    columns = ["plain", *ORDER]
+    plain = {k: v for k, v in pixels.items() if k not in ("effects", "glyph_jitter")}
+    jittered = {**plain, "glyph_jitter": {**glyph_jitter, "enabled": True, "probability": 1.0}}
+    columns = ["plain", "glyph_jitter", *ORDER]
     cell_w, cell_h, name_w, head_h = 240, 56, 300, 36
     sheet = Image.new("RGB", (name_w + cell_w * len(columns), head_h + cell_h * len(fonts)), "white")
     draw = ImageDraw.Draw(sheet)
@@ -83,7 +84,9 @@ def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: d
             continue
         for c, name in enumerate(columns):
             shown = img
-            if name != "plain":
+            if name == "glyph_jitter":
+                shown = render_worker.render_one(word, font["path"], jittered, seed) or img
+            elif name != "plain":
                 one = {**effects[name], "enabled": True, "probability": 1.0}
                 shown = apply_effects(img, {name: one}, seed)
             shown = shown.convert("RGB")

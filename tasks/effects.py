@@ -144,6 +144,19 @@ class PadCropSettings(EffectSettings):
     allow_crop: bool = Field(True, description="Sides may be cropped as well as padded (off: padding only).")
 
 
+class GlyphJitterSettings(EffectSettings):
+    """Per-glyph variation while trdg draws a word glyph by glyph (render only: it needs the glyphs, not pixels)."""
+
+    baseline: float = Field(
+        0.06, ge=0, le=0.3, description="Largest shift of a glyph off the baseline, as a fraction of the text height."
+    )
+    rotation: float = Field(4.0, ge=0, le=20, description="Largest rotation of a glyph, in degrees.")
+    scale: float = Field(0.08, ge=0, le=0.3, description="Largest change of a glyph's size (0.1: 90% to 110%).")
+    spacing: float = Field(
+        0.05, ge=0, le=0.3, description="Largest change of the gap before a glyph, as a fraction of the font size."
+    )
+
+
 class EffectsSettings(BaseModel):
     """Every effect's settings; all are disabled by default."""
 

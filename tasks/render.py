@@ -28,7 +28,7 @@ from hwocr import hashing, storage
 from hwocr.errors import TransientError
 from tasks import effects, render_worker
 from tasks.common import output_cache, retry_transient
-from tasks.effects import EffectsSettings
+from tasks.effects import EffectsSettings, GlyphJitterSettings
 from tasks.font_pool import FontPoolSettings
 from tasks.fonts import DEFAULT_FONTS
 
@@ -96,6 +96,11 @@ class RenderSettings(BaseModel):
         description="Handwriting realism applied after trdg draws a word, each effect seeded per image; all off "
         "by default (the seed's plain look).",
     )
+    glyph_jitter: GlyphJitterSettings = Field(
+        default_factory=GlyphJitterSettings,
+        description="Per-glyph jitter while trdg draws a word glyph by glyph: baseline, rotation, size and "
+        "spacing of each glyph; off by default.",
+    )
     pool: FontPoolSettings | None = Field(
         None,
         description="Take fonts from the catalogue of Debian's Korean fonts (tagged handwriting or print, weighted, "
@@ -131,6 +136,8 @@ class RenderSettings(BaseModel):
                 "workers", "font_missing", "charset", "batch_max_length", "language", "pool"}
         if not self.effects.active():  # keys and bytes of plain renders stay as they were
             skip.add("effects")
+        if not (self.glyph_jitter.enabled and self.glyph_jitter.probability > 0):
+            skip.add("glyph_jitter")
         return self.model_dump(mode="json", exclude=skip)
 
 

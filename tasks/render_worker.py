@@ -11,6 +11,7 @@ import functools
 import hashlib
 import io
 import json
+import math
 import os
 import random
 import shutil
@@ -20,7 +21,7 @@ from collections import Counter
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
-from tasks.effects import apply_effects
+from tasks.effects import apply_effects, effect_rng
 
 MAX_ATTEMPTS = 8
 # A shard's images travel as one object: thousands of small PUTs cost seconds on object stores.
@@ -78,14 +79,100 @@ class _MaskFreeImageDraw:
     backgrounds the mask's drawing is skipped; the image bytes are unchanged (tests compare them)."""
 
     skip_mask = False
+    jitter: _Jitter | None = None
 
     def Draw(self, im, mode=None):  # noqa: N802 - mirrors PIL.ImageDraw.Draw
         if self.skip_mask and mode == "RGB":
             return _NullDraw()
+        if self.jitter is not None:
+            return _JitterDraw(im, self.jitter) if mode is None else _ShiftedDraw(ImageDraw.Draw(im, mode), self.jitter)
         return ImageDraw.Draw(im, mode)
 
     def __getattr__(self, name):
         return getattr(ImageDraw, name)
+
+
+class _Jitter:
+    """Per-glyph jitter of one word: its settings, generator, and the canvas padding that keeps glyphs whole."""
+
+    def __init__(self, settings: dict, rng: np.random.Generator, n_chars: int, size: int) -> None:
+        self.s, self.rng, self.size = settings, rng, size
+        sway = math.sin(math.radians(settings["rotation"])) * 0.5 + settings["scale"]
+        self.pad_x = math.ceil(size * (settings["spacing"] * n_chars + sway)) + 2
+        self.pad_y = math.ceil(size * (settings["baseline"] + sway)) + 2
+
+
+class _JitterDraw:
+    """Draws trdg's glyphs one by one, each shifted, scaled and rotated a little, onto a padded canvas."""
+
+    def __init__(self, im: Image.Image, jitter: _Jitter) -> None:
+        self.im, self.j, self.drift, self.glyphs = im, jitter, 0.0, 0
+
+    def text(self, xy, text, fill=None, font=None, stroke_width=0, stroke_fill=None, **kwargs) -> None:
+        if not text.strip():
+            return
+        j, rng = self.j, self.j.rng
+        if self.glyphs:
+            self.drift += rng.uniform(-1, 1) * j.s["spacing"] * j.size
+        self.glyphs += 1
+        scale = 1 + rng.uniform(-1, 1) * j.s["scale"]
+        angle = rng.uniform(-1, 1) * j.s["rotation"]
+        dy = rng.uniform(-1, 1) * j.s["baseline"] * j.size
+        m = stroke_width + 2
+        w = int(font.getlength(text)) + 2 * m
+        h = self.im.height - 2 * j.pad_y + 2 * m
+        tile = Image.new("RGBA", (w, h), (0, 0, 0, 0))
+        ImageDraw.Draw(tile).text((m, m), text, fill=fill, font=font, stroke_width=stroke_width,
+                                  stroke_fill=stroke_fill)
+        tile = tile.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
+        tile = tile.rotate(angle, resample=Image.BICUBIC, expand=True)
+        cx = xy[0] + j.pad_x - m + w / 2 + self.drift
+        cy = xy[1] + j.pad_y - m + h / 2 + dy
+        left, top = round(cx - tile.width / 2), round(cy - tile.height / 2)
+        x0, y0 = max(0, -left), max(0, -top)
+        x1, y1 = min(tile.width, self.im.width - left), min(tile.height, self.im.height - top)
+        if x1 > x0 and y1 > y0:
+            self.im.alpha_composite(tile.crop((x0, y0, x1, y1)), (left + x0, top + y0))
+
+
+class _ShiftedDraw:
+    """trdg's mask drawn on the padded canvas at the unjittered glyph positions."""
+
+    def __init__(self, draw, jitter: _Jitter) -> None:
+        self.draw, self.j = draw, jitter
+
+    def text(self, xy, *args, **kwargs) -> None:
+        self.draw.text((xy[0] + self.j.pad_x, xy[1] + self.j.pad_y), *args, **kwargs)
+
+
+class _PaddedImage:
+    """trdg's Image module, with the word canvas padded while glyph jitter is on."""
+
+    def new(self, mode, size, color=0):
+        j = _DRAW.jitter
+        if j is not None:
+            size = (size[0] + 2 * j.pad_x, size[1] + 2 * j.pad_y)
+        return Image.new(mode, size, color)
+
+    def __getattr__(self, name):
+        return getattr(Image, name)
+
+
+def _jitter_crop(generate):
+    """trdg's text generator, with the jittered word's canvas cut back to the unpadded one, widened only where a
+    glyph reaches beyond it: the word keeps trdg's scale."""
+
+    def wrapped(*args, **kwargs):
+        img, mask = generate(*args, **kwargs)
+        j = _DRAW.jitter
+        box = img.getbbox() if j is not None else None
+        if box is None:
+            return img, mask
+        crop = (min(box[0], j.pad_x), min(box[1], j.pad_y), max(box[2], img.width - j.pad_x),
+                max(box[3], img.height - j.pad_y))
+        return img.crop(crop), mask.crop(crop)
+
+    return wrapped
 
 
 _DRAW = _MaskFreeImageDraw()
@@ -107,6 +194,10 @@ def _generator():
         module.rnd = _TRDG_RANDOM
     computer_text_generator.ImageFont = _CachedImageFont()
     computer_text_generator.ImageDraw = _DRAW
+    computer_text_generator.Image = _PaddedImage()
+    if not hasattr(computer_text_generator.generate, "__wrapped_by_hwocr__"):
+        computer_text_generator.generate = _jitter_crop(computer_text_generator.generate)
+        computer_text_generator.generate.__wrapped_by_hwocr__ = True
     data_generator.ImageStat = _ImageStatModule
     return FakeTextDataGenerator
 
@@ -131,6 +222,12 @@ def render_one(word: str, font_path: str, s: dict, seed: int) -> Image.Image | N
     """One image of word, exactly as trdg draws it with settings s, from a fixed seed."""
     gen = _generator()
     _DRAW.skip_mask = s["background"] in (0, 1)
+    _DRAW.jitter = None
+    jitter = s.get("glyph_jitter")
+    if jitter and jitter["enabled"]:
+        rng = effect_rng(seed, "glyph_jitter")
+        if rng.random() < jitter["probability"]:
+            _DRAW.jitter = _Jitter(jitter, rng, len(word), s["height"])
     _TRDG_RANDOM.seed(seed)
     np.random.seed(seed % (1 << 32))
     import cv2  # trdg's gaussian-noise background draws from OpenCV's own generator

@@ -130,7 +130,7 @@ def test_held_out_fonts_make_a_test_split(tmp_path, make_config):
     from tasks.effects import ORDER
 
     with Image.open(result["fonts_effects_sheet"]) as sheet:
-        assert sheet.size == (300 + 240 * (1 + len(ORDER)), 36 + 56 * 3)
+        assert sheet.size == (300 + 240 * (2 + len(ORDER)), 36 + 56 * 3)  # plain, glyph jitter, the effects
 
 
 @pytest.mark.parametrize("held_out, message", [

@@ -160,3 +160,24 @@ def test_split_count_follows_weights():
     assert split_count(10, [1, 1, 1]) == [4, 3, 3]  # as an even split: the first fonts get the remainder
     assert split_count(40, [0.75, 0.25]) == [30, 10]
     assert split_count(7, [0.5, 0.3, 0.2]) == [4, 2, 1] and sum(split_count(1001, [0.3, 0.3, 0.4])) == 1001
+
+
+def test_glyph_jitter_draws_each_glyph_apart_and_stays_seeded(tmp_path):
+    assert "glyph_jitter" not in RenderSettings().pixel_settings()
+    jitter = {"enabled": True, "probability": 1.0, "baseline": 0.1, "rotation": 8, "scale": 0.1, "spacing": 0.1}
+    render_worker.init_worker()
+    render_worker.render_shard_here(job(tmp_path, "plain", 0, 6))
+    render_worker.render_shard_here(job(tmp_path, "whole", 0, 6, glyph_jitter=jitter))
+    render_worker.render_shard_here(job(tmp_path, "a", 0, 3, glyph_jitter=jitter))
+    render_worker.render_shard_here(job(tmp_path, "b", 3, 6, glyph_jitter=jitter))
+    whole, plain = files(tmp_path / "whole"), files(tmp_path / "plain")
+    assert {**files(tmp_path / "a"), **files(tmp_path / "b")} == whole
+    assert all(whole[n] != plain[n] for n in plain)
+    import io
+
+    for n in whole:  # the word keeps trdg's height and is drawn whole
+        with Image.open(io.BytesIO(whole[n])) as im:
+            assert im.height == 80 and im.getextrema()[0] < 100
+    # And a plain render after a jittered one is plain again.
+    render_worker.render_shard_here(job(tmp_path, "plain2", 0, 6))
+    assert files(tmp_path / "plain2") == plain

@@ -1,0 +1,92 @@
+"""Ablation of the handwriting-realism settings on the cpu-reference protocol (held-out font families).
+
+Each row is one `hwocr run --config cpu-reference` with one change, trained for the same number of minutes from
+scratch; the anchor is the baseline row (the preset as it is: plain trdg renders, no augmentation). Prints word
+accuracy on validation (training fonts) and on the test split (held-out families), and each row's change against
+the anchor in points.
+
+    .venv/bin/python bench/ablation.py [--minutes 60] [--rows baseline,elastic,all,augment] [--out .bench-tmp/ablation]
+
+The preset's budget is 60 minutes a row; a shorter --minutes is printed in the table's title. Rows: baseline,
+glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (every render effect
+and glyph jitter), augment (every effect at training time instead, on the baseline's images).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from tasks.effects import ORDER  # noqa: E402
+
+EFFECT_ROWS = ["glyph_jitter", *ORDER]
+ROWS = ["baseline", *EFFECT_ROWS, "all", "augment"]
+
+
+def overrides(row: str) -> list[str]:
+    """The --set arguments of a row: each effect on for half of the images, at its default strength."""
+    if row == "baseline":
+        return []
+    if row == "augment":
+        return [f"train.augment.{name}.enabled=true" for name in ORDER]
+    names = EFFECT_ROWS if row == "all" else [row]
+    prefix = {name: "render.glyph_jitter" if name == "glyph_jitter" else f"render.effects.{name}" for name in names}
+    return [f"{prefix[name]}.enabled=true" for name in names]
+
+
+def run_row(row: str, minutes: float, out: str) -> dict:
+    # augment trains on the baseline's images: it shares the baseline's folder, and so its cached dataset.
+    folder = os.path.join(out, "baseline" if row == "augment" else row)
+    args = [sys.executable, "-m", "hwocr.cli", "run", "--config", "cpu-reference", "--out", folder, "--json",
+            "--set", f"train.max_minutes={minutes}"]
+    for o in overrides(row):
+        args += ["--set", o]
+    env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI",
+                                                                f"sqlite:///{os.path.abspath(out)}/mlflow.db")}
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"row {row} failed:\n{proc.stderr[-3000:]}")
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    train = result["train"]
+    return {"row": row, "iterations": train["iterations"],
+            **{split: {k: r[k] for k in ("accuracy", "norm_ed", "by_font")} for split, r in train["evaluation"].items()}}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--minutes", type=float, default=60, help="training minutes per row (the preset's budget: 60)")
+    p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
+    p.add_argument("--out", default=os.path.join(ROOT, ".bench-tmp", "ablation"))
+    args = p.parse_args()
+    rows = [r.strip() for r in args.rows.split(",") if r.strip()]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise SystemExit(f"unknown rows {unknown}; choose from {ROWS}")
+    if "baseline" not in rows:
+        rows.insert(0, "baseline")  # the anchor is measured in the same run, on the same protocol
+    os.makedirs(args.out, exist_ok=True)
+    results = []
+    for row in rows:
+        print(f"... {row}", file=sys.stderr, flush=True)
+        results.append(run_row(row, args.minutes, args.out))
+        with open(os.path.join(args.out, "ablation.json"), "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1, ensure_ascii=False)
+    anchor = results[0]
+    print(f"ablation on cpu-reference, {args.minutes:g} minutes of training a row"
+          + ("" if args.minutes == 60 else " (shorter than the preset's 60)") + "; anchor: baseline")
+    print("| row | iterations | val accuracy | test accuracy (held-out) | test norm_ED | test vs baseline |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for r in results:
+        delta = r["test"]["accuracy"] - anchor["test"]["accuracy"]
+        print(f"| {r['row']} | {r['iterations']} | {r['val']['accuracy']:.1f}% | {r['test']['accuracy']:.1f}% | "
+              f"{r['test']['norm_ed']:.3f} | {delta:+.1f} points |")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,6 +6,7 @@ accuracy on validation (training fonts) and on the test split (held-out families
 the anchor in points.
 
     .venv/bin/python bench/ablation.py [--minutes 60] [--rows baseline,elastic,all,augment] [--out .bench-tmp/ablation]
+                                       [--set train.optimizer=adam --set train.lr=0.001 ...]
 
 The preset's budget is 60 minutes a row; a shorter --minutes is printed in the table's title. Rows: baseline,
 glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (every render effect
@@ -40,12 +41,12 @@ def overrides(row: str) -> list[str]:
     return [f"{prefix[name]}.enabled=true" for name in names]
 
 
-def run_row(row: str, minutes: float, out: str) -> dict:
+def run_row(row: str, minutes: float, out: str, common: list[str]) -> dict:
     # augment trains on the baseline's images: it shares the baseline's folder, and so its cached dataset.
     folder = os.path.join(out, "baseline" if row == "augment" else row)
     args = [sys.executable, "-m", "hwocr.cli", "run", "--config", "cpu-reference", "--out", folder, "--json",
             "--set", f"train.max_minutes={minutes}"]
-    for o in overrides(row):
+    for o in [*common, *overrides(row)]:
         args += ["--set", o]
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI",
                                                                 f"sqlite:///{os.path.abspath(out)}/mlflow.db")}
@@ -63,6 +64,7 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=60, help="training minutes per row (the preset's budget: 60)")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     p.add_argument("--out", default=os.path.join(ROOT, ".bench-tmp", "ablation"))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every row")
     args = p.parse_args()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
@@ -74,12 +76,13 @@ def main() -> None:
     results = []
     for row in rows:
         print(f"... {row}", file=sys.stderr, flush=True)
-        results.append(run_row(row, args.minutes, args.out))
+        results.append(run_row(row, args.minutes, args.out, args.set))
         with open(os.path.join(args.out, "ablation.json"), "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1, ensure_ascii=False)
     anchor = results[0]
     print(f"ablation on cpu-reference, {args.minutes:g} minutes of training a row"
-          + ("" if args.minutes == 60 else " (shorter than the preset's 60)") + "; anchor: baseline")
+          + ("" if args.minutes == 60 else " (shorter than the preset's 60)") + "; anchor: baseline"
+          + (f"; every row with {' '.join(args.set)}" if args.set else ""))
     print("| row | iterations | val accuracy | test accuracy (held-out) | test norm_ED | test vs baseline |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:

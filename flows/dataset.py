@@ -80,15 +80,18 @@ def font_sources(settings: RenderSettings) -> tuple[list[str], list[str], dict[s
     if settings.pool is None:
         return discover_fonts(settings.fonts), discover_fonts(settings.test_fonts) if settings.test_count else [], {}
     pool = select_pool(settings.pool)
+    if settings.test_count and not pool["test"]:
+        raise HwocrError(f"render.test_count is {settings.test_count} but no held-out font is left: "
+                         f"render.pool.held_out_groups {settings.pool.held_out_groups} draw no image (weight 0?)")
     weights = {p.path: p.effective_weight for p in pool["train"] + pool["test"]}
     return [p.path for p in pool["train"]], [p.path for p in pool["test"]] if settings.test_count else [], weights
 
 
-def check_held_out_families(train: list[dict], test: list[dict]) -> None:
+def check_held_out_families(train: list[dict], test: list[dict], catalogue: str | None = None) -> None:
     """A held-out font whose family (by the font catalogue) or file content is also in training would inflate the
     test score: refuse it."""
     group = {os.path.realpath(e.file if os.path.isabs(e.file) else os.path.join(DEFAULT_ROOT, e.file)): e.family_group
-             for e in load_catalogue()}
+             for e in load_catalogue(catalogue)}
     training = {f["sha256"]: f for f in train}
     families = {group[os.path.realpath(f["path"])]: f for f in train if os.path.realpath(f["path"]) in group}
     for f in test:
@@ -112,7 +115,7 @@ def survey_fonts(settings: RenderSettings, words: dict) -> dict:
         what = "render.pool held-out groups" if settings.pool is not None else f"render.test_fonts {settings.test_fonts}"
         held_out, more = _survey(test_urls, settings, charset, used, what)
         skipped += more
-        check_held_out_families(kept, held_out)
+        check_held_out_families(kept, held_out, settings.pool.catalogue if settings.pool is not None else None)
     for f in kept + held_out:
         f["weight"] = weights.get(f["url"], 1.0)
     log = get_run_logger()

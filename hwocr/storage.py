@@ -85,7 +85,9 @@ class Reader:
         self._archives: dict[str, tuple[int, dict[str, tuple[int, int]]]] = {}
         self._lock = threading.Lock()
         self._fetch_locks: dict[str, threading.Lock] = {}
+        self._bad: dict[str, str] = {}
         self._tmp: str | None = None
+        self._closed = False
 
     def __call__(self, rel: str) -> bytes:
         cut = rel.find(ARCHIVE_MARK)
@@ -107,8 +109,12 @@ class Reader:
 
     def _archive(self, rel: str):
         with self._lock:
+            if self._closed:
+                raise ValueError(f"reader of {self.root} is closed")
             if rel in self._archives:
                 return self._archives[rel]
+            if rel in self._bad:
+                raise ValueError(self._bad[rel])
             fetch_lock = self._fetch_locks.setdefault(rel, threading.Lock())
         with fetch_lock:  # one download per archive, other archives in parallel
             with self._lock:
@@ -123,10 +129,15 @@ class Reader:
                 path = os.path.join(self._tmp, uuid.uuid4().hex)
                 self.fs.get_file(self.base + "/" + rel, path)
             try:
-                with tarfile.open(path) as tar:
+                with tarfile.open(path, "r:") as tar:  # uncompressed only: members are read by offset
                     index = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}
             except tarfile.TarError as e:
-                raise ValueError(f"{join(self.root, rel)} is not a readable tar archive ({e})") from None
+                message = f"{join(self.root, rel)} is not a readable uncompressed tar archive ({e})"
+                with self._lock:
+                    self._bad[rel] = message
+                if not self.local:
+                    os.remove(path)
+                raise ValueError(message) from None
             entry = (os.open(path, os.O_RDONLY), index)
             with self._lock:
                 self._archives[rel] = entry
@@ -134,6 +145,7 @@ class Reader:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             for fd, _ in self._archives.values():
                 os.close(fd)
             self._archives.clear()

@@ -103,13 +103,16 @@ def _load_block(read, image_root: str, gt_url: str, on_bad: str, block: list[tup
 def _samples(read: storage.Reader, image_root: str, gt_url: str, rows, on_bad: str, stats: dict):
     """Read and decode-check images on threads (decoding releases the GIL), yielding them in gt order."""
     blocks = [rows[i:i + 256] for i in range(0, len(rows), 256)]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as ex:
+    ex = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    try:
         for result in ex.map(functools.partial(_load_block, read, image_root, gt_url, on_bad), blocks):
             for item in result:
                 if item is None:
                     stats["skipped"] += 1
                 else:
                     yield item
+    finally:  # a failed pack stops reading at once instead of draining every queued block
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
@@ -158,8 +161,8 @@ def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSett
                 with contextlib.suppress(OSError, ValueError):
                     probe.append(len(read(path)))
             estimate = int((sum(probe) / max(len(probe), 1) + 256) * len(rows) * 1.5) + (8 << 20)
-            samples = _samples(read, image_root, gt_url, rows, settings.bad_samples, stats)
-            count = _write(tmp, samples, settings, estimate)
+            with contextlib.closing(_samples(read, image_root, gt_url, rows, settings.bad_samples, stats)) as samples:
+                count = _write(tmp, samples, settings, estimate)
             if count == 0:
                 raise HwocrError(f"{gt_url}: no usable sample (all {len(rows)} skipped)")
             env = lmdb.open(tmp, **READER_OPTIONS)

@@ -288,7 +288,9 @@ def _summary(manifest: dict, url: str, reused: bool) -> dict:
 
 
 def _valid(manifest: dict | None, spec: ShardSpec) -> bool:
-    return bool(manifest) and manifest.get("key") == spec.key and manifest.get("stop", 0) >= spec.stop
+    """The shard at spec.url is complete for spec: its manifest's key, far enough, and its archive in place."""
+    return (bool(manifest) and manifest.get("key") == spec.key and manifest.get("stop", 0) >= spec.stop
+            and storage.exists(storage.join(spec.url, render_worker.ARCHIVE)))
 
 
 def _cache_marker(params: dict) -> tuple[str, str]:

@@ -16,6 +16,7 @@ import os
 import random
 import shutil
 import tarfile
+import threading
 from collections import Counter
 
 import numpy as np
@@ -136,13 +137,21 @@ class _JitterDraw:
 
 
 class _ShiftedDraw:
-    """trdg's mask drawn on the padded canvas at the unjittered glyph positions."""
+    """trdg's mask drawn on the padded canvas at the unjittered glyph positions (trdg reads the mask only for
+    background 2's contrast check)."""
 
     def __init__(self, draw, jitter: _Jitter) -> None:
-        self.draw, self.j = draw, jitter
+        object.__setattr__(self, "draw", draw)
+        object.__setattr__(self, "j", jitter)
 
     def text(self, xy, *args, **kwargs) -> None:
         self.draw.text((xy[0] + self.j.pad_x, xy[1] + self.j.pad_y), *args, **kwargs)
+
+    def __setattr__(self, name, value) -> None:  # trdg sets fontmode on the mask's draw
+        setattr(self.draw, name, value)
+
+    def __getattr__(self, name):
+        return getattr(self.draw, name)
 
 
 class _PaddedImage:
@@ -218,30 +227,39 @@ def is_blank(img: Image.Image) -> bool:
     return hi - lo < 32
 
 
+# trdg's generators, numpy's and OpenCV's seeds, the draw hooks and sys.stdout are process-wide: a process that
+# renders on several threads (a Dask worker with threads_per_worker > 1) must draw one image at a time.
+_RENDER_LOCK = threading.Lock()
+
+
 def render_one(word: str, font_path: str, s: dict, seed: int) -> Image.Image | None:
     """One image of word, exactly as trdg draws it with settings s, from a fixed seed."""
     gen = _generator()
-    _DRAW.skip_mask = s["background"] in (0, 1)
-    _DRAW.jitter = None
     jitter = s.get("glyph_jitter")
-    if jitter and jitter["enabled"]:
-        rng = effect_rng(seed, "glyph_jitter")
-        if rng.random() < jitter["probability"]:
-            _DRAW.jitter = _Jitter(jitter, rng, len(word), s["height"])
-    _TRDG_RANDOM.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    import cv2  # trdg's gaussian-noise background draws from OpenCV's own generator
+    with _RENDER_LOCK:
+        _DRAW.skip_mask = s["background"] in (0, 1)
+        _DRAW.jitter = None
+        if jitter and jitter["enabled"]:
+            rng = effect_rng(seed, "glyph_jitter")
+            if rng.random() < jitter["probability"]:
+                _DRAW.jitter = _Jitter(jitter, rng, len(word), s["height"])
+        _TRDG_RANDOM.seed(seed)
+        np.random.seed(seed % (1 << 32))
+        import cv2  # trdg's gaussian-noise background draws from OpenCV's own generator
 
-    cv2.setRNGSeed(seed % (1 << 31))
-    with contextlib.redirect_stdout(io.StringIO()):  # trdg prints when it rejects an image
-        return gen.generate(
-            0, word, font_path, None, s["height"], s["image_format"], s["skew_angle"], s["random_skew"],
-            s["blur"], s["random_blur"], s["background"], s["distortion"], s["distortion_orientation"],
-            False, 2, -1, s["alignment"], s["text_color"], 0, s["space_width"], s["character_spacing"],
-            tuple(s["margins"]), s["fit"], 0, False, None,
-            stroke_width=s["stroke_width"], stroke_fill=s["stroke_fill"],
-            image_mode="L" if s["grayscale"] else "RGB",
-        )
+        cv2.setRNGSeed(seed % (1 << 31))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # trdg prints when it rejects an image
+                return gen.generate(
+                    0, word, font_path, None, s["height"], s["image_format"], s["skew_angle"], s["random_skew"],
+                    s["blur"], s["random_blur"], s["background"], s["distortion"], s["distortion_orientation"],
+                    False, 2, -1, s["alignment"], s["text_color"], 0, s["space_width"], s["character_spacing"],
+                    tuple(s["margins"]), s["fit"], 0, False, None,
+                    stroke_width=s["stroke_width"], stroke_fill=s["stroke_fill"],
+                    image_mode="L" if s["grayscale"] else "RGB",
+                )
+        finally:
+            _DRAW.jitter = None
 
 
 def encode(img: Image.Image, s: dict) -> bytes:

@@ -178,3 +178,23 @@ def test_font_pool_refuses_a_latin_font_tagged_handwriting(tmp_path, words_file)
     with pytest.raises(HwocrError, match=r"DejaVuSans\.ttf is tagged handwriting but draws none of the Hangul"):
         dataset_flow(config)
     assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_deleted_shard_archive_is_rerendered(tmp_path, make_config):
+    out = tmp_path / "o"
+    first = dataset_flow(make_config(out))
+    shard = next(p for p in (out / "shards" / "train").iterdir())
+    (shard / "images.tar").unlink()  # the manifest stays: it must not vouch for a shard without its images
+    again = dataset_flow(make_config(out))
+    assert again["shards"]["rendered"] == 1
+    assert lmdbs(out) == {s: read_lmdb(first["splits"][s]["lmdb"]) for s in ("train", "val")}
+
+
+def test_pool_with_no_held_out_font_left_is_a_clear_error(tmp_path, words_file):
+    from flows.config import load_config
+
+    config = load_config(None, [f"render.words={words_file}", "render.count=8", "render.val_count=4",
+                                "render.test_count=4", "render.pool.held_out_groups=[un-vada]",
+                                "render.pool.weights={un-vada: 0}"], out=str(tmp_path / "o"))
+    with pytest.raises(HwocrError, match=r"render.test_count is 4 but no held-out font is left"):
+        dataset_flow(config)

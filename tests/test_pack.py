@@ -158,7 +158,7 @@ def test_images_inside_an_archive_pack_like_loose_files(folder, tmp_path):
 
 @pytest.mark.parametrize("archive, message", [
     (None, r"gt_tar.txt line 3: image .*img.tar/2.png does not exist"),
-    (b"not a tar at all" * 64, r"gt_tar.txt line 1: .*img.tar is not a readable tar archive"),
+    (b"not a tar at all" * 64, r"gt_tar.txt line 1: .*img.tar is not a readable uncompressed tar archive"),
 ])
 def test_bad_archive_names_the_gt_line(folder, tmp_path, archive, message):
     if archive is None:

@@ -44,3 +44,24 @@ def test_unwritable_output(tmp_path):
     blocker.write_text("x")
     with pytest.raises(HwocrError, match=r"output location '.*file/out' is not writable"):
         storage.ensure_writable(str(blocker / "out"))
+
+
+def test_archive_reader_reads_members_and_refuses_use_after_close(tmp_path):
+    import io
+    import tarfile
+
+    with tarfile.open(tmp_path / "a.tar", "w") as tar:
+        info = tarfile.TarInfo("x.png")
+        info.size = 3
+        tar.addfile(info, io.BytesIO(b"abc"))
+    (tmp_path / "b.tar").write_bytes(b"junk" * 300)
+    read = storage.reader(str(tmp_path))
+    assert read("a.tar/x.png") == b"abc"
+    with pytest.raises(FileNotFoundError, match="holds no member 'y.png'"):
+        read("a.tar/y.png")
+    for _ in range(2):  # a bad archive is remembered, not parsed again for every member
+        with pytest.raises(ValueError, match="b.tar is not a readable uncompressed tar archive"):
+            read("b.tar/x.png")
+    read.close()
+    with pytest.raises(ValueError, match="is closed"):
+        read("a.tar/x.png")

@@ -104,7 +104,9 @@ def cmd_data(args) -> dict:
 
 def _train_json(result: dict) -> dict:
     return {"checkpoint": result["checkpoint"], "best_accuracy": result["best_accuracy"],
-            "mlflow_run_id": result["mlflow_run_id"], "iterations": result["iterations"]}
+            "mlflow_run_id": result["mlflow_run_id"], "iterations": result["iterations"],
+            "evaluation": {split: {k: r[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font")}
+                           for split, r in result.get("evaluation", {}).items()}}
 
 
 def cmd_train(args) -> dict:

@@ -53,6 +53,8 @@ def test_run_end_to_end_then_cached(tmp_path):
     result = json.loads(first.stdout.strip().splitlines()[-1])
     assert result["dataset"]["splits"]["train"]["samples"] == 16
     assert result["train"]["iterations"] == 4
+    val = result["train"]["evaluation"]["val"]
+    assert val["samples"] == 8 and 0 <= val["accuracy"] <= 100 and set(val["by_font"]) == {"Nanum Pen Script Regular"}
     bundle = result["export"]
     assert {os.path.basename(bundle[k]) for k in ("pth", "yaml", "py")} == {
         "hwocr_korean.pth", "hwocr_korean.yaml", "hwocr_korean.py"}

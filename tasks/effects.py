@@ -141,7 +141,9 @@ class PadCropSettings(EffectSettings):
         le=0.3,
         description="Largest padding or crop on each side, as a fraction of the image height.",
     )
-    allow_crop: bool = Field(True, description="Sides may be cropped as well as padded (off: padding only).")
+    allow_crop: bool = Field(
+        True, description="Sides may be cropped as well as padded, into blank margin only (off: padding only)."
+    )
 
 
 class GlyphJitterSettings(EffectSettings):
@@ -319,7 +321,13 @@ def _pad_crop(a: np.ndarray, s: PadCropSettings, rng: np.random.Generator) -> np
     h, w = a.shape[:2]
     most = s.max_fraction * h
     top, bottom, left, right = (int(round(v)) for v in rng.uniform(-most if s.allow_crop else 0, most, size=4))
-    # Never crop away more than a quarter of the height or width from one side: the word must remain.
+    # A crop takes only blank margin, never ink: a cut glyph would no longer match its label.
+    gray = a if a.ndim == 2 else a.mean(axis=2)
+    ink = gray < gray.max() - 48
+    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    if rows.size:
+        top, bottom = max(top, -int(rows[0])), max(bottom, -(h - 1 - int(rows[-1])))
+        left, right = max(left, -int(cols[0])), max(right, -(w - 1 - int(cols[-1])))
     top, bottom = max(top, -(h // 4)), max(bottom, -(h // 4))
     left, right = max(left, -(w // 4)), max(right, -(w // 4))
     a = a[max(-top, 0) : h - max(-bottom, 0), max(-left, 0) : w - max(-right, 0)]

@@ -200,3 +200,13 @@ def test_same_bytes_in_another_process():
         capture_output=True, text=True, check=True, env=env, timeout=60,
     )
     assert json.loads(out.stdout.strip().splitlines()[-1]) == here
+
+
+def test_pad_crop_never_cuts_ink():
+    import numpy as np
+
+    img = word_image("L")
+    ink = int((np.asarray(img) < 207).sum())
+    for seed in range(40):
+        out = apply_effects(img, only("pad_crop", max_fraction=0.3), seed)
+        assert int((np.asarray(out) < 207).sum()) == ink, seed

@@ -130,13 +130,14 @@ class RenderSettings(BaseModel):
     def splits(self) -> dict[str, int]:
         return {"train": self.count, "val": self.val_count} | ({"test": self.test_count} if self.test_count else {})
 
-    def pixel_settings(self) -> dict:
-        """The settings that change image bytes (fonts and words enter keys by content hash)."""
+    def pixel_settings(self, split: str | None = None) -> dict:
+        """The settings that change image bytes (fonts and words enter keys by content hash). The test split is
+        always drawn plain: every variant of the effects is then scored on the same held-out images."""
         skip = {"fonts", "test_fonts", "test_count", "words", "count", "val_count", "shards", "min_shard_images",
                 "workers", "font_missing", "charset", "batch_max_length", "language", "pool"}
-        if not self.effects.active():  # keys and bytes of plain renders stay as they were
+        if split == "test" or not self.effects.active():  # keys and bytes of plain renders stay as they were
             skip.add("effects")
-        if not (self.glyph_jitter.enabled and self.glyph_jitter.probability > 0):
+        if split == "test" or not (self.glyph_jitter.enabled and self.glyph_jitter.probability > 0):
             skip.add("glyph_jitter")
         return self.model_dump(mode="json", exclude=skip)
 
@@ -174,9 +175,9 @@ def split_count(n: int, weights: list[float]) -> list[int]:
 def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]], words: dict,
                 out: str) -> list[ShardSpec]:
     """Split every split's images over its fonts (sorted by content hash) by weight, in chunks of count/shards."""
-    pixels = settings.pixel_settings()
     specs = []
     for split, n in settings.splits().items():
+        pixels = settings.pixel_settings(split)
         fonts = sorted(fonts_by_split[split], key=lambda f: f["sha256"])
         chunk = max(math.ceil(n / settings.shards), settings.min_shard_images)
         for font, n_font in zip(fonts, split_count(n, [f.get("weight", 1.0) for f in fonts]), strict=True):

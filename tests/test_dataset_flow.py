@@ -198,3 +198,12 @@ def test_pool_with_no_held_out_font_left_is_a_clear_error(tmp_path, words_file):
                                 "render.pool.weights={un-vada: 0}"], out=str(tmp_path / "o"))
     with pytest.raises(HwocrError, match=r"render.test_count is 4 but no held-out font is left"):
         dataset_flow(config)
+
+
+def test_test_split_is_drawn_plain_whatever_the_effects(tmp_path, make_config):
+    held_out = ("render.test_count=6", f"render.test_fonts=[{EUNJIN}]")
+    plain = dataset_flow(make_config(tmp_path / "plain", *held_out))
+    varied = dataset_flow(make_config(tmp_path / "varied", *held_out, "render.glyph_jitter.enabled=true",
+                                      "render.effects.elastic.enabled=true", "render.effects.elastic.probability=1"))
+    assert read_lmdb(varied["splits"]["test"]["lmdb"]) == read_lmdb(plain["splits"]["test"]["lmdb"])
+    assert read_lmdb(varied["splits"]["train"]["lmdb"]) != read_lmdb(plain["splits"]["train"]["lmdb"])

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import difflib
 import functools
-import hashlib
 import logging
 import math
 import os
@@ -22,6 +21,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from hwocr import hashing
 from hwocr.errors import HwocrError
 from tasks.fonts import FONT_EXTS, inspect_font
 
@@ -322,11 +322,7 @@ def _stat_key(path: str) -> tuple[str, int, int]:
 
 @functools.lru_cache(maxsize=512)
 def _sha256_cached(key: tuple[str, int, int]) -> str:
-    h = hashlib.sha256()
-    with open(key[0], "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
+    return hashing.sha256_url(key[0])
 
 
 def font_sha256(path: str) -> str:
@@ -412,7 +408,8 @@ def _name_of(entry: Any) -> str:
     return str(getattr(entry, "file", None) or getattr(entry, "path", None) or "")
 
 
-def _largest_remainder(total: int, weights: list[Fraction], names: list[str]) -> list[int]:
+def largest_remainder(total: int, weights: list[Fraction], names: list[str]) -> list[int]:
+    """total over weights by largest remainder: exact sums, ties by name, then by position."""
     wsum = sum(weights)
     if total == 0 or wsum == 0:
         return [0] * len(weights)
@@ -448,12 +445,12 @@ def allocate(counts_total: int, entries: Sequence[Any], *, by_style: bool = True
     styles = [e.get("style") if isinstance(e, Mapping) else getattr(e, "style", None) for e in entries]
     kinds = sorted(set(styles)) if by_style and styles and all(isinstance(s, str) for s in styles) else []
     if len(kinds) < 2:
-        return _largest_remainder(counts_total, weights, names)
+        return largest_remainder(counts_total, weights, names)
     idx = {k: [i for i, s in enumerate(styles) if s == k] for k in kinds}
-    per_kind = _largest_remainder(counts_total, [sum(weights[i] for i in idx[k]) for k in kinds], kinds)
+    per_kind = largest_remainder(counts_total, [sum(weights[i] for i in idx[k]) for k in kinds], kinds)
     counts = [0] * len(weights)
     for k, n in zip(kinds, per_kind):
-        for i, c in zip(idx[k], _largest_remainder(n, [weights[i] for i in idx[k]], [names[i] for i in idx[k]])):
+        for i, c in zip(idx[k], largest_remainder(n, [weights[i] for i in idx[k]], [names[i] for i in idx[k]])):
             counts[i] = c
     return counts
 

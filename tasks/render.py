@@ -29,7 +29,7 @@ from hwocr.errors import TransientError
 from tasks import effects, render_worker
 from tasks.common import output_cache, retry_transient
 from tasks.effects import EffectsSettings, GlyphJitterSettings
-from tasks.font_pool import FontPoolSettings
+from tasks.font_pool import FontPoolSettings, largest_remainder
 from tasks.fonts import DEFAULT_FONTS
 
 CODE_VERSION = (hashing.source_digest(render_worker, effects)[:16] + f"-pil{PIL.__version__}"
@@ -137,7 +137,7 @@ class RenderSettings(BaseModel):
                 "workers", "font_missing", "charset", "batch_max_length", "language", "pool"}
         if split == "test" or not self.effects.active():  # keys and bytes of plain renders stay as they were
             skip.add("effects")
-        if split == "test" or not (self.glyph_jitter.enabled and self.glyph_jitter.probability > 0):
+        if split == "test" or not self.glyph_jitter.on:
             skip.add("glyph_jitter")
         return self.model_dump(mode="json", exclude=skip)
 
@@ -162,14 +162,7 @@ class ShardSpec(BaseModel):
 def split_count(n: int, weights: list[float]) -> list[int]:
     """n images over fonts in proportion to weight: largest remainder, ties to the earlier font (equal weights
     give the first n % k fonts one more)."""
-    ws = [Fraction(w) for w in weights]
-    total = sum(ws)
-    exact = [n * w / total for w in ws]
-    counts = [math.floor(x) for x in exact]
-    order = sorted(range(len(ws)), key=lambda i: (counts[i] - exact[i], i))
-    for i in order[:n - sum(counts)]:
-        counts[i] += 1
-    return counts
+    return largest_remainder(n, [Fraction(w) for w in weights], [""] * len(weights))
 
 
 def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]], words: dict,

@@ -236,14 +236,17 @@ def check_ratios(ratios: Sequence[float], n_datasets: int) -> list[float]:
     return values
 
 
+def _derive_seed(tag: str, *parts: int) -> int:
+    digest = hashlib.sha256(":".join([tag, *map(str, parts)]).encode()).digest()
+    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
 def _sample_seed(seed: int, dataset: int, epoch: int, index: int) -> int:
-    digest = hashlib.sha256(f"hwocr-augment:{seed}:{dataset}:{epoch}:{index}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1
+    return _derive_seed("hwocr-augment", seed, dataset, epoch, index)
 
 
 def _epoch_seed(seed: int, epoch: int, dataset: int) -> int:
-    digest = hashlib.sha256(f"hwocr-mixed:{seed}:{epoch}:{dataset}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+    return _derive_seed("hwocr-mixed", seed, epoch, dataset)
 
 
 class MixedLoader:

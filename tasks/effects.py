@@ -36,6 +36,16 @@ class EffectSettings(BaseModel):
         0.5, ge=0, le=1, description="Chance that an image gets this effect (0: never, 1: every image)."
     )
 
+    @property
+    def on(self) -> bool:
+        """Whether this effect can change an image."""
+        return self.enabled and self.probability > 0
+
+    def _ordered(self, *pairs: tuple[str, str]) -> None:
+        for low, high in pairs:
+            if getattr(self, low) > getattr(self, high):
+                raise ValueError(f"{low} ({getattr(self, low)}) must not exceed {high} ({getattr(self, high)})")
+
 
 class ElasticSettings(EffectSettings):
     alpha: float = Field(
@@ -81,8 +91,7 @@ class InkSettings(EffectSettings):
 
     @model_validator(mode="after")
     def _range(self) -> InkSettings:
-        if self.level_min > self.level_max:
-            raise ValueError(f"level_min ({self.level_min}) must not exceed level_max ({self.level_max})")
+        self._ordered(("level_min", "level_max"))
         return self
 
 
@@ -123,14 +132,7 @@ class BlurJpegSettings(EffectSettings):
 
     @model_validator(mode="after")
     def _ranges(self) -> BlurJpegSettings:
-        if self.blur_radius_min > self.blur_radius_max:
-            raise ValueError(
-                f"blur_radius_min ({self.blur_radius_min}) must not exceed blur_radius_max ({self.blur_radius_max})"
-            )
-        if self.jpeg_quality_min > self.jpeg_quality_max:
-            raise ValueError(
-                f"jpeg_quality_min ({self.jpeg_quality_min}) must not exceed jpeg_quality_max ({self.jpeg_quality_max})"
-            )
+        self._ordered(("blur_radius_min", "blur_radius_max"), ("jpeg_quality_min", "jpeg_quality_max"))
         return self
 
 
@@ -186,7 +188,7 @@ class EffectsSettings(BaseModel):
 
     def active(self) -> bool:
         """Whether any effect can change an image."""
-        return any(getattr(self, name).enabled and getattr(self, name).probability > 0 for name in ORDER)
+        return any(getattr(self, name).on for name in ORDER)
 
     @classmethod
     def all_on(cls, probability: float | None = None) -> EffectsSettings:

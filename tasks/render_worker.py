@@ -204,9 +204,7 @@ def _generator():
     computer_text_generator.ImageFont = _CachedImageFont()
     computer_text_generator.ImageDraw = _DRAW
     computer_text_generator.Image = _PaddedImage()
-    if not hasattr(computer_text_generator.generate, "__wrapped_by_hwocr__"):
-        computer_text_generator.generate = _jitter_crop(computer_text_generator.generate)
-        computer_text_generator.generate.__wrapped_by_hwocr__ = True
+    computer_text_generator.generate = _jitter_crop(computer_text_generator.generate)
     data_generator.ImageStat = _ImageStatModule
     return FakeTextDataGenerator
 

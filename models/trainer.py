@@ -23,7 +23,7 @@ from hwocr.errors import HwocrError
 from models import distributed, metrics
 from models.charset import load_charset
 from models.codec import CTCCodec
-from models.crnn import Model
+from models.crnn import Model, init_weights
 from models.data import LmdbDataset, MixedLoader, collate
 from models.distributed import World, all_sum, global_batchnorm, world_from_env
 from models.pretrained import load_pretrained, resolve_pretrained, save_checkpoint_state
@@ -56,6 +56,8 @@ def atomic_save(obj, path: str) -> None:
 def build_model(s, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, dict]:
     torch.manual_seed(s.seed)
     model = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=codec.num_class)
+    if s.init == "kaiming":
+        init_weights(model)  # also the head rows of characters a pretrained checkpoint lacks
     report: dict = {"pretrained": s.pretrained}
     path = resolve_pretrained(s.pretrained)
     if path is not None:

@@ -40,6 +40,10 @@ class TrainSettings(BaseModel):
     num_iter: PositiveInt = Field(4000, description="Iterations to train (--num_iter).")
     max_minutes: float = Field(0, ge=0, description="Stop after this many minutes of training (0: no limit).")
     val_interval: PositiveInt = Field(2000, description="Validate and checkpoint every this many iterations.")
+    init: Literal["kaiming", "pytorch"] = Field(
+        "kaiming", description="Weights before any pretrained file loads: kaiming (the benchmark's: Kaiming-normal "
+        "weights, zero biases) or pytorch (the layers' defaults, far slower to leave CTC's plateau from scratch)."
+    )
     seed: int = Field(1111, description="Seed of weights init and data order (--manualSeed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(

@@ -8,7 +8,7 @@ import torch
 from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.codec import CTCCodec
-from models.crnn import KEY_LAYOUT, Model
+from models.crnn import KEY_LAYOUT, Model, init_weights
 from models.pretrained import (KOREAN_G2, load_pretrained, load_state_dict, md5_file, resolve_pretrained,
                                save_checkpoint_state)
 
@@ -45,6 +45,28 @@ def test_key_layout_matches_easyocr(layout):
 def test_output_shape():
     with torch.no_grad():
         assert Model().eval()(torch.zeros(2, 1, 80, 100)).shape == (2, 24, 1009)
+
+
+def test_benchmark_init_keeps_the_signal_through_the_unnormalized_convolutions():
+    x = torch.rand(8, 1, 80, 100, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    stds = {}
+    for init in ("pytorch", "kaiming"):
+        torch.manual_seed(0)
+        m = Model()
+        if init == "kaiming":
+            init_weights(m)
+        with torch.no_grad():
+            stds[init] = m.FeatureExtraction.ConvNet[:11](x).std().item()  # what reaches the first BatchNorm
+        if init == "kaiming":
+            for name, p in m.named_parameters():
+                if name.endswith("bias") or "bias_" in name:
+                    assert not p.any(), name
+                elif p.dim() == 1:
+                    assert (p == 1).all(), name
+                else:
+                    fan_in = p[0].numel()
+                    assert abs(p.std().item() / math.sqrt(2 / fan_in) - 1) < 0.1, name
+    assert stds["kaiming"] > 0.5 > 0.1 > stds["pytorch"]
 
 
 @pytest.mark.parametrize("wrap", ["module", "plain", "state_dict", "model"])

@@ -6,7 +6,7 @@ accuracy on validation (training fonts) and on the test split (held-out families
 the anchor in points.
 
     .venv/bin/python bench/ablation.py [--minutes 60] [--rows baseline,elastic,all,augment] [--out .bench-tmp/ablation]
-                                       [--set train.optimizer=adam --set train.lr=0.001 ...]
+                                       [--set render.count=20000 ...]
 
 The preset's budget is 60 minutes a row; a shorter --minutes is printed in the table's title. Rows: baseline,
 glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (every render effect

@@ -12,6 +12,7 @@ from tasks.evaluate import CODE_VERSION as EVAL_CODE
 from tasks.evaluate import evaluate_split
 from tasks.export import CODE_VERSION as EXPORT_CODE
 from tasks.export import export_easyocr, log_bundle
+from tasks.track import log_dataset
 from tasks.train import fine_tune, lmdb_digest, train_key
 
 
@@ -53,6 +54,7 @@ def pipeline_flow(config: PipelineConfig) -> dict:
     bundle = export_easyocr(trained["checkpoint"], storage.join(trained["run_dir"], "easyocr"), config.export,
                             config.train.charset, config.train.img_h, ekey)
     log_bundle(config.tracking, trained["mlflow_run_id"], bundle)
+    log_dataset(config.tracking, trained["mlflow_run_id"], config.render, data)
     publish_artifacts(config, data, trained, bundle)
     return {"dataset": data, "train": trained, "export": bundle}
 

@@ -85,6 +85,26 @@ def log_eval(step: int, entry: dict) -> None:
         mlflow.log_text("\n".join(rows) + "\n", f"validation/samples_{step:07d}.tsv")
 
 
+def log_dataset(settings: TrackingSettings, run_id: str, render, summary: dict) -> None:
+    """The render settings and fonts behind a run, with tags to tell runs apart in the MLflow UI.
+
+    Tags, not params: a run is keyed by its training data, and settings that change only the test split (the
+    held-out fonts) reuse it, so these values may change for the same run.
+    """
+    from tasks.effects import ORDER
+
+    client = connect(settings)
+    client.log_dict(run_id, {"render": render.model_dump(mode="json"),
+                             **{k: summary.get(k) for k in ("fonts", "test_fonts", "words")}}, "dataset/render.json")
+    effects = [name for name in ORDER if getattr(render.effects, name).on]
+    tags = {"render.effects": ",".join(effects) or "none",
+            "render.glyph_jitter": "on" if render.glyph_jitter.on else "off",
+            "render.train_fonts": ", ".join(f["name"] for f in summary.get("fonts") or []),
+            "render.test_fonts": ", ".join(f["name"] for f in summary.get("test_fonts") or []) or "none"}
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value[:5000])
+
+
 def finish_run(settings: TrackingSettings, out_dir: str, model, summary: dict) -> dict:
     """Log checkpoints and the best model (pickle format, explicit requirements), register it, end the run."""
     import mlflow

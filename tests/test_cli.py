@@ -46,7 +46,8 @@ def test_run_end_to_end_then_cached(tmp_path):
             "--set", "render.count=16", "--set", "render.val_count=8", "--set", "render.min_shard_images=1",
             "--set", f"render.fonts=[{FONTS['pen']}]", "--set", "train.img_h=32", "--set", "train.batch_size=8",
             "--set", "train.num_iter=4", "--set", "train.val_interval=2", "--set", "train.threads=1",
-            "--set", f"tracking.tracking_uri={uri}", "--set", "tracking.registered_model=''"]
+            "--set", f"tracking.tracking_uri={uri}", "--set", "tracking.registered_model=''",
+            "--set", "render.effects.ink.enabled=true"]
     first = subprocess.run([sys.executable, "-m", "hwocr.cli", *args, "--json"], capture_output=True, text=True,
                            timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -62,6 +63,13 @@ def test_run_end_to_end_then_cached(tmp_path):
     client = mlflow.MlflowClient(uri)
     logged = {a.path for a in client.list_artifacts(result["train"]["mlflow_run_id"], "easyocr")}
     assert "easyocr/hwocr_korean.pth" in logged and "easyocr/hwocr_korean.yaml" in logged
+    # The run says what data it trained on: effects, glyph jitter and fonts as tags, the render settings in full.
+    run = client.get_run(result["train"]["mlflow_run_id"])
+    assert {k: run.data.tags[k] for k in ("render.effects", "render.glyph_jitter", "render.test_fonts")} == {
+        "render.effects": "ink", "render.glyph_jitter": "off", "render.test_fonts": "none"}
+    assert run.data.tags["render.train_fonts"] == "Nanum Pen Script Regular"
+    logged = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/dataset/render.json")
+    assert logged["render"]["effects"]["ink"]["enabled"] is True and logged["words"]["count"] == 4
 
     again = subprocess.run([sys.executable, "-m", "hwocr.cli", *args], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -2,8 +2,9 @@
 
 Each row is one `hwocr run --config cpu-reference` with one change, trained for the same number of minutes from
 scratch; the anchor is the baseline row (the preset as it is: plain trdg renders, no augmentation). Prints word
-accuracy on validation (training fonts) and on the test split (held-out families), and each row's change against
-the anchor in points.
+accuracy on the row's own validation images, on the baseline's plain validation images (training fonts; the
+goal's "validation drop" compares these) and on the test split (held-out families, always plain), and each row's
+change against the anchor in points. `--table` prints the table of an earlier run's ablation.json again.
 
     .venv/bin/python bench/ablation.py [--minutes 60] [--rows baseline,elastic,all,augment] [--out .bench-tmp/ablation]
                                        [--set render.count=20000 ...]
@@ -55,8 +56,33 @@ def run_row(row: str, minutes: float, out: str, common: list[str]) -> dict:
         raise SystemExit(f"row {row} failed:\n{proc.stderr[-3000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     train = result["train"]
-    return {"row": row, "iterations": train["iterations"],
+    return {"row": row, "iterations": train["iterations"], "checkpoint": train["checkpoint"],
             **{split: {k: r[k] for k in ("accuracy", "norm_ed", "by_font")} for split, r in train["evaluation"].items()}}
+
+
+def score(checkpoint: str, lmdb: str, out: str) -> dict:
+    """`hwocr evaluate` of a row's checkpoint on another LMDB."""
+    args = [sys.executable, "-m", "hwocr.cli", "evaluate", "--config", "cpu-reference", "--model", checkpoint,
+            "--data", lmdb, "--out", out, "--json"]
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"evaluating {checkpoint} on {lmdb} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_table(results: list[dict], minutes: float, common: list[str]) -> None:
+    anchor = results[0]
+    print(f"ablation on cpu-reference, {minutes:g} minutes of training a row"
+          + ("" if minutes == 60 else " (shorter than the preset's 60)") + "; anchor: baseline"
+          + (f"; every row with {' '.join(common)}" if common else ""))
+    print("| row | iterations | val, own images | val, baseline's images | val vs baseline | test (held-out) "
+          "| test norm_ED | test vs baseline |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in results:
+        plain = r.get("val_plain", r["val"])["accuracy"]
+        print(f"| {r['row']} | {r['iterations']} | {r['val']['accuracy']:.1f}% | {plain:.1f}% | "
+              f"{plain - anchor['val']['accuracy']:+.1f} points | {r['test']['accuracy']:.1f}% | "
+              f"{r['test']['norm_ed']:.3f} | {r['test']['accuracy'] - anchor['test']['accuracy']:+.1f} points |")
 
 
 def main() -> None:
@@ -65,7 +91,13 @@ def main() -> None:
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     p.add_argument("--out", default=os.path.join(ROOT, ".bench-tmp", "ablation"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every row")
+    p.add_argument("--table", action="store_true", help="print the table of OUT/ablation.json, run nothing")
     args = p.parse_args()
+    record = os.path.join(args.out, "ablation.json")
+    if args.table:
+        with open(record, encoding="utf-8") as f:
+            print_table(json.load(f), args.minutes, args.set)
+        return
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
@@ -76,19 +108,14 @@ def main() -> None:
     results = []
     for row in rows:
         print(f"... {row}", file=sys.stderr, flush=True)
-        results.append(run_row(row, args.minutes, args.out, args.set))
-        with open(os.path.join(args.out, "ablation.json"), "w", encoding="utf-8") as f:
+        result = run_row(row, args.minutes, args.out, args.set)
+        if row != "baseline":
+            result["val_plain"] = score(result["checkpoint"], os.path.join(args.out, "baseline", "lmdb", "val"),
+                                        os.path.join(args.out, row, "eval-baseline-val"))
+        results.append(result)
+        with open(record, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1, ensure_ascii=False)
-    anchor = results[0]
-    print(f"ablation on cpu-reference, {args.minutes:g} minutes of training a row"
-          + ("" if args.minutes == 60 else " (shorter than the preset's 60)") + "; anchor: baseline"
-          + (f"; every row with {' '.join(args.set)}" if args.set else ""))
-    print("| row | iterations | val accuracy | test accuracy (held-out) | test norm_ED | test vs baseline |")
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in results:
-        delta = r["test"]["accuracy"] - anchor["test"]["accuracy"]
-        print(f"| {r['row']} | {r['iterations']} | {r['val']['accuracy']:.1f}% | {r['test']['accuracy']:.1f}% | "
-              f"{r['test']['norm_ed']:.3f} | {delta:+.1f} points |")
+    print_table(results, args.minutes, args.set)
 
 
 if __name__ == "__main__":

@@ -60,10 +60,12 @@ def run_row(row: str, minutes: float, out: str, common: list[str]) -> dict:
             **{split: {k: r[k] for k in ("accuracy", "norm_ed", "by_font")} for split, r in train["evaluation"].items()}}
 
 
-def score(checkpoint: str, lmdb: str, out: str) -> dict:
-    """`hwocr evaluate` of a row's checkpoint on another LMDB."""
+def score(checkpoint: str, lmdb: str, out: str, common: list[str]) -> dict:
+    """`hwocr evaluate` of a row's checkpoint on another LMDB, with the rows' settings (image size, charset)."""
     args = [sys.executable, "-m", "hwocr.cli", "evaluate", "--config", "cpu-reference", "--model", checkpoint,
             "--data", lmdb, "--out", out, "--json"]
+    for o in common:
+        args += ["--set", o]
     proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     if proc.returncode != 0:
         raise SystemExit(f"evaluating {checkpoint} on {lmdb} failed:\n{proc.stderr[-3000:]}")
@@ -111,7 +113,7 @@ def main() -> None:
         result = run_row(row, args.minutes, args.out, args.set)
         if row != "baseline":
             result["val_plain"] = score(result["checkpoint"], os.path.join(args.out, "baseline", "lmdb", "val"),
-                                        os.path.join(args.out, row, "eval-baseline-val"))
+                                        os.path.join(args.out, row, "eval-baseline-val"), args.set)
         results.append(result)
         with open(record, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1, ensure_ascii=False)

@@ -188,7 +188,11 @@ class EffectsSettings(BaseModel):
 
     def active(self) -> bool:
         """Whether any effect can change an image."""
-        return any(getattr(self, name).on for name in ORDER)
+        return bool(self.names_on())
+
+    def names_on(self) -> list[str]:
+        """The effects that can change an image, in ORDER."""
+        return [name for name in ORDER if getattr(self, name).on]
 
     @classmethod
     def all_on(cls, probability: float | None = None) -> EffectsSettings:

@@ -91,13 +91,10 @@ def log_dataset(settings: TrackingSettings, run_id: str, render, summary: dict) 
     Tags, not params: a run is keyed by its training data, and settings that change only the test split (the
     held-out fonts) reuse it, so these values may change for the same run.
     """
-    from tasks.effects import ORDER
-
     client = connect(settings)
     client.log_dict(run_id, {"render": render.model_dump(mode="json"),
                              **{k: summary.get(k) for k in ("fonts", "test_fonts", "words")}}, "dataset/render.json")
-    effects = [name for name in ORDER if getattr(render.effects, name).on]
-    tags = {"render.effects": ",".join(effects) or "none",
+    tags = {"render.effects": ",".join(render.effects.names_on()) or "none",
             "render.glyph_jitter": "on" if render.glyph_jitter.on else "off",
             "render.train_fonts": ", ".join(f["name"] for f in summary.get("fonts") or []),
             "render.test_fonts": ", ".join(f["name"] for f in summary.get("test_fonts") or []) or "none"}

@@ -67,6 +67,13 @@ def build_model(s, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, 
     return model, report
 
 
+def lr_factor(schedule: str, progress: float) -> float:
+    """The multiplier of the base lr at a run's progress in [0, 1]."""
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress))))
+    return 1.0
+
+
 def make_optimizer(s, params) -> torch.optim.Optimizer:
     if s.optimizer == "adam":
         return torch.optim.Adam(params, lr=s.lr, betas=(s.beta1, 0.999))
@@ -181,6 +188,7 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
     per_sample = nn.CTCLoss(zero_infinity=True, reduction="none")
 
     iteration, best = 0, {"accuracy": -1.0, "norm_ed": -1.0}
+    resumed_s = 0.0  # training seconds before a resume: the time budget and the lr schedule span the whole run
     history: list[dict] = []
     last_path = os.path.join(out_dir, "last.pth")
     if os.path.exists(last_path):
@@ -194,6 +202,7 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
         loader.load_state_dict(state["loader"])
         _set_rng_state(state["rng"])
         iteration, best, history = state["iteration"], state["best"], state["history"]
+        resumed_s = state.get("elapsed_s", 0.0)
         log(f"resumed from {last_path} at iteration {iteration}")
     net: nn.Module = model
     if world.size > 1:
@@ -207,12 +216,13 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
         saved_at = iteration
         atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
                      "loader": loader.state_dict(), "rng": _rng_state(), "iteration": iteration, "best": best,
-                     "history": history, "charset": charset, "settings": s.model_dump()}, last_path)
+                     "history": history, "elapsed_s": time.monotonic() - started, "charset": charset,
+                     "settings": s.model_dump()}, last_path)
 
     pin = device.type == "cuda"
     gflop = GFLOP_PER_SAMPLE * (s.img_h * s.img_w) / (80 * 100)
     log_every = max(1, min(s.val_interval // 10, 50))
-    started = time.monotonic()
+    started = time.monotonic() - resumed_s
     window_t, window_n, window_loss = time.monotonic(), 0, 0.0
 
     validated_at = history[-1]["iteration"] if history else None
@@ -230,7 +240,7 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
         result = evaluate(model, val, codec, device, s.batch_size, amp_dtype, criterion)
         entry = {"iteration": iteration, "train_loss": train_loss, "valid_loss": result["loss"],
                  "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
-                 "samples_per_s": window_n / dt}
+                 "samples_per_s": window_n / dt, "lr": optimizer.param_groups[0]["lr"]}
         history.append(entry)
         for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
             if result[name] > best[name]:
@@ -274,6 +284,13 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
             kept = (f"the last good checkpoint is {last_path} (iteration {saved_at})" if saved_at is not None
                     else "no checkpoint had been written yet")
             raise HwocrError(f"loss became {float(batch_loss)} at iteration {iteration + 1}; training stopped, {kept}")
+        progress = iteration / s.num_iter
+        if s.max_minutes:
+            progress = max(progress, (time.monotonic() - started) / (s.max_minutes * 60))
+        if world.size > 1 and s.lr_schedule != "constant":  # rank 0's clock, so the ranks' weights stay equal
+            progress = float(all_sum(torch.tensor([progress if world.main else 0.0]), world).item())
+        for group in optimizer.param_groups:
+            group["lr"] = s.lr * lr_factor(s.lr_schedule, progress)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)

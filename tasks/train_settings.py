@@ -32,6 +32,10 @@ class TrainSettings(BaseModel):
     )
     optimizer: Literal["adadelta", "adam"] = Field("adadelta", description="Adadelta (the seed's default) or Adam.")
     lr: PositiveFloat = Field(1.0, description="Learning rate (--lr).")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant (the seed's) or cosine: lr decays to 0 over the run, its progress the "
+        "larger of iterations/num_iter and minutes/max_minutes, so a time budget ends at a low lr too."
+    )
     rho: float = Field(0.95, gt=0, lt=1, description="Adadelta rho.")
     eps: PositiveFloat = Field(1e-8, description="Adadelta eps.")
     beta1: float = Field(0.9, ge=0, lt=1, description="Adam beta1.")

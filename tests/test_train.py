@@ -111,3 +111,30 @@ def test_time_budget_stop_still_validates_and_saves(tiny_lmdb, tmp_path):
     assert 0 < result["iterations"] < 10_000
     assert result["history"][-1]["iteration"] == result["iterations"]
     assert (tmp_path / "best_accuracy.pth").exists() and (tmp_path / "last.pth").exists()
+
+
+def test_cosine_schedule_decays_the_lr_over_the_run(tiny_lmdb, tmp_path):
+    from models.trainer import lr_factor
+
+    assert lr_factor("constant", 0.9) == 1.0
+    assert lr_factor("cosine", 0.0) == 1.0 and lr_factor("cosine", 1.0) == 0.0 and lr_factor("cosine", 2.0) == 0.0
+    assert lr_factor("cosine", 0.5) == pytest.approx(0.5)
+    result = train(settings(num_iter=8, val_interval=4, lr_schedule="cosine"), [tiny_lmdb], tiny_lmdb,
+                   str(tmp_path), log=lambda m: None)
+    # The lr of step i (0-based) is set at progress i/num_iter: the last of each window is what history records.
+    assert [h["lr"] for h in result["history"]] == pytest.approx([1e-3 * lr_factor("cosine", p) for p in (3 / 8, 7 / 8)])
+    constant = train(settings(num_iter=4, val_interval=4), [tiny_lmdb], tiny_lmdb, str(tmp_path / "c"),
+                     log=lambda m: None)
+    assert constant["history"][-1]["lr"] == 1e-3
+
+
+def test_time_budget_spans_a_resume(tiny_lmdb, tmp_path):
+    train(settings(num_iter=3, val_interval=3), [tiny_lmdb], tiny_lmdb, str(tmp_path), log=lambda m: None)
+    state = torch.load(tmp_path / "last.pth", weights_only=False)
+    state["elapsed_s"] = 3600.0  # an hour already trained: a 1-minute budget is spent before the resume
+    torch.save(state, tmp_path / "last.pth")
+    logs = []
+    result = train(settings(num_iter=10_000, val_interval=5_000, max_minutes=1), [tiny_lmdb], tiny_lmdb,
+                   str(tmp_path), log=logs.append)
+    assert result["iterations"] == 3
+    assert any("time budget of 1.0 minutes reached at iteration 3" in m for m in logs)

@@ -1,17 +1,18 @@
 """Ablation of the handwriting-realism settings on the cpu-reference protocol (held-out font families).
 
-Each row is one `hwocr run --config cpu-reference` with one change, trained for the same number of minutes from
-scratch; the anchor is the baseline row (the preset as it is: plain trdg renders, no augmentation). Prints word
-accuracy on the row's own validation images, on the baseline's plain validation images (training fonts; the
+Each row is one `hwocr run --config cpu-reference` with one change, trained for the same number of minutes (or
+iterations) from scratch; the anchor is the baseline row: the preset with every render effect and glyph jitter off
+(plain trdg renders, no augmentation). Prints word accuracy on the row's own validation images, on the baseline's plain validation images (training fonts; the
 goal's "validation drop" compares these) and on the test split (held-out families, always plain), and each row's
 change against the anchor in points. `--table` prints the table of an earlier run's ablation.json again.
 
-    .venv/bin/python bench/ablation.py [--minutes 60] [--rows baseline,elastic,all,augment] [--out .bench-tmp/ablation]
-                                       [--set render.count=20000 ...]
+    .venv/bin/python bench/ablation.py [--minutes 60 | --iterations N] [--rows baseline,elastic,all,augment]
+                                       [--out .bench-tmp/ablation] [--set render.count=20000 ...]
 
-The preset's budget is 60 minutes a row; a shorter --minutes is printed in the table's title. Rows: baseline,
-glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (every render effect
-and glyph jitter), augment (every effect at training time instead, on the baseline's images).
+The preset's budget is 60 minutes a row; a shorter --minutes is printed in the table's title. --iterations trains
+every row for exactly N iterations instead: the rows then do not depend on the machine's load. Rows: baseline,
+glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (the preset as it is:
+every render effect and glyph jitter), augment (every effect at training time instead, on the baseline's images).
 """
 
 from __future__ import annotations
@@ -32,21 +33,29 @@ ROWS = ["baseline", *EFFECT_ROWS, "all", "augment"]
 
 
 def overrides(row: str) -> list[str]:
-    """The --set arguments of a row: each effect on for half of the images, at its default strength."""
-    if row == "baseline":
+    """The --set arguments of a row. The preset has every effect on (half of the images each, default strength)."""
+    if row == "all":
         return []
+    on = {row} if row in EFFECT_ROWS else set()
+    switches = [f"{'render.glyph_jitter' if name == 'glyph_jitter' else f'render.effects.{name}'}.enabled="
+                f"{'true' if name in on else 'false'}" for name in EFFECT_ROWS]
     if row == "augment":
-        return [f"train.augment.{name}.enabled=true" for name in ORDER]
-    names = EFFECT_ROWS if row == "all" else [row]
-    prefix = {name: "render.glyph_jitter" if name == "glyph_jitter" else f"render.effects.{name}" for name in names}
-    return [f"{prefix[name]}.enabled=true" for name in names]
+        switches += [f"train.augment.{name}.enabled=true" for name in ORDER]
+    return switches
 
 
-def run_row(row: str, minutes: float, out: str, common: list[str]) -> dict:
+def budget(minutes: float, iterations: int | None) -> list[str]:
+    if iterations:
+        return ["train.max_minutes=0", f"train.num_iter={iterations}"]
+    return [f"train.max_minutes={minutes}"]
+
+
+def run_row(row: str, budget_sets: list[str], out: str, common: list[str]) -> dict:
     # augment trains on the baseline's images: it shares the baseline's folder, and so its cached dataset.
     folder = os.path.join(out, "baseline" if row == "augment" else row)
-    args = [sys.executable, "-m", "hwocr.cli", "run", "--config", "cpu-reference", "--out", folder, "--json",
-            "--set", f"train.max_minutes={minutes}"]
+    args = [sys.executable, "-m", "hwocr.cli", "run", "--config", "cpu-reference", "--out", folder, "--json"]
+    for o in budget_sets:
+        args += ["--set", o]
     for o in [*common, *overrides(row)]:
         args += ["--set", o]
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI",
@@ -72,10 +81,11 @@ def score(checkpoint: str, lmdb: str, out: str, common: list[str]) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def print_table(results: list[dict], minutes: float, common: list[str]) -> None:
+def print_table(results: list[dict], minutes: float, iterations: int | None, common: list[str]) -> None:
     anchor = results[0]
-    print(f"ablation on cpu-reference, {minutes:g} minutes of training a row"
-          + ("" if minutes == 60 else " (shorter than the preset's 60)") + "; anchor: baseline"
+    length = (f"{iterations} iterations a row (the preset's budget is 60 minutes)" if iterations else
+              f"{minutes:g} minutes of training a row" + ("" if minutes == 60 else " (shorter than the preset's 60)"))
+    print(f"ablation on cpu-reference, {length}; anchor: baseline (every effect off)"
           + (f"; every row with {' '.join(common)}" if common else ""))
     print("| row | iterations | val, own images | val, baseline's images | val vs baseline | test (held-out) "
           "| test norm_ED | test vs baseline |")
@@ -90,6 +100,7 @@ def print_table(results: list[dict], minutes: float, common: list[str]) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=60, help="training minutes per row (the preset's budget: 60)")
+    p.add_argument("--iterations", type=int, help="train every row for exactly this many iterations instead")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     p.add_argument("--out", default=os.path.join(ROOT, ".bench-tmp", "ablation"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every row")
@@ -98,7 +109,9 @@ def main() -> None:
     record = os.path.join(args.out, "ablation.json")
     if args.table:
         with open(record, encoding="utf-8") as f:
-            print_table(json.load(f), args.minutes, args.set)
+            results = json.load(f)
+        length = results[0].get("budget", {"minutes": args.minutes, "iterations": args.iterations})
+        print_table(results, length["minutes"], length["iterations"], args.set)
         return
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
@@ -110,14 +123,15 @@ def main() -> None:
     results = []
     for row in rows:
         print(f"... {row}", file=sys.stderr, flush=True)
-        result = run_row(row, args.minutes, args.out, args.set)
+        result = run_row(row, budget(args.minutes, args.iterations), args.out, args.set)
+        result["budget"] = {"minutes": args.minutes, "iterations": args.iterations}
         if row != "baseline":
             result["val_plain"] = score(result["checkpoint"], os.path.join(args.out, "baseline", "lmdb", "val"),
                                         os.path.join(args.out, row, "eval-baseline-val"), args.set)
         results.append(result)
         with open(record, "w", encoding="utf-8") as f:
             json.dump(results, f, indent=1, ensure_ascii=False)
-    print_table(results, args.minutes, args.set)
+    print_table(results, args.minutes, args.iterations, args.set)
 
 
 if __name__ == "__main__":

@@ -76,3 +76,29 @@ def test_effect_and_pool_settings_out_of_range(override, message):
 def test_pool_replaces_font_lists():
     with pytest.raises(HwocrError, match="pool replaces fonts and test_fonts"):
         load_config(None, ["render.pool.print_ratio=0.2", "render.fonts=[/usr/share/fonts/truetype/nanum/NanumPen.ttf]"])
+
+
+def test_ablation_rows_switch_exactly_their_effects_on_the_cpu_reference_preset():
+    import importlib.util
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench", "ablation.py")
+    spec = importlib.util.spec_from_file_location("ablation", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+
+    def on(row: str) -> tuple[set, bool, set]:
+        r = load_config("cpu-reference", ablation.overrides(row)).render
+        t = load_config("cpu-reference", ablation.overrides(row)).train
+        return set(r.effects.names_on()), r.glyph_jitter.on, set(t.augment.names_on())
+
+    effects = set(ablation.ORDER)
+    assert on("all") == (effects, True, set())  # the preset as it is
+    assert on("baseline") == (set(), False, set())
+    assert on("augment") == (set(), False, effects)
+    assert on("glyph_jitter") == (set(), True, set())
+    for name in ablation.ORDER:
+        assert on(name) == ({name}, False, set())
+    assert ablation.budget(60, None) == ["train.max_minutes=60"]
+    cfg = load_config("cpu-reference", ablation.budget(60, 1500))
+    assert (cfg.train.max_minutes, cfg.train.num_iter) == (0, 1500)

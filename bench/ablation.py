@@ -1,8 +1,8 @@
 """Ablation of the handwriting-realism settings on the cpu-reference protocol (held-out font families).
 
 Each row is one `hwocr run --config cpu-reference` with one change, trained for the same number of minutes (or
-iterations) from scratch; the anchor is the baseline row: the preset with every render effect and glyph jitter off
-(plain trdg renders, no augmentation). Prints word accuracy on the row's own validation images, on the baseline's plain validation images (training fonts; the
+iterations) from scratch; the anchor is the baseline row: every render effect and glyph jitter off (plain trdg
+renders, no augmentation), which is the preset as it is. Prints word accuracy on the row's own validation images, on the baseline's plain validation images (training fonts; the
 goal's "validation drop" compares these) and on the test split (held-out families, always plain), and each row's
 change against the anchor in points. `--table` prints the table of an earlier run's ablation.json again.
 
@@ -11,8 +11,8 @@ change against the anchor in points. `--table` prints the table of an earlier ru
 
 The preset's budget is 60 minutes a row; a shorter --minutes is printed in the table's title. --iterations trains
 every row for exactly N iterations instead: the rows then do not depend on the machine's load. Rows: baseline,
-glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (the preset as it is:
-every render effect and glyph jitter), augment (every effect at training time instead, on the baseline's images).
+glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (every render effect
+and glyph jitter), augment (every effect at training time instead, on the baseline's images).
 """
 
 from __future__ import annotations
@@ -33,10 +33,8 @@ ROWS = ["baseline", *EFFECT_ROWS, "all", "augment"]
 
 
 def overrides(row: str) -> list[str]:
-    """The --set arguments of a row. The preset has every effect on (half of the images each, default strength)."""
-    if row == "all":
-        return []
-    on = {row} if row in EFFECT_ROWS else set()
+    """The --set arguments of a row: its effects on (half of the images each, default strength), every other off."""
+    on = set(EFFECT_ROWS) if row == "all" else {row} & set(EFFECT_ROWS)
     switches = [f"{'render.glyph_jitter' if name == 'glyph_jitter' else f'render.effects.{name}'}.enabled="
                 f"{'true' if name in on else 'false'}" for name in EFFECT_ROWS]
     if row == "augment":

@@ -259,11 +259,14 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
 
     model.train()
     while iteration < s.num_iter:
-        if s.max_minutes:  # rank 0's clock decides, so every rank stops at the same iteration
-            over = world.main and (time.monotonic() - started) > s.max_minutes * 60
-            if all_sum(torch.tensor([float(over)]), world).item() > 0:
+        progress = iteration / s.num_iter
+        if s.max_minutes:  # rank 0's clock decides, so every rank stops, and sets its lr, at the same iteration
+            elapsed = torch.tensor([time.monotonic() - started if world.main else 0.0], device=device)
+            elapsed = float(all_sum(elapsed, world).item())
+            if elapsed > s.max_minutes * 60:
                 log(f"time budget of {s.max_minutes} minutes reached at iteration {iteration}")
                 break
+            progress = max(progress, elapsed / (s.max_minutes * 60))
         images, labels = collate(next(loader))
         if pin:
             images = images.pin_memory()
@@ -284,11 +287,6 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
             kept = (f"the last good checkpoint is {last_path} (iteration {saved_at})" if saved_at is not None
                     else "no checkpoint had been written yet")
             raise HwocrError(f"loss became {float(batch_loss)} at iteration {iteration + 1}; training stopped, {kept}")
-        progress = iteration / s.num_iter
-        if s.max_minutes:
-            progress = max(progress, (time.monotonic() - started) / (s.max_minutes * 60))
-        if world.size > 1 and s.lr_schedule != "constant":  # rank 0's clock, so the ranks' weights stay equal
-            progress = float(all_sum(torch.tensor([progress if world.main else 0.0]), world).item())
         for group in optimizer.param_groups:
             group["lr"] = s.lr * lr_factor(s.lr_schedule, progress)
         optimizer.zero_grad(set_to_none=True)

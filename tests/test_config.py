@@ -78,7 +78,7 @@ def test_pool_replaces_font_lists():
         load_config(None, ["render.pool.print_ratio=0.2", "render.fonts=[/usr/share/fonts/truetype/nanum/NanumPen.ttf]"])
 
 
-def test_ablation_rows_switch_exactly_their_effects_on_the_cpu_reference_preset():
+def test_ablation_rows_switch_exactly_their_effects_and_the_baseline_is_the_preset():
     import importlib.util
     import os
 
@@ -93,8 +93,9 @@ def test_ablation_rows_switch_exactly_their_effects_on_the_cpu_reference_preset(
         return set(r.effects.names_on()), r.glyph_jitter.on, set(t.augment.names_on())
 
     effects = set(ablation.ORDER)
-    assert on("all") == (effects, True, set())  # the preset as it is
+    assert on("all") == (effects, True, set())
     assert on("baseline") == (set(), False, set())
+    assert load_config("cpu-reference") == load_config("cpu-reference", ablation.overrides("baseline"))
     assert on("augment") == (set(), False, effects)
     assert on("glyph_jitter") == (set(), True, set())
     for name in ablation.ORDER:

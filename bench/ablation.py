@@ -2,9 +2,10 @@
 
 Each row is one `hwocr run --config cpu-reference` with one change, trained for the same number of minutes (or
 iterations) from scratch; the anchor is the baseline row: every render effect and glyph jitter off (plain trdg
-renders, no augmentation), which is the preset as it is. Prints word accuracy on the row's own validation images, on the baseline's plain validation images (training fonts; the
-goal's "validation drop" compares these) and on the test split (held-out families, always plain), and each row's
-change against the anchor in points. `--table` prints the table of an earlier run's ablation.json again.
+renders, no augmentation), which is the preset as it is. Prints word accuracy on the row's own validation images,
+on the baseline's plain validation images (training fonts; the goal's "validation drop" compares these) and on the
+test split (held-out families, always plain), and each row's change against the anchor in points. `--table`
+prints the table of an earlier run's ablation.json again.
 
     .venv/bin/python bench/ablation.py [--minutes 60 | --iterations N] [--rows baseline,elastic,all,augment]
                                        [--out .bench-tmp/ablation] [--set render.count=20000 ...]
@@ -48,35 +49,31 @@ def budget(minutes: float, iterations: int | None) -> list[str]:
     return [f"train.max_minutes={minutes}"]
 
 
+def hwocr(command: list[str], sets: list[str], what: str, env: dict | None = None) -> dict:
+    """The JSON result of one `hwocr ... --config cpu-reference --json` with the given --set overrides."""
+    args = [sys.executable, "-m", "hwocr.cli", *command, "--config", "cpu-reference", "--json"]
+    for o in sets:
+        args += ["--set", o]
+    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
+    if proc.returncode != 0:
+        raise SystemExit(f"{what} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
 def run_row(row: str, budget_sets: list[str], out: str, common: list[str]) -> dict:
     # augment trains on the baseline's images: it shares the baseline's folder, and so its cached dataset.
     folder = os.path.join(out, "baseline" if row == "augment" else row)
-    args = [sys.executable, "-m", "hwocr.cli", "run", "--config", "cpu-reference", "--out", folder, "--json"]
-    for o in budget_sets:
-        args += ["--set", o]
-    for o in [*common, *overrides(row)]:
-        args += ["--set", o]
     env = {**os.environ, "MLFLOW_TRACKING_URI": os.environ.get("MLFLOW_TRACKING_URI",
                                                                 f"sqlite:///{os.path.abspath(out)}/mlflow.db")}
-    proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"row {row} failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    train = result["train"]
+    train = hwocr(["run", "--out", folder], [*budget_sets, *common, *overrides(row)], f"row {row}", env)["train"]
     return {"row": row, "iterations": train["iterations"], "checkpoint": train["checkpoint"],
             **{split: {k: r[k] for k in ("accuracy", "norm_ed", "by_font")} for split, r in train["evaluation"].items()}}
 
 
 def score(checkpoint: str, lmdb: str, out: str, common: list[str]) -> dict:
     """`hwocr evaluate` of a row's checkpoint on another LMDB, with the rows' settings (image size, charset)."""
-    args = [sys.executable, "-m", "hwocr.cli", "evaluate", "--config", "cpu-reference", "--model", checkpoint,
-            "--data", lmdb, "--out", out, "--json"]
-    for o in common:
-        args += ["--set", o]
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise SystemExit(f"evaluating {checkpoint} on {lmdb} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return hwocr(["evaluate", "--model", checkpoint, "--data", lmdb, "--out", out], common,
+                 f"evaluating {checkpoint} on {lmdb}")
 
 
 def print_table(results: list[dict], minutes: float, iterations: int | None, common: list[str]) -> None:

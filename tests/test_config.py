@@ -88,9 +88,8 @@ def test_ablation_rows_switch_exactly_their_effects_and_the_baseline_is_the_pres
     spec.loader.exec_module(ablation)
 
     def on(row: str) -> tuple[set, bool, set]:
-        r = load_config("cpu-reference", ablation.overrides(row)).render
-        t = load_config("cpu-reference", ablation.overrides(row)).train
-        return set(r.effects.names_on()), r.glyph_jitter.on, set(t.augment.names_on())
+        cfg = load_config("cpu-reference", ablation.overrides(row))
+        return set(cfg.render.effects.names_on()), cfg.render.glyph_jitter.on, set(cfg.train.augment.names_on())
 
     effects = set(ablation.ORDER)
     assert on("all") == (effects, True, set())

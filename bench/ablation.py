@@ -13,7 +13,11 @@ prints the table of an earlier run's ablation.json again.
 The preset's budget is 60 minutes a row; a shorter --minutes is printed in the table's title. --iterations trains
 every row for exactly N iterations instead: the rows then do not depend on the machine's load. Rows: baseline,
 glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (every render effect
-and glyph jitter), augment (every effect at training time instead, on the baseline's images).
+and glyph jitter), augment (every effect at training time instead, on the baseline's images), print (plain renders,
+30% of the training images from print fonts).
+
+Rows are added to OUT/ablation.json: a run whose --rows leave out the baseline reuses the baseline recorded there
+when its budget and --set match (the table says so), and trains one otherwise.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ sys.path.insert(0, ROOT)
 from tasks.effects import ORDER  # noqa: E402
 
 EFFECT_ROWS = ["glyph_jitter", *ORDER]
-ROWS = ["baseline", *EFFECT_ROWS, "all", "augment"]
+ROWS = ["baseline", *EFFECT_ROWS, "all", "augment", "print"]
+PRINT_RATIO = 0.3  # the print row's share of print-font images: glyph variety that plain handwriting faces lack
 
 
 def overrides(row: str) -> list[str]:
@@ -40,6 +45,8 @@ def overrides(row: str) -> list[str]:
                 f"{'true' if name in on else 'false'}" for name in EFFECT_ROWS]
     if row == "augment":
         switches += [f"train.augment.{name}.enabled=true" for name in ORDER]
+    if row == "print":
+        switches.append(f"render.pool.print_ratio={PRINT_RATIO}")
     return switches
 
 
@@ -76,8 +83,20 @@ def score(checkpoint: str, lmdb: str, out: str, common: list[str]) -> dict:
                  f"evaluating {checkpoint} on {lmdb}")
 
 
+def reusable_anchor(record: str, budget: dict, common: list[str]) -> list[dict]:
+    """The rows of an earlier ablation.json whose baseline was trained on this budget and these settings, else []."""
+    if not os.path.exists(record):
+        return []
+    with open(record, encoding="utf-8") as f:
+        earlier = json.load(f)
+    anchor = next((r for r in earlier if r["row"] == "baseline"), None)
+    if anchor is None or anchor.get("budget") != budget or anchor.get("common", []) != common:
+        return []
+    return earlier
+
+
 def print_table(results: list[dict], minutes: float, iterations: int | None, common: list[str]) -> None:
-    anchor = results[0]
+    anchor = next(r for r in results if r["row"] == "baseline")
     length = (f"{iterations} iterations a row (the preset's budget is 60 minutes)" if iterations else
               f"{minutes:g} minutes of training a row" + ("" if minutes == 60 else " (shorter than the preset's 60)"))
     print(f"ablation on cpu-reference, {length}; anchor: baseline (every effect off)"
@@ -106,20 +125,25 @@ def main() -> None:
         with open(record, encoding="utf-8") as f:
             results = json.load(f)
         length = results[0].get("budget", {"minutes": args.minutes, "iterations": args.iterations})
-        print_table(results, length["minutes"], length["iterations"], args.set)
+        print_table(results, length["minutes"], length["iterations"], results[0].get("common", args.set))
         return
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:
         raise SystemExit(f"unknown rows {unknown}; choose from {ROWS}")
-    if "baseline" not in rows:
-        rows.insert(0, "baseline")  # the anchor is measured in the same run, on the same protocol
+    length = {"minutes": args.minutes, "iterations": args.iterations}
+    results = [] if "baseline" in rows else reusable_anchor(record, length, args.set)
+    if "baseline" not in rows and not results:
+        rows.insert(0, "baseline")  # the anchor is measured on the same protocol, budget and settings
+    elif results:
+        print(f"... baseline: reused from {record}", file=sys.stderr, flush=True)
     os.makedirs(args.out, exist_ok=True)
-    results = []
     for row in rows:
         print(f"... {row}", file=sys.stderr, flush=True)
         result = run_row(row, budget(args.minutes, args.iterations), args.out, args.set)
-        result["budget"] = {"minutes": args.minutes, "iterations": args.iterations}
+        result["budget"] = length
+        result["common"] = args.set
+        results = [r for r in results if r["row"] != row]
         if row != "baseline":
             result["val_plain"] = score(result["checkpoint"], os.path.join(args.out, "baseline", "lmdb", "val"),
                                         os.path.join(args.out, row, "eval-baseline-val"), args.set)

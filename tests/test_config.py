@@ -97,8 +97,33 @@ def test_ablation_rows_switch_exactly_their_effects_and_the_baseline_is_the_pres
     assert load_config("cpu-reference") == load_config("cpu-reference", ablation.overrides("baseline"))
     assert on("augment") == (set(), False, effects)
     assert on("glyph_jitter") == (set(), True, set())
+    assert on("print") == (set(), False, set())
+    assert load_config("cpu-reference", ablation.overrides("print")).render.pool.print_ratio == ablation.PRINT_RATIO
+    assert load_config("cpu-reference").render.pool.print_ratio == 0.0
     for name in ablation.ORDER:
         assert on(name) == ({name}, False, set())
     assert ablation.budget(60, None) == ["train.max_minutes=60"]
     cfg = load_config("cpu-reference", ablation.budget(60, 1500))
     assert (cfg.train.max_minutes, cfg.train.num_iter) == (0, 1500)
+
+
+def test_ablation_reuses_a_recorded_baseline_only_of_the_same_budget_and_settings(tmp_path):
+    import importlib.util
+    import json
+    import os
+
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench", "ablation.py")
+    spec = importlib.util.spec_from_file_location("ablation", path)
+    ablation = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ablation)
+
+    record = tmp_path / "ablation.json"
+    assert ablation.reusable_anchor(str(record), {"minutes": 60, "iterations": None}, []) == []
+    rows = [{"row": "baseline", "budget": {"minutes": 60, "iterations": None}},
+            {"row": "all", "budget": {"minutes": 60, "iterations": None}}]
+    record.write_text(json.dumps(rows))
+    assert ablation.reusable_anchor(str(record), {"minutes": 60, "iterations": None}, []) == rows
+    assert ablation.reusable_anchor(str(record), {"minutes": 30, "iterations": None}, []) == []
+    assert ablation.reusable_anchor(str(record), {"minutes": 60, "iterations": None}, ["render.count=10"]) == []
+    record.write_text(json.dumps(rows[1:]))
+    assert ablation.reusable_anchor(str(record), {"minutes": 60, "iterations": None}, []) == []

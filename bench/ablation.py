@@ -1,23 +1,24 @@
 """Ablation of the handwriting-realism settings on the cpu-reference protocol (held-out font families).
 
 Each row is one `hwocr run --config cpu-reference` with one change, trained for the same number of minutes (or
-iterations) from scratch; the anchor is the baseline row: every render effect and glyph jitter off (plain trdg
-renders, no augmentation), which is the preset as it is. Prints word accuracy on the row's own validation images,
-on the baseline's plain validation images (training fonts; the goal's "validation drop" compares these) and on the
-test split (held-out families, always plain), and each row's change against the anchor in points. `--table`
-prints the table of an earlier run's ablation.json again.
+iterations) from scratch. The anchor is the baseline row: plain trdg renders of the handwriting faces only (every
+render effect and glyph jitter off, no print faces, no augmentation), the seed's look on the preset's fonts and
+recipe. Prints word accuracy on the row's own validation images, on the baseline's plain validation images
+(training handwriting fonts; the goal's "validation drop" compares these) and on the test split (held-out
+handwriting families, always plain), and each row's change against the anchor in points. `--table` prints the
+table of an earlier run's ablation.json again.
 
-    .venv/bin/python bench/ablation.py [--minutes 60 | --iterations N] [--rows baseline,elastic,all,augment]
+    .venv/bin/python bench/ablation.py [--minutes 60 | --iterations N] [--rows baseline,elastic,all,augment,print]
                                        [--out .bench-tmp/ablation] [--set render.count=20000 ...]
 
 The preset's budget is 60 minutes a row; a shorter --minutes is printed in the table's title. --iterations trains
 every row for exactly N iterations instead: the rows then do not depend on the machine's load. Rows: baseline,
 glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur_jpeg), all (every render effect
-and glyph jitter), augment (every effect at training time instead, on the baseline's images), print (plain renders,
-30% of the training images from print fonts).
+and glyph jitter), augment (every effect at training time instead, on the baseline's images), print (30% of the
+images from print faces, plain renders: the preset as it is).
 
 Rows are added to OUT/ablation.json: a run whose --rows leave out the baseline reuses the baseline recorded there
-when its budget and --set match (the table says so), and trains one otherwise.
+when its budget and --set match, and trains one otherwise.
 """
 
 from __future__ import annotations
@@ -35,18 +36,18 @@ from tasks.effects import ORDER  # noqa: E402
 
 EFFECT_ROWS = ["glyph_jitter", *ORDER]
 ROWS = ["baseline", *EFFECT_ROWS, "all", "augment", "print"]
-PRINT_RATIO = 0.3  # the print row's share of print-font images: glyph variety that plain handwriting faces lack
+PRINT_RATIO = 0.3  # the print row's share of print-face images, as in the preset
 
 
 def overrides(row: str) -> list[str]:
-    """The --set arguments of a row: its effects on (half of the images each, default strength), every other off."""
+    """The --set arguments of a row: its effects on (half of the images each, default strength), every other off;
+    print faces only in the print row."""
     on = set(EFFECT_ROWS) if row == "all" else {row} & set(EFFECT_ROWS)
     switches = [f"{'render.glyph_jitter' if name == 'glyph_jitter' else f'render.effects.{name}'}.enabled="
                 f"{'true' if name in on else 'false'}" for name in EFFECT_ROWS]
     if row == "augment":
         switches += [f"train.augment.{name}.enabled=true" for name in ORDER]
-    if row == "print":
-        switches.append(f"render.pool.print_ratio={PRINT_RATIO}")
+    switches.append(f"render.pool.print_ratio={PRINT_RATIO if row == 'print' else 0.0}")
     return switches
 
 
@@ -99,7 +100,7 @@ def print_table(results: list[dict], minutes: float, iterations: int | None, com
     anchor = next(r for r in results if r["row"] == "baseline")
     length = (f"{iterations} iterations a row (the preset's budget is 60 minutes)" if iterations else
               f"{minutes:g} minutes of training a row" + ("" if minutes == 60 else " (shorter than the preset's 60)"))
-    print(f"ablation on cpu-reference, {length}; anchor: baseline (every effect off)"
+    print(f"ablation on cpu-reference, {length}; anchor: baseline (plain handwriting faces)"
           + (f"; every row with {' '.join(common)}" if common else ""))
     print("| row | iterations | val, own images | val, baseline's images | val vs baseline | test (held-out) "
           "| test norm_ED | test vs baseline |")

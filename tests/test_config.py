@@ -78,7 +78,7 @@ def test_pool_replaces_font_lists():
         load_config(None, ["render.pool.print_ratio=0.2", "render.fonts=[/usr/share/fonts/truetype/nanum/NanumPen.ttf]"])
 
 
-def test_ablation_rows_switch_exactly_their_effects_and_the_baseline_is_the_preset():
+def test_ablation_rows_switch_exactly_their_effects_and_the_print_row_is_the_preset():
     import importlib.util
     import os
 
@@ -94,12 +94,13 @@ def test_ablation_rows_switch_exactly_their_effects_and_the_baseline_is_the_pres
     effects = set(ablation.ORDER)
     assert on("all") == (effects, True, set())
     assert on("baseline") == (set(), False, set())
-    assert load_config("cpu-reference") == load_config("cpu-reference", ablation.overrides("baseline"))
+    assert load_config("cpu-reference") == load_config("cpu-reference", ablation.overrides("print"))
     assert on("augment") == (set(), False, effects)
     assert on("glyph_jitter") == (set(), True, set())
     assert on("print") == (set(), False, set())
-    assert load_config("cpu-reference", ablation.overrides("print")).render.pool.print_ratio == ablation.PRINT_RATIO
-    assert load_config("cpu-reference").render.pool.print_ratio == 0.0
+    for row in ablation.ROWS:
+        ratio = load_config("cpu-reference", ablation.overrides(row)).render.pool.print_ratio
+        assert ratio == (ablation.PRINT_RATIO if row == "print" else 0.0), row
     for name in ablation.ORDER:
         assert on(name) == ({name}, False, set())
     assert ablation.budget(60, None) == ["train.max_minutes=60"]

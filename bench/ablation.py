@@ -17,6 +17,9 @@ glyph_jitter, one per render effect (stroke, ink, elastic, pad_crop, paper, blur
 and glyph jitter), augment (every effect at training time instead, on the baseline's images), print (30% of the
 images from print faces, plain renders: the preset as it is).
 
+--set applies a setting to every row; the settings that rows or the budget control (effects, glyph jitter,
+augmentation, print_ratio, num_iter, max_minutes) are refused there.
+
 Rows are added to OUT/ablation.json: a run whose --rows leave out the baseline reuses the baseline recorded there
 when its budget and --set match, and trains one otherwise.
 """
@@ -37,6 +40,9 @@ from tasks.effects import ORDER  # noqa: E402
 EFFECT_ROWS = ["glyph_jitter", *ORDER]
 ROWS = ["baseline", *EFFECT_ROWS, "all", "augment", "print"]
 PRINT_RATIO = 0.3  # the print row's share of print-face images, as in the preset
+# Settings the rows and the budget set: a --set of one would be overridden in some rows and not in others.
+ROW_KEYS = ("render.effects", "render.glyph_jitter", "train.augment", "render.pool.print_ratio",
+            "train.num_iter", "train.max_minutes")
 
 
 def overrides(row: str) -> list[str]:
@@ -49,6 +55,25 @@ def overrides(row: str) -> list[str]:
         switches += [f"train.augment.{name}.enabled=true" for name in ORDER]
     switches.append(f"render.pool.print_ratio={PRINT_RATIO if row == 'print' else 0.0}")
     return switches
+
+
+def check_common(sets: list[str]) -> None:
+    """Refuse a --set that is not KEY=VALUE or that names a setting the rows or --minutes/--iterations control."""
+    for s in sets:
+        key, eq, _ = s.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise SystemExit(f"--set {s!r}: expected KEY=VALUE")
+        owner = next((k for k in ROW_KEYS if key == k or key.startswith(k + ".")), None)
+        if owner is not None:
+            raise SystemExit(f"--set {s!r}: {owner} is set by each row or by --minutes/--iterations, not by --set")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number of iterations, got {text}")
+    return value
 
 
 def budget(minutes: float, iterations: int | None) -> list[str]:
@@ -115,7 +140,7 @@ def print_table(results: list[dict], minutes: float, iterations: int | None, com
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=60, help="training minutes per row (the preset's budget: 60)")
-    p.add_argument("--iterations", type=int, help="train every row for exactly this many iterations instead")
+    p.add_argument("--iterations", type=positive_int, help="train every row for exactly this many iterations instead")
     p.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {', '.join(ROWS)}")
     p.add_argument("--out", default=os.path.join(ROOT, ".bench-tmp", "ablation"))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting for every row")
@@ -128,6 +153,9 @@ def main() -> None:
         length = results[0].get("budget", {"minutes": args.minutes, "iterations": args.iterations})
         print_table(results, length["minutes"], length["iterations"], results[0].get("common", args.set))
         return
+    check_common(args.set)
+    if args.minutes <= 0:
+        p.error(f"--minutes must be positive, got {args.minutes:g}")
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = [r for r in rows if r not in ROWS]
     if unknown:

@@ -128,3 +128,25 @@ def test_ablation_reuses_a_recorded_baseline_only_of_the_same_budget_and_setting
     assert ablation.reusable_anchor(str(record), {"minutes": 60, "iterations": None}, ["render.count=10"]) == []
     record.write_text(json.dumps(rows[1:]))
     assert ablation.reusable_anchor(str(record), {"minutes": 60, "iterations": None}, []) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--set", "train.num_iter=5"], "train.num_iter is set by each row or by --minutes/--iterations"),
+    (["--set", "render.effects.elastic.enabled=true"], "render.effects is set by each row"),
+    (["--set", "render.pool.print_ratio=0.5"], "render.pool.print_ratio is set by each row"),
+    (["--set", "render.count"], "expected KEY=VALUE"),
+    (["--iterations", "0"], "must be a positive number of iterations, got 0"),
+    (["--minutes", "-1"], "--minutes must be positive, got -1"),
+])
+def test_ablation_refuses_settings_the_rows_control_before_running(tmp_path, args, message):
+    import os
+    import subprocess
+    import sys
+
+    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench", "ablation.py")
+    out = tmp_path / "ablation"
+    proc = subprocess.run([sys.executable, script, "--out", str(out), "--rows", "baseline", *args],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert message in proc.stderr
+    assert not out.exists()

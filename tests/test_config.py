@@ -1,3 +1,6 @@
+import importlib.util
+import os
+
 import pytest
 
 from flows.config import load_config
@@ -78,15 +81,18 @@ def test_pool_replaces_font_lists():
         load_config(None, ["render.pool.print_ratio=0.2", "render.fonts=[/usr/share/fonts/truetype/nanum/NanumPen.ttf]"])
 
 
-def test_ablation_rows_switch_exactly_their_effects_and_the_print_row_is_the_preset():
-    import importlib.util
-    import os
+ABLATION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "ablation.py")
 
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench", "ablation.py")
-    spec = importlib.util.spec_from_file_location("ablation", path)
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
 
+@pytest.fixture(scope="module")
+def ablation():
+    spec = importlib.util.spec_from_file_location("ablation", ABLATION)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ablation_rows_switch_exactly_their_effects_and_the_print_row_is_the_preset(ablation):
     def on(row: str) -> tuple[set, bool, set]:
         cfg = load_config("cpu-reference", ablation.overrides(row))
         return set(cfg.render.effects.names_on()), cfg.render.glyph_jitter.on, set(cfg.train.augment.names_on())
@@ -103,20 +109,15 @@ def test_ablation_rows_switch_exactly_their_effects_and_the_print_row_is_the_pre
         assert ratio == (ablation.PRINT_RATIO if row == "print" else 0.0), row
     for name in ablation.ORDER:
         assert on(name) == ({name}, False, set())
+    assert on(ablation.START) == (set(), False, set())
+    assert load_config("cpu-reference", ablation.overrides(ablation.START)).render.pool.print_ratio == 1.0
     assert ablation.budget(60, None) == ["train.max_minutes=60"]
     cfg = load_config("cpu-reference", ablation.budget(60, 1500))
     assert (cfg.train.max_minutes, cfg.train.num_iter) == (0, 1500)
 
 
-def test_ablation_reuses_a_recorded_baseline_only_of_the_same_budget_and_settings(tmp_path):
-    import importlib.util
+def test_ablation_reuses_a_recorded_baseline_only_of_the_same_budget_and_settings(tmp_path, ablation):
     import json
-    import os
-
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench", "ablation.py")
-    spec = importlib.util.spec_from_file_location("ablation", path)
-    ablation = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ablation)
 
     record = tmp_path / "ablation.json"
     assert ablation.reusable_anchor(str(record), {"minutes": 60, "iterations": None}, []) == []
@@ -135,18 +136,33 @@ def test_ablation_reuses_a_recorded_baseline_only_of_the_same_budget_and_setting
     (["--set", "render.effects.elastic.enabled=true"], "render.effects is set by each row"),
     (["--set", "render.pool.print_ratio=0.5"], "render.pool.print_ratio is set by each row"),
     (["--set", "render.count"], "expected KEY=VALUE"),
+    (["--start", "100", "--set", "train.pretrained=korean_g2"], "train.pretrained is set by each row or by"),
     (["--iterations", "0"], "must be a positive number of iterations, got 0"),
+    (["--start", "0"], "must be a positive number of iterations, got 0"),
     (["--minutes", "-1"], "--minutes must be positive, got -1"),
 ])
 def test_ablation_refuses_settings_the_rows_control_before_running(tmp_path, args, message):
-    import os
     import subprocess
     import sys
 
-    script = os.path.join(os.path.dirname(os.path.dirname(__file__)), "bench", "ablation.py")
     out = tmp_path / "ablation"
-    proc = subprocess.run([sys.executable, script, "--out", str(out), "--rows", "baseline", *args],
+    proc = subprocess.run([sys.executable, ABLATION, "--out", str(out), "--rows", "baseline", *args],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0
     assert message in proc.stderr
     assert not out.exists()
+
+
+def test_ablation_table_shows_the_start_row_first_and_names_it_in_the_title(capsys, ablation):
+    def row(name: str, val: float, plain: float, test: float) -> dict:
+        return {"row": name, "iterations": 250, "val": {"accuracy": val}, "val_plain": {"accuracy": plain},
+                "test": {"accuracy": test, "norm_ed": 0.5}}
+
+    results = [row("baseline", 80.0, 80.0, 60.0), row("elastic", 70.0, 78.5, 62.5), row("start", 90.0, 40.0, 30.0)]
+    ablation.print_table(results, {"minutes": 60, "iterations": 250, "start": 1000}, ["render.count=40000"])
+    lines = capsys.readouterr().out.splitlines()
+    assert "250 iterations a row" in lines[0] and "fine-tuned from `start` (1000 iterations on print faces only)" in lines[0]
+    assert "every row with render.count=40000" in lines[0]
+    assert [line.split(" | ")[0] for line in lines[3:]] == ["| start", "| baseline", "| elastic"]
+    assert "| 40.0% | -40.0 points | 30.0% |" in lines[3]
+    assert "| 78.5% | -1.5 points | 62.5% | 0.500 | +2.5 points |" in lines[5]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prefect import flow
+from prefect import flow, get_run_logger
 
 from flows.config import PipelineConfig
 from flows.dataset import dataset_flow_for
@@ -12,7 +12,7 @@ from tasks.evaluate import CODE_VERSION as EVAL_CODE
 from tasks.evaluate import evaluate_split
 from tasks.export import CODE_VERSION as EXPORT_CODE
 from tasks.export import export_easyocr, log_bundle
-from tasks.track import log_dataset
+from tasks.track import log_dataset, run_in_store
 from tasks.train import fine_tune, lmdb_digest, train_key
 
 
@@ -32,6 +32,11 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
     state = train(config.train, config.tracking, train_lmdbs, val_lmdb, digests, out, key, return_state=True)
     result = state.result()
     result["reused"] = result["reused"] or state.name == "Cached"  # not trained in this run, either way
+    if result["reused"] and run_in_store(config.tracking, result["mlflow_run_id"]) is None:
+        get_run_logger().warning(
+            "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
+            "bundle and dataset are not logged to MLflow", result["mlflow_run_id"], config.tracking.tracking_uri)
+        result["mlflow_run_id"] = None
     # Validation, and the held-out-font test split when there is one: overall, per font, per length.
     scores = {}
     for split, data in (("val", val_lmdb), ("test", test_lmdb)):
@@ -63,6 +68,7 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
     """What a run produced, on the flow run's page in the Prefect UI: summary, evaluation table, MLflow link."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
+    uri, run_id = config.tracking.tracking_uri, trained["mlflow_run_id"]
     rows = []
     for split, r in trained["evaluation"].items():
         rows.append({"split": split, "font": "all", "samples": r["samples"], "accuracy": round(r["accuracy"], 2),
@@ -82,12 +88,14 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
             + f", best validation accuracy {trained['best_accuracy']:.2f}%",
             f"- checkpoint: `{trained['checkpoint']}`",
             f"- EasyOCR bundle: `{bundle['dir']}` (recog_network=`{bundle['name']}`)",
-            f"- MLflow run: `{trained['mlflow_run_id']}` at `{config.tracking.tracking_uri}`",
+            f"- MLflow run: `{run_id}` at `{uri}`" if run_id
+            else f"- MLflow: the cached training was tracked in another store than `{uri}`",
         ]),
         key="hwocr-summary", description="What this pipeline run produced")
+    if not run_id:
+        return
     from tasks.track import connect
 
-    uri, run_id = config.tracking.tracking_uri, trained["mlflow_run_id"]
     experiment = connect(config.tracking).get_run(run_id).info.experiment_id
     web = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     text = f"MLflow run {run_id}" + ("" if web != "http://127.0.0.1:5000" else f" (after: mlflow ui --backend-store-uri {uri})")

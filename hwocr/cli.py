@@ -109,6 +109,13 @@ def _train_json(result: dict) -> dict:
                            for split, r in result.get("evaluation", {}).items()}}
 
 
+def _mlflow_line(run_id: str | None, config) -> str:
+    uri = config.tracking.tracking_uri
+    if not run_id:
+        return f"MLflow: the cached training was tracked in another store than {uri}; nothing logged there"
+    return f"MLflow run {run_id}: .venv/bin/mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)"
+
+
 def cmd_train(args) -> dict:
     from flows.config import load_config
     from flows.finetune import finetune_flow
@@ -117,8 +124,7 @@ def cmd_train(args) -> dict:
     result = finetune_flow(config)
     if not args.json:
         print(f"best accuracy {result['best_accuracy']:.2f}% after {result['iterations']} iterations; "
-              f"checkpoint {result['checkpoint']}; MLflow run {result['mlflow_run_id']} "
-              f"(mlflow ui --backend-store-uri {config.tracking.tracking_uri})")
+              f"checkpoint {result['checkpoint']}; {_mlflow_line(result['mlflow_run_id'], config)}")
     return _train_json(result)
 
 
@@ -138,8 +144,7 @@ def cmd_run(args) -> dict:
                   f"CER {r['cer']:.4f}; predictions {r['predictions']}")
         e = result["export"]
         print(f"EasyOCR bundle: {e['dir']} (recog_network='{e['name']}'; its README.md says how to load it)")
-        print(f"MLflow run {t['mlflow_run_id']}: .venv/bin/mlflow ui --backend-store-uri "
-              f"{config.tracking.tracking_uri}  (then open http://127.0.0.1:5000)")
+        print(_mlflow_line(t["mlflow_run_id"], config))
     return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"]),
             "export": result["export"]}
 

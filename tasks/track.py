@@ -85,12 +85,30 @@ def log_eval(step: int, entry: dict) -> None:
         mlflow.log_text("\n".join(rows) + "\n", f"validation/samples_{step:07d}.tsv")
 
 
-def log_dataset(settings: TrackingSettings, run_id: str, render, summary: dict) -> None:
+def run_in_store(settings: TrackingSettings, run_id: str | None) -> str | None:
+    """run_id when the tracking store holds that run, else None: a training cached in the bucket may have been
+    tracked by another machine's MLflow."""
+    if not run_id:
+        return None
+    from mlflow.exceptions import MlflowException
+
+    try:
+        connect(settings).get_run(run_id)
+    except MlflowException as e:
+        if e.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        return None
+    return run_id
+
+
+def log_dataset(settings: TrackingSettings, run_id: str | None, render, summary: dict) -> None:
     """The render settings and fonts behind a run, with tags to tell runs apart in the MLflow UI.
 
     Tags, not params: a run is keyed by its training data, and settings that change only the test split (the
     held-out fonts) reuse it, so these values may change for the same run.
     """
+    if not run_id:
+        return
     client = connect(settings)
     client.log_dict(run_id, {"render": render.model_dump(mode="json"),
                              **{k: summary.get(k) for k in ("fonts", "test_fonts", "words")}}, "dataset/render.json")

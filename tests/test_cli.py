@@ -77,6 +77,19 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert f"mlflow ui --backend-store-uri {uri}" in again.stdout
     assert "val: 8 samples, accuracy" in again.stdout
 
+    # Another machine's MLflow (a fresh store) with the same outputs: the cached training is reused, and its run,
+    # tracked elsewhere, is named instead of failing the pipeline.
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    elsewhere = subprocess.run([sys.executable, "-m", "hwocr.cli",
+                                *[f"tracking.tracking_uri={other}" if a == f"tracking.tracking_uri={uri}" else a
+                                  for a in args]], capture_output=True, text=True, timeout=600)
+    assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
+    assert "trained 4 iterations (cached)" in elsewhere.stdout
+    assert f"MLflow: the cached training was tracked in another store than {other}" in elsewhere.stdout
+    assert f"MLflow run {result['train']['mlflow_run_id']} is not in {other}" in elsewhere.stderr
+    fresh = mlflow.MlflowClient(other)
+    assert fresh.search_runs([e.experiment_id for e in fresh.search_experiments()]) == []
+
 
 def test_export_bad_name_exit_2(tmp_path):
     p = hwocr("export", "--model", str(tmp_path / "x.pth"), "--out", str(tmp_path / "b"), "--name", "my-model")

@@ -12,7 +12,7 @@ from tasks.evaluate import CODE_VERSION as EVAL_CODE
 from tasks.evaluate import evaluate_split
 from tasks.export import CODE_VERSION as EXPORT_CODE
 from tasks.export import export_easyocr, log_bundle
-from tasks.track import log_dataset, run_in_store
+from tasks.track import holds_run, log_dataset
 from tasks.train import fine_tune, lmdb_digest, train_key
 
 
@@ -32,7 +32,7 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
     state = train(config.train, config.tracking, train_lmdbs, val_lmdb, digests, out, key, return_state=True)
     result = state.result()
     result["reused"] = result["reused"] or state.name == "Cached"  # not trained in this run, either way
-    if result["reused"] and run_in_store(config.tracking, result["mlflow_run_id"]) is None:
+    if result["reused"] and not holds_run(config.tracking, result["mlflow_run_id"]):
         get_run_logger().warning(
             "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
             "bundle and dataset are not logged to MLflow", result["mlflow_run_id"], config.tracking.tracking_uri)

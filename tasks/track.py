@@ -85,11 +85,9 @@ def log_eval(step: int, entry: dict) -> None:
         mlflow.log_text("\n".join(rows) + "\n", f"validation/samples_{step:07d}.tsv")
 
 
-def run_in_store(settings: TrackingSettings, run_id: str | None) -> str | None:
-    """run_id when the tracking store holds that run, else None: a training cached in the bucket may have been
-    tracked by another machine's MLflow."""
-    if not run_id:
-        return None
+def holds_run(settings: TrackingSettings, run_id: str) -> bool:
+    """Whether the tracking store holds run_id: a training cached in the bucket may have been tracked by another
+    machine's MLflow."""
     from mlflow.exceptions import MlflowException
 
     try:
@@ -97,8 +95,8 @@ def run_in_store(settings: TrackingSettings, run_id: str | None) -> str | None:
     except MlflowException as e:
         if e.error_code != "RESOURCE_DOES_NOT_EXIST":
             raise
-        return None
-    return run_id
+        return False
+    return True
 
 
 def log_dataset(settings: TrackingSettings, run_id: str | None, render, summary: dict) -> None:

@@ -9,7 +9,7 @@ from flows.dataset import dataset_flow_for
 from hwocr import hashing, storage
 from tasks.common import result_storage
 from tasks.evaluate import CODE_VERSION as EVAL_CODE
-from tasks.evaluate import evaluate_split
+from tasks.evaluate import easyocr_available, easyocr_check, evaluate_split
 from tasks.export import CODE_VERSION as EXPORT_CODE
 from tasks.export import export_easyocr, log_bundle
 from tasks.track import holds_run, log_dataset
@@ -46,6 +46,7 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
         report = evaluate(result["checkpoint"], data, storage.join(result["run_dir"], "eval", split),
                                 config.train, ekey, config.tracking, result["mlflow_run_id"], split)
         scores[split] = {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font", "predictions")}
+        scores[split]["digest"] = digests[data]
     return {**{k: v for k, v in result.items() if k != "history"}, "evaluation": scores}
 
 
@@ -60,11 +61,34 @@ def pipeline_flow(config: PipelineConfig) -> dict:
                             config.train.charset, config.train.img_h, ekey)
     log_bundle(config.tracking, trained["mlflow_run_id"], bundle)
     log_dataset(config.tracking, trained["mlflow_run_id"], config.render, data)
-    publish_artifacts(config, data, trained, bundle)
-    return {"dataset": data, "train": trained, "export": bundle}
+    check = check_in_easyocr(config, trained, bundle, ekey)
+    publish_artifacts(config, data, trained, bundle, check)
+    return {"dataset": data, "train": trained, "export": bundle, "easyocr": check}
 
 
-def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle: dict) -> None:
+def check_in_easyocr(config: PipelineConfig, trained: dict, bundle: dict, export_key: str) -> dict | None:
+    """The bundle read by the real easyocr on the test split (else validation), beside hwocr's own figure."""
+    log = get_run_logger()
+    why = easyocr_available()
+    if why:
+        log.warning("EasyOCR check skipped: %s", why)
+        return None
+    split = "test" if "test" in trained["evaluation"] else "val"
+    data = storage.join(storage.normalize(config.out), "lmdb", split)
+    ours = trained["evaluation"][split]["accuracy"]
+    key = hashing.digest({"stage": "easyocr_check", "code": EVAL_CODE, "bundle": export_key,
+                          "data": trained["evaluation"][split]["digest"]})
+    task = easyocr_check.with_options(result_storage=result_storage(config.results_url()))
+    check = task(bundle["dir"], data, storage.join(trained["run_dir"], "eval", split, "easyocr"), config.train, key,
+                 config.tracking, trained["mlflow_run_id"], split, ours)
+    if check["mismatch"]:
+        log.warning("EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does "
+                    "not read in EasyOCR as hwocr measured it", split, check["float"]["accuracy"],
+                    check["int8"]["accuracy"], ours)
+    return check
+
+
+def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle: dict, check: dict | None) -> None:
     """What a run produced, on the flow run's page in the Prefect UI: summary, evaluation table, MLflow link."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
@@ -76,6 +100,10 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
         for font, f in sorted((r.get("by_font") or {}).items()):
             rows.append({"split": split, "font": font, "samples": f["samples"], "accuracy": round(f["accuracy"], 2),
                          "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)})
+    for kind in ("float", "int8") if check else ():
+        f = check[kind]
+        rows.append({"split": check["split"], "font": f"all, EasyOCR {kind}", "samples": check["samples"],
+                     "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)})
     create_table_artifact(rows, key="hwocr-evaluation", description="Word accuracy, norm_ED and CER per split and font")
     images = ", ".join(f"{k} {v['samples']} images" for k, v in data["splits"].items())
     create_markdown_artifact(
@@ -88,6 +116,7 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
             + f", best validation accuracy {trained['best_accuracy']:.2f}%",
             f"- checkpoint: `{trained['checkpoint']}`",
             f"- EasyOCR bundle: `{bundle['dir']}` (recog_network=`{bundle['name']}`)",
+            _check_line(check),
             f"- MLflow run: `{run_id}` at `{uri}`" if run_id
             else f"- MLflow: the cached training was tracked in another store than `{uri}`",
         ]),
@@ -100,3 +129,11 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
     web = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     text = f"MLflow run {run_id}" + ("" if web != "http://127.0.0.1:5000" else f" (after: mlflow ui --backend-store-uri {uri})")
     create_link_artifact(f"{web}/#/experiments/{experiment}/runs/{run_id}", link_text=text, key="hwocr-mlflow-run")
+
+
+def _check_line(check: dict | None) -> str:
+    if check is None:
+        return "- EasyOCR check: skipped (no EasyOCR venv; scripts/bootstrap.sh installs it)"
+    line = (f"- read by EasyOCR on {check['split']}: {check['float']['accuracy']:.2f}% float, "
+            f"{check['int8']['accuracy']:.2f}% int8 (hwocr: {check['hwocr_accuracy']:.2f}%)")
+    return f"- **WARNING: EasyOCR and hwocr disagree by {check['gap']:+.2f} points** " + line[2:] if check["mismatch"] else line

@@ -144,9 +144,24 @@ def cmd_run(args) -> dict:
                   f"CER {r['cer']:.4f}; predictions {r['predictions']}")
         e = result["export"]
         print(f"EasyOCR bundle: {e['dir']} (recog_network='{e['name']}'; its README.md says how to load it)")
+        print(_easyocr_line(result["easyocr"]))
         print(_mlflow_line(t["mlflow_run_id"], config))
+    check = result["easyocr"]
     return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"]),
-            "export": result["export"]}
+            "export": result["export"],
+            "easyocr": {k: check[k] for k in ("split", "float", "int8", "int8_agreement", "gap", "mismatch")}
+            if check else None}
+
+
+def _easyocr_line(check: dict | None) -> str:
+    if check is None:
+        return "read by EasyOCR: not checked (.venv-easyocr is missing; scripts/bootstrap.sh installs it)"
+    line = (f"read by EasyOCR itself, {check['split']}: accuracy {check['float']['accuracy']:.2f}% "
+            f"(int8, EasyOCR's CPU default: {check['int8']['accuracy']:.2f}%); hwocr measured "
+            f"{check['hwocr_accuracy']:.2f}%")
+    if check["mismatch"]:
+        return f"WARNING: EasyOCR and hwocr disagree by {check['gap']:+.2f} points. {line}"
+    return line
 
 
 def cmd_evaluate(args) -> dict:
@@ -165,8 +180,13 @@ def cmd_evaluate(args) -> dict:
             for key, row in sorted((table or {}).items(), key=lambda kv: str(kv[0])):
                 print(f"  {title} {key}: {row['samples']} samples, accuracy {row['accuracy']:.2f}%, "
                       f"CER {row['cer']:.4f}")
+        if "easyocr" in report:
+            e = report["easyocr"]
+            print(f"EasyOCR int8 (quantize=True, its CPU default): accuracy {e['int8']['accuracy']:.2f}%, "
+                  f"CER {e['int8']['cer']:.4f}; {e['int8_agreement']:.1f}% of readings equal the float model's")
         print(f"predictions: {report['predictions']}\nworst failures: {report['worst_failures']}")
-    return {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "predictions")}
+    return {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "predictions")} | (
+        {"easyocr": report["easyocr"]} if "easyocr" in report else {})
 
 
 def cmd_export(args) -> dict:

@@ -9,7 +9,8 @@ import unicodedata
 from hwocr.errors import HwocrError
 
 _HERE = os.path.dirname(__file__)
-BUILTIN = {"korean_g2": os.path.join(_HERE, "korean_g2.txt")}
+# EasyOCR 1.7.2's config.py `characters` of each model, in its order.
+BUILTIN = {name: os.path.join(_HERE, f"{name}.txt") for name in ("korean_g2", "english_g2")}
 
 
 @functools.lru_cache(maxsize=8)

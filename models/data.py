@@ -1,4 +1,4 @@
-"""Training data: benchmark-layout LMDBs, the two preprocessing modes, and a resumable mixed-batch loader.
+"""Training data: benchmark-layout LMDBs, the preprocessing modes, and a resumable, width-bucketed mixed-batch loader.
 
 Plain PyTorch + PIL + numpy (no torchvision, no Prefect). The layout is deep-text-recognition-benchmark's:
 `image-%09d` (encoded image bytes, from 1), `label-%09d` (UTF-8), `num-samples` (decimal string).
@@ -23,8 +23,9 @@ import torch
 from PIL import Image
 
 from hwocr.errors import HwocrError
+from models import easyocr_compat
 
-MODES = ("pad", "stretch")
+MODES = ("easyocr", "pad", "stretch")
 _BICUBIC = Image.Resampling.BICUBIC
 
 
@@ -129,7 +130,28 @@ def pad(img: Image.Image, img_h: int, img_w: int) -> torch.Tensor:
     return out
 
 
-PREPROCESS = {"pad": pad, "stretch": stretch}
+def easyocr_width(w: int, h: int, img_h: int) -> int:
+    """The input width EasyOCR gives a lone crop of w x h: ceil(ratio) * img_h (`get_image_list`)."""
+    ratio = w / h
+    return math.ceil(max(ratio, 1.0 / ratio)) * img_h
+
+
+def natural(img: Image.Image, img_h: int, img_w: int = 0) -> torch.Tensor:
+    """The word as EasyOCR's recognize feeds it: height img_h, natural width, padded to ceil(ratio) * img_h.
+
+    img_w is unused: this mode's width comes from the image (LmdbDataset caps it with max_width)."""
+    return easyocr_compat.crop_tensor(np.asarray(_gray(img)), img_h)[0]
+
+
+def pad_to(x: torch.Tensor, width: int) -> torch.Tensor:
+    """[C, H, W] widened to width by repeating the last column: NormalizePAD at a batch's widest crop."""
+    w = x.shape[-1]
+    if w >= width:
+        return x
+    return torch.cat([x, x[..., w - 1:w].expand(*x.shape[:-1], width - w)], dim=-1)
+
+
+PREPROCESS = {"easyocr": natural, "pad": pad, "stretch": stretch}
 
 
 class LmdbDataset(torch.utils.data.Dataset):
@@ -142,19 +164,20 @@ class LmdbDataset(torch.utils.data.Dataset):
     """
 
     def __init__(self, root: str, charset: str, batch_max_length: int = 25, img_h: int = 80, img_w: int = 100,
-                 mode: Literal["pad", "stretch"] = "pad") -> None:
+                 mode: Literal["easyocr", "pad", "stretch"] = "easyocr", max_width: int = 800) -> None:
         if mode not in PREPROCESS:
             raise HwocrError(f"{root}: preprocessing mode {mode!r} is not one of {', '.join(MODES)}")
         self.root = str(root)
         self.charset = charset
         self.batch_max_length = batch_max_length
-        self.img_h, self.img_w, self.mode = img_h, img_w, mode
+        self.img_h, self.img_w, self.mode, self.max_width = img_h, img_w, mode, max_width
         self._key = _env_key(self.root) if os.path.exists(self.root) else (self.root, None, None)
 
         allowed = set(charset)
-        self.dropped = {"too_long": 0, "out_of_charset": 0}
+        self.dropped = {"too_long": 0, "out_of_charset": 0} | ({"too_wide": 0} if mode == "easyocr" else {})
         indices: list[int] = []
         labels: list[str] = []
+        widths: list[int] = []
         with _shared_env(self.root, self._key).begin(write=False) as txn:
             raw = txn.get(b"num-samples")
             if raw is None:
@@ -179,14 +202,31 @@ class LmdbDataset(torch.utils.data.Dataset):
                 elif not allowed.issuperset(label):
                     self.dropped["out_of_charset"] += 1
                 else:
+                    width = self._width(txn, index) if mode == "easyocr" else img_w
+                    if width > max_width:
+                        self.dropped["too_wide"] += 1
+                        continue
                     indices.append(index)
                     labels.append(label)
+                    widths.append(width)
         if not indices:
+            wide = f", {self.dropped['too_wide']} wider than {max_width} px" if mode == "easyocr" else ""
             raise HwocrError(f"{self.root}: all {n} samples were dropped ({self.dropped['too_long']} longer than "
                              f"{batch_max_length} characters, {self.dropped['out_of_charset']} with characters "
-                             f"outside the character set)")
+                             f"outside the character set{wide})")
         self.indices = indices
         self.labels = labels
+        self.widths = widths  # network input width of each kept sample: the loader buckets batches by it
+
+    def _width(self, txn, index: int) -> int:
+        buf = txn.get(b"image-%09d" % index)
+        try:
+            with Image.open(io.BytesIO(buf or b"")) as im:  # reads the header only
+                w, h = im.size
+        except Exception as e:  # noqa: BLE001 - PIL raises many kinds for corrupt data
+            raise HwocrError(f"{self.root}: image {index} (image-{index:09d}) cannot be decoded: "
+                             f"{type(e).__name__}: {e}") from None
+        return easyocr_width(w, h, self.img_h)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -197,6 +237,10 @@ class LmdbDataset(torch.utils.data.Dataset):
     def sample(self, i: int, augment: Callable[[Image.Image, int], Image.Image], seed: int) -> tuple[torch.Tensor, str]:
         """Sample i with augment(image, seed) applied before preprocessing."""
         return PREPROCESS[self.mode](augment(self.raw_image(i), seed), self.img_h, self.img_w), self.labels[i]
+
+    def contrast_retry(self, i: int) -> torch.Tensor:
+        """Sample i as EasyOCR reads a low-confidence crop the second time (contrast stretched)."""
+        return easyocr_compat.crop_tensor(np.asarray(self.raw_image(i)), self.img_h, contrast=True)[0]
 
     def raw_image(self, i: int) -> Image.Image:
         """Sample i as stored (grayscale), before preprocessing."""
@@ -217,10 +261,12 @@ class LmdbDataset(torch.utils.data.Dataset):
 
 
 def collate(batch: Sequence[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, list[str]]:
-    """[(image [1, H, W], label), ...] -> (images [B, 1, H, W] float32, labels)."""
+    """[(image [1, H, W_i], label), ...] -> (images [B, 1, H, max W_i] float32, labels); narrower images are
+    widened by repeating their last column, as EasyOCR pads every crop of a call to the widest."""
     if not batch:
         raise ValueError("collate: empty batch")
-    images = torch.stack([img for img, _ in batch]).to(torch.float32)
+    width = max(img.shape[-1] for img, _ in batch)
+    images = torch.stack([pad_to(img, width) for img, _ in batch]).to(torch.float32)
     return images, [label for _, label in batch]
 
 
@@ -247,6 +293,25 @@ def _sample_seed(seed: int, dataset: int, epoch: int, index: int) -> int:
 
 def _epoch_seed(seed: int, epoch: int, dataset: int) -> int:
     return _derive_seed("hwocr-mixed", seed, epoch, dataset)
+
+
+BUCKET_WINDOW = 32  # batches sorted by width together: wider windows pad less and mix lengths less
+
+
+def bucketed(perm: list[int], widths: Sequence[int], count: int, g: torch.Generator) -> list[int]:
+    """perm reordered so that consecutive runs of `count` samples share a width: each window of BUCKET_WINDOW
+    batches is sorted by width (stably), cut into batches, and the full batches shuffled; a short one stays last."""
+    out: list[int] = []
+    span = count * BUCKET_WINDOW
+    for start in range(0, len(perm), span):
+        window = sorted(perm[start:start + span], key=widths.__getitem__)
+        chunks = [window[k:k + count] for k in range(0, len(window), count)]
+        tail = chunks.pop() if len(chunks[-1]) < count else None
+        for k in torch.randperm(len(chunks), generator=g).tolist():
+            out += chunks[k]
+        if tail:
+            out += tail
+    return out
 
 
 class MixedLoader:
@@ -295,7 +360,11 @@ class MixedLoader:
         cached = self._perms.get(d)
         if cached is None or cached[0] != epoch:
             g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, d))
-            cached = (epoch, torch.randperm(self.lengths[d], generator=g).tolist())
+            order = torch.randperm(self.lengths[d], generator=g).tolist()
+            widths = getattr(self.datasets[d], "widths", None)
+            if widths and min(widths) != max(widths):  # natural-width inputs: batches of one width, little padding
+                order = bucketed(order, widths, self.counts[d], g)
+            cached = (epoch, order)
             self._perms[d] = cached
         return cached[1]
 
@@ -314,11 +383,17 @@ class MixedLoader:
                 self._pos[d] += 1
         return out
 
-    def fetch(self, indices: list[tuple[int, int, int]]) -> list[tuple[torch.Tensor, str]]:
+    def width(self, indices: list[tuple[int, int, int]]) -> int:
+        """The widest input of a batch: every rank pads its share to the global batch's width."""
+        return max((w[i] for d, i, _ in indices if (w := getattr(self.datasets[d], "widths", None))), default=0)
+
+    def fetch(self, indices: list[tuple[int, int, int]], width: int = 0) -> list[tuple[torch.Tensor, str]]:
         if self.augment is None:
-            return [self.datasets[d][i] for d, i, _ in indices]
-        # Seeded by (seed, dataset, epoch, sample): every epoch sees new variants, and a resumed run the same ones.
-        return [self.datasets[d].sample(i, self.augment, _sample_seed(self.seed, d, e, i)) for d, i, e in indices]
+            batch = [self.datasets[d][i] for d, i, _ in indices]
+        else:
+            # Seeded by (seed, dataset, epoch, sample): every epoch sees new variants, and a resumed run the same.
+            batch = [self.datasets[d].sample(i, self.augment, _sample_seed(self.seed, d, e, i)) for d, i, e in indices]
+        return [(pad_to(x, width), label) for x, label in batch]
 
     # -- iteration -----------------------------------------------------------------------------------------
     def __iter__(self) -> MixedLoader:
@@ -326,14 +401,16 @@ class MixedLoader:
 
     def __next__(self) -> list[tuple[torch.Tensor, str]]:
         if not self.prefetch:
-            batch = self.fetch(self.share(self.next_indices()))
+            indices = self.next_indices()
+            batch = self.fetch(self.share(indices), self.width(indices))
             self._consumed = self._cursor()
             return batch
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=self.prefetch, thread_name_prefix="hwocr-prefetch")
         while len(self._queue) < self.prefetch + 1:
-            indices = self.share(self.next_indices())
-            self._queue.append((self._pool.submit(self.fetch, indices), self._cursor()))
+            indices = self.next_indices()
+            self._queue.append((self._pool.submit(self.fetch, self.share(indices), self.width(indices)),
+                                self._cursor()))
         future, cursor = self._queue.popleft()
         batch = future.result()
         self._consumed = cursor

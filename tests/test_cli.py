@@ -70,12 +70,21 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert run.data.tags["render.train_fonts"] == "Nanum Pen Script Regular"
     logged = mlflow.artifacts.load_dict(f"{run.info.artifact_uri}/dataset/render.json")
     assert logged["render"]["effects"]["ink"]["enabled"] is True and logged["words"]["count"] == 4
+    # The bundle was read by the real easyocr, float and int8, beside hwocr's own figure (no test split: val).
+    check = result["easyocr"]
+    assert check["split"] == "val" and set(check) >= {"float", "int8", "int8_agreement", "gap", "mismatch"}
+    assert check["gap"] == check["float"]["accuracy"] - val["accuracy"]
+    assert check["mismatch"] == (abs(check["gap"]) > 1)
+    assert run.data.metrics["val_easyocr_float_accuracy"] == check["float"]["accuracy"]
+    assert run.data.metrics["val_easyocr_int8_cer"] == check["int8"]["cer"]
+    assert run.data.tags["hwocr.easyocr_mismatch"] == str(check["mismatch"]).lower()
 
     again = subprocess.run([sys.executable, "-m", "hwocr.cli", *args], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "trained 4 iterations (cached)" in again.stdout
     assert f"mlflow ui --backend-store-uri {uri}" in again.stdout
     assert "val: 8 samples, accuracy" in again.stdout
+    assert "read by EasyOCR itself, val: accuracy" in again.stdout
 
     # Another machine's MLflow (a fresh store) with the same outputs: the cached training is reused, and its run,
     # tracked elsewhere, is named instead of failing the pipeline.

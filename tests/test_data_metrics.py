@@ -81,13 +81,24 @@ def test_not_an_lmdb(tmp_path, charset, kind):
 def test_filter_counts_drops_and_keeps_case(tmp_path, charset):
     labels = ["Hello", "한글", "x" * 26, "눈사람☃", "hello", "x" * 25]
     ds = LmdbDataset(labelled(tmp_path / "db", labels), charset, batch_max_length=25)
-    assert ds.dropped == {"too_long": 1, "out_of_charset": 1}
+    assert ds.dropped == {"too_long": 1, "out_of_charset": 1, "too_wide": 0}
     assert ds.indices == [1, 2, 5, 6]
     assert len(ds) == 4
     got = [ds[i][1] for i in range(len(ds))]
     assert got == ["Hello", "한글", "hello", "x" * 25]  # never lowercased
-    img, _ = ds[0]
-    assert img.shape == (1, 80, 100) and img.dtype == torch.float32
+    img, _ = ds[0]  # 20 x 16: ratio 1.25, so EasyOCR's width is 2 x 80
+    assert img.shape == (1, 80, 160) and img.dtype == torch.float32
+    assert ds.widths == [160, 160, 160, 240]  # 20, 23, 32, 35 px wide at height 16: ceil(w / 16) * 80
+    fixed = LmdbDataset(ds.root, charset, mode="pad")
+    assert fixed.dropped == {"too_long": 1, "out_of_charset": 1} and fixed[0][0].shape == (1, 80, 100)
+
+
+def test_too_wide_is_dropped_and_counted(tmp_path, charset):
+    root = write_lmdb(tmp_path / "db", [(png(16, 16), "가"), (png(100, 16), "나"), (png(40, 16), "다")])
+    ds = LmdbDataset(root, charset, img_h=32, max_width=96)  # widths 32, 224, 96
+    assert ds.dropped["too_wide"] == 1 and ds.labels == ["가", "다"] and ds.widths == [32, 96]
+    with pytest.raises(HwocrError, match=r"all 1 samples were dropped .*1 wider than 64 px"):
+        LmdbDataset(write_lmdb(tmp_path / "one", [(png(100, 16), "나")]), charset, img_h=32, max_width=64)
 
 
 def test_all_dropped_is_an_error(tmp_path, charset):
@@ -98,11 +109,15 @@ def test_all_dropped_is_an_error(tmp_path, charset):
 
 def test_undecodable_image_names_root_and_index(tmp_path, charset):
     root = write_lmdb(tmp_path / "db", [(png(), "한글"), (b"\x89PNG garbage", "학교")])
-    ds = LmdbDataset(root, charset)
+    ds = LmdbDataset(root, charset, mode="pad")
     ds[0]
     with pytest.raises(HwocrError) as e:
         ds[1]
     assert root in str(e.value) and "image 2" in str(e.value)
+    # At natural width the sizes are read up front, so the dataset refuses to open at all.
+    with pytest.raises(HwocrError, match="image 2 .*cannot be decoded") as e:
+        LmdbDataset(root, charset)
+    assert root in str(e.value)
 
 
 def test_pickles_and_works_in_spawned_workers(tmp_path, charset):
@@ -166,10 +181,58 @@ def test_pad_keeps_aspect_and_replicates_last_column():
 
 
 def test_collate(tmp_path, charset):
-    ds = LmdbDataset(labelled(tmp_path / "db", ["한글", "Hello", "2024"]), charset)
+    ds = LmdbDataset(labelled(tmp_path / "db", ["한글", "Hello", "2024"]), charset, mode="pad")
     images, labels = collate([ds[i] for i in range(3)])
     assert images.shape == (3, 1, 80, 100) and images.dtype == torch.float32
     assert labels == ["한글", "Hello", "2024"]
+
+
+def test_collate_widens_by_the_last_column(tmp_path, charset):
+    root = write_lmdb(tmp_path / "db", [(png(16, 16, 1), "가"), (png(40, 16, 2), "나")])
+    ds = LmdbDataset(root, charset, img_h=16)
+    narrow, wide = ds[0][0], ds[1][0]
+    assert narrow.shape == (1, 16, 16) and wide.shape == (1, 16, 48)
+    images, _ = collate([ds[0], ds[1]])
+    assert images.shape == (2, 1, 16, 48)
+    assert torch.equal(images[0, :, :, :16], narrow) and torch.equal(images[1], wide)
+    assert torch.equal(images[0, :, :, 16:], narrow[:, :, 15:16].expand(1, 16, 32))
+
+
+def test_natural_width_is_what_easyocr_reads(tmp_path, charset):
+    """Training inputs are exactly the tensors of models.easyocr_compat (checked against easyocr in test_export)."""
+    from models.easyocr_compat import _resized, easyocr_tensor
+
+    sizes = [(16, 16), (37, 13), (90, 20), (13, 30), (61, 17)]
+    root = write_lmdb(tmp_path / "db", [(png(w, h, i), "가") for i, (w, h) in enumerate(sizes)])
+    ds = LmdbDataset(root, charset, img_h=32)
+    for i, (w, h) in enumerate(sizes):
+        gray = np.asarray(Image.open(io.BytesIO(png(w, h, i))).convert("L"))
+        resized, max_w = _resized(gray, 32)
+        assert torch.equal(ds[i][0], easyocr_tensor(resized, 32, max_w)[0])
+        assert ds.widths[i] == max_w == 32 * math.ceil(max(w / h, h / w))
+
+
+def test_batches_are_grouped_by_width(tmp_path, charset):
+    widths_px = [16, 40, 70, 100] * 24  # four widths at height 16, shuffled by the loader
+    root = write_lmdb(tmp_path / "db", [(png(w, 16, i), "가") for i, w in enumerate(widths_px)])
+    ds = LmdbDataset(root, charset, img_h=16)
+    assert sorted(set(ds.widths)) == [16, 48, 80, 112]
+
+    def run():
+        loader = MixedLoader([ds], (1.0,), 8, seed=5)
+        return [collate(next(loader))[0] for _ in range(24)]  # two epochs
+
+    batches = run()
+    # 12 batches of 8 per epoch, each of one width: 3 of each; nothing padded.
+    first = [b.shape[-1] for b in batches[:12]]
+    assert sorted(first) == [16] * 3 + [48] * 3 + [80] * 3 + [112] * 3
+    assert first != sorted(first)  # batch order still shuffled
+    again = run()
+    assert all(torch.equal(a, b) for a, b in zip(batches, again))  # deterministic
+    # Each epoch still visits every sample once.
+    loader = MixedLoader([ds], (1.0,), 8, seed=5)
+    seen = [i for _ in range(12) for _, i, _ in loader.next_indices()]
+    assert sorted(seen) == list(range(len(ds)))
 
 
 # -- MixedLoader -------------------------------------------------------------------------------------------

@@ -143,13 +143,13 @@ def test_korean_g2_md5_mismatch(tmp_path):
     with pytest.raises(HwocrError) as e:
         resolve_pretrained("korean_g2", cache_dir=str(tmp_path), download=False)
     msg = str(e.value)
-    assert str(fake) in msg and KOREAN_G2["md5"] in msg and md5_file(str(fake)) in msg
+    assert str(fake) in msg and KOREAN_G2.md5 in msg and md5_file(str(fake)) in msg
 
 
 def test_korean_g2_missing_offline(tmp_path):
     with pytest.raises(HwocrError) as e:
         resolve_pretrained("korean_g2", cache_dir=str(tmp_path), download=False)
-    assert KOREAN_G2["url"] in str(e.value) and str(tmp_path) in str(e.value)
+    assert KOREAN_G2.url in str(e.value) and str(tmp_path) in str(e.value)
 
 
 def test_resolve_other_specs(tmp_path):

@@ -36,7 +36,7 @@ def tiny_lmdb(tmp_path_factory):
 
 
 def settings(**over) -> TrainSettings:
-    base = dict(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
+    base = dict(pretrained="none", img_h=32, img_w=100, batch_size=2, optimizer="adam", lr=1e-3, threads=1,
                 channels_last=False)
     return TrainSettings(**{**base, **over})
 
@@ -58,7 +58,7 @@ import sys
 sys.path.insert(0, {root!r})
 from tasks.train_settings import TrainSettings
 from models.trainer import train
-s = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
+s = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=2, optimizer="adam", lr=1e-3, threads=1,
                   channels_last=False, num_iter=16, val_interval=2)
 train(s, [{lmdb!r}], {lmdb!r}, {out!r}, log=lambda m: None)
 """
@@ -138,3 +138,45 @@ def test_time_budget_spans_a_resume(tiny_lmdb, tmp_path):
                    str(tmp_path), log=logs.append)
     assert result["iterations"] == 3
     assert any("time budget of 1.0 minutes reached at iteration 3" in m for m in logs)
+
+
+def _weights(path):
+    state = torch.load(path, weights_only=False)
+    return state["model"] if "model" in state else {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def test_freeze_keeps_a_stage_as_loaded(tiny_lmdb, tmp_path):
+    start = tmp_path / "start"
+    train(settings(num_iter=4, val_interval=4), [tiny_lmdb], tiny_lmdb, str(start), log=lambda m: None)
+    loaded = _weights(start / "best_accuracy.pth")
+
+    def run(name, **over):
+        logs = []
+        train(settings(pretrained=str(start / "best_accuracy.pth"), num_iter=6, val_interval=3, **over),
+              [tiny_lmdb], tiny_lmdb, str(tmp_path / name), log=logs.append)
+        return _weights(tmp_path / name / "last.pth"), logs
+
+    whole, logs = run("whole", freeze=["feature_extraction"])
+    vgg = [k for k in loaded if k.startswith("FeatureExtraction.")]
+    assert any("running_mean" in k for k in vgg)  # BatchNorm statistics are kept too
+    assert all(torch.equal(whole[k], loaded[k]) for k in vgg)
+    assert not torch.equal(whole["SequenceModeling.0.rnn.weight_ih_l0"], loaded["SequenceModeling.0.rnn.weight_ih_l0"])
+    assert any("feature_extraction frozen" in m for m in logs)
+
+    part, logs = run("part", freeze=["feature_extraction", "sequence_modeling"], freeze_iterations=3)
+    assert not torch.equal(part["FeatureExtraction.ConvNet.0.weight"], loaded["FeatureExtraction.ConvNet.0.weight"])
+    assert any("iteration 3: feature_extraction, sequence_modeling unfrozen" in m for m in logs)
+
+
+def test_early_stop_after_patience(tiny_lmdb, tmp_path):
+    logs = []
+    # An lr this small changes nothing: validation never improves on its first value.
+    result = train(settings(num_iter=50, val_interval=1, lr=1e-12, early_stop_patience=2), [tiny_lmdb], tiny_lmdb,
+                   str(tmp_path), log=logs.append)
+    assert result["iterations"] == 3 and len(result["history"]) == 3
+    assert any("early stop at iteration 3: accuracy has not improved for 2 validations" in m for m in logs)
+
+
+def test_freeze_refused_under_data_parallel():
+    with pytest.raises(ValueError, match="freeze is not supported with processes > 1"):
+        settings(freeze=["feature_extraction"], processes=2)

@@ -101,17 +101,36 @@ def list_presets() -> list[str]:
     return sorted({f[:-5] for d in _config_dirs() if os.path.isdir(d) for f in os.listdir(d) if f.endswith(".yaml")})
 
 
-def load_config(path: str | None = None, overrides: list[str] = (), out: str | None = None) -> PipelineConfig:
-    data: dict = {}
-    if path:
-        path = resolve_preset(path)
-        try:
-            with open(path, encoding="utf-8") as f:
-                data = yaml.safe_load(f) or {}
-        except yaml.YAMLError as e:
-            raise HwocrError(f"config file {path}: not valid YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise HwocrError(f"config file {path}: expected a mapping of sections")
+PRESETS = tuple(list_presets())
+Preset = Literal[PRESETS]  # the Prefect UI's choice of preset
+
+
+def config_from_form(preset: str | None, knobs: dict, settings: list[str] = (),
+                     config: PipelineConfig | None = None) -> PipelineConfig:
+    """The config a Prefect form describes: `config` when given, else the preset; then the knobs (dotted key ->
+    value, None for unset) and `settings` (KEY=VALUE, as --set) over it."""
+    data = config.model_dump(mode="json") if config is not None else _preset_data(preset)
+    for key, value in knobs.items():
+        if value is not None:
+            _set_dotted(data, key, value)
+    return _validated(data, settings, None, f"preset {preset}" if config is None and preset else None)
+
+
+def _preset_data(path: str | None) -> dict:
+    if not path:
+        return {}
+    path = resolve_preset(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except yaml.YAMLError as e:
+        raise HwocrError(f"config file {path}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise HwocrError(f"config file {path}: expected a mapping of sections")
+    return data
+
+
+def _validated(data: dict, overrides, out: str | None, where: str | None) -> PipelineConfig:
     for text in overrides:
         _set_dotted(data, *parse_override(text))
     if out is not None:
@@ -122,4 +141,9 @@ def load_config(path: str | None = None, overrides: list[str] = (), out: str | N
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in e.errors()
         )
-        raise HwocrError(f"invalid settings{' in ' + path if path else ''}: {problems}") from None
+        raise HwocrError(f"invalid settings{' in ' + where if where else ''}: {problems}") from None
+
+
+def load_config(path: str | None = None, overrides: list[str] = (), out: str | None = None) -> PipelineConfig:
+    data = _preset_data(path)
+    return _validated(data, overrides, out, resolve_preset(path) if path else None)

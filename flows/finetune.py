@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
-from flows.config import PipelineConfig
+from pydantic import PositiveInt
+
+from flows.config import PipelineConfig, Preset, config_from_form
 from flows.dataset import dataset_flow_for
 from hwocr import hashing, storage
 from tasks.common import result_storage
@@ -38,21 +40,47 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
             "bundle and dataset are not logged to MLflow", result["mlflow_run_id"], config.tracking.tracking_uri)
         result["mlflow_run_id"] = None
     # Validation, and the held-out-font test split when there is one: overall, per font, per length.
-    scores = {}
+    # From a pretrained start, the start itself (its head remapped to this charset) is scored on the same splits.
+    scores, start = {}, {}
     for split, data in (("val", val_lmdb), ("test", test_lmdb)):
         if data not in digests:
             continue
-        ekey = hashing.digest({"stage": "evaluate", "code": EVAL_CODE, "train": key, "data": digests[data]})
-        report = evaluate(result["checkpoint"], data, storage.join(result["run_dir"], "eval", split),
-                                config.train, ekey, config.tracking, result["mlflow_run_id"], split)
-        scores[split] = {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font", "predictions")}
-        scores[split]["digest"] = digests[data]
-    return {**{k: v for k, v in result.items() if k != "history"}, "evaluation": scores}
+        for which, checkpoint, into in (("", result["checkpoint"], scores),
+                                        ("start_", result.get("start_checkpoint"), start)):
+            if checkpoint is None:
+                continue
+            ekey = hashing.digest({"stage": "evaluate", "code": EVAL_CODE, "train": key, "data": digests[data],
+                                   "checkpoint": which})
+            report = evaluate(checkpoint, data, storage.join(result["run_dir"], "eval", which + split),
+                              config.train, ekey, config.tracking, result["mlflow_run_id"], split, which)
+            into[split] = {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font", "predictions")}
+            into[split]["digest"] = digests[data]
+    return {**{k: v for k, v in result.items() if k != "history"}, "evaluation": scores, "start": start or None}
 
 
 @flow(name="hwocr-pipeline", validate_parameters=True)
-def pipeline_flow(config: PipelineConfig) -> dict:
-    """Dataset, then fine-tuning; each stage re-runs only when its inputs changed."""
+def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: str | None = None,
+                  fonts: list[str] | None = None, words: str | None = None, count: PositiveInt | None = None,
+                  val_count: PositiveInt | None = None, num_iter: PositiveInt | None = None,
+                  settings: list[str] | None = None, config: PipelineConfig | None = None) -> dict:
+    """Dataset, then fine-tuning, evaluation, EasyOCR export and its check; each stage re-runs only when its inputs
+    changed.
+
+    Args:
+        preset: The settings to start from (configs/NAME.yaml); the fields below change them.
+        out: Where everything is written: a local folder or an fsspec URL (s3://bucket/prefix).
+        pretrained: Starting weights: english_g2, korean_g2, a path or URL, or none.
+        fonts: Font files, folders or globs to render with (render.fonts).
+        words: The word list, one word a line (render.words).
+        count: Training images to render (render.count).
+        val_count: Validation images to render (render.val_count).
+        num_iter: Training iterations (train.num_iter).
+        settings: Any other setting as KEY=VALUE, e.g. train.batch_size=64 (as hwocr --set).
+        config: Advanced: a whole config; when given, preset is not read.
+    """
+    config = config_from_form(preset, {"out": out, "train.pretrained": pretrained, "render.fonts": fonts,
+                                       "render.words": words, "render.count": count, "render.val_count": val_count,
+                                       "train.num_iter": num_iter}, settings or [], config)
     data = dataset_flow_for(config)(config)
     trained = finetune_flow(config, [data["splits"]["train"]["lmdb"]], data["splits"]["val"]["lmdb"])
     ekey = hashing.digest({"stage": "export", "code": EXPORT_CODE, "train": trained["key"],
@@ -100,6 +128,9 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
         for font, f in sorted((r.get("by_font") or {}).items()):
             rows.append({"split": split, "font": font, "samples": f["samples"], "accuracy": round(f["accuracy"], 2),
                          "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)})
+    for split, r in (trained.get("start") or {}).items():
+        rows.append({"split": split, "font": "all, start (not fine-tuned)", "samples": r["samples"],
+                     "accuracy": round(r["accuracy"], 2), "norm_ed": round(r["norm_ed"], 4), "cer": round(r["cer"], 4)})
     for kind in ("float", "int8") if check else ():
         f = check[kind]
         rows.append({"split": check["split"], "font": f"all, EasyOCR {kind}", "samples": check["samples"],
@@ -114,6 +145,9 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
             f"{data['shards']['reused']} found complete",
             f"- training: {trained['iterations']} iterations" + (" (cached)" if trained.get("reused") else "")
             + f", best validation accuracy {trained['best_accuracy']:.2f}%",
+            *[f"- {split}: {trained['start'][split]['accuracy']:.2f}% at the start ({config.train.pretrained}), "
+              f"{r['accuracy']:.2f}% fine-tuned" for split, r in trained["evaluation"].items()
+              if split in (trained.get("start") or {})],
             f"- checkpoint: `{trained['checkpoint']}`",
             f"- EasyOCR bundle: `{bundle['dir']}` (recog_network=`{bundle['name']}`)",
             _check_line(check),

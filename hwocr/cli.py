@@ -106,7 +106,9 @@ def _train_json(result: dict) -> dict:
     return {"checkpoint": result["checkpoint"], "best_accuracy": result["best_accuracy"],
             "mlflow_run_id": result["mlflow_run_id"], "iterations": result["iterations"],
             "evaluation": {split: {k: r[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font")}
-                           for split, r in result.get("evaluation", {}).items()}}
+                           for split, r in result.get("evaluation", {}).items()},
+            "start": {split: {k: r[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font")}
+                      for split, r in result["start"].items()} if result.get("start") else None}
 
 
 def _mlflow_line(run_id: str | None, config) -> str:
@@ -133,7 +135,7 @@ def cmd_run(args) -> dict:
     from flows.finetune import pipeline_flow
 
     config = load_config(args.config, args.overrides, args.out)
-    result = pipeline_flow(config)
+    result = pipeline_flow(config=config)
     if not args.json:
         _print_summary(result["dataset"])
         t = result["train"]
@@ -142,6 +144,10 @@ def cmd_run(args) -> dict:
         for split, r in t["evaluation"].items():
             print(f"{split}: {r['samples']} samples, accuracy {r['accuracy']:.2f}%, norm_ED {r['norm_ed']:.4f}, "
                   f"CER {r['cer']:.4f}; predictions {r['predictions']}")
+            if split in (t.get("start") or {}):
+                b = t["start"][split]
+                print(f"  before fine-tuning ({config.train.pretrained}): accuracy {b['accuracy']:.2f}%, "
+                      f"CER {b['cer']:.4f}; fine-tuned {r['accuracy'] - b['accuracy']:+.2f} points")
         e = result["export"]
         print(f"EasyOCR bundle: {e['dir']} (recog_network='{e['name']}'; its README.md says how to load it)")
         print(_easyocr_line(result["easyocr"]))
@@ -217,11 +223,17 @@ def cmd_serve(args) -> dict:
     from flows.dataset import dataset_flow
     from flows.finetune import finetune_flow, pipeline_flow
 
+    from flows.config import PRESETS
+
     config = load_config(args.config, args.overrides, args.out)
     params = {"config": config.model_dump(mode="json")}
+    # The pipeline's form leads with a preset and the knobs people change; a preset name stays a preset there.
+    form = ({"preset": args.config or "quick", "out": args.out, "settings": list(args.overrides)}
+            if (args.config or "quick") in PRESETS else params)
     cron = {"cron": args.cron} if args.cron else {}
     deployments = [
-        pipeline_flow.to_deployment("pipeline", parameters=params, description="The whole pipeline", **cron),
+        pipeline_flow.to_deployment("pipeline", parameters={k: v for k, v in form.items() if v is not None},
+                                    description="The whole pipeline", **cron),
         dataset_flow.to_deployment("dataset", parameters=params, description="Data only: render, gt.txt, LMDB"),
         finetune_flow.to_deployment("finetune", parameters=params, description="Fine-tune, evaluate, track"),
     ]

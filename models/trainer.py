@@ -28,6 +28,7 @@ from models.data import LmdbDataset, MixedLoader, collate
 from models.distributed import World, all_sum, global_batchnorm, world_from_env
 from models.pretrained import builtin_charset, load_pretrained, resolve_pretrained, save_checkpoint_state
 
+START = "start.pth"  # the pretrained weights as training began, in this run's character set
 GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100; scales with the input area
 
 
@@ -223,6 +224,9 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
                          augment=augment)
 
     model, pretrained_report = build_model(s, codec, log)
+    start_path = os.path.join(out_dir, START)
+    if s.pretrained != "none" and world.main and not os.path.exists(start_path):
+        atomic_save(save_checkpoint_state(model), start_path)  # the start, head remapped: scored beside the result
     model.to(device)
     model.FeatureExtraction.recompute = s.recompute_layers
     if s.channels_last:
@@ -372,5 +376,6 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
         validate()  # stopped by the time budget between validations
     return {"iterations": iteration, "best_accuracy": best["accuracy"], "best_norm_ed": best["norm_ed"],
             "history": history, "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": dropped,
+            "start": start_path if os.path.exists(start_path) else None,
             "pretrained": pretrained_report, "device": str(device), "precision": str(amp_dtype or "fp32"),
             "gflops": math.nan if not history else history[-1]["gflops"]}

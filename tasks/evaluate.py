@@ -197,8 +197,9 @@ def _figures(result: dict) -> dict:
 
 
 def evaluate_split_fn(checkpoint: str, data_url: str, out_url: str, settings, key: str, tracking,
-                      run_id: str | None, split: str) -> dict:
-    """Score a split once per (checkpoint, data) and add its figures to the fine-tune's MLflow run."""
+                      run_id: str | None, split: str, prefix: str = "") -> dict:
+    """Score a split once per (checkpoint, data) and add its figures to the fine-tune's MLflow run, named
+    <prefix><split>_<metric> (prefix "start_" for the pretrained start)."""
     existing = finished(storage.join(out_url, "evaluation.json"), key)
     if existing:
         return {**existing, "reused": True}
@@ -208,13 +209,13 @@ def evaluate_split_fn(checkpoint: str, data_url: str, out_url: str, settings, ke
 
         client = connect(tracking)
         for name in ("accuracy", "norm_ed", "cer"):
-            client.log_metric(run_id, f"{split}_{name}", float(report[name]))
+            client.log_metric(run_id, f"{prefix}{split}_{name}", float(report[name]))
         for font, row in (report["by_font"] or {}).items():
-            client.log_metric(run_id, f"{split}_accuracy_font_{_metric_name(font)}", float(row["accuracy"]))
+            client.log_metric(run_id, f"{prefix}{split}_accuracy_font_{_metric_name(font)}", float(row["accuracy"]))
         for name in ("predictions.tsv", "evaluation.json", "worst_failures.png"):
             path = storage.join(out_url, name)
             if storage.is_local(path) and storage.exists(path):
-                client.log_artifact(run_id, storage.local_path(path), f"evaluation/{split}")
+                client.log_artifact(run_id, storage.local_path(path), f"evaluation/{prefix}{split}")
     return {**report, "reused": False}
 
 
@@ -276,5 +277,5 @@ def _marker(params: dict) -> tuple[str, str]:
     return params["key"], storage.join(params["out_url"], "evaluation.json")
 
 
-evaluate_split = task(evaluate_split_fn, name="evaluate", task_run_name="evaluate {split}",
+evaluate_split = task(evaluate_split_fn, name="evaluate", task_run_name="evaluate {prefix}{split}",
                       cache_policy=output_cache(_marker), persist_result=True)

@@ -117,11 +117,13 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
         end_failed()
         raise
     summary = {"key": key, "checkpoint": storage.join(run_dir, "best_accuracy.pth"), "run_dir": run_dir,
+               "start_checkpoint": storage.join(run_dir, "start.pth") if result.get("start") else None,
                "best_accuracy": result["best_accuracy"], "best_norm_ed": result["best_norm_ed"],
                "iterations": result["iterations"], "mlflow_run_id": run_id, **logged,
                "history": result["history"], "dropped": result["dropped"]}
     if not storage.is_local(run_dir):
-        storage.upload_files(local_dir, run_dir, ["best_accuracy.pth", "best_norm_ED.pth", "last.pth"])
+        storage.upload_files(local_dir, run_dir, ["best_accuracy.pth", "best_norm_ED.pth", "last.pth"]
+                             + (["start.pth"] if result.get("start") else []))
     storage.write_json(storage.join(run_dir, DONE), summary)
     return {**summary, "reused": False}
 

@@ -166,3 +166,18 @@ def test_ablation_table_shows_the_start_row_first_and_names_it_in_the_title(caps
     assert [line.split(" | ")[0] for line in lines[3:]] == ["| start", "| baseline", "| elastic"]
     assert "| 40.0% | -40.0 points | 30.0% |" in lines[3]
     assert "| 78.5% | -1.5 points | 62.5% | 0.500 | +2.5 points |" in lines[5]
+
+
+def test_the_prefect_form_builds_the_config():
+    from flows.config import PipelineConfig, config_from_form
+
+    c = config_from_form("seed", {"out": "/tmp/o", "train.num_iter": 7, "render.count": None},
+                         ["train.batch_size=64"])
+    assert (c.out, c.train.num_iter, c.render.count, c.train.batch_size) == ("/tmp/o", 7, 100000, 64)
+    assert c.train.pretrained == "korean_g2"  # the rest is the preset's
+    given = PipelineConfig(out="/tmp/given")
+    assert config_from_form("seed", {"train.num_iter": 3}, [], given).out == "/tmp/given"  # config wins over preset
+    with pytest.raises(HwocrError, match=r"invalid settings in preset quick: render.count: Input should be greater"):
+        config_from_form("quick", {"render.count": 0})
+    with pytest.raises(HwocrError, match="unknown setting 'train.num_it'"):
+        config_from_form("quick", {}, ["train.num_it=3"])

@@ -16,11 +16,20 @@ def test_deployment_entrypoints_load_and_parameters_validate():
     cwd = os.getcwd()
     os.chdir(ROOT)
     try:
+        import jsonschema
+
+        from flows.config import config_from_form
+
         for d in spec["deployments"]:
             flow = load_flow_from_entrypoint(d["entrypoint"])
-            params = flow.parameters.model_dump()
-            assert "config" in params["properties"]
-            PipelineConfig.model_validate(d["parameters"]["config"])
+            schema = flow.parameters.model_dump()
+            assert "config" in schema["properties"]
+            jsonschema.validate(d["parameters"], schema)  # as the server checks a run's parameters
+            if "preset" in d["parameters"]:
+                p = d["parameters"]
+                assert config_from_form(p["preset"], {"out": p.get("out")}).train.pretrained == "korean_g2"
+            else:
+                PipelineConfig.model_validate(d["parameters"]["config"])
     finally:
         os.chdir(cwd)
 
@@ -32,6 +41,6 @@ def test_every_preset_passes_the_json_schema_the_prefect_server_enforces():
     from flows.config import load_config
 
     schema = PipelineConfig.model_json_schema()
-    for preset in ("quick", "seed", "cpu-reference"):
+    for preset in ("quick", "seed", "cpu-reference", "smoke"):
         jsonschema.validate(load_config(preset, []).model_dump(mode="json"), schema)
     jsonschema.validate(PipelineConfig().model_dump(mode="json"), schema)

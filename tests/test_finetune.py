@@ -86,3 +86,36 @@ def test_finetune_in_two_data_parallel_processes(tmp_path, make_config):
     client = mlflow.MlflowClient(uri)
     assert [m.step for m in client.get_metric_history(result["mlflow_run_id"], "train_loss")] == [2, 4]
     assert client.get_run(result["mlflow_run_id"]).data.params["train.processes"] == "2"
+
+
+def test_a_pretrained_start_is_scored_beside_the_result(tmp_path, make_config):
+    """From english_g2 (real EasyOCR weights), the start, its head remapped, is evaluated on the same split."""
+    import mlflow
+
+    from flows.dataset import dataset_flow
+    from flows.finetune import finetune_flow
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = make_config(tmp_path / "out", *TRAIN, "train.pretrained=english_g2", "tracking.registered_model=''",
+                         f"tracking.tracking_uri={uri}")
+    dataset_flow(config)
+    result = finetune_flow(config)
+    start, tuned = result["start"]["val"], result["evaluation"]["val"]
+    assert start["samples"] == tuned["samples"] == 12 and set(start["by_font"]) == set(tuned["by_font"])
+    assert result["start_checkpoint"].endswith("start.pth")
+    assert start["accuracy"] < 100  # its 913 Korean rows are fresh
+    client = mlflow.MlflowClient(uri)
+    [logged] = client.get_metric_history(result["mlflow_run_id"], "start_val_accuracy")
+    assert logged.value == start["accuracy"]
+    assert {a.path for a in client.list_artifacts(result["mlflow_run_id"], "evaluation/start_val")} >= {
+        "evaluation/start_val/predictions.tsv"}
+    # The start checkpoint is english_g2 remapped: its Latin rows and its whole body are english_g2's.
+    import torch
+
+    from models.charset import load_charset
+    from models.pretrained import load_state_dict, resolve_pretrained
+
+    en, ko = load_charset("english_g2"), load_charset("korean_g2")
+    src, got = load_state_dict(resolve_pretrained("english_g2")), load_state_dict(result["start_checkpoint"])
+    assert torch.equal(got["Prediction.weight"][ko.index("A") + 1], src["Prediction.weight"][en.index("A") + 1])
+    assert torch.equal(got["FeatureExtraction.ConvNet.0.weight"], src["FeatureExtraction.ConvNet.0.weight"])

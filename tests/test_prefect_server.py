@@ -10,9 +10,7 @@ import time
 import urllib.request
 
 import pytest
-import yaml
 
-from tests.conftest import FONTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)
@@ -79,37 +77,34 @@ deadline = time.monotonic() + 180
 with get_client(sync_client=True) as client:
     while True:  # hwocr serve registers its deployments shortly after it starts
         try:
-            client.read_deployment_by_name("hwocr-pipeline/pipeline")
+            deployment = client.read_deployment_by_name("hwocr-pipeline/pipeline")
             break
         except Exception:
             os.kill(int(sys.argv[1]), 0)  # hwocr serve died: fail now, not at the deadline
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.5)
-    run = run_deployment("hwocr-pipeline/pipeline", timeout=900)
+    run = run_deployment("hwocr-pipeline/pipeline", parameters=json.loads(sys.argv[2]), timeout=900)
     artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-    print(json.dumps({"state": run.state.type.value, "artifacts": sorted(a.key for a in artifacts if a.key)}))
+    print(json.dumps({"state": run.state.type.value, "artifacts": sorted(a.key for a in artifacts if a.key),
+                      "form": list(deployment.parameter_openapi_schema["properties"]),
+                      "presets": deployment.parameter_openapi_schema["properties"]["preset"]["enum"]}))
 """
 
 
 def test_serve_and_run_deployment(tmp_path, prefect_server):
-    words = tmp_path / "words.txt"
-    words.write_text("한글\n사랑\n바다\n하늘\n", encoding="utf-8")
+    """The pipeline's form leads with a preset and the knobs people change: a run given only a preset and an out
+    completes (MLflow's store comes from the environment, as on a worker)."""
     out = tmp_path / "out"
-    config = {"out": str(out),
-              "render": {"words": str(words), "count": 16, "val_count": 8, "min_shard_images": 1, "workers": 1,
-                         "fonts": [FONTS["pen"]]},
-              "train": {"pretrained": "none", "img_h": 32, "batch_size": 8, "num_iter": 4, "val_interval": 2,
-                        "threads": 1},
-              "tracking": {"tracking_uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "registered_model": ""}}
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config, allow_unicode=True), encoding="utf-8")
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home")}
+    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     log = open(tmp_path / "serve.log", "w")
-    serve = subprocess.Popen([sys.executable, "-m", "hwocr.cli", "serve", "--config", str(tmp_path / "tiny.yaml")],
+    serve = subprocess.Popen([sys.executable, "-m", "hwocr.cli", "serve", "--config", "smoke"],
                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        trigger = subprocess.run([sys.executable, "-c", TRIGGER, str(serve.pid)], env=env, capture_output=True, text=True,
-                                 timeout=1200)
+        trigger = subprocess.run([sys.executable, "-c", TRIGGER, str(serve.pid),
+                                  json.dumps({"preset": "smoke", "out": str(out)})],
+                                 env=env, capture_output=True, text=True, timeout=1200)
     finally:
         stop(serve)
         log.close()
@@ -118,6 +113,9 @@ def test_serve_and_run_deployment(tmp_path, prefect_server):
     result = json.loads(trigger.stdout.strip().splitlines()[-1])
     assert result["state"] == "COMPLETED", served[-3000:]
     assert {"hwocr-summary", "hwocr-evaluation", "hwocr-mlflow-run"} <= set(result["artifacts"])
+    assert result["form"][:8] == ["preset", "out", "pretrained", "fonts", "words", "count", "val_count", "num_iter"]
+    assert {"quick", "seed", "cpu-reference", "smoke"} <= set(result["presets"])
+    assert (tmp_path / "mlflow.db").exists()
     assert (out / "lmdb" / "train" / "data.mdb").exists() and (out / "lmdb" / "val" / "data.mdb").exists()
     [run_dir] = list((out / "runs").iterdir())
     assert (run_dir / "best_accuracy.pth").exists()

@@ -211,7 +211,7 @@ def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
     config = make_config("s3://hwocr-test/pipe", "train.pretrained=none", "train.img_h=32", "train.batch_size=8",
                          "train.num_iter=2", "train.val_interval=2", "train.threads=1", "tracking.registered_model=''",
                          f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")
-    result = pipeline_flow(config)
+    result = pipeline_flow(config=config)
     run_dir = result["train"]["run_dir"]
     assert run_dir.startswith("s3://hwocr-test/pipe/runs/")
     key = run_dir.removeprefix("s3://")
@@ -221,7 +221,7 @@ def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
     assert result["train"]["evaluation"]["val"]["samples"] == 12
     # The LMDBs were fetched once into the cache, by content key; the run trained in a local work folder.
     assert len(list((tmp_path / "cache" / "lmdb").iterdir())) == 2
-    again = pipeline_flow(config)
+    again = pipeline_flow(config=config)
     assert again["train"]["reused"] is True and again["export"]["reused"] is True
     assert again["train"]["mlflow_run_id"] == result["train"]["mlflow_run_id"]
 

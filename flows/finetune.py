@@ -135,6 +135,11 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
         f = check[kind]
         rows.append({"split": check["split"], "font": f"all, EasyOCR {kind}", "samples": check["samples"],
                      "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)})
+    if check and check.get("pages"):
+        g = check["pages"]
+        rows.append({"split": check["split"], "font": f"pages via readtext (detection recall {g['detection_recall']:.1f}%)",
+                     "samples": g["words"], "accuracy": round(g["word_accuracy"], 2), "norm_ed": None,
+                     "cer": round(g["cer"], 4)})
     create_table_artifact(rows, key="hwocr-evaluation", description="Word accuracy, norm_ED and CER per split and font")
     images = ", ".join(f"{k} {v['samples']} images" for k, v in data["splits"].items())
     create_markdown_artifact(

@@ -8,9 +8,10 @@ import os
 import sys
 import uuid
 
-# Offline and quiet unless the user says otherwise; set before Prefect is imported.
+# Offline and quiet unless the user says otherwise; set before Prefect is imported. The temporary server gets 90 s
+# to start rather than Prefect's 20: on 2 busy cores (a Dask cluster, a training beside it) 20 is seen to run out.
 for _k, _v in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
+               "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
     os.environ.setdefault(_k, _v)
 
 from hwocr.errors import HwocrError  # noqa: E402
@@ -155,7 +156,7 @@ def cmd_run(args) -> dict:
     check = result["easyocr"]
     return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"]),
             "export": result["export"],
-            "easyocr": {k: check[k] for k in ("split", "float", "int8", "int8_agreement", "gap", "mismatch")}
+            "easyocr": {k: check[k] for k in ("split", "float", "int8", "int8_agreement", "pages", "gap", "mismatch")}
             if check else None}
 
 
@@ -165,6 +166,9 @@ def _easyocr_line(check: dict | None) -> str:
     line = (f"read by EasyOCR itself, {check['split']}: accuracy {check['float']['accuracy']:.2f}% "
             f"(int8, EasyOCR's CPU default: {check['int8']['accuracy']:.2f}%); hwocr measured "
             f"{check['hwocr_accuracy']:.2f}%")
+    if check.get("pages"):
+        line += (f"; on pages (readtext) {check['pages']['word_accuracy']:.2f}% of words, detection recall "
+                 f"{check['pages']['detection_recall']:.2f}%")
     if check["mismatch"]:
         return f"WARNING: EasyOCR and hwocr disagree by {check['gap']:+.2f} points. {line}"
     return line
@@ -178,7 +182,8 @@ def cmd_evaluate(args) -> dict:
     from hwocr import storage
 
     out = storage.normalize(args.out)
-    report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, engine=args.engine)
+    report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, engine=args.engine,
+                                 page_words=args.pages)
     if not args.json:
         print(f"{report['samples']} samples: accuracy {report['accuracy']:.2f}%, norm_ED {report['norm_ed']:.4f}, "
               f"CER {report['cer']:.4f}")
@@ -190,6 +195,10 @@ def cmd_evaluate(args) -> dict:
             e = report["easyocr"]
             print(f"EasyOCR int8 (quantize=True, its CPU default): accuracy {e['int8']['accuracy']:.2f}%, "
                   f"CER {e['int8']['cer']:.4f}; {e['int8_agreement']:.1f}% of readings equal the float model's")
+            if e["pages"]:
+                g = e["pages"]
+                print(f"pages (readtext, detector + this model, {g['words']} words): word accuracy "
+                      f"{g['word_accuracy']:.2f}%, detection recall {g['detection_recall']:.2f}%, line CER {g['cer']:.4f}")
         print(f"predictions: {report['predictions']}\nworst failures: {report['worst_failures']}")
     return {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "predictions")} | (
         {"easyocr": report["easyocr"]} if "easyocr" in report else {})
@@ -276,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="LMDB folder, or a folder with gt.txt and its images")
     p.add_argument("--engine", choices=["hwocr", "easyocr"], default="hwocr",
                    help="hwocr: our inference; easyocr: the real easyocr package reading an exported bundle")
+    p.add_argument("--pages", type=int, default=200, metavar="N",
+                   help="easyocr engine: compose the first N words into pages and read them with readtext (0: skip)")
     p.add_argument("--out", default="./hwocr-out/evaluation", help="where predictions.tsv and the report go")
     _config_args(p, "train section (image size, preprocessing, charset)")
     p.set_defaults(func=cmd_evaluate)

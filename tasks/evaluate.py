@@ -134,8 +134,14 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, quantize: tuple[boo
     return out
 
 
+PAGE_WORDS = 200  # words of a split composed into pages for readtext: the detector costs seconds a page on CPU
+
+
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, batch_size: int = 192,
-                        worst: int = 24, key: str | None = None, engine: str = "hwocr") -> dict:
+                        worst: int = 24, key: str | None = None, engine: str = "hwocr",
+                        page_words: int = PAGE_WORDS) -> dict:
+    """Score a checkpoint (engine hwocr) or an exported bundle read by the real easyocr (engine easyocr: float,
+    int8 and, from the first page_words words composed into pages, readtext with the bundle's detector)."""
     import torch
 
     from models.charset import load_charset
@@ -163,6 +169,15 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
                            settings.preprocess, settings.max_width)
         if engine == "easyocr":
             result, int8 = easyocr_predictions(model_url, data, scratch, (False, True))
+            pages = None
+            if page_words:
+                from tasks.pages import pages_evaluation
+
+                n = min(page_words, len(data))
+                read = pages_evaluation(storage.local_copy(model_url, "bundles"),
+                                        [data.raw_image(i) for i in range(n)], list(data.labels[:n]),
+                                        os.path.join(scratch, "pages"))
+                pages = {k: read[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
         else:
             result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
         keys = [f"image-{i:09d}" for i in data.indices] if not names else [names[i - 1] for i in data.indices]
@@ -187,7 +202,8 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
     }
     if engine == "easyocr":
         report["easyocr"] = {"float": _figures(result), "int8": _figures(int8),
-                             "int8_agreement": 100.0 * sum(a == b for a, b in zip(preds, int8["preds"])) / len(preds)}
+                             "int8_agreement": 100.0 * sum(a == b for a, b in zip(preds, int8["preds"])) / len(preds),
+                             "pages": pages}
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
     return report
 
@@ -240,7 +256,8 @@ def easyocr_check_fn(bundle_url: str, data_url: str, out_url: str, settings, key
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
     summary = {"key": key, "split": split, "samples": report["samples"], "hwocr_accuracy": hwocr_accuracy,
-               "float": e["float"], "int8": e["int8"], "int8_agreement": e["int8_agreement"], "gap": gap,
+               "float": e["float"], "int8": e["int8"], "int8_agreement": e["int8_agreement"], "pages": e["pages"],
+               "gap": gap,
                "mismatch": abs(gap) > MISMATCH_POINTS, "predictions": report["predictions"]}
     if run_id:
         from tasks.track import connect
@@ -249,6 +266,8 @@ def easyocr_check_fn(bundle_url: str, data_url: str, out_url: str, settings, key
         for kind in ("float", "int8"):
             for name in ("accuracy", "norm_ed", "cer"):
                 client.log_metric(run_id, f"{split}_easyocr_{kind}_{name}", float(e[kind][name]))
+        for name in ("word_accuracy", "detection_recall", "cer") if e["pages"] else ():
+            client.log_metric(run_id, f"{split}_easyocr_pages_{name}", float(e["pages"][name]))
         client.set_tag(run_id, "hwocr.easyocr_gap", f"{gap:+.2f}")
         client.set_tag(run_id, "hwocr.easyocr_mismatch", str(summary["mismatch"]).lower())
         for name in ("predictions.tsv", "evaluation.json"):

@@ -78,6 +78,7 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert run.data.metrics["val_easyocr_float_accuracy"] == check["float"]["accuracy"]
     assert run.data.metrics["val_easyocr_int8_cer"] == check["int8"]["cer"]
     assert run.data.tags["hwocr.easyocr_mismatch"] == str(check["mismatch"]).lower()
+    assert check["pages"]["words"] == 8 and run.data.metrics["val_easyocr_pages_cer"] == check["pages"]["cer"]
 
     again = subprocess.run([sys.executable, "-m", "hwocr.cli", *args], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

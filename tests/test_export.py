@@ -83,6 +83,8 @@ def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):  # noq
     assert report["samples"] == 4 and report["accuracy"] == 100.0
     assert report["easyocr"]["float"]["accuracy"] == 100.0 and report["easyocr"]["float"]["cer"] == 0.0
     assert 0 <= report["easyocr"]["int8"]["accuracy"] <= 100 and 0 <= report["easyocr"]["int8_agreement"] <= 100
+    pages = report["easyocr"]["pages"]  # the 4 words composed into a page, read with readtext (tests/test_pages.py)
+    assert pages["words"] == 4 and pages["detection_recall"] >= 75 and 0 <= pages["word_accuracy"] <= 100
     rows = (tmp_path / "eval" / "predictions.tsv").read_text(encoding="utf-8").splitlines()[1:]
     assert [r.split("\t")[2] for r in rows] == [t for t, _ in theirs]
     # ... and hwocr's own evaluation of the checkpoint (the figure the pipeline reports) gives the same readings,

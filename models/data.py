@@ -130,12 +130,6 @@ def pad(img: Image.Image, img_h: int, img_w: int) -> torch.Tensor:
     return out
 
 
-def easyocr_width(w: int, h: int, img_h: int) -> int:
-    """The input width EasyOCR gives a lone crop of w x h: ceil(ratio) * img_h (`get_image_list`)."""
-    ratio = w / h
-    return math.ceil(max(ratio, 1.0 / ratio)) * img_h
-
-
 def natural(img: Image.Image, img_h: int, img_w: int = 0) -> torch.Tensor:
     """The word as EasyOCR's recognize feeds it: height img_h, natural width, padded to ceil(ratio) * img_h.
 
@@ -226,7 +220,7 @@ class LmdbDataset(torch.utils.data.Dataset):
         except Exception as e:  # noqa: BLE001 - PIL raises many kinds for corrupt data
             raise HwocrError(f"{self.root}: image {index} (image-{index:09d}) cannot be decoded: "
                              f"{type(e).__name__}: {e}") from None
-        return easyocr_width(w, h, self.img_h)
+        return easyocr_compat.input_width(w, h, self.img_h)
 
     def __len__(self) -> int:
         return len(self.indices)

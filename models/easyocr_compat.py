@@ -23,15 +23,21 @@ CONTRAST_THS = 0.1  # Reader.recognize defaults
 ADJUST_CONTRAST = 0.5
 
 
+def input_width(w: int, h: int, img_h: int) -> int:
+    """The network input width for a lone w x h crop: ceil(ratio) * img_h, the ratio inverted for tall crops."""
+    ratio = w / h
+    return math.ceil(max(ratio, 1.0 / ratio)) * img_h
+
+
 def _resized(gray: np.ndarray, img_h: int) -> tuple[np.ndarray, int]:
     h, w = gray.shape
     ratio = w / h
-    if ratio < 1.0:
+    if ratio < 1.0:  # EasyOCR's arithmetic, to the last bit: invert, then multiply
         ratio = 1.0 / ratio
         img = cv2.resize(gray, (img_h, int(img_h * ratio)), interpolation=cv2.INTER_LINEAR)
     else:
         img = cv2.resize(gray, (int(img_h * ratio), img_h), interpolation=cv2.INTER_LINEAR)
-    return img, math.ceil(max(ratio, 1.0)) * img_h
+    return img, input_width(w, h, img_h)
 
 
 def adjust_contrast_grey(img: np.ndarray, target: float = ADJUST_CONTRAST) -> np.ndarray:
@@ -70,14 +76,13 @@ def crop_tensor(gray: np.ndarray, img_h: int, contrast: bool = False) -> tuple[t
 def recognize(model: torch.nn.Module, codec: CTCCodec, gray: np.ndarray, img_h: int) -> tuple[str, float]:
     """(text, confidence) for one grayscale uint8 image, as EasyOCR's Reader.recognize would return it."""
     model.eval()
-    resized, max_w = _resized(gray, img_h)
 
-    def read(img: np.ndarray) -> tuple[str, float]:
-        probs = model(easyocr_tensor(img, img_h, max_w)).float().softmax(2)
+    def read(contrast: bool) -> tuple[str, float]:
+        probs = model(crop_tensor(gray, img_h, contrast)[0].unsqueeze(0)).float().softmax(2)
         return codec.decode_with_confidence(probs)[0]
 
-    first = read(resized)
+    first = read(False)
     if first[1] >= CONTRAST_THS:
         return first
-    second = read(adjust_contrast_grey(resized))
+    second = read(True)
     return first if first[1] > second[1] else second

@@ -94,22 +94,28 @@ def bundle_name(bundle: str) -> str:
     return names[0]
 
 
-def _read_with_easyocr(bundle: str, name: str, list_file: str, n: int, quantize: bool) -> tuple[list, list]:
+def run_in_easyocr(script: str, bundle: str, name: str, paths: list[str], quantize: bool = False) -> list:
+    """One JSON value per path from hwocr/<script> (easyocr_read.py, easyocr_pages.py) run by the real easyocr in
+    its own venv with the bundle; PYTHONPATH cleared, so that hwocr's venv does not leak into EasyOCR's."""
     import json
     import subprocess
 
-    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hwocr", "easyocr_read.py")
-    cmd = [easyocr_python(), script, bundle, name, list_file] + (["--quantize"] if quantize else [])
-    proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    py = easyocr_python()
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hwocr", script)
+    with tempfile.TemporaryDirectory(prefix="hwocr-easyocr-") as d:
+        list_file = os.path.join(d, "paths.txt")
+        with open(list_file, "w", encoding="utf-8") as f:
+            f.write("".join(p + "\n" for p in paths))
+        cmd = [py, path, bundle, name, list_file] + (["--quantize"] if quantize else [])
+        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
-    if proc.returncode != 0 or len(lines) != n:
+    if proc.returncode != 0 or len(lines) != len(paths):
         err = proc.stderr.strip().splitlines() or ["?"]
         if any("No module named 'easyocr'" in ln for ln in err):
-            raise HwocrError(f"{easyocr_python()} does not import easyocr: scripts/bootstrap.sh installs it into "
-                             ".venv-easyocr (torch 2.14.1, torchvision 0.29.1, easyocr 1.7.2)")
+            raise HwocrError(f"{py} does not import easyocr: scripts/bootstrap.sh installs it into .venv-easyocr "
+                             "(torch 2.14.1, torchvision 0.29.1, easyocr 1.7.2)")
         raise HwocrError(f"EasyOCR could not read with {bundle}: {err[-1]}")
-    preds, confs = zip(*(json.loads(ln) for ln in lines)) if lines else ((), ())
-    return list(preds), list(confs)
+    return [json.loads(ln) for ln in lines]
 
 
 def easyocr_predictions(bundle_url: str, data, scratch: str, quantize: tuple[bool, ...] = (False,)) -> list[dict]:
@@ -123,12 +129,10 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, quantize: tuple[boo
         data.raw_image(i).save(path)
         paths.append(path)
         gts.append(data.labels[i])
-    list_file = os.path.join(scratch, "images.txt")
-    with open(list_file, "w", encoding="utf-8") as f:
-        f.write("\n".join(paths) + "\n")
     out = []
     for q in quantize:
-        preds, confs = _read_with_easyocr(bundle, name, list_file, len(paths), q)
+        read = run_in_easyocr("easyocr_read.py", bundle, name, paths, q)
+        preds, confs = [t for t, _ in read], [c for _, c in read]
         out.append({"preds": preds, "gts": gts, "confidences": confs, "accuracy": metrics.word_accuracy(preds, gts),
                     "norm_ed": metrics.norm_ed(preds, gts), "cer": metrics.cer(preds, gts)})
     return out

@@ -22,10 +22,7 @@ Pages are deterministic from the seed; every image is used once, in order (the l
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import tempfile
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -220,27 +217,10 @@ def _require_detector(bundle_dir: str) -> None:
 
 def read_pages(bundle_dir: str, name: str, page_paths: list[str], quantize: bool = False) -> list[list]:
     """readtext's results per page, from the real easyocr in its own venv (hwocr/easyocr_pages.py)."""
-    from tasks.evaluate import easyocr_python
+    from tasks.evaluate import run_in_easyocr
 
     _require_detector(bundle_dir)  # before EasyOCR starts: it would fail only after loading the recognizer
-    if not page_paths:
-        return []
-    py = easyocr_python()
-    with tempfile.TemporaryDirectory(prefix="hwocr-pages-") as d:
-        list_file = os.path.join(d, "pages.txt")
-        with open(list_file, "w", encoding="utf-8") as f:
-            f.write("".join(p + "\n" for p in page_paths))
-        cmd = [py, SCRIPT, bundle_dir, name, list_file] + (["--quantize"] if quantize else [])
-        # PYTHONPATH cleared: hwocr's venv must not leak into EasyOCR's.
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
-    if proc.returncode != 0 or len(lines) != len(page_paths):
-        err = proc.stderr.strip().splitlines() or ["?"]
-        if any("No module named 'easyocr'" in ln for ln in err):
-            raise HwocrError(f"{py} does not import easyocr: scripts/bootstrap.sh installs it into .venv-easyocr "
-                             "(torch 2.14.1, torchvision 0.29.1, easyocr 1.7.2)")
-        raise HwocrError(f"EasyOCR could not read pages with {bundle_dir}: {err[-1]}")
-    return [json.loads(ln) for ln in lines]
+    return run_in_easyocr("easyocr_pages.py", bundle_dir, name, page_paths, quantize) if page_paths else []
 
 
 def pages_evaluation(bundle_dir: str, images: list[Image.Image], labels: list[str], scratch_dir: str, seed: int = 0,

@@ -119,7 +119,8 @@ class RenderSettings(BaseModel):
 
     @model_validator(mode="after")
     def _test_split(self) -> RenderSettings:
-        if self.pool is not None and {"fonts", "test_fonts"} & self.model_fields_set:
+        # By value, not by fields set: Prefect validates a dumped config, where every field is set.
+        if self.pool is not None and (self.fonts != list(DEFAULT_FONTS) or self.test_fonts):
             raise ValueError("pool replaces fonts and test_fonts: set one or the other")
         held_out = self.pool.held_out_groups if self.pool is not None else self.test_fonts
         if self.test_count and not held_out:

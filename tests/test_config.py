@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from flows.config import load_config
+from flows.config import PipelineConfig, load_config
 from hwocr.errors import HwocrError
 
 
@@ -79,6 +79,13 @@ def test_effect_and_pool_settings_out_of_range(override, message):
 def test_pool_replaces_font_lists():
     with pytest.raises(HwocrError, match="pool replaces fonts and test_fonts"):
         load_config(None, ["render.pool.print_ratio=0.2", "render.fonts=[/usr/share/fonts/truetype/nanum/NanumPen.ttf]"])
+
+
+@pytest.mark.parametrize("preset", ["quick", "seed", "cpu-reference", "smoke"])
+def test_preset_survives_prefects_round_trip(preset):
+    # Prefect validates a flow's parameters from their JSON dump, where every field counts as set.
+    cfg = load_config(preset)
+    assert PipelineConfig.model_validate(cfg.model_dump(mode="json")) == cfg
 
 
 ABLATION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "ablation.py")

@@ -116,16 +116,21 @@ def survey_fonts(settings: RenderSettings, words: dict) -> dict:
         held_out, more = _survey(test_urls, settings, charset, used, what)
         skipped += more
         check_held_out_families(kept, held_out, settings.pool.catalogue if settings.pool is not None else None)
+    regression: list[dict] = []
+    if settings.regression_count:
+        regression, more = _survey(discover_fonts(settings.regression_fonts), settings, charset, used,
+                                   f"render.regression_fonts {settings.regression_fonts}")
+        skipped += more
     for f in kept + held_out:
         f["weight"] = weights.get(f["url"], 1.0)
     log = get_run_logger()
-    for f in kept + held_out:
-        role = "held out" if f in held_out else "train/val"
+    for f in kept + held_out + regression:
+        role = "held out" if f in held_out else "regression" if f in regression else "train/val"
         log.info("font %s (%s): %s%s", f["name"], role, f["url"],
                  f" (skips words using {f['missing'][:20]!r})" if f["missing"] else "")
     for s in skipped:
         log.warning("font skipped: %s", s["reason"])
-    return {"fonts": kept, "test_fonts": held_out, "skipped": skipped}
+    return {"fonts": kept, "test_fonts": held_out, "regression_fonts": regression, "skipped": skipped}
 
 
 def _outcome(future) -> str:
@@ -170,7 +175,8 @@ def dataset_flow_for(config: PipelineConfig):
 
 @flow(name="hwocr-dataset", task_runner=default_task_runner(), validate_parameters=True)
 def dataset_flow(config: PipelineConfig) -> dict:
-    """Render train/val word images with trdg, assemble gt.txt and pack LMDB; only changed stages run."""
+    """Render train/val (and test, regression) word images with trdg, assemble gt.txt and pack LMDB; only changed
+    stages run."""
     log = get_run_logger()
     out = storage.normalize(config.out)
     storage.ensure_writable(out)
@@ -183,7 +189,8 @@ def dataset_flow(config: PipelineConfig) -> dict:
     try:
         words = prepare_words(r, out)
         fonts = survey_fonts(r, words)
-        by_split = {split: fonts["test_fonts"] if split == "test" else fonts["fonts"] for split in r.splits()}
+        own = {"test": fonts["test_fonts"], "regression": fonts["regression_fonts"]}  # train and val share fonts
+        by_split = {split: own.get(split, fonts["fonts"]) for split in r.splits()}
         specs = plan_shards(r, by_split, words, out)
         log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
         futures = [render.submit(s, workers) for s in specs]
@@ -217,10 +224,12 @@ def dataset_flow(config: PipelineConfig) -> dict:
                       for f in fonts["fonts"]],
             "test_fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"], "weight": f["weight"]}
                            for f in fonts["test_fonts"]],
+            "regression_fonts": [{"name": f["name"], "url": f["url"], "sha256": f["sha256"]}
+                                 for f in fonts["regression_fonts"]],
             "fonts_skipped": fonts["skipped"],
             "words": {"url": words["url"], "count": words["count"], "dropped": words["report"]["dropped"]},
         }
-        names = {f["sha256"]: f["name"] for f in fonts["fonts"] + fonts["test_fonts"]}
+        names = {f["sha256"]: f["name"] for f in fonts["fonts"] + fonts["test_fonts"] + fonts["regression_fonts"]}
         for split, gt in splits.items():
             report, packed = gt.result(), packs[split].result()
             dropped = dict(report["dropped"])

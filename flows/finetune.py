@@ -11,7 +11,7 @@ from flows.dataset import dataset_flow_for
 from hwocr import hashing, storage
 from tasks.common import result_storage
 from tasks.evaluate import CODE_VERSION as EVAL_CODE
-from tasks.evaluate import easyocr_available, easyocr_check, evaluate_split
+from tasks.evaluate import easyocr_available, easyocr_check, evaluate_split, log_retention, retention
 from tasks.export import CODE_VERSION as EXPORT_CODE
 from tasks.export import export_easyocr, log_bundle
 from tasks.track import holds_run, log_dataset
@@ -24,10 +24,13 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
     out = storage.normalize(config.out)
     train_lmdbs = [storage.normalize(u) for u in train_lmdbs] if train_lmdbs else [storage.join(out, "lmdb", "train")]
     val_lmdb = storage.normalize(val_lmdb) if val_lmdb else storage.join(out, "lmdb", "val")
-    test_lmdb = storage.join(out, "lmdb", "test")
-    has_test = storage.exists(storage.join(test_lmdb, "data.mdb"))
+    scored = {"val": val_lmdb}
+    for split in ("test", "regression"):  # the held-out-font and print splits, when the dataset has them
+        url = storage.join(out, "lmdb", split)
+        if storage.exists(storage.join(url, "data.mdb")):
+            scored[split] = url
     # One read (or hash) per LMDB: keys, MLflow lineage and evaluation all use these.
-    digests = {u: lmdb_digest(u) for u in [*train_lmdbs, val_lmdb] + ([test_lmdb] if has_test else [])}
+    digests = {u: lmdb_digest(u) for u in [*train_lmdbs, *scored.values()]}
     key = train_key(config.train, train_lmdbs, val_lmdb, digests)
     results = result_storage(config.results_url())
     train, evaluate = (t.with_options(result_storage=results) for t in (fine_tune, evaluate_split))
@@ -39,12 +42,10 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
             "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
             "bundle and dataset are not logged to MLflow", result["mlflow_run_id"], config.tracking.tracking_uri)
         result["mlflow_run_id"] = None
-    # Validation, and the held-out-font test split when there is one: overall, per font, per length.
-    # From a pretrained start, the start itself (its head remapped to this charset) is scored on the same splits.
+    # Every split overall, per font, per length. From a pretrained start, the start itself (its head remapped to
+    # this charset) is scored on the same splits.
     scores, start = {}, {}
-    for split, data in (("val", val_lmdb), ("test", test_lmdb)):
-        if data not in digests:
-            continue
+    for split, data in scored.items():
         for which, checkpoint, into in (("", result["checkpoint"], scores),
                                         ("start_", result.get("start_checkpoint"), start)):
             if checkpoint is None:
@@ -55,7 +56,12 @@ def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, 
                               config.train, ekey, config.tracking, result["mlflow_run_id"], split, which)
             into[split] = {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font", "predictions")}
             into[split]["digest"] = digests[data]
-    return {**{k: v for k, v in result.items() if k != "history"}, "evaluation": scores, "start": start or None}
+    forgetting = None
+    if "regression" in start:
+        forgetting = retention(start["regression"]["predictions"], scores["regression"]["predictions"])
+        log_retention(config.tracking, result["mlflow_run_id"], forgetting)
+    return {**{k: v for k, v in result.items() if k != "history"}, "evaluation": scores, "start": start or None,
+            "forgetting": forgetting}
 
 
 @flow(name="hwocr-pipeline", validate_parameters=True)
@@ -142,6 +148,10 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
                      "cer": round(g["cer"], 4)})
     create_table_artifact(rows, key="hwocr-evaluation", description="Word accuracy, norm_ED and CER per split and font")
     images = ", ".join(f"{k} {v['samples']} images" for k, v in data["splits"].items())
+    f = trained.get("forgetting")
+    forgetting = [f"- forgetting: of the {f['start_correct']} regression (print) images the start read, "
+                  f"{f['still_correct']} are still read after fine-tuning ({f['retained']:.2f}%)"] \
+        if f and f["start_correct"] else []
     create_markdown_artifact(
         "\n".join([
             "# hwocr pipeline",
@@ -153,6 +163,7 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
             *[f"- {split}: {trained['start'][split]['accuracy']:.2f}% at the start ({config.train.pretrained}), "
               f"{r['accuracy']:.2f}% fine-tuned" for split, r in trained["evaluation"].items()
               if split in (trained.get("start") or {})],
+            *forgetting,
             f"- checkpoint: `{trained['checkpoint']}`",
             f"- EasyOCR bundle: `{bundle['dir']}` (recog_network=`{bundle['name']}`)",
             _check_line(check),

@@ -109,7 +109,15 @@ def _train_json(result: dict) -> dict:
             "evaluation": {split: {k: r[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font")}
                            for split, r in result.get("evaluation", {}).items()},
             "start": {split: {k: r[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font")}
-                      for split, r in result["start"].items()} if result.get("start") else None}
+                      for split, r in result["start"].items()} if result.get("start") else None,
+            "forgetting": result.get("forgetting")}
+
+
+def _forgetting_line(f: dict) -> str:
+    if not f["start_correct"]:
+        return "regression: the start read none of the print images, so nothing could be forgotten"
+    return (f"regression: of the {f['start_correct']} print images the start read, the fine-tuned model still reads "
+            f"{f['still_correct']} ({f['retained']:.2f}%; forgot {f['forgotten']})")
 
 
 def _mlflow_line(run_id: str | None, config) -> str:
@@ -149,6 +157,8 @@ def cmd_run(args) -> dict:
                 b = t["start"][split]
                 print(f"  before fine-tuning ({config.train.pretrained}): accuracy {b['accuracy']:.2f}%, "
                       f"CER {b['cer']:.4f}; fine-tuned {r['accuracy'] - b['accuracy']:+.2f} points")
+        if t.get("forgetting"):
+            print(_forgetting_line(t["forgetting"]))
         e = result["export"]
         print(f"EasyOCR bundle: {e['dir']} (recog_network='{e['name']}'; its README.md says how to load it)")
         print(_easyocr_line(result["easyocr"]))

@@ -239,6 +239,27 @@ def evaluate_split_fn(checkpoint: str, data_url: str, out_url: str, settings, ke
     return {**report, "reused": False}
 
 
+def _correct(predictions_url: str) -> dict[str, bool]:
+    rows = storage.read_text(predictions_url).split("\n")[1:]
+    return {f[0]: f[1] == f[2] for f in (r.split("\t") for r in rows if r)}
+
+
+def retention(start_predictions: str, tuned_predictions: str) -> dict:
+    """Forgetting, image by image: of the images the start read, how many the fine-tuned model still reads."""
+    start, tuned = _correct(start_predictions), _correct(tuned_predictions)
+    read = [k for k, ok in start.items() if ok]
+    kept = sum(tuned.get(k, False) for k in read)
+    return {"start_correct": len(read), "still_correct": kept, "forgotten": len(read) - kept,
+            "retained": 100.0 * kept / len(read) if read else None}
+
+
+def log_retention(tracking, run_id: str | None, figures: dict) -> None:
+    if run_id and figures["retained"] is not None:
+        from tasks.track import connect
+
+        connect(tracking).log_metric(run_id, "regression_retained", figures["retained"])
+
+
 def _metric_name(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 

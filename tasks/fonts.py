@@ -22,6 +22,15 @@ DEFAULT_FONTS = [
     f"{HANDWRITING_DIRS}/unfonts-extra/UnPenheulim.ttf",
     f"{HANDWRITING_DIRS}/alee/EunjinNakseo.ttf",
 ]
+# Plain print faces of the same packages: the regression split, which shows what fine-tuning forgot.
+PRINT_FONTS = [
+    f"{HANDWRITING_DIRS}/nanum/NanumGothic.ttf",
+    f"{HANDWRITING_DIRS}/nanum/NanumMyeongjo.ttf",
+    f"{HANDWRITING_DIRS}/nanum/NanumBarunGothic.ttf",
+    f"{HANDWRITING_DIRS}/nanum/NanumSquareR.ttf",
+    f"{HANDWRITING_DIRS}/unfonts-core/UnDotum.ttf",
+    f"{HANDWRITING_DIRS}/unfonts-core/UnBatang.ttf",
+]
 _PROBE_SIZE = 32
 _NOT_A_CHAR = "\U0010fffd"
 

@@ -30,7 +30,7 @@ from tasks import effects, render_worker
 from tasks.common import output_cache, retry_transient
 from tasks.effects import EffectsSettings, GlyphJitterSettings
 from tasks.font_pool import FontPoolSettings, largest_remainder
-from tasks.fonts import DEFAULT_FONTS
+from tasks.fonts import DEFAULT_FONTS, PRINT_FONTS
 
 CODE_VERSION = (hashing.source_digest(render_worker, effects)[:16] + f"-pil{PIL.__version__}"
                 + f"-cv{cv2.__version__}")
@@ -51,6 +51,14 @@ class RenderSettings(BaseModel):
         description="Held-out fonts for a 'test' split, never used for train or val (a folder, glob or list).",
     )
     test_count: NonNegativeInt = Field(0, description="Test images to render with test_fonts (0: no test split).")
+    regression_count: NonNegativeInt = Field(
+        0, description="Images of a 'regression' split: the word list in plain print faces, scored before and after "
+        "fine-tuning to show what the model forgot (0: no regression split)."
+    )
+    regression_fonts: list[str] = Field(
+        default_factory=lambda: list(PRINT_FONTS),
+        description="Print fonts of the regression split (a folder, glob or list); never used for train or val.",
+    )
     words: str | None = Field(
         None, description="Word list (trdg -i): UTF-8, one word a line. Empty: the bundled Korean list."
     )
@@ -112,7 +120,7 @@ class RenderSettings(BaseModel):
         "leave the font out, or keep it and draw only the words it covers.",
     )
 
-    @field_validator("fonts", "test_fonts", mode="before")
+    @field_validator("fonts", "test_fonts", "regression_fonts", mode="before")
     @classmethod
     def _one_or_many(cls, v):
         return [v] if isinstance(v, str) else v
@@ -129,16 +137,19 @@ class RenderSettings(BaseModel):
         return self
 
     def splits(self) -> dict[str, int]:
-        return {"train": self.count, "val": self.val_count} | ({"test": self.test_count} if self.test_count else {})
+        return ({"train": self.count, "val": self.val_count} | ({"test": self.test_count} if self.test_count else {})
+                | ({"regression": self.regression_count} if self.regression_count else {}))
 
     def pixel_settings(self, split: str | None = None) -> dict:
-        """The settings that change image bytes (fonts and words enter keys by content hash). The test split is
-        always drawn plain: every variant of the effects is then scored on the same held-out images."""
+        """The settings that change image bytes (fonts and words enter keys by content hash). The test and
+        regression splits are always drawn plain: every variant of the effects is then scored on the same images."""
         skip = {"fonts", "test_fonts", "test_count", "words", "count", "val_count", "shards", "min_shard_images",
-                "workers", "font_missing", "charset", "batch_max_length", "language", "pool"}
-        if split == "test" or not self.effects.active():  # keys and bytes of plain renders stay as they were
+                "workers", "font_missing", "charset", "batch_max_length", "language", "pool", "regression_count",
+                "regression_fonts"}
+        plain = split in ("test", "regression")
+        if plain or not self.effects.active():  # keys and bytes of plain renders stay as they were
             skip.add("effects")
-        if split == "test" or not self.glyph_jitter.on:
+        if plain or not self.glyph_jitter.on:
             skip.add("glyph_jitter")
         return self.model_dump(mode="json", exclude=skip)
 

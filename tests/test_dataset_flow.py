@@ -207,3 +207,21 @@ def test_test_split_is_drawn_plain_whatever_the_effects(tmp_path, make_config):
                                       "render.effects.elastic.enabled=true", "render.effects.elastic.probability=1"))
     assert read_lmdb(varied["splits"]["test"]["lmdb"]) == read_lmdb(plain["splits"]["test"]["lmdb"])
     assert read_lmdb(varied["splits"]["train"]["lmdb"]) != read_lmdb(plain["splits"]["train"]["lmdb"])
+
+
+GOTHIC, MYEONGJO = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf", "/usr/share/fonts/truetype/nanum/NanumMyeongjo.ttf"
+
+
+def test_regression_split_is_plain_print_and_leaves_the_other_splits_alone(tmp_path, make_config):
+    regression = ("render.regression_count=6", f"render.regression_fonts=[{GOTHIC}, {MYEONGJO}]")
+    without = dataset_flow(make_config(tmp_path / "without"))
+    plain = dataset_flow(make_config(tmp_path / "plain", *regression))
+    varied = dataset_flow(make_config(tmp_path / "varied", *regression, "render.effects.elastic.enabled=true",
+                                      "render.effects.elastic.probability=1"))
+    assert "regression" not in without["splits"]
+    assert plain["splits"]["regression"]["per_font"] == {"NanumGothic Regular": 3, "NanumMyeongjo Regular": 3}
+    assert {f["name"] for f in plain["regression_fonts"]} == {"NanumGothic Regular", "NanumMyeongjo Regular"}
+    for split in ("train", "val"):  # adding the split changes no other split's bytes
+        assert read_lmdb(plain["splits"][split]["lmdb"]) == read_lmdb(without["splits"][split]["lmdb"])
+    assert read_lmdb(varied["splits"]["regression"]["lmdb"]) == read_lmdb(plain["splits"]["regression"]["lmdb"])
+    assert read_lmdb(varied["splits"]["train"]["lmdb"]) != read_lmdb(plain["splits"]["train"]["lmdb"])

@@ -60,3 +60,18 @@ def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):  # noqa: F811
     torch.save(Model(num_class=50).state_dict(), tmp_path / "small.pth")
     with pytest.raises(HwocrError, match=r"small\.pth does not fit None-VGG-BiLSTM-CTC with 1009 classes"):
         evaluate_checkpoint(str(tmp_path / "small.pth"), tiny_lmdb, str(tmp_path / "o"), S)
+
+
+def test_retention_counts_what_the_start_read_and_the_fine_tuned_model_lost(tmp_path):
+    from tasks.evaluate import retention
+
+    head = "path\tlabel\tprediction\tconfidence\n"
+    start, tuned = tmp_path / "start.tsv", tmp_path / "tuned.tsv"
+    start.write_text(head + "a\t학교\t학교\t0.9\nb\tHello\tHello\t0.9\nc\t2024\t2024\t0.8\nd\t바다\t바\t0.2\n",
+                     encoding="utf-8")
+    tuned.write_text(head + "a\t학교\t학교\t0.9\nb\tHello\tHell0\t0.5\nc\t2024\t2024\t0.8\nd\t바다\t바다\t0.7\n",
+                     encoding="utf-8")
+    assert retention(str(start), str(tuned)) == {"start_correct": 3, "still_correct": 2, "forgotten": 1,
+                                                 "retained": 200 / 3}
+    start.write_text(head + "a\t학교\t학\t0.1\n", encoding="utf-8")
+    assert retention(str(start), str(tuned))["retained"] is None

@@ -97,11 +97,16 @@ def test_a_pretrained_start_is_scored_beside_the_result(tmp_path, make_config):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = make_config(tmp_path / "out", *TRAIN, "train.pretrained=english_g2", "tracking.registered_model=''",
-                         f"tracking.tracking_uri={uri}")
+                         f"tracking.tracking_uri={uri}", "render.regression_count=8")
     dataset_flow(config)
     result = finetune_flow(config)
     start, tuned = result["start"]["val"], result["evaluation"]["val"]
     assert start["samples"] == tuned["samples"] == 12 and set(start["by_font"]) == set(tuned["by_font"])
+    # The print regression split is scored from both checkpoints; forgetting is counted image by image.
+    assert result["start"]["regression"]["samples"] == result["evaluation"]["regression"]["samples"] == 8
+    read = round(result["start"]["regression"]["accuracy"] * 8 / 100)
+    f = result["forgetting"]
+    assert f["start_correct"] == read and f["still_correct"] + f["forgotten"] == read
     assert result["start_checkpoint"].endswith("start.pth")
     assert start["accuracy"] < 100  # its 913 Korean rows are fresh
     client = mlflow.MlflowClient(uri)

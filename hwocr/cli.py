@@ -166,8 +166,14 @@ def cmd_run(args) -> dict:
     check = result["easyocr"]
     return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"]),
             "export": result["export"],
-            "easyocr": {k: check[k] for k in ("split", "float", "int8", "int8_agreement", "pages", "gap", "mismatch")}
+            "easyocr": {k: check[k] for k in ("split", "float", "int8", "int8_agreement", "pages", "batch", "gap",
+                                            "mismatch")}
             if check else None}
+
+
+def _batch_line(b: dict) -> str:
+    return (f"recognize(batch_size={b['batch_size']}), as on a GPU, {b['samples']} words: accuracy "
+            f"{b['accuracy']:.2f}%; {b['agreement']:.1f}% of readings equal box-by-box reading (EasyOCR #1038)")
 
 
 def _easyocr_line(check: dict | None) -> str:
@@ -179,6 +185,8 @@ def _easyocr_line(check: dict | None) -> str:
     if check.get("pages"):
         line += (f"; on pages (readtext) {check['pages']['word_accuracy']:.2f}% of words, detection recall "
                  f"{check['pages']['detection_recall']:.2f}%")
+    if check.get("batch"):
+        line += "\n" + _batch_line(check["batch"])
     if check["mismatch"]:
         return f"WARNING: EasyOCR and hwocr disagree by {check['gap']:+.2f} points. {line}"
     return line
@@ -205,6 +213,8 @@ def cmd_evaluate(args) -> dict:
             e = report["easyocr"]
             print(f"EasyOCR int8 (quantize=True, its CPU default): accuracy {e['int8']['accuracy']:.2f}%, "
                   f"CER {e['int8']['cer']:.4f}; {e['int8_agreement']:.1f}% of readings equal the float model's")
+            if e["batch"]:
+                print(_batch_line(e["batch"]))
             if e["pages"]:
                 g = e["pages"]
                 print(f"pages (readtext, detector + this model, {g['words']} words): word accuracy "
@@ -296,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--engine", choices=["hwocr", "easyocr"], default="hwocr",
                    help="hwocr: our inference; easyocr: the real easyocr package reading an exported bundle")
     p.add_argument("--pages", type=int, default=200, metavar="N",
-                   help="easyocr engine: compose the first N words into pages and read them with readtext (0: skip)")
+                   help="easyocr engine: read the first N words with recognize(batch_size=8) and, composed into pages, "
+                   "with readtext (0: skip both)")
     p.add_argument("--out", default="./hwocr-out/evaluation", help="where predictions.tsv and the report go")
     _config_args(p, "train section (image size, preprocessing, charset)")
     p.set_defaults(func=cmd_evaluate)

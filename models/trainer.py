@@ -42,6 +42,10 @@ def pick_device(name: str, world: World = World()) -> torch.device:
     return torch.device(kind)
 
 
+def cpu_has_bf16() -> bool:
+    return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else None
@@ -208,6 +212,9 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
            on_eval: Callable[[int, dict], None] | None, world: World, device: torch.device,
            augment: Callable[[Image.Image, int], Image.Image] | None) -> dict:
     amp_dtype = autocast_dtype(s.precision, device)
+    if amp_dtype is torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
+        log("WARNING: train.precision bf16 on a CPU without AVX512-BF16 or AMX: oneDNN emulates it, about 20 times "
+            "slower than fp32 here; set train.precision=fp32")
     charset = load_charset(s.charset)
     codec = CTCCodec(charset)
     if len(s.batch_ratio) != len(train_roots):

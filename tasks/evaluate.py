@@ -94,7 +94,8 @@ def bundle_name(bundle: str) -> str:
     return names[0]
 
 
-def run_in_easyocr(script: str, bundle: str, name: str, paths: list[str], quantize: bool = False) -> list:
+def run_in_easyocr(script: str, bundle: str, name: str, paths: list[str], quantize: bool = False,
+                   batch: int = 0) -> list:
     """One JSON value per path from hwocr/<script> (easyocr_read.py, easyocr_pages.py) run by the real easyocr in
     its own venv with the bundle; PYTHONPATH cleared, so that hwocr's venv does not leak into EasyOCR's."""
     import json
@@ -106,7 +107,8 @@ def run_in_easyocr(script: str, bundle: str, name: str, paths: list[str], quanti
         list_file = os.path.join(d, "paths.txt")
         with open(list_file, "w", encoding="utf-8") as f:
             f.write("".join(p + "\n" for p in paths))
-        cmd = [py, path, bundle, name, list_file] + (["--quantize"] if quantize else [])
+        cmd = [py, path, bundle, name, list_file] + (["--quantize"] if quantize else []) + (
+            ["--batch", str(batch)] if batch else [])
         proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
     if proc.returncode != 0 or len(lines) != len(paths):
@@ -118,9 +120,13 @@ def run_in_easyocr(script: str, bundle: str, name: str, paths: list[str], quanti
     return [json.loads(ln) for ln in lines]
 
 
-def easyocr_predictions(bundle_url: str, data, scratch: str, quantize: tuple[bool, ...] = (False,)) -> list[dict]:
-    """Read every sample through the real easyocr package (its own venv) with the exported bundle, once per
-    quantize flag: False is the float model, True the int8 one EasyOCR runs on CPU by default."""
+BATCH_SIZE = 8  # recognize(batch_size > 1), as on a GPU, is checked against box-by-box reading (EasyOCR #1038)
+
+
+def easyocr_predictions(bundle_url: str, data, scratch: str, batch_words: int = 0) -> dict[str, dict]:
+    """Read every sample through the real easyocr package (its own venv) with the exported bundle: "float"
+    (quantize=False), "int8" (quantize=True, EasyOCR's CPU default) and, for the first batch_words samples,
+    "batch": BATCH_SIZE boxes a batch through recognize's batched branch, with its agreement with "float"."""
     bundle = storage.local_copy(bundle_url, "bundles")
     name = bundle_name(bundle)
     paths, gts = [], []
@@ -129,12 +135,20 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, quantize: tuple[boo
         data.raw_image(i).save(path)
         paths.append(path)
         gts.append(data.labels[i])
-    out = []
-    for q in quantize:
-        read = run_in_easyocr("easyocr_read.py", bundle, name, paths, q)
-        preds, confs = [t for t, _ in read], [c for _, c in read]
-        out.append({"preds": preds, "gts": gts, "confidences": confs, "accuracy": metrics.word_accuracy(preds, gts),
-                    "norm_ed": metrics.norm_ed(preds, gts), "cer": metrics.cer(preds, gts)})
+    runs = {"float": (paths, False, 0), "int8": (paths, True, 0)}
+    if batch_words:
+        runs["batch"] = (paths[:batch_words], False, BATCH_SIZE)
+    out = {}
+    for kind, (some, quantize, batch) in runs.items():
+        read = run_in_easyocr("easyocr_read.py", bundle, name, some, quantize, batch)
+        preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(some)]
+        out[kind] = {"preds": preds, "gts": truth, "confidences": confs, "accuracy": metrics.word_accuracy(preds, truth),
+                     "norm_ed": metrics.norm_ed(preds, truth), "cer": metrics.cer(preds, truth)}
+    if batch_words:
+        single = out["float"]["preds"]
+        out["batch"] |= {"samples": len(out["batch"]["preds"]), "batch_size": BATCH_SIZE,
+                         "agreement": 100.0 * sum(a == b for a, b in zip(out["batch"]["preds"], single))
+                         / max(len(out["batch"]["preds"]), 1)}
     return out
 
 
@@ -145,7 +159,8 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
                         worst: int = 24, key: str | None = None, engine: str = "hwocr",
                         page_words: int = PAGE_WORDS) -> dict:
     """Score a checkpoint (engine hwocr) or an exported bundle read by the real easyocr (engine easyocr: float,
-    int8 and, from the first page_words words composed into pages, readtext with the bundle's detector)."""
+    int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
+    the bundle's detector)."""
     import torch
 
     from models.charset import load_charset
@@ -172,7 +187,8 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
         data = LmdbDataset(lmdb_path, charset, settings.batch_max_length, settings.img_h, settings.img_w,
                            settings.preprocess, settings.max_width)
         if engine == "easyocr":
-            result, int8 = easyocr_predictions(model_url, data, scratch, (False, True))
+            readings = easyocr_predictions(model_url, data, scratch, page_words)
+            result, int8 = readings["float"], readings["int8"]
             pages = None
             if page_words:
                 from tasks.pages import pages_evaluation
@@ -207,7 +223,9 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
     if engine == "easyocr":
         report["easyocr"] = {"float": _figures(result), "int8": _figures(int8),
                              "int8_agreement": 100.0 * sum(a == b for a, b in zip(preds, int8["preds"])) / len(preds),
-                             "pages": pages}
+                             "pages": pages,
+                             "batch": {k: readings["batch"][k] for k in ("samples", "batch_size", "agreement", "accuracy",
+                                                                     "cer")} if page_words else None}
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
     return report
 
@@ -282,7 +300,7 @@ def easyocr_check_fn(bundle_url: str, data_url: str, out_url: str, settings, key
     gap = e["float"]["accuracy"] - hwocr_accuracy
     summary = {"key": key, "split": split, "samples": report["samples"], "hwocr_accuracy": hwocr_accuracy,
                "float": e["float"], "int8": e["int8"], "int8_agreement": e["int8_agreement"], "pages": e["pages"],
-               "gap": gap,
+               "batch": e["batch"], "gap": gap,
                "mismatch": abs(gap) > MISMATCH_POINTS, "predictions": report["predictions"]}
     if run_id:
         from tasks.track import connect
@@ -293,6 +311,8 @@ def easyocr_check_fn(bundle_url: str, data_url: str, out_url: str, settings, key
                 client.log_metric(run_id, f"{split}_easyocr_{kind}_{name}", float(e[kind][name]))
         for name in ("word_accuracy", "detection_recall", "cer") if e["pages"] else ():
             client.log_metric(run_id, f"{split}_easyocr_pages_{name}", float(e["pages"][name]))
+        for name in ("accuracy", "agreement") if e["batch"] else ():
+            client.log_metric(run_id, f"{split}_easyocr_batch_{name}", float(e["batch"][name]))
         client.set_tag(run_id, "hwocr.easyocr_gap", f"{gap:+.2f}")
         client.set_tag(run_id, "hwocr.easyocr_mismatch", str(summary["mismatch"]).lower())
         for name in ("predictions.tsv", "evaluation.json"):

@@ -3,7 +3,6 @@ than the font's missing-glyph box."""
 
 from __future__ import annotations
 
-import glob as globlib
 import os
 
 from PIL import Image, ImageDraw, ImageFont

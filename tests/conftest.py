@@ -55,3 +55,30 @@ def read_lmdb(path) -> dict[bytes, bytes]:
         items = dict(txn.cursor())
     env.close()
     return items
+
+
+# One tiny set and one model that reads it, shared by every module (training it costs tens of seconds). Tests
+# only read them.
+@pytest.fixture(scope="session")
+def tiny_lmdb(tmp_path_factory):
+    from tests.tiny import make_tiny_lmdb
+
+    return make_tiny_lmdb(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tiny_lmdb, tmp_path_factory):
+    """240 iterations on the tiny set: the result, its folder and its log lines."""
+    from models.trainer import train
+    from tests.tiny import settings
+
+    out, logs = tmp_path_factory.mktemp("run"), []
+    result = train(settings(num_iter=240, val_interval=60), [tiny_lmdb], tiny_lmdb, str(out), log=logs.append)
+    return {"result": result, "dir": out, "logs": logs}
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_run):
+    """The tiny model's best checkpoint; it reads all four words."""
+    assert tiny_run["result"]["best_accuracy"] == 100.0
+    return str(tiny_run["dir"] / "best_accuracy.pth")

@@ -79,6 +79,8 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert run.data.metrics["val_easyocr_int8_cer"] == check["int8"]["cer"]
     assert run.data.tags["hwocr.easyocr_mismatch"] == str(check["mismatch"]).lower()
     assert check["pages"]["words"] == 8 and run.data.metrics["val_easyocr_pages_cer"] == check["pages"]["cer"]
+    assert check["batch"]["samples"] == 8
+    assert run.data.metrics["val_easyocr_batch_agreement"] == check["batch"]["agreement"]
 
     again = subprocess.run([sys.executable, "-m", "hwocr.cli", *args], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]

@@ -10,7 +10,7 @@ import torch
 
 from models.distributed import GlobalBatchNorm2d
 from models.trainer import train
-from tests.test_train import settings, tiny_lmdb  # noqa: F401 - the fixture
+from tests.tiny import settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,7 +26,7 @@ def torchrun(s, lmdb: str, out: str, result: str, nproc: int = 2) -> subprocess.
         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
-def test_two_gloo_processes_equal_one_process(tiny_lmdb, tmp_path):  # noqa: F811
+def test_two_gloo_processes_equal_one_process(tiny_lmdb, tmp_path):
     s = settings(num_iter=4, val_interval=2, optimizer="adadelta", lr=1.0)
     one = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "one"), log=lambda m: None)
 
@@ -65,7 +65,7 @@ def test_global_batchnorm_is_plain_batchnorm_in_one_process():
     assert list(ours.state_dict()) == list(plain.state_dict())
 
 
-def test_torchrun_reports_bad_input(tmp_path, tiny_lmdb):  # noqa: F811
+def test_torchrun_reports_bad_input(tmp_path, tiny_lmdb):
     proc = torchrun(settings(num_iter=2), str(tmp_path / "missing"), str(tmp_path / "ddp"),
                     str(tmp_path / "result.json"))
     assert proc.returncode != 0

@@ -11,20 +11,19 @@ from models import metrics
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
 from tasks.train_settings import TrainSettings
-from test_train import tiny_lmdb  # noqa: F401 - fixture
 
 S = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
                   channels_last=False, num_iter=40, val_interval=40)
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tiny_lmdb, tmp_path_factory):  # noqa: F811
+def checkpoint(tiny_lmdb, tmp_path_factory):
     out = tmp_path_factory.mktemp("ckpt")
     train(S, [tiny_lmdb], tiny_lmdb, str(out), log=lambda m: None)
     return str(out / "best_accuracy.pth")
 
 
-def test_report_matches_predictions(tiny_lmdb, checkpoint, tmp_path):  # noqa: F811
+def test_report_matches_predictions(tiny_lmdb, checkpoint, tmp_path):
     report = evaluate_checkpoint(checkpoint, tiny_lmdb, str(tmp_path / "a"), S)
     rows = [line.split("\t") for line in open(report["predictions"], encoding="utf-8").read().splitlines()[1:]]
     assert [r[0] for r in rows] == [f"image-{i:09d}" for i in range(1, 5)]
@@ -42,7 +41,7 @@ def test_report_matches_predictions(tiny_lmdb, checkpoint, tmp_path):  # noqa: F
     assert open(again["predictions"], encoding="utf-8").read().splitlines()[1].startswith("img/0.png\t한글\t")
 
 
-def test_cli_json(tiny_lmdb, checkpoint, tmp_path):  # noqa: F811
+def test_cli_json(tiny_lmdb, checkpoint, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "hwocr.cli", "evaluate", "--model", checkpoint, "--data", tiny_lmdb,
                            "--out", str(tmp_path), "--set", "train.img_h=32", "--json"],
                           capture_output=True, text=True, timeout=300)
@@ -51,7 +50,7 @@ def test_cli_json(tiny_lmdb, checkpoint, tmp_path):  # noqa: F811
     assert set(result) == {"samples", "accuracy", "norm_ed", "cer", "predictions"} and result["samples"] == 4
 
 
-def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):  # noqa: F811
+def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):
     import torch
 
     from hwocr.errors import HwocrError

@@ -18,7 +18,7 @@ from models.pretrained import load_state_dict
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
 from tasks.export import ExportSettings, _craft_path, export_easyocr_fn
-from tests.test_train import WORDS, settings, tiny_lmdb  # noqa: F401 - the fixture
+from tests.tiny import WORDS, settings
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EASYOCR_PYTHON = os.environ.get("HWOCR_EASYOCR_PYTHON", os.path.join(ROOT, ".venv-easyocr", "bin", "python"))
@@ -37,15 +37,7 @@ print(json.dumps(out, ensure_ascii=False))
 """
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_lmdb, tmp_path_factory):  # noqa: F811
-    out = tmp_path_factory.mktemp("run")
-    result = train(settings(num_iter=240, val_interval=60), [tiny_lmdb], tiny_lmdb, str(out), log=lambda m: None)
-    assert result["best_accuracy"] == 100.0
-    return str(out / "best_accuracy.pth")
-
-
-def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):  # noqa: F811
+def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
     files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_test"), img_h=32)
@@ -83,6 +75,14 @@ def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):  # noq
     assert report["samples"] == 4 and report["accuracy"] == 100.0
     assert report["easyocr"]["float"]["accuracy"] == 100.0 and report["easyocr"]["float"]["cer"] == 0.0
     assert 0 <= report["easyocr"]["int8"]["accuracy"] <= 100 and 0 <= report["easyocr"]["int8_agreement"] <= 100
+    # recognize's batched branch (what a GPU runs with batch_size > 1): one box a batch is the plain reading, ...
+    from tasks.evaluate import run_in_easyocr
+
+    bundle = str(tmp_path / "bundle")
+    assert run_in_easyocr("easyocr_read.py", bundle, "hwocr_test", images, batch=1) == [list(t) for t in theirs]
+    # ... and the pipeline's figure for 8 a batch (every crop padded to the widest) counts readings equal to it.
+    b = report["easyocr"]["batch"]
+    assert (b["samples"], b["batch_size"]) == (4, 8) and b["agreement"] == b["accuracy"]  # float reads all 4
     pages = report["easyocr"]["pages"]  # the 4 words composed into a page, read with readtext (tests/test_pages.py)
     assert pages["words"] == 4 and pages["detection_recall"] >= 75 and 0 <= pages["word_accuracy"] <= 100
     rows = (tmp_path / "eval" / "predictions.tsv").read_text(encoding="utf-8").splitlines()[1:]
@@ -97,7 +97,7 @@ def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):  # noq
         assert float(row.split("\t")[3]) == pytest.approx(conf, abs=2e-4)
 
 
-def test_a_squashing_model_reads_worse_in_easyocr_than_it_reports(tiny_lmdb, tmp_path):  # noqa: F811
+def test_a_squashing_model_reads_worse_in_easyocr_than_it_reports(tiny_lmdb, tmp_path):
     """The seed's fixed width (pad: squash into img_w) scores itself at that width; EasyOCR reads at natural width.
     hwocr evaluates with the settings the model was trained with, so only the EasyOCR check exposes the gap."""
     out = tmp_path / "run"

@@ -37,7 +37,7 @@ def test_finetune_tracks_everything_and_caches(tmp_path, make_config):
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"checkpoints", "validation", "summary.json"} <= artifacts
     assert {a.path for a in client.list_artifacts(run.info.run_id, "checkpoints")} >= {"checkpoints/best_accuracy.pth"}
-    model = mlflow.pytorch.load_model(f"models:/hwocr-test/1")
+    model = mlflow.pytorch.load_model("models:/hwocr-test/1")
     assert sum(p.numel() for p in model.parameters()) == 4_015_729
 
     # The flow scores validation per font (the dataset was built by hwocr) and adds it to the run.

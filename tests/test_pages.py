@@ -13,8 +13,8 @@ from models.crnn import Model
 from models.pretrained import CRAFT, load_pretrained, resolve_pretrained, save_checkpoint_state
 from tasks.export import ExportSettings, export_easyocr_fn
 from tasks.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
-from tests.test_export import EASYOCR_PYTHON, trained  # noqa: F401 - the fixture
-from tests.test_train import WORDS, tiny_lmdb  # noqa: F401 - the fixture
+from tests.test_export import EASYOCR_PYTHON
+from tests.tiny import WORDS
 
 FONT = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf"
 ENGLISH = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
@@ -120,7 +120,7 @@ def evaluate_pages(bundle: str, images, labels, scratch: str) -> dict:
     return result
 
 
-def test_pages_read_by_easyocr_readtext(trained, tmp_path):  # noqa: F811
+def test_pages_read_by_easyocr_readtext(trained, tmp_path):
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
     files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_pages"), img_h=32)

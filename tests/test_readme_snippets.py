@@ -12,8 +12,7 @@ from PIL import Image, ImageDraw, ImageFont
 import tasks.export
 from models.charset import load_charset
 from tasks.export import CRAFT, PLACEHOLDER, ExportSettings, export_easyocr_fn
-from tests.test_export import EASYOCR_PYTHON, ROOT, trained  # noqa: F401 - the fixture
-from tests.test_train import tiny_lmdb  # noqa: F401 - the fixture
+from tests.test_export import EASYOCR_PYTHON, ROOT
 
 FONT = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf"
 PAGE_LINES = ["한글 사랑", "대한민국 서울", "오늘 날씨 맑음", "고맙습니다"]
@@ -33,7 +32,7 @@ def readme_section(title: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def workdir(trained, tiny_lmdb, tmp_path_factory):  # noqa: F811
+def workdir(trained, tiny_lmdb, tmp_path_factory):
     """A folder like the user's: bundle/ (exported as README.md's command names it), word.png and page.png."""
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
@@ -101,7 +100,7 @@ def test_the_project_readme_runs_as_written(workdir):
     run_snippets(python_blocks(readme_section("EasyOCR export")), workdir)
 
 
-def test_a_bundle_without_a_detector_says_where_to_put_it(trained, tmp_path, monkeypatch):  # noqa: F811
+def test_a_bundle_without_a_detector_says_where_to_put_it(trained, tmp_path, monkeypatch):
     craft = tasks.export._craft_path()
     monkeypatch.setattr(tasks.export, "_craft_path", lambda: None)
     result = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_korean"), img_h=32)

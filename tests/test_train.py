@@ -8,47 +8,21 @@ import time
 
 import pytest
 import torch
-from PIL import Image, ImageDraw, ImageFont
 
 from hwocr.errors import HwocrError
 from models.crnn import Model
 from models.trainer import train
-from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
-from tasks.train_settings import TrainSettings
 
-WORDS = ["한글", "사랑", "Hello", "2024"]
+from tests.tiny import settings
 
 
-@pytest.fixture(scope="module")
-def tiny_lmdb(tmp_path_factory):
-    d = tmp_path_factory.mktemp("tiny")
-    font = ImageFont.truetype("/usr/share/fonts/truetype/nanum/NanumGothic.ttf", 26)
-    (d / "img").mkdir()
-    lines = []
-    for i, w in enumerate(WORDS):
-        im = Image.new("L", (font.getbbox(w)[2] + 8, 32), 255)
-        ImageDraw.Draw(im).text((4, 2), w, font=font, fill=0)
-        im.save(d / "img" / f"{i}.png")
-        lines.append(f"img/{i}.png\t{w}\n")
-    (d / "gt.txt").write_text("".join(lines), encoding="utf-8")
-    pack_lmdb_fn(str(d / "gt.txt"), str(d), str(d / "lmdb"), PackSettings(), "tiny")
-    return str(d / "lmdb")
-
-
-def settings(**over) -> TrainSettings:
-    base = dict(pretrained="none", img_h=32, img_w=100, batch_size=2, optimizer="adam", lr=1e-3, threads=1,
-                channels_last=False)
-    return TrainSettings(**{**base, **over})
-
-
-def test_overfits_a_tiny_set(tiny_lmdb, tmp_path):
-    logs = []
-    result = train(settings(num_iter=240, val_interval=60), [tiny_lmdb], tiny_lmdb, str(tmp_path), log=logs.append)
+def test_overfits_a_tiny_set(tiny_run):
+    result, logs = tiny_run["result"], tiny_run["logs"]
     assert result["best_accuracy"] == 100.0 and result["best_norm_ed"] == 1.0
     assert result["iterations"] == 240 and len(result["history"]) == 4
     assert any("Ground Truth" in m and "samples/s" not in m for m in logs)
     # The best checkpoint loads into EasyOCR's layout (keys carry module.).
-    state = torch.load(tmp_path / "best_accuracy.pth", weights_only=True)
+    state = torch.load(tiny_run["dir"] / "best_accuracy.pth", weights_only=True)
     assert all(k.startswith("module.") for k in state)
     Model(num_class=1009).load_state_dict({k[7:]: v for k, v in state.items()})
 
@@ -180,3 +154,13 @@ def test_early_stop_after_patience(tiny_lmdb, tmp_path):
 def test_freeze_refused_under_data_parallel():
     with pytest.raises(ValueError, match="freeze is not supported with processes > 1"):
         settings(freeze=["feature_extraction"], processes=2)
+
+
+def test_bf16_on_a_cpu_without_bf16_units_warns(tiny_lmdb, tmp_path):
+    from models.trainer import cpu_has_bf16
+
+    logs = []
+    train(settings(num_iter=1, val_interval=1, precision="bf16"), [tiny_lmdb], tiny_lmdb, str(tmp_path),
+          log=logs.append)
+    warned = any("bf16 on a CPU without AVX512-BF16 or AMX" in m for m in logs)
+    assert warned == (not cpu_has_bf16())

@@ -57,7 +57,7 @@ def hwocr(train: int, val: int, workers: int, tmp: str, *extra: str, prefect_hom
     cmd = [os.path.join(ROOT, ".venv", "bin", "hwocr"), "data", "--config", "seed", "--out", os.path.join(tmp, "out"),
            "--json", "--set", f"render.count={train}", "--set", f"render.val_count={val}",
            "--set", f"render.workers={workers}", "--set", f"render.fonts={fonts}",
-           "--set", "render.regression_count=0"]  # the seed renders no regression split
+           "--set", "render.regression_count=0"]  # the seed's steps render train and val only
     for e in extra:
         cmd += ["--set", e]
     return _run(cmd, env)

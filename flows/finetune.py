@@ -110,7 +110,7 @@ def check_in_easyocr(config: PipelineConfig, trained: dict, bundle: dict, export
     split = "test" if "test" in trained["evaluation"] else "val"
     data = storage.join(storage.normalize(config.out), "lmdb", split)
     ours = trained["evaluation"][split]["accuracy"]
-    key = hashing.digest({"stage": "easyocr_check", "code": EVAL_CODE, "check": 2, "bundle": export_key,
+    key = hashing.digest({"stage": "easyocr_check", "code": EVAL_CODE, "bundle": export_key,
                           "data": trained["evaluation"][split]["digest"]})
     task = easyocr_check.with_options(result_storage=result_storage(config.results_url()))
     check = task(bundle["dir"], data, storage.join(trained["run_dir"], "eval", split, "easyocr"), config.train, key,
@@ -145,7 +145,7 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
         b = check["batch"]
         rows.append({"split": check["split"], "font": f"first {b['samples']}, EasyOCR recognize(batch_size="
                      f"{b['batch_size']}) ({b['agreement']:.1f}% equal to batch 1)", "samples": b["samples"],
-                     "accuracy": round(b["accuracy"], 2), "norm_ed": None, "cer": round(b["cer"], 4)})
+                     "accuracy": round(b["accuracy"], 2), "norm_ed": round(b["norm_ed"], 4), "cer": round(b["cer"], 4)})
     if check and check.get("pages"):
         g = check["pages"]
         rows.append({"split": check["split"], "font": f"pages via readtext (detection recall {g['detection_recall']:.1f}%)",

@@ -214,7 +214,7 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
     amp_dtype = autocast_dtype(s.precision, device)
     if amp_dtype is torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
         log("WARNING: train.precision bf16 on a CPU without AVX512-BF16 or AMX: oneDNN emulates it, about 20 times "
-            "slower than fp32 here; set train.precision=fp32")
+            "slower than fp32; set train.precision=fp32")
     charset = load_charset(s.charset)
     codec = CTCCodec(charset)
     if len(s.batch_ratio) != len(train_roots):

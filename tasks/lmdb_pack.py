@@ -123,6 +123,7 @@ def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
         batch: list[tuple[bytes, bytes]] = []
 
         def commit(items):
+            nonlocal env
             while True:
                 try:
                     with env.begin(write=True) as txn:

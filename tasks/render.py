@@ -57,7 +57,8 @@ class RenderSettings(BaseModel):
     )
     regression_fonts: list[str] = Field(
         default_factory=lambda: list(PRINT_FONTS),
-        description="Print fonts of the regression split (a folder, glob or list); never used for train or val.",
+        description="Print fonts of the regression split (a folder, glob or list). A font pool with print_ratio > 0 "
+        "may train on the same faces: the split then asks whether print is still read, not whether unseen faces are.",
     )
     words: str | None = Field(
         None, description="Word list (trdg -i): UTF-8, one word a line. Empty: the bundled Korean list."

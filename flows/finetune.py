@@ -19,8 +19,29 @@ from tasks.train import fine_tune, lmdb_digest, train_key
 
 
 @flow(name="hwocr-finetune", validate_parameters=True)
-def finetune_flow(config: PipelineConfig, train_lmdbs: list[str] | None = None, val_lmdb: str | None = None) -> dict:
-    """Fine-tune from config.train.pretrained on the given LMDBs (default: the dataset flow's under config.out)."""
+def finetune_flow(preset: Preset = "quick", out: str | None = None, pretrained: str | None = None,
+                  num_iter: PositiveInt | None = None, settings: list[str] | None = None,
+                  config: PipelineConfig | None = None, train_lmdbs: list[str] | None = None,
+                  val_lmdb: str | None = None) -> dict:
+    """Fine-tune from the pretrained weights on the dataset flow's LMDBs under out, evaluate, track in MLflow.
+
+    Args:
+        preset: The settings to start from (configs/NAME.yaml); the fields below change them.
+        out: The dataset flow's output folder or URL; the run is written under it.
+        pretrained: Starting weights: english_g2, korean_g2, a path or URL, or none.
+        num_iter: Training iterations (train.num_iter).
+        settings: Any other setting as KEY=VALUE, e.g. train.batch_size=64 (as hwocr --set).
+        config: Advanced: a whole config; when given, preset is not read.
+        train_lmdbs: Advanced: training LMDBs other than out's lmdb/train.
+        val_lmdb: Advanced: a validation LMDB other than out's lmdb/val.
+    """
+    config = config_from_form(preset, {"out": out, "train.pretrained": pretrained, "train.num_iter": num_iter},
+                              settings or [], config)
+    return fine_tune_and_score(config, train_lmdbs, val_lmdb)
+
+
+def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, val_lmdb: str | None) -> dict:
+    """The finetune flow's body, on a config already whole."""
     out = storage.normalize(config.out)
     train_lmdbs = [storage.normalize(u) for u in train_lmdbs] if train_lmdbs else [storage.join(out, "lmdb", "train")]
     val_lmdb = storage.normalize(val_lmdb) if val_lmdb else storage.join(out, "lmdb", "val")
@@ -87,8 +108,9 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     config = config_from_form(preset, {"out": out, "train.pretrained": pretrained, "render.fonts": fonts,
                                        "render.words": words, "render.count": count, "render.val_count": val_count,
                                        "train.num_iter": num_iter}, settings or [], config)
-    data = dataset_flow_for(config)(config)
-    trained = finetune_flow(config, [data["splits"]["train"]["lmdb"]], data["splits"]["val"]["lmdb"])
+    data = dataset_flow_for(config)(config=config)
+    trained = finetune_flow(config=config, train_lmdbs=[data["splits"]["train"]["lmdb"]],
+                            val_lmdb=data["splits"]["val"]["lmdb"])
     ekey = hashing.digest({"stage": "export", "code": EXPORT_CODE, "train": trained["key"],
                            "settings": config.export.model_dump(mode="json")})
     bundle = export_easyocr(trained["checkpoint"], storage.join(trained["run_dir"], "easyocr"), config.export,

@@ -96,9 +96,9 @@ def cmd_data(args) -> dict:
         POOL.warm(resolve_workers(config.render))  # worker start-up overlaps Prefect's
     flow = dataset_flow_for(config)
     if args.json:
-        return flow(config)
+        return flow(config=config)
     with _progress_bar():
-        summary = flow(config)
+        summary = flow(config=config)
     _print_summary(summary)
     return summary
 
@@ -132,7 +132,7 @@ def cmd_train(args) -> dict:
     from flows.finetune import finetune_flow
 
     config = load_config(args.config, args.overrides, args.out)
-    result = finetune_flow(config)
+    result = finetune_flow(config=config)
     if not args.json:
         print(f"best accuracy {result['best_accuracy']:.2f}% after {result['iterations']} iterations; "
               f"checkpoint {result['checkpoint']}; {_mlflow_line(result['mlflow_run_id'], config)}")
@@ -248,23 +248,21 @@ def cmd_export(args) -> dict:
 def cmd_serve(args) -> dict:
     from prefect import serve
 
-    from flows.config import load_config
+    from flows.config import PRESETS, load_config
     from flows.dataset import dataset_flow
     from flows.finetune import finetune_flow, pipeline_flow
 
-    from flows.config import PRESETS
-
     config = load_config(args.config, args.overrides, args.out)
-    params = {"config": config.model_dump(mode="json")}
-    # The pipeline's form leads with a preset and the knobs people change; a preset name stays a preset there.
+    # Each form leads with a preset and the knobs people change; a preset name stays a preset there, a file is
+    # sent whole as the config.
     form = ({"preset": args.config or "quick", "out": args.out, "settings": list(args.overrides)}
-            if (args.config or "quick") in PRESETS else params)
+            if (args.config or "quick") in PRESETS else {"config": config.model_dump(mode="json")})
+    form = {k: v for k, v in form.items() if v is not None}
     cron = {"cron": args.cron} if args.cron else {}
     deployments = [
-        pipeline_flow.to_deployment("pipeline", parameters={k: v for k, v in form.items() if v is not None},
-                                    description="The whole pipeline", **cron),
-        dataset_flow.to_deployment("dataset", parameters=params, description="Data only: render, gt.txt, LMDB"),
-        finetune_flow.to_deployment("finetune", parameters=params, description="Fine-tune, evaluate, track"),
+        pipeline_flow.to_deployment("pipeline", parameters=form, description="The whole pipeline", **cron),
+        dataset_flow.to_deployment("dataset", parameters=form, description="Data only: render, gt.txt, LMDB"),
+        finetune_flow.to_deployment("finetune", parameters=form, description="Fine-tune, evaluate, track"),
     ]
     print("serving hwocr-pipeline/pipeline, hwocr-dataset/dataset, hwocr-finetune/finetune; Ctrl-C stops", flush=True)
     serve(*deployments, limit=args.limit, print_starting_message=False)

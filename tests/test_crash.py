@@ -89,9 +89,9 @@ def test_killed_render_worker_is_retried(tmp_path, make_config):
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    result = dataset_flow(make_config(out, "render.count=1200"))
+    result = dataset_flow(config=make_config(out, "render.count=1200"))
     t.join(timeout=10)
     assert killed, "no worker was killed"
-    dataset_flow(make_config(tmp_path / "clean", "render.count=1200"))
+    dataset_flow(config=make_config(tmp_path / "clean", "render.count=1200"))
     assert result["splits"]["train"]["samples"] == 1200
     assert read_lmdb(out / "lmdb" / "train") == read_lmdb(tmp_path / "clean" / "lmdb" / "train")

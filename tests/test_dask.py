@@ -15,9 +15,9 @@ def test_dask_local_cluster_gives_the_same_lmdb(tmp_path, make_config):
     from flows.dataset import dataset_flow_for
 
     local_config = make_config(tmp_path / "local")
-    local = dataset_flow_for(local_config)(local_config)
+    local = dataset_flow_for(local_config)(config=local_config)
     config = make_config(tmp_path / "dask", "runner=dask", "render.workers=2")
-    on_dask = dataset_flow_for(config)(config)
+    on_dask = dataset_flow_for(config)(config=config)
     assert on_dask["shards"]["rendered"] == local["shards"]["total"]
     for split in ("train", "val"):
         assert read_lmdb(on_dask["splits"][split]["lmdb"]) == read_lmdb(local["splits"][split]["lmdb"])
@@ -32,7 +32,7 @@ def test_unreachable_dask_scheduler_is_a_clear_error(tmp_path, make_config):
     config = make_config(tmp_path / "o", "runner=dask", f"dask_address=tcp://127.0.0.1:{port}")
     start = time.monotonic()
     with pytest.raises(HwocrError, match=rf"Dask scheduler tcp://127.0.0.1:{port} is unreachable"):
-        dataset_flow_for(config)(config)
+        dataset_flow_for(config)(config=config)
     assert time.monotonic() - start < 30
     assert not (tmp_path / "o").exists()
 
@@ -75,6 +75,6 @@ def test_cli_joins_an_existing_cluster(tmp_path, make_config):
             proc.terminate()
             proc.wait(30)
     local_config = make_config(tmp_path / "local")
-    local = dataset_flow_for(local_config)(local_config)
+    local = dataset_flow_for(local_config)(config=local_config)
     for split in ("train", "val"):
         assert read_lmdb(tmp_path / "dask" / "lmdb" / split) == read_lmdb(local["splits"][split]["lmdb"])

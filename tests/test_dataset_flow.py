@@ -17,8 +17,8 @@ def lmdbs(out):
 
 
 def test_same_dataset_bytes_for_any_shard_layout(tmp_path, make_config):
-    a = dataset_flow(make_config(tmp_path / "a", "render.shards=2", "render.workers=1"))
-    b = dataset_flow(make_config(tmp_path / "b", "render.shards=5"))
+    a = dataset_flow(config=make_config(tmp_path / "a", "render.shards=2", "render.workers=1"))
+    b = dataset_flow(config=make_config(tmp_path / "b", "render.shards=5"))
     assert a["shards"]["total"] < b["shards"]["total"]
     da, db = lmdbs(tmp_path / "a"), lmdbs(tmp_path / "b")
     assert da == db
@@ -30,17 +30,17 @@ def test_same_dataset_bytes_for_any_shard_layout(tmp_path, make_config):
 
 def test_only_changed_stages_run(tmp_path, make_config):
     out = tmp_path / "out"
-    first = dataset_flow(make_config(out))
+    first = dataset_flow(config=make_config(out))
     assert first["shards"] == {"total": 8, "rendered": 8, "cached": 0, "reused": 0}
     assert first["stages"]["train"] == {"assemble_gt": "ran", "pack_lmdb": "ran"}
     before = lmdbs(out)
 
-    again = dataset_flow(make_config(out))
+    again = dataset_flow(config=make_config(out))
     assert again["shards"] == {"total": 8, "rendered": 0, "cached": 8, "reused": 0}
     assert again["stages"] == {s: {"assemble_gt": "cached", "pack_lmdb": "cached"} for s in ("train", "val")}
 
     # A packing-only setting re-packs and renders nothing.
-    repack = dataset_flow(make_config(out, "pack.commit_every=5"))
+    repack = dataset_flow(config=make_config(out, "pack.commit_every=5"))
     assert repack["shards"]["rendered"] == 0
     assert repack["stages"]["train"] == {"assemble_gt": "cached", "pack_lmdb": "ran"}
     assert lmdbs(out) == before
@@ -49,33 +49,33 @@ def test_only_changed_stages_run(tmp_path, make_config):
     shutil.rmtree(out / "lmdb" / "val")
     shard = next(p for p in (out / "shards" / "train").iterdir())
     shutil.rmtree(shard)
-    rebuilt = dataset_flow(make_config(out, "pack.commit_every=5"))
+    rebuilt = dataset_flow(config=make_config(out, "pack.commit_every=5"))
     assert rebuilt["shards"]["rendered"] == 1
     assert rebuilt["stages"]["val"]["pack_lmdb"] == "ran"
     assert lmdbs(out) == before
 
     # One more font renders only that font's shards; the result equals a fresh build with three fonts.
     three = ("pen", "pilgi", "brush")
-    added = dataset_flow(make_config(out, fonts=three))
+    added = dataset_flow(config=make_config(out, fonts=three))
     assert added["shards"] == {"total": 6, "rendered": 2, "cached": 4, "reused": 0}
-    fresh = dataset_flow(make_config(tmp_path / "fresh", fonts=three))
+    fresh = dataset_flow(config=make_config(tmp_path / "fresh", fonts=three))
     assert fresh["shards"]["rendered"] == 6
     assert lmdbs(out) == lmdbs(tmp_path / "fresh")
 
 
 def test_font_without_hangul_is_refused(tmp_path, make_config):
     with pytest.raises(HwocrError, match=r"font .*DejaVuSans\.ttf \(DejaVu Sans Book\) draws no Hangul"):
-        dataset_flow(make_config(tmp_path / "o", fonts=("pen", "latin")))
+        dataset_flow(config=make_config(tmp_path / "o", fonts=("pen", "latin")))
     assert not (tmp_path / "o" / "shards").exists() and not (tmp_path / "o" / "lmdb").exists()
 
 
 def test_font_missing_policies(tmp_path, make_config):
     with pytest.raises(HwocrError, match=r"Guseul\.ttf \(Guseul Regular\) cannot draw 7 characters .*'024Helo'"):
-        dataset_flow(make_config(tmp_path / "e", "render.font_missing=error", fonts=("pen", "guseul")))
-    skipped = dataset_flow(make_config(tmp_path / "s", "render.font_missing=skip_font", fonts=("pen", "guseul")))
+        dataset_flow(config=make_config(tmp_path / "e", "render.font_missing=error", fonts=("pen", "guseul")))
+    skipped = dataset_flow(config=make_config(tmp_path / "s", "render.font_missing=skip_font", fonts=("pen", "guseul")))
     assert [f["name"] for f in skipped["fonts"]] == ["Nanum Pen Script Regular"]
     assert "Guseul" in skipped["fonts_skipped"][0]["reason"]
-    kept = dataset_flow(make_config(tmp_path / "k", fonts=("pen", "guseul")))
+    kept = dataset_flow(config=make_config(tmp_path / "k", fonts=("pen", "guseul")))
     assert len(kept["fonts"]) == 2 and kept["splits"]["train"]["samples"] == 48
     gt = (tmp_path / "k" / "train" / "gt.txt").read_text(encoding="utf-8").splitlines()
     assert len(gt) == 48
@@ -86,22 +86,22 @@ def test_missing_font_file_fails_before_rendering(tmp_path, make_config, words_f
 
     config = load_config(None, [f"render.words={words_file}", "render.fonts=/nope/x.ttf"], out=str(tmp_path / "o"))
     with pytest.raises(HwocrError, match=r"font file '/nope/x\.ttf' does not exist"):
-        dataset_flow(config)
+        dataset_flow(config=config)
     assert not (tmp_path / "o" / "shards").exists()
 
 
 def test_unwritable_output_url(tmp_path, make_config):
     (tmp_path / "file").write_text("x")
     with pytest.raises(HwocrError, match=r"output location '.*file/out' is not writable"):
-        dataset_flow(make_config(tmp_path / "file" / "out"))
+        dataset_flow(config=make_config(tmp_path / "file" / "out"))
 
 
 def test_remote_output_url_gives_the_same_dataset(tmp_path, make_config):
     """Every stage goes through fsspec: an in-memory filesystem stands in for a bucket."""
     import fsspec
 
-    local = dataset_flow(make_config(tmp_path / "local"))
-    remote = dataset_flow(make_config("memory://hwocr-test/out"))
+    local = dataset_flow(config=make_config(tmp_path / "local"))
+    remote = dataset_flow(config=make_config("memory://hwocr-test/out"))
     assert remote["splits"]["train"]["lmdb"] == "memory://hwocr-test/out/lmdb/train"
     fs = fsspec.filesystem("memory")
     for split in ("train", "val"):
@@ -112,7 +112,7 @@ def test_remote_output_url_gives_the_same_dataset(tmp_path, make_config):
         assert read_lmdb(dest) == read_lmdb(local["splits"][split]["lmdb"])
         assert fs.cat_file(f"/hwocr-test/out/{split}/gt.txt") == (tmp_path / "local" / split / "gt.txt").read_bytes()
     assert not [p for p in fs.find("/hwocr-test/out") if ".tmp-" in p]
-    again = dataset_flow(make_config("memory://hwocr-test/out"))
+    again = dataset_flow(config=make_config("memory://hwocr-test/out"))
     assert again["shards"]["rendered"] == 0
 
 
@@ -120,7 +120,7 @@ EUNJIN = "/usr/share/fonts/truetype/alee/EunjinNakseo.ttf"
 
 
 def test_held_out_fonts_make_a_test_split(tmp_path, make_config):
-    result = dataset_flow(make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{EUNJIN}]"))
+    result = dataset_flow(config=make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{EUNJIN}]"))
     assert result["splits"]["test"]["per_font"] == {"Eunjin Nakseo Regular": 6}
     assert "Eunjin Nakseo Regular" not in result["splits"]["train"]["per_font"]
     assert read_lmdb(tmp_path / "o" / "lmdb" / "test")[b"num-samples"] == b"6"
@@ -141,7 +141,7 @@ def test_held_out_fonts_make_a_test_split(tmp_path, make_config):
 ])
 def test_held_out_font_whose_family_trains_is_refused(tmp_path, make_config, held_out, message):
     with pytest.raises(HwocrError, match=message):
-        dataset_flow(make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{held_out}]"))
+        dataset_flow(config=make_config(tmp_path / "o", "render.test_count=6", f"render.test_fonts=[{held_out}]"))
     assert not (tmp_path / "o" / "shards").exists()
 
 
@@ -155,7 +155,7 @@ def test_font_pool_weights_and_held_out_families(tmp_path, words_file):
         # Only two handwriting families train, one drawn three times as often as the other.
         "render.pool.weights={un-pilgi: 0, un-pen: 0, un-vada: 0, NanumBrush.ttf: 0, NanumPen.ttf: 3, UnPilgi.ttf: 1}",
     ], out=str(tmp_path / "o"))
-    result = dataset_flow(config)
+    result = dataset_flow(config=config)
     assert result["splits"]["train"]["per_font"] == {"Nanum Pen Script Regular": 30, "UnPilgi Regular": 10}
     assert set(result["splits"]["test"]["per_font"]) == {"Eunjin Regular", "Eunjin Nakseo Regular"}
     assert sum(result["splits"]["test"]["per_font"].values()) == 6
@@ -176,16 +176,16 @@ def test_font_pool_refuses_a_latin_font_tagged_handwriting(tmp_path, words_file)
     config = load_config(None, [f"render.words={words_file}", "render.count=8", "render.val_count=4",
                                 f"render.pool.catalogue={catalogue}"], out=str(tmp_path / "o"))
     with pytest.raises(HwocrError, match=r"DejaVuSans\.ttf is tagged handwriting but draws none of the Hangul"):
-        dataset_flow(config)
+        dataset_flow(config=config)
     assert not (tmp_path / "o" / "shards").exists()
 
 
 def test_deleted_shard_archive_is_rerendered(tmp_path, make_config):
     out = tmp_path / "o"
-    first = dataset_flow(make_config(out))
+    first = dataset_flow(config=make_config(out))
     shard = next(p for p in (out / "shards" / "train").iterdir())
     (shard / "images.tar").unlink()  # the manifest stays: it must not vouch for a shard without its images
-    again = dataset_flow(make_config(out))
+    again = dataset_flow(config=make_config(out))
     assert again["shards"]["rendered"] == 1
     assert lmdbs(out) == {s: read_lmdb(first["splits"][s]["lmdb"]) for s in ("train", "val")}
 
@@ -197,13 +197,13 @@ def test_pool_with_no_held_out_font_left_is_a_clear_error(tmp_path, words_file):
                                 "render.test_count=4", "render.pool.held_out_groups=[un-vada]",
                                 "render.pool.weights={un-vada: 0}"], out=str(tmp_path / "o"))
     with pytest.raises(HwocrError, match=r"render.test_count is 4 but no held-out font is left"):
-        dataset_flow(config)
+        dataset_flow(config=config)
 
 
 def test_test_split_is_drawn_plain_whatever_the_effects(tmp_path, make_config):
     held_out = ("render.test_count=6", f"render.test_fonts=[{EUNJIN}]")
-    plain = dataset_flow(make_config(tmp_path / "plain", *held_out))
-    varied = dataset_flow(make_config(tmp_path / "varied", *held_out, "render.glyph_jitter.enabled=true",
+    plain = dataset_flow(config=make_config(tmp_path / "plain", *held_out))
+    varied = dataset_flow(config=make_config(tmp_path / "varied", *held_out, "render.glyph_jitter.enabled=true",
                                       "render.effects.elastic.enabled=true", "render.effects.elastic.probability=1"))
     assert read_lmdb(varied["splits"]["test"]["lmdb"]) == read_lmdb(plain["splits"]["test"]["lmdb"])
     assert read_lmdb(varied["splits"]["train"]["lmdb"]) != read_lmdb(plain["splits"]["train"]["lmdb"])
@@ -214,9 +214,9 @@ GOTHIC, MYEONGJO = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf", "/usr/shar
 
 def test_regression_split_is_plain_print_and_leaves_the_other_splits_alone(tmp_path, make_config):
     regression = ("render.regression_count=6", f"render.regression_fonts=[{GOTHIC}, {MYEONGJO}]")
-    without = dataset_flow(make_config(tmp_path / "without"))
-    plain = dataset_flow(make_config(tmp_path / "plain", *regression))
-    varied = dataset_flow(make_config(tmp_path / "varied", *regression, "render.effects.elastic.enabled=true",
+    without = dataset_flow(config=make_config(tmp_path / "without"))
+    plain = dataset_flow(config=make_config(tmp_path / "plain", *regression))
+    varied = dataset_flow(config=make_config(tmp_path / "varied", *regression, "render.effects.elastic.enabled=true",
                                       "render.effects.elastic.probability=1"))
     assert "regression" not in without["splits"]
     assert plain["splits"]["regression"]["per_font"] == {"NanumGothic Regular": 3, "NanumMyeongjo Regular": 3}

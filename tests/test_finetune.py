@@ -21,8 +21,8 @@ def test_finetune_tracks_everything_and_caches(tmp_path, make_config):
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={uri}")
-    dataset_flow(config)
-    result = finetune_flow(config)
+    dataset_flow(config=config)
+    result = finetune_flow(config=config)
     assert result["iterations"] == 4 and 0 <= result["best_accuracy"] <= 100
     assert result["registered_version"] == 1 and result["reused"] is False
 
@@ -50,7 +50,7 @@ def test_finetune_tracks_everything_and_caches(tmp_path, make_config):
     assert {a.path for a in client.list_artifacts(run.info.run_id, "evaluation/val")} >= {
         "evaluation/val/predictions.tsv", "evaluation/val/evaluation.json"}
 
-    again = finetune_flow(config)
+    again = finetune_flow(config=config)
     assert again["mlflow_run_id"] == result["mlflow_run_id"] and again["iterations"] == 4
     assert len(client.search_runs([run.info.experiment_id])) == 1
 
@@ -63,10 +63,10 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path, make_config
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri=http://127.0.0.1:{port}")
-    dataset_flow(config)
+    dataset_flow(config=config)
     start = time.monotonic()
     with pytest.raises(HwocrError, match=rf"MLflow tracking server http://127.0.0.1:{port} is unreachable"):
-        finetune_flow(config)
+        finetune_flow(config=config)
     assert time.monotonic() - start < 60
     assert not list((tmp_path / "out").glob("runs/*/last.pth"))
 
@@ -80,8 +80,8 @@ def test_finetune_in_two_data_parallel_processes(tmp_path, make_config):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     config = make_config(tmp_path / "out", *TRAIN, "train.processes=2", "tracking.registered_model=''",
                          f"tracking.tracking_uri={uri}")
-    dataset_flow(config)
-    result = finetune_flow(config)
+    dataset_flow(config=config)
+    result = finetune_flow(config=config)
     assert result["iterations"] == 4 and result["reused"] is False
     client = mlflow.MlflowClient(uri)
     assert [m.step for m in client.get_metric_history(result["mlflow_run_id"], "train_loss")] == [2, 4]
@@ -102,8 +102,8 @@ def test_a_pretrained_start_is_scored_beside_the_result(tmp_path, make_config):
     config = make_config(tmp_path / "out", *TRAIN, "train.pretrained=english_g2", "tracking.registered_model=''",
                          f"tracking.tracking_uri={uri}", "render.regression_count=8", "train.img_h=64",
                          f"render.words={words}")
-    data = dataset_flow(config)
-    result = finetune_flow(config)
+    data = dataset_flow(config=config)
+    result = finetune_flow(config=config)
     start, tuned = result["start"]["val"], result["evaluation"]["val"]
     assert start["samples"] == tuned["samples"] == 12 and set(start["by_font"]) == set(tuned["by_font"])
     # The print regression split is scored from both checkpoints, by font name; forgetting is counted image by image.

@@ -59,8 +59,8 @@ def test_finetune_against_mlflow_server(tmp_path, make_config, mlflow_server):
 
     url, artifacts = mlflow_server
     config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={url}")
-    dataset_flow(config)
-    result = finetune_flow(config)
+    dataset_flow(config=config)
+    result = finetune_flow(config=config)
     client = mlflow.MlflowClient(url)
     run = client.get_run(result["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["train.num_iter"] == "4"

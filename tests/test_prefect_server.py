@@ -73,28 +73,33 @@ from prefect.client.orchestration import get_client
 from prefect.deployments import run_deployment
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+NAMES = ["hwocr-dataset/dataset", "hwocr-pipeline/pipeline", "hwocr-finetune/finetune"]
 deadline = time.monotonic() + 180
+results = {}
 with get_client(sync_client=True) as client:
-    while True:  # hwocr serve registers its deployments shortly after it starts
-        try:
-            deployment = client.read_deployment_by_name("hwocr-pipeline/pipeline")
-            break
-        except Exception:
-            os.kill(int(sys.argv[1]), 0)  # hwocr serve died: fail now, not at the deadline
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-    run = run_deployment("hwocr-pipeline/pipeline", parameters=json.loads(sys.argv[2]), timeout=900)
-    artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
-    print(json.dumps({"state": run.state.type.value, "artifacts": sorted(a.key for a in artifacts if a.key),
-                      "form": list(deployment.parameter_openapi_schema["properties"]),
-                      "presets": deployment.parameter_openapi_schema["properties"]["preset"]["enum"]}))
+    for name in NAMES:
+        while True:  # hwocr serve registers its deployments shortly after it starts
+            try:
+                deployment = client.read_deployment_by_name(name)
+                break
+            except Exception:
+                os.kill(int(sys.argv[1]), 0)  # hwocr serve died: fail now, not at the deadline
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        run = run_deployment(name, parameters=json.loads(sys.argv[2]), timeout=900)
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+        schema = deployment.parameter_openapi_schema["properties"]
+        results[name] = {"state": run.state.type.value, "artifacts": sorted(a.key for a in artifacts if a.key),
+                         "form": list(schema), "presets": schema["preset"]["enum"]}
+print(json.dumps(results))
 """
 
 
 def test_serve_and_run_deployment(tmp_path, prefect_server):
-    """The pipeline's form leads with a preset and the knobs people change: a run given only a preset and an out
-    completes (MLflow's store comes from the environment, as on a worker)."""
+    """Every deployment's form leads with a preset and the knobs people change: runs of the dataset, the pipeline and
+    the finetune deployment given only a preset and an out complete, the later ones reusing the earlier ones' work
+    (one training in all); MLflow's store comes from the environment, as on a worker."""
     out = tmp_path / "out"
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
@@ -110,11 +115,17 @@ def test_serve_and_run_deployment(tmp_path, prefect_server):
         log.close()
     served = (tmp_path / "serve.log").read_text()
     assert trigger.returncode == 0, trigger.stderr[-2000:] + served[-2000:]
-    result = json.loads(trigger.stdout.strip().splitlines()[-1])
-    assert result["state"] == "COMPLETED", served[-3000:]
-    assert {"hwocr-summary", "hwocr-evaluation", "hwocr-mlflow-run"} <= set(result["artifacts"])
-    assert result["form"][:8] == ["preset", "out", "pretrained", "fonts", "words", "count", "val_count", "num_iter"]
-    assert {"quick", "seed", "cpu-reference", "smoke"} <= set(result["presets"])
+    results = json.loads(trigger.stdout.strip().splitlines()[-1])
+    assert {name: r["state"] for name, r in results.items()} == {
+        "hwocr-dataset/dataset": "COMPLETED", "hwocr-pipeline/pipeline": "COMPLETED",
+        "hwocr-finetune/finetune": "COMPLETED"}, served[-3000:]
+    pipeline = results["hwocr-pipeline/pipeline"]
+    assert {"hwocr-summary", "hwocr-evaluation", "hwocr-mlflow-run"} <= set(pipeline["artifacts"])
+    assert pipeline["form"][:8] == ["preset", "out", "pretrained", "fonts", "words", "count", "val_count", "num_iter"]
+    assert results["hwocr-dataset/dataset"]["form"][:6] == ["preset", "out", "fonts", "words", "count", "val_count"]
+    assert results["hwocr-finetune/finetune"]["form"][:4] == ["preset", "out", "pretrained", "num_iter"]
+    for r in results.values():
+        assert {"quick", "seed", "cpu-reference", "smoke"} <= set(r["presets"])
     assert (tmp_path / "mlflow.db").exists()
     assert (out / "lmdb" / "train" / "data.mdb").exists() and (out / "lmdb" / "val" / "data.mdb").exists()
     [run_dir] = list((out / "runs").iterdir())

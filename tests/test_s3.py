@@ -64,8 +64,8 @@ def s3(tmp_path_factory):
 def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):
     from flows.dataset import dataset_flow
 
-    local = dataset_flow(make_config(tmp_path / "local"))
-    remote = dataset_flow(make_config("s3://hwocr-test/run"))
+    local = dataset_flow(config=make_config(tmp_path / "local"))
+    remote = dataset_flow(config=make_config("s3://hwocr-test/run"))
     assert remote["splits"]["train"]["lmdb"] == "s3://hwocr-test/run/lmdb/train"
     for split in ("train", "val"):
         dest = tmp_path / "fetched" / split
@@ -77,7 +77,7 @@ def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):
     shard_objects = s3.find("hwocr-test/run/shards")
     assert len(shard_objects) == 3 * remote["shards"]["total"]
     assert {p.rsplit("/", 1)[1] for p in shard_objects} == {"images.tar", "labels.tsv", "manifest.json"}
-    again = dataset_flow(make_config("s3://hwocr-test/run"))
+    again = dataset_flow(config=make_config("s3://hwocr-test/run"))
     assert again["shards"]["rendered"] == 0 and again["shards"]["cached"] == remote["shards"]["total"]
 
     # Credentials come from the environment only: no flow or task run parameter, and no object, holds them.
@@ -100,7 +100,7 @@ def test_second_machine_with_a_fresh_prefect_database_gets_cache_hits(s3, tmp_pa
     from flows.dataset import dataset_flow
 
     config = make_config("s3://hwocr-test/shared")
-    first = dataset_flow(config)
+    first = dataset_flow(config=config)
     assert first["shards"]["rendered"] == first["shards"]["total"]
     assert s3.find("hwocr-test/shared/prefect-results"), "task results belong in the bucket"
 
@@ -134,7 +134,7 @@ def test_missing_bucket_is_a_clear_error(s3, tmp_path, make_config):
 
     start = time.monotonic()
     with pytest.raises(HwocrError, match=r"s3://no-such-bucket/run: bucket 'no-such-bucket' does not exist"):
-        dataset_flow(make_config("s3://no-such-bucket/run"))
+        dataset_flow(config=make_config("s3://no-such-bucket/run"))
     assert time.monotonic() - start < 60
 
 
@@ -172,7 +172,7 @@ def test_wrong_credentials_are_a_clear_error(tmp_path, make_config, monkeypatch)
             start = time.monotonic()
             denied = r"s3://team/run: access to bucket 'team' is denied .*AWS_ACCESS_KEY_ID"
             with pytest.raises(HwocrError, match=denied) as err:
-                dataset_flow(make_config("s3://team/run"))
+                dataset_flow(config=make_config("s3://team/run"))
             assert time.monotonic() - start < 30
             assert "a-wrong-secret-value" not in str(err.value)
         # Nothing was written by the refused runs.
@@ -197,7 +197,7 @@ def test_unreachable_endpoint_is_a_clear_error(s3, tmp_path, make_config, monkey
     start = time.monotonic()
     try:
         with pytest.raises(HwocrError, match=r"s3://hwocr-test/x: the object store does not answer .*AWS_ENDPOINT_URL"):
-            dataset_flow(make_config("s3://hwocr-test/x"))
+            dataset_flow(config=make_config("s3://hwocr-test/x"))
     finally:
         s3fs.S3FileSystem.clear_instance_cache()
     assert time.monotonic() - start < 30
@@ -239,8 +239,8 @@ def test_mlflow_server_with_artifacts_in_s3(s3, tmp_path, make_config):
     env = {"MLFLOW_S3_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
     with started_mlflow_server(tmp_path, "s3://mlflow-art/artifacts", env) as url:
         config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={url}", "tracking.registered_model=''")
-        dataset_flow(config)
-        result = finetune_flow(config)
+        dataset_flow(config=config)
+        result = finetune_flow(config=config)
         run = mlflow.MlflowClient(url).get_run(result["mlflow_run_id"])
         assert run.info.status == "FINISHED"
         assert "hwocr-secret-value" not in str(run.data.params)
@@ -323,12 +323,12 @@ def test_upload_cut_mid_request_is_retried_and_never_half_visible(s3, tmp_path, 
     s3fs.S3FileSystem.clear_instance_cache()
     try:
         proxy.cut = 3  # the next three large requests die halfway
-        result = dataset_flow(make_config("s3://hwocr-test/flaky"))
+        result = dataset_flow(config=make_config("s3://hwocr-test/flaky"))
     finally:
         proxy.close()
         s3fs.S3FileSystem.clear_instance_cache()
     assert proxy.cuts_done == 3
-    local = dataset_flow(make_config(tmp_path / "local"))
+    local = dataset_flow(config=make_config(tmp_path / "local"))
     for split in ("train", "val"):
         dest = tmp_path / "fetched" / split
         s3.get(f"hwocr-test/flaky/lmdb/{split}/", str(dest), recursive=True)

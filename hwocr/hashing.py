@@ -1,7 +1,10 @@
 """Content hashes: cache keys are built from what a stage reads, never from paths or timestamps."""
 
+import ast
 import hashlib
+import importlib.metadata
 import json
+import os
 from typing import Any
 
 from hwocr import storage
@@ -25,10 +28,49 @@ def sha256_url(url: str, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def source_digest(*modules: Any) -> str:
-    """Hash of the source files of the given modules (or file paths): the 'code version' of a cache key."""
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGES = ("hwocr", "models", "tasks", "flows")
+
+
+def _module_file(name: str, root: str) -> str | None:
+    """The source file of a project module by dotted name, or None for anything outside the project."""
+    if name.split(".")[0] not in PACKAGES:
+        return None
+    base = os.path.join(root, *name.split("."))
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _imports(path: str, root: str) -> set[str]:
+    """The project files a source file imports, at any depth of its body (lazy imports count)."""
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read(), path)
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from tasks import effects`
+    return {f for n in names if (f := _module_file(n, root))}
+
+
+def code_version(*files: str, distributions: tuple[str, ...] = (), root: str = ROOT) -> str:
+    """The code version of a cache key: the source of the given files and of every project module they import,
+    transitively, plus the installed versions of the named distributions. Derived, so no list can miss a helper."""
+    seen, todo = set(), [os.path.abspath(f) for f in files]
+    while todo:
+        path = todo.pop()
+        if path not in seen:
+            seen.add(path)
+            todo.extend(_imports(path, root))
     h = hashlib.sha256()
-    for m in modules:
-        with open(m if isinstance(m, str) else m.__file__, "rb") as f:
-            h.update(f.read())
-    return h.hexdigest()
+    for path in sorted(seen):
+        h.update(os.path.relpath(path, root).encode("utf-8") + b"\0")
+        with open(path, "rb") as f:
+            h.update(f.read() + b"\0")
+    for name in distributions:
+        h.update(f"{name}=={importlib.metadata.version(name)}\0".encode("utf-8"))
+    return h.hexdigest()[:16]

@@ -164,12 +164,6 @@ def reader(root: str) -> Reader:
     return Reader(root)
 
 
-def read_member(root: str, rel: str) -> bytes:
-    """One file under root, archive members included (see Reader)."""
-    with Reader(root) as read:
-        return read(rel)
-
-
 def read_text(url: str) -> str:
     return read_bytes(url).decode("utf-8")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import unicodedata
 
@@ -13,15 +14,25 @@ _HERE = os.path.dirname(__file__)
 BUILTIN = {name: os.path.join(_HERE, f"{name}.txt") for name in ("korean_g2", "english_g2")}
 
 
-@functools.lru_cache(maxsize=8)
 def load_charset(name_or_path: str = "korean_g2") -> str:
     """A built-in set by name, or a UTF-8 file holding the characters on one line (no newline)."""
     path = BUILTIN.get(name_or_path, name_or_path)
     try:
-        with open(path, encoding="utf-8") as f:
-            chars = f.read()
+        st = os.stat(path)
     except FileNotFoundError:
         raise HwocrError(f"character set {name_or_path!r}: no such built-in set or file") from None
+    return _read(path, st.st_mtime_ns, st.st_size)  # a file edited in place is read again
+
+
+def charset_digest(name_or_path: str) -> str:
+    """The set's content, as cache keys see it: editing a charset file changes it, renaming one does not."""
+    return hashlib.sha256(load_charset(name_or_path).encode("utf-8")).hexdigest()
+
+
+@functools.lru_cache(maxsize=8)
+def _read(path: str, mtime_ns: int, size: int) -> str:
+    with open(path, encoding="utf-8") as f:
+        chars = f.read()
     # The set may start with a space: strip only the line end.
     chars = unicodedata.normalize("NFC", chars.rstrip("\r\n"))
     if len(set(chars)) != len(chars):

@@ -86,15 +86,6 @@ def _shared_env(root: str, key: tuple) -> lmdb.Environment:
         return env
 
 
-def close_envs() -> None:
-    """Close every LMDB environment this process opened for datasets (they reopen on the next read)."""
-    with _ENVS_LOCK:
-        for key, (pid, env) in list(_ENVS.items()):
-            if pid == os.getpid():
-                env.close()
-            del _ENVS[key]
-
-
 def _to_tensor(img: Image.Image) -> torch.Tensor:
     """[1, H, W] float32 in [-1, 1]: torchvision's ToTensor (x / 255) then sub_(0.5).div_(0.5)."""
     x = np.asarray(img, dtype=np.float32) / np.float32(255.0)
@@ -433,8 +424,3 @@ class MixedLoader:
         self._pos = [int(p) for p in state["pos"]]
         self._perms.clear()
         self._consumed = self._cursor()
-
-
-def mixed_loader(datasets: Sequence[torch.utils.data.Dataset], ratios: Sequence[float], batch_size: int,
-                 seed: int = 0, prefetch: int = 0) -> MixedLoader:
-    return MixedLoader(datasets, ratios, batch_size, seed=seed, prefetch=prefetch)

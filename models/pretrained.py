@@ -138,7 +138,8 @@ def _fetch_url(url: str, cache_dir: str | None, download: bool) -> str:
     import fsspec
 
     folder = cache_dir or URL_CACHE_DIR
-    dest = os.path.join(folder, hashlib.sha256(url.encode("utf-8")).hexdigest() + ".pth")
+    # Named by the object's identity too: a checkpoint replaced at the same URL is fetched again.
+    dest = os.path.join(folder, pretrained_digest(url)[len("remote:"):] + ".pth")
     if os.path.exists(dest):
         return dest
     if not download:
@@ -155,6 +156,35 @@ def _fetch_url(url: str, cache_dir: str | None, download: bool) -> str:
         if os.path.exists(part):
             os.remove(part)
     return dest
+
+
+def _remote_identity(url: str) -> str:
+    """The store's key for the object at url now (S3's ETag, size and mtime elsewhere): a replaced file gets
+    another, without downloading it."""
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url)
+        return fs.ukey(path)
+    except (OSError, ValueError, ImportError) as e:
+        raise HwocrError(f"pretrained weights {url}: cannot be read ({type(e).__name__}: {e})") from None
+
+
+def pretrained_digest(spec: str) -> str:
+    """What a training key holds for `spec`: the checkpoint's content, so replacing a file at the same path or URL
+    trains again. A built-in is its pinned md5 (the file is md5-checked before use)."""
+    if spec == "none":
+        return "none"
+    if spec in BUILTINS:
+        return "md5:" + BUILTINS[spec].md5
+    if "://" in spec:
+        return "remote:" + hashlib.sha256(f"{spec}\0{_remote_identity(spec)}".encode("utf-8")).hexdigest()
+    path = resolve_pretrained(spec)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return "sha256:" + h.hexdigest()
 
 
 def resolve_pretrained(spec: str, cache_dir: str | None = None, download: bool = True) -> str | None:

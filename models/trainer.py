@@ -13,6 +13,8 @@ import random
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -208,9 +210,72 @@ def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[
         distributed.shutdown(world)
 
 
-def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None],
-           on_eval: Callable[[int, dict], None] | None, world: World, device: torch.device,
-           augment: Callable[[Image.Image, int], Image.Image] | None) -> dict:
+@dataclass
+class TrainState:
+    """Where a run is: what last.pth restores besides the weights, the optimizer, the loader and the RNGs."""
+
+    iteration: int = 0
+    best: dict = field(default_factory=lambda: {"accuracy": -1.0, "norm_ed": -1.0})
+    history: list[dict] = field(default_factory=list)
+    elapsed_s: float = 0.0  # training seconds before this process: the time budget and the lr span a resume
+    saved_at: int | None = None  # the iteration last.pth holds
+
+
+@dataclass
+class Trainer:
+    """What a training step touches."""
+
+    s: Any  # TrainSettings
+    model: Model
+    net: nn.Module  # the model, or its DistributedDataParallel wrapper
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    loader: MixedLoader
+    codec: CTCCodec
+    world: World
+    device: torch.device
+    amp_dtype: torch.dtype | None
+    out_dir: str
+    per_sample: nn.Module = field(default_factory=lambda: nn.CTCLoss(zero_infinity=True, reduction="none"))
+
+    @property
+    def last_path(self) -> str:
+        return os.path.join(self.out_dir, "last.pth")
+
+
+class Window:
+    """Samples, pixels and loss since the last validation. The loss and the first non-finite one stay on the
+    device: reading them back syncs a GPU, so the loop reads them only when it logs, validates or saves."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.reset()
+
+    def reset(self) -> None:
+        self.t, self.n, self.px = time.monotonic(), 0, 0
+        self.loss = torch.zeros((), dtype=torch.float64, device=self.device)
+        self.last = torch.zeros((), device=self.device)
+        self.bad_at = torch.zeros((), dtype=torch.long, device=self.device)  # 1-based iteration, 0: none yet
+        self.bad_loss = torch.zeros((), device=self.device)
+
+    def add(self, loss: torch.Tensor, n: int, px: int, iteration: int) -> None:
+        self.n, self.px, self.last = self.n + n, self.px + px, loss
+        self.loss += loss * n
+        first = (self.bad_at == 0) & ~torch.isfinite(loss)
+        self.bad_at = torch.where(first, iteration, self.bad_at)
+        self.bad_loss = torch.where(first, loss, self.bad_loss)
+
+
+def check_finite(t: Trainer, state: TrainState, window: Window) -> None:
+    if bad_at := int(window.bad_at):
+        kept = (f"the last good checkpoint is {t.last_path} (iteration {state.saved_at})" if state.saved_at is not None
+                else "no checkpoint had been written yet")
+        raise HwocrError(f"loss became {float(window.bad_loss)} at iteration {bad_at}; training stopped, {kept}")
+
+
+def setup(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None], world: World,
+          device: torch.device, augment) -> tuple[Trainer, LmdbDataset, dict]:
+    """The datasets, the model from its pretrained start (saved as start.pth), its optimizer; what was dropped."""
     amp_dtype = autocast_dtype(s.precision, device)
     if amp_dtype is torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
         log("WARNING: train.precision bf16 on a CPU without AVX512-BF16 or AMX: oneDNN emulates it, about 20 times "
@@ -219,7 +284,6 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
     codec = CTCCodec(charset)
     if len(s.batch_ratio) != len(train_roots):
         raise HwocrError(f"train.batch_ratio {s.batch_ratio} needs one share per training LMDB ({len(train_roots)})")
-
     datasets = [LmdbDataset(r, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess, s.max_width)
                 for r in train_roots]
     val = LmdbDataset(val_root, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess, s.max_width)
@@ -229,8 +293,7 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
             log(f"{root}: dropped {d}")
     loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, prefetch=2, share=world.share,
                          augment=augment)
-
-    model, pretrained_report = build_model(s, codec, log)
+    model, report = build_model(s, codec, log)
     start_path = os.path.join(out_dir, START)
     if s.pretrained != "none" and world.main and not os.path.exists(start_path):
         atomic_save(save_checkpoint_state(model), start_path)  # the start, head remapped: scored beside the result
@@ -242,147 +305,155 @@ def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable
         model = global_batchnorm(model, device)
     optimizer = make_optimizer(s, filter(lambda p: p.requires_grad, model.parameters()))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    criterion = nn.CTCLoss(zero_infinity=True)
-    per_sample = nn.CTCLoss(zero_infinity=True, reduction="none")
+    t = Trainer(s, model, model, optimizer, scaler, loader, codec, world, device, amp_dtype, out_dir)
+    return t, val, {"dropped": dropped, "pretrained": report, "start": start_path}
 
-    iteration, best = 0, {"accuracy": -1.0, "norm_ed": -1.0}
-    resumed_s = 0.0  # training seconds before a resume: the time budget and the lr schedule span the whole run
-    history: list[dict] = []
-    last_path = os.path.join(out_dir, "last.pth")
-    if os.path.exists(last_path):
-        try:
-            state = torch.load(last_path, map_location="cpu", weights_only=False)
-        except Exception as e:  # noqa: BLE001
-            raise HwocrError(f"cannot resume from {last_path}: {type(e).__name__}: {e}") from None
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        loader.load_state_dict(state["loader"])
-        _set_rng_state(state["rng"])
-        iteration, best, history = state["iteration"], state["best"], state["history"]
-        resumed_s = state.get("elapsed_s", 0.0)
-        log(f"resumed from {last_path} at iteration {iteration}")
-    net: nn.Module = model
-    if world.size > 1:
-        net = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        log(f"data-parallel over {world.size} processes, {s.batch_size // world.size}+ samples each")
 
-    saved_at = iteration if os.path.exists(last_path) else None
+def resume(t: Trainer, log: Callable[[str], None]) -> TrainState:
+    if not os.path.exists(t.last_path):
+        return TrainState()
+    try:
+        state = torch.load(t.last_path, map_location="cpu", weights_only=False)
+    except Exception as e:  # noqa: BLE001
+        raise HwocrError(f"cannot resume from {t.last_path}: {type(e).__name__}: {e}") from None
+    t.model.load_state_dict(state["model"])
+    t.optimizer.load_state_dict(state["optimizer"])
+    t.scaler.load_state_dict(state["scaler"])
+    t.loader.load_state_dict(state["loader"])
+    _set_rng_state(state["rng"])
+    log(f"resumed from {t.last_path} at iteration {state['iteration']}")
+    return TrainState(state["iteration"], state["best"], state["history"], state.get("elapsed_s", 0.0),
+                      saved_at=state["iteration"])
 
-    def checkpoint() -> None:
-        nonlocal saved_at
-        saved_at = iteration
-        atomic_save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
-                     "loader": loader.state_dict(), "rng": _rng_state(), "iteration": iteration, "best": best,
-                     "history": history, "elapsed_s": time.monotonic() - started, "charset": charset,
-                     "settings": s.model_dump()}, last_path)
 
-    pin = device.type == "cuda"
-    gflop_px = GFLOP_PER_SAMPLE / (80 * 100)  # compute scales with the input area, which varies at natural width
-    log_every = max(1, min(s.val_interval // 10, 50))
-    started = time.monotonic() - resumed_s
-    window_t, window_n, window_loss, window_px = time.monotonic(), 0, 0.0, 0
+def save(t: Trainer, state: TrainState, elapsed_s: float) -> None:
+    state.saved_at = state.iteration
+    atomic_save({"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scaler": t.scaler.state_dict(),
+                 "loader": t.loader.state_dict(), "rng": _rng_state(), "iteration": state.iteration,
+                 "best": state.best, "history": state.history, "elapsed_s": elapsed_s,
+                 "charset": t.codec.charset, "settings": t.s.model_dump()}, t.last_path)
 
-    validated_at = history[-1]["iteration"] if history else None
 
-    def validate() -> None:
-        nonlocal window_t, window_n, window_loss, window_px, validated_at
-        validated_at = iteration
-        if not world.main:
-            distributed.barrier(world)
-            window_t, window_n, window_loss, window_px = time.monotonic(), 0, 0.0, 0
-            return
-        dt = time.monotonic() - window_t
-        train_loss = window_loss / window_n
-        log(f"[{iteration}/{s.num_iter}] {window_n / dt:.1f} samples/s, {window_px / dt * gflop_px:.0f} GFLOP/s")
-        result = evaluate(model, val, codec, device, s.batch_size, amp_dtype, criterion)
-        entry = {"iteration": iteration, "train_loss": train_loss, "valid_loss": result["loss"],
+def next_batch(t: Trainer) -> tuple[torch.Tensor, list[str]]:
+    images, labels = collate(next(t.loader))
+    pin = t.device.type == "cuda"
+    if pin:
+        images = images.pin_memory()
+    images = images.to(t.device, non_blocking=pin)
+    if t.s.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    return images, labels
+
+
+def train_step(t: Trainer, images: torch.Tensor, labels: list[str], lr: float) -> torch.Tensor:
+    """One update on one global batch; returns its mean CTC loss on the device, not read back."""
+    targets, lengths = t.codec.encode(labels)
+    with _autocast(t.device, t.amp_dtype):
+        logits = t.net(images)
+    log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
+    sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
+    # CTCLoss's mean over the global batch, split so that DDP's average of the ranks' gradients equals it
+    losses = t.per_sample(log_probs, targets, sizes, lengths) / lengths.clamp_min(1).to(log_probs.device)
+    loss = losses.sum() * (t.world.size / t.loader.batch_samples)
+    for group in t.optimizer.param_groups:
+        group["lr"] = lr
+    t.optimizer.zero_grad(set_to_none=True)
+    t.scaler.scale(loss).backward()
+    t.scaler.unscale_(t.optimizer)
+    nn.utils.clip_grad_norm_(t.model.parameters(), t.s.grad_clip)  # after DDP's all-reduce: the same on every rank
+    t.scaler.step(t.optimizer)
+    t.scaler.update()
+    return all_sum(loss.detach().reshape(1), t.world)[0] / t.world.size
+
+
+def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, started: float,
+             log: Callable[[str], None], on_eval: Callable[[int, dict], None] | None) -> None:
+    """Rank 0 scores the validation set, keeps the best checkpoints and last.pth; every rank waits for it."""
+    check_finite(t, state, window)
+    s, it = t.s, state.iteration
+    if t.world.main:
+        dt = time.monotonic() - window.t
+        gflops = window.px / dt * GFLOP_PER_SAMPLE / (80 * 100)  # compute scales with the input area
+        train_loss = float(window.loss) / window.n
+        log(f"[{it}/{s.num_iter}] {window.n / dt:.1f} samples/s, {gflops:.0f} GFLOP/s")
+        result = evaluate(t.model, val, t.codec, t.device, s.batch_size, t.amp_dtype, nn.CTCLoss(zero_infinity=True))
+        entry = {"iteration": it, "train_loss": train_loss, "valid_loss": result["loss"],
                  "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
-                 "samples_per_s": window_n / dt, "gflops": window_px / dt * gflop_px,
-                 "lr": optimizer.param_groups[0]["lr"]}
-        history.append(entry)
+                 "samples_per_s": window.n / dt, "gflops": gflops, "lr": t.optimizer.param_groups[0]["lr"]}
+        state.history.append(entry)
         for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
-            if result[name] > best[name]:
-                best[name] = result[name]
-                atomic_save(save_checkpoint_state(model), os.path.join(out_dir, file))
-        log(f"[{iteration}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
+            if result[name] > state.best[name]:
+                state.best[name] = result[name]
+                atomic_save(save_checkpoint_state(t.model), os.path.join(t.out_dir, file))
+        best = state.best
+        log(f"[{it}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
             f"Elapsed_time: {time.monotonic() - started:0.1f}\n"
             f"Current_accuracy : {result['accuracy']:0.3f}, Current_norm_ED  : {result['norm_ed']:0.4f}\n"
             f"Best_accuracy    : {best['accuracy']:0.3f}, Best_norm_ED     : {best['norm_ed']:0.4f}\n"
             + sample_table(result))
-        checkpoint()
+        save(t, state, time.monotonic() - started)
         if on_eval:
-            on_eval(iteration, {**entry, "result": result})
-        distributed.barrier(world)
-        window_t, window_n, window_loss, window_px = time.monotonic(), 0, 0.0, 0
+            on_eval(it, {**entry, "result": result})
+    distributed.barrier(t.world)
+    window.reset()
 
-    model.train()
+
+def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None],
+           on_eval: Callable[[int, dict], None] | None, world: World, device: torch.device,
+           augment: Callable[[Image.Image, int], Image.Image] | None) -> dict:
+    t, val, info = setup(s, train_roots, val_root, out_dir, log, world, device, augment)
+    state = resume(t, log)
+    if world.size > 1:
+        t.net = nn.parallel.DistributedDataParallel(t.model, device_ids=[device.index] if device.type == "cuda" else None)
+        log(f"data-parallel over {world.size} processes, {s.batch_size // world.size}+ samples each")
+    log_every = max(1, min(s.val_interval // 10, 50))
+    started = time.monotonic() - state.elapsed_s
+    window = Window(device)
+    validated_at = state.history[-1]["iteration"] if state.history else None
+    t.model.train()
     frozen = None  # whether s.freeze applies now; evaluate() returns the whole model to training mode
-    while iteration < s.num_iter:
-        if s.freeze and frozen != (now := not s.freeze_iterations or iteration < s.freeze_iterations):
-            set_frozen(model, s.freeze, now)
+    while state.iteration < s.num_iter:
+        if s.freeze and frozen != (now := not s.freeze_iterations or state.iteration < s.freeze_iterations):
+            set_frozen(t.model, s.freeze, now)
             frozen = now
-            log(f"iteration {iteration}: {', '.join(s.freeze)} " + ("frozen" if now else "unfrozen"))
-        progress = iteration / s.num_iter
+            log(f"iteration {state.iteration}: {', '.join(s.freeze)} " + ("frozen" if now else "unfrozen"))
+        progress = state.iteration / s.num_iter
         if s.max_minutes:  # rank 0's clock decides, so every rank stops, and sets its lr, at the same iteration
-            elapsed = torch.tensor([time.monotonic() - started if world.main else 0.0], device=device)
-            elapsed = float(all_sum(elapsed, world).item())
+            elapsed = time.monotonic() - started
+            if world.size > 1:
+                elapsed = float(all_sum(torch.tensor([elapsed if world.main else 0.0], device=device), world).item())
             if elapsed > s.max_minutes * 60:
-                log(f"time budget of {s.max_minutes} minutes reached at iteration {iteration}")
+                log(f"time budget of {s.max_minutes} minutes reached at iteration {state.iteration}")
                 break
             progress = max(progress, elapsed / (s.max_minutes * 60))
-        images, labels = collate(next(loader))
-        if pin:
-            images = images.pin_memory()
-        images = images.to(device, non_blocking=pin)
-        if s.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        targets, lengths = codec.encode(labels)
-        with _autocast(device, amp_dtype):
-            logits = net(images)
-        log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
-        sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
-        # CTCLoss's mean over the global batch, split so that DDP's average of the ranks' gradients equals it
-        losses = per_sample(log_probs, targets, sizes, lengths) / lengths.clamp_min(1).to(log_probs.device)
-        global_n = loader.batch_samples
-        loss = losses.sum() * (world.size / global_n)
-        batch_loss = all_sum(loss.detach().reshape(1), world) / world.size
-        if not torch.isfinite(batch_loss).all():
-            kept = (f"the last good checkpoint is {last_path} (iteration {saved_at})" if saved_at is not None
-                    else "no checkpoint had been written yet")
-            raise HwocrError(f"loss became {float(batch_loss)} at iteration {iteration + 1}; training stopped, {kept}")
-        for group in optimizer.param_groups:
-            group["lr"] = s.lr * lr_factor(s.lr_schedule, progress)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)  # after DDP's all-reduce: the same on every rank
-        scaler.step(optimizer)
-        scaler.update()
-        iteration += 1
-        window_n += global_n
-        window_px += global_n * images.shape[2] * images.shape[3]
-        window_loss += float(batch_loss) * global_n
-        if iteration % log_every == 0:
-            dt = time.monotonic() - window_t
-            log(f"iter {iteration}: loss {float(batch_loss):.4f}, {window_n / dt:.1f} samples/s, "
-                f"{window_px / dt * gflop_px:.0f} GFLOP/s")
-
-        if iteration % s.val_interval == 0 or iteration == s.num_iter:
-            validate()
+        images, labels = next_batch(t)
+        loss = train_step(t, images, labels, s.lr * lr_factor(s.lr_schedule, progress))
+        state.iteration += 1
+        n = t.loader.batch_samples
+        window.add(loss, n, n * images.shape[2] * images.shape[3], state.iteration)
+        if state.iteration % log_every == 0:
+            check_finite(t, state, window)
+            dt = time.monotonic() - window.t
+            log(f"iter {state.iteration}: loss {float(window.last):.4f}, {window.n / dt:.1f} samples/s, "
+                f"{window.px / dt * GFLOP_PER_SAMPLE / (80 * 100):.0f} GFLOP/s")
+        if state.iteration % s.val_interval == 0 or state.iteration == s.num_iter:
+            validate(t, state, val, window, started, log, on_eval)
+            validated_at = state.iteration
             if frozen:
-                set_frozen(model, s.freeze, True)
+                set_frozen(t.model, s.freeze, True)
             if s.early_stop_patience:  # rank 0 saw the validation: every rank stops with it
-                stale = stale_validations(history, s.early_stop_metric) if world.main else 0
+                stale = stale_validations(state.history, s.early_stop_metric) if world.main else 0
                 stale = int(all_sum(torch.tensor([float(stale)], device=device), world).item())
                 if stale >= s.early_stop_patience:
-                    log(f"early stop at iteration {iteration}: {s.early_stop_metric} has not improved for {stale} "
-                        f"validations (patience {s.early_stop_patience})")
+                    log(f"early stop at iteration {state.iteration}: {s.early_stop_metric} has not improved for "
+                        f"{stale} validations (patience {s.early_stop_patience})")
                     break
-    if iteration and validated_at != iteration:
-        validate()  # stopped by the time budget between validations
-    return {"iterations": iteration, "best_accuracy": best["accuracy"], "best_norm_ed": best["norm_ed"],
-            "history": history, "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": dropped,
-            "start": start_path if os.path.exists(start_path) else None,
-            "pretrained": pretrained_report, "device": str(device), "precision": str(amp_dtype or "fp32"),
-            "gflops": math.nan if not history else history[-1]["gflops"]}
+    if state.iteration and validated_at != state.iteration:
+        validate(t, state, val, window, started, log, on_eval)  # stopped between validations
+    start = info["start"]
+    return {"iterations": state.iteration, "best_accuracy": state.best["accuracy"],
+            "best_norm_ed": state.best["norm_ed"], "history": state.history,
+            "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": info["dropped"],
+            "start": start if os.path.exists(start) else None, "pretrained": info["pretrained"],
+            "device": str(device), "precision": str(t.amp_dtype or "fp32"),
+            "gflops": math.nan if not state.history else state.history[-1]["gflops"]}

@@ -20,8 +20,8 @@ from tasks.common import finished, output_cache
 from tasks.lmdb_pack import MARKER, PackSettings, pack_lmdb_fn, read_gt
 
 # The scripts run in EasyOCR's venv are part of what an evaluation is.
-CODE_VERSION = hashing.source_digest(__file__, *(os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr", f)
-                                                 for f in ("easyocr_read.py", "easyocr_pages.py")))[:16]
+CODE_VERSION = hashing.code_version(__file__, *(os.path.join(hashing.ROOT, "hwocr", f)
+                                                for f in ("easyocr_read.py", "easyocr_pages.py")))
 
 
 def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:

@@ -28,7 +28,8 @@ from hwocr.errors import HwocrError
 from models.pretrained import CRAFT
 from tasks.common import finished, retry_transient
 
-CODE_VERSION = hashing.source_digest(__file__, os.path.join(os.path.dirname(models.__file__), "crnn.py"))[:16]
+# The bundle's NAME.py is models/crnn.py's text.
+CODE_VERSION = hashing.code_version(__file__, os.path.join(os.path.dirname(models.__file__), "crnn.py"))
 
 # Modules a custom network's name must not shadow: EasyOCR imports NAME with user_network_directory on sys.path.
 _TAKEN = {"easyocr", "torch", "torchvision", "cv2", "numpy", "yaml", "PIL", "scipy", "skimage", "bidi", "shapely",

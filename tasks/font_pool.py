@@ -1,10 +1,9 @@
 """Font pool: the catalogue of Korean fonts (hwocr/data/korean_fonts.yaml), the train/test split by family
 group, per-style sampling weights, the checks that refuse a leaky or broken pool, and a deterministic split
-of an image count over fonts.
+of an image count over fonts (largest_remainder).
 
     settings = FontPoolSettings(print_ratio=0.2, held_out_groups=["un-pen"])
     pool = select_pool(settings)               # {"train": [PoolFont, ...], "test": [PoolFont, ...]}
-    counts = allocate(10_000, pool["train"])   # images per training font, summing to 10,000
 """
 
 from __future__ import annotations
@@ -16,7 +15,7 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -388,24 +387,7 @@ def check_pool(pool: Mapping[str, Sequence[PoolFont]], settings: FontPoolSetting
 
 
 # ----------------------------------------------------------------------------------------------------------
-# allocation
-
-
-def _weight_of(entry: Any) -> float:
-    if isinstance(entry, (int, float)) and not isinstance(entry, bool):
-        return float(entry)
-    get = entry.get if isinstance(entry, Mapping) else lambda k, d=None: getattr(entry, k, d)
-    w = get("effective_weight")
-    w = get("weight") if w is None else w
-    if w is None:
-        raise FontPoolError(f"allocate: font {_name_of(entry) or entry!r} has no weight or effective_weight")
-    return float(w)
-
-
-def _name_of(entry: Any) -> str:
-    if isinstance(entry, Mapping):
-        return str(entry.get("file") or entry.get("path") or "")
-    return str(getattr(entry, "file", None) or getattr(entry, "path", None) or "")
+# splitting a count over fonts
 
 
 def largest_remainder(total: int, weights: list[Fraction], names: list[str]) -> list[int]:
@@ -422,40 +404,7 @@ def largest_remainder(total: int, weights: list[Fraction], names: list[str]) -> 
     return counts
 
 
-def allocate(counts_total: int, entries: Sequence[Any], *, by_style: bool = True) -> list[int]:
-    """Split counts_total images over entries in proportion to their weight (effective_weight when present,
-    else weight; plain numbers also work), by largest remainder with ties broken by file name: deterministic,
-    and the counts sum exactly to counts_total.
-
-    With by_style (the default) and entries that carry a style, the style totals are rounded first and then
-    split within each style, so print fonts together get exactly their rounded share (print_ratio) of the images.
-    """
-    if isinstance(counts_total, bool) or not isinstance(counts_total, int) or counts_total < 0:
-        raise FontPoolError(f"allocate: the image count must be a whole number >= 0, got {counts_total!r}")
-    weights, names = [], []
-    for i, e in enumerate(entries):
-        w = _weight_of(e)
-        if not math.isfinite(w) or w < 0:
-            raise FontPoolError(f"allocate: font {_name_of(e) or i} has weight {w!r}; weights must be finite and >= 0")
-        weights.append(Fraction(w))
-        names.append(_name_of(e))
-    if counts_total and sum(weights) <= 0:
-        raise FontPoolError(f"allocate: {counts_total} images to split but no font has weight > 0 "
-                            f"({len(weights)} font(s) given)")
-    styles = [e.get("style") if isinstance(e, Mapping) else getattr(e, "style", None) for e in entries]
-    kinds = sorted(set(styles)) if by_style and styles and all(isinstance(s, str) for s in styles) else []
-    if len(kinds) < 2:
-        return largest_remainder(counts_total, weights, names)
-    idx = {k: [i for i, s in enumerate(styles) if s == k] for k in kinds}
-    per_kind = largest_remainder(counts_total, [sum(weights[i] for i in idx[k]) for k in kinds], kinds)
-    counts = [0] * len(weights)
-    for k, n in zip(kinds, per_kind):
-        for i, c in zip(idx[k], largest_remainder(n, [weights[i] for i in idx[k]], [names[i] for i in idx[k]])):
-            counts[i] = c
-    return counts
-
-
 __all__ = [
     "BUNDLED_CATALOGUE", "DEFAULT_ROOT", "HANGUL_PROBE", "FontEntry", "FontPoolError", "FontPoolSettings", "PoolFont",
-    "allocate", "check_pool", "font_sha256", "load_catalogue", "probe_hangul", "select_pool",
+    "check_pool", "font_sha256", "largest_remainder", "load_catalogue", "probe_hangul", "select_pool",
 ]

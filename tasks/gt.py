@@ -9,10 +9,10 @@ from prefect import task
 from prefect.tasks import exponential_backoff
 
 from hwocr import hashing, storage
-from models.charset import load_charset
+from models.charset import charset_digest, load_charset
 from tasks.common import finished, output_cache, retry_transient
 
-CODE_VERSION = hashing.source_digest(__file__)[:16]
+CODE_VERSION = hashing.code_version(__file__)
 
 
 def label_problem(label: str, allowed: set[str], max_length: int) -> str | None:
@@ -32,7 +32,8 @@ def label_problem(label: str, allowed: set[str], max_length: int) -> str | None:
 
 def gt_key(split: str, shards: list[dict], needed: dict[str, int], charset: str, max_length: int) -> str:
     return hashing.digest({
-        "stage": "gt", "code": CODE_VERSION, "split": split, "charset": charset, "max_length": max_length,
+        "stage": "gt", "code": CODE_VERSION, "split": split, "charset": charset_digest(charset),
+        "max_length": max_length,
         "shards": sorted((s["key"], s["start"]) for s in shards), "needed": needed,
     })
 

@@ -23,7 +23,7 @@ from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from tasks.common import finished, output_cache, retry_transient
 
-CODE_VERSION = hashing.source_digest(__file__)[:16]
+CODE_VERSION = hashing.code_version(__file__)
 MARKER = "hwocr.json"
 # What the benchmark's dataset.py passes to lmdb.open.
 READER_OPTIONS = dict(max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
@@ -123,7 +123,6 @@ def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
         batch: list[tuple[bytes, bytes]] = []
 
         def commit(items):
-            nonlocal env
             while True:
                 try:
                     with env.begin(write=True) as txn:

@@ -26,13 +26,13 @@ import cv2
 
 from hwocr import hashing, storage
 from hwocr.errors import TransientError
-from tasks import effects, render_worker
+from tasks import render_worker
 from tasks.common import output_cache, retry_transient
 from tasks.effects import EffectsSettings, GlyphJitterSettings
 from tasks.font_pool import FontPoolSettings, largest_remainder
 from tasks.fonts import DEFAULT_FONTS, PRINT_FONTS
 
-CODE_VERSION = (hashing.source_digest(render_worker, effects)[:16] + f"-pil{PIL.__version__}"
+CODE_VERSION = (hashing.code_version(render_worker.__file__, distributions=("trdg",)) + f"-pil{PIL.__version__}"
                 + f"-cv{cv2.__version__}")
 PIECE_IMAGES = 256
 

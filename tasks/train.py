@@ -10,7 +10,6 @@ from collections import deque
 
 from prefect import get_run_logger, task
 
-import models
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from tasks import effects
@@ -18,10 +17,8 @@ from tasks.common import finished, output_cache
 from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
 from tasks.train_settings import TrainSettings
 
-_MODEL_FILES = [os.path.join(os.path.dirname(models.__file__), f)
-                for f in ("crnn.py", "codec.py", "data.py", "trainer.py", "pretrained.py", "metrics.py",
-                          "distributed.py")]
-CODE_VERSION = hashing.source_digest(*_MODEL_FILES, effects)[:16]
+# torchrun runs hwocr/ddp_train.py as a program, not an import.
+CODE_VERSION = hashing.code_version(__file__, os.path.join(hashing.ROOT, "hwocr", "ddp_train.py"))
 DONE = "done.json"
 
 
@@ -37,7 +34,15 @@ def lmdb_digest(url: str) -> str:
 
 
 def train_key(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str, digests: dict[str, str]) -> str:
+    """Settings, data and code, and the content behind names and paths: the character sets' characters and the
+    pretrained checkpoint's bytes (a file edited or replaced in place trains again)."""
+    from models.charset import charset_digest
+    from models.pretrained import pretrained_digest
+
     return hashing.digest({"stage": "train", "code": CODE_VERSION, "settings": settings.model_dump(mode="json"),
+                           "charset": charset_digest(settings.charset),
+                           "source_charset": settings.source_charset and charset_digest(settings.source_charset),
+                           "pretrained": pretrained_digest(settings.pretrained),
                            "train": [digests[u] for u in train_lmdbs], "val": digests[val_lmdb]})
 
 

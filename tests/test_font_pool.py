@@ -13,11 +13,11 @@ from tasks.font_pool import (
     DEFAULT_ROOT,
     FontPoolError,
     FontPoolSettings,
-    allocate,
     check_pool,
     load_catalogue,
     select_pool,
 )
+from tasks.render import split_count
 
 PACKAGE_DIRS = ("nanum", "unfonts-core", "unfonts-extra", "alee")
 LATIN = f"{DEFAULT_ROOT}/dejavu/DejaVuSans.ttf"
@@ -151,10 +151,10 @@ def test_print_ratio_is_respected(ratio):
         mass[p.style] += p.effective_weight
     assert mass["print"] == pytest.approx(ratio) and mass["handwriting"] == pytest.approx(1 - ratio)
     assert sum(1 for p in pool["train"] if p.style == "print") == (51 if ratio else 0)
-    for total in (7, 12, 1000):
-        counts = allocate(total, pool["train"])
+    for total in (1000, 100_000):  # as plan_shards splits a split's images
+        counts = split_count(total, [p.effective_weight for p in pool["train"]])
         got = sum(c for p, c in zip(pool["train"], counts) if p.style == "print")
-        assert sum(counts) == total and abs(got - ratio * total) <= 0.5
+        assert sum(counts) == total and abs(got - ratio * total) <= 1
 
 
 @needs_fonts
@@ -255,48 +255,6 @@ def test_excluded_entries_stay_out(tmp_path):
     assert [p.file for p in pool["train"]] == ["nanum/NanumPen.ttf"]
     with pytest.raises(FontPoolError, match=r"every font of family_group 'yet' is marked exclude: true"):
         select_pool(FontPoolSettings(catalogue=cat, held_out_groups=["yet"]), check=False)
-
-
-# ---------------------------------------------------------------------------------------------------- allocate
-
-
-def test_allocate_sums_exactly_and_is_proportional():
-    weights = [0.37, 1.0, 2.5, 0.0, 0.13, 1 / 3, 1 / 3, 7.0]
-    entries = [{"file": f"f{i}.ttf", "weight": w} for i, w in enumerate(weights)]
-    for total in (0, 1, 2, 7, 13, 100, 999, 12345):
-        counts = allocate(total, entries)
-        assert sum(counts) == total
-        for c, w in zip(counts, weights):
-            assert abs(c - total * w / sum(weights)) < 1
-        assert counts[3] == 0
-    assert allocate(10, [1, 1, 1]) == [4, 3, 3]
-
-
-def test_allocate_is_deterministic_and_breaks_ties_by_file_name():
-    entries = [{"file": n, "weight": 1.0} for n in ("c.ttf", "a.ttf", "b.ttf")]
-    assert allocate(2, entries) == [0, 1, 1]
-    assert allocate(2, entries[::-1]) == [1, 1, 0]  # same font gets the same count in any order
-    assert allocate(2, entries) == allocate(2, entries)
-
-
-def test_allocate_keeps_style_totals():
-    entries = [{"file": f"p{i}.ttf", "weight": 1.0, "style": "print"} for i in range(8)]
-    entries += [{"file": f"h{i}.ttf", "weight": 0.5, "style": "handwriting"} for i in range(2)]
-    # print fonts hold 8/9 of the weight: by_style rounds that share once, then splits it among them
-    for total in (3, 5, 10, 11):
-        counts = allocate(total, entries)
-        assert sum(counts[:8]) == round(total * 8 / 9) and sum(counts) == total
-        assert sum(allocate(total, entries, by_style=False)) == total
-
-
-def test_allocate_refusals():
-    with pytest.raises(FontPoolError, match="whole number >= 0"):
-        allocate(-1, [1.0])
-    with pytest.raises(FontPoolError, match=r"font bad\.ttf has weight -1\.0"):
-        allocate(5, [{"file": "bad.ttf", "weight": -1.0}])
-    with pytest.raises(FontPoolError, match="no font has weight > 0"):
-        allocate(5, [0.0, 0.0])
-    assert allocate(0, []) == []
 
 
 def test_bundled_catalogue_path_is_in_package_data_dir():

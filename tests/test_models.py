@@ -168,6 +168,10 @@ def test_resolve_other_specs(tmp_path):
     got = resolve_pretrained(url, cache_dir=str(tmp_path / "cache"))
     assert open(got, "rb").read() == b"weights"
     assert resolve_pretrained(url, cache_dir=str(tmp_path / "cache"), download=False) == got
+    with fsspec.open(url, "wb") as f:  # replaced at the same URL: fetched again, not served stale
+        f.write(b"new weights")
+    again = resolve_pretrained(url, cache_dir=str(tmp_path / "cache"))
+    assert again != got and open(again, "rb").read() == b"new weights"
     with pytest.raises(HwocrError, match="memory://hwocr-test/missing.pth"):
         resolve_pretrained("memory://hwocr-test/missing.pth", cache_dir=str(tmp_path / "cache"))
 

@@ -73,6 +73,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_lmdb, tmp_path):
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 
+def test_nan_between_validations_is_caught_at_the_next_log_and_never_saved(tiny_lmdb, tmp_path):
+    """The loss is read back every log_every steps, not every step: the first bad iteration is still the one named,
+    and nothing non-finite reaches a checkpoint."""
+    logs = []
+    with pytest.raises(HwocrError, match=r"loss became (nan|inf) at iteration (\d+); training stopped, no checkpoint "
+                                         r"had been written yet") as e:
+        train(settings(num_iter=50, val_interval=40, lr=1e12), [tiny_lmdb], tiny_lmdb, str(tmp_path), log=logs.append)
+    bad_at = int(str(e.value).split("at iteration ")[1].split(";")[0])
+    logged = [int(m.split(":")[0][5:]) for m in logs if m.startswith("iter ")]  # log_every is 4 here
+    last_good = logged[-1] if logged else 0
+    assert all(i % 4 == 0 for i in logged) and last_good < bad_at <= last_good + 4
+    assert not (tmp_path / "last.pth").exists() and not (tmp_path / "best_accuracy.pth").exists()
+
+
 def test_corrupt_resume_state_is_a_clear_error(tiny_lmdb, tmp_path):
     (tmp_path / "last.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(HwocrError, match=r"cannot resume from .*last\.pth"):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from hwocr import hashing
 from hwocr.errors import HwocrError
 
 
@@ -179,12 +180,7 @@ def pretrained_digest(spec: str) -> str:
         return "md5:" + BUILTINS[spec].md5
     if "://" in spec:
         return "remote:" + hashlib.sha256(f"{spec}\0{_remote_identity(spec)}".encode("utf-8")).hexdigest()
-    path = resolve_pretrained(spec)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return "sha256:" + h.hexdigest()
+    return "sha256:" + hashing.sha256_url(resolve_pretrained(spec))
 
 
 def resolve_pretrained(spec: str, cache_dir: str | None = None, download: bool = True) -> str | None:

@@ -224,9 +224,8 @@ def build_dataset(config: PipelineConfig) -> dict:
                           r.charset, r.batch_max_length)
             gt = assemble.submit(split, [futures[i] for i in idx], needed, out, r.charset,
                                     r.batch_max_length, gkey)
-            # The gt URL is known before the gt is: packing waits on its own split's gt only.
-            packs[split] = pack.submit(storage.join(out, split, "gt.txt"), out, storage.join(out, "lmdb", split),
-                                       config.pack, pack_key(gkey, config.pack), wait_for=[gt])
+            packs[split] = pack.submit(gt.result()["gt"], out, storage.join(out, "lmdb", split), config.pack,
+                                       pack_key(gkey, config.pack))
             splits[split] = gt
         sheet = contact_sheet.submit(splits["train"].result()["gt"], out, storage.join(out, "contact_sheet.png"),
                                      label_font=fonts["fonts"][0]["path"])

@@ -41,7 +41,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tasks.effects import ORDER  # noqa: E402
+from synth.effects import ORDER  # noqa: E402
 
 EFFECT_ROWS = ["glyph_jitter", *ORDER]
 ROWS = ["baseline", *EFFECT_ROWS, "all", "augment", "print"]
@@ -95,7 +95,7 @@ def budget(minutes: float, iterations: int | None) -> list[str]:
 
 def hwocr(command: list[str], sets: list[str], what: str, env: dict | None = None) -> dict:
     """The JSON result of one `hwocr ... --config cpu-reference --json` with the given --set overrides."""
-    args = [sys.executable, "-m", "hwocr.cli", *command, "--config", "cpu-reference", "--json"]
+    args = [sys.executable, "-m", "flows.cli", *command, "--config", "cpu-reference", "--json"]
     for o in sets:
         args += ["--set", o]
     proc = subprocess.run(args, capture_output=True, text=True, env=env, cwd=ROOT)

@@ -22,7 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.render import FONTS  # noqa: E402
-from tasks.words import BUNDLED_WORDS  # noqa: E402
+from synth.words import BUNDLED_WORDS  # noqa: E402
 
 SEED_FLAGS = ["-l", "ko", "-f", "80", "-b", "1", "-m", "0,0,0,0", "-k", "15", "-rk"]
 

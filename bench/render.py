@@ -23,9 +23,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from tasks import render_worker  # noqa: E402
+from synth import trdg_driver  # noqa: E402
 from tasks.render import RenderSettings  # noqa: E402
-from tasks.words import BUNDLED_WORDS  # noqa: E402
+from synth.words import BUNDLED_WORDS  # noqa: E402
 
 FONTS = [
     "/usr/share/fonts/truetype/nanum/NanumPen.ttf",
@@ -62,8 +62,8 @@ def hwocr_stage(words: list[str], count: int, workers: int, tmp: str) -> float:
             for i, f in enumerate(FONTS) for s in range(0, per_font, chunk)]
     t = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=render_worker.init_worker) as ex:
-        done = sum(len(part["labels"]) for part in ex.map(render_worker.render_range, jobs))
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=trdg_driver.init_worker) as ex:
+        done = sum(len(part["labels"]) for part in ex.map(trdg_driver.render_range, jobs))
     elapsed = time.perf_counter() - t
     assert done == per_font * len(FONTS)
     return elapsed

@@ -31,18 +31,18 @@ RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convo
 
 
 def make_lmdb(folder: str, n: int) -> str:
-    from tasks import render_worker
+    from synth import trdg_driver
     from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
     from tasks.render import RenderSettings
-    from tasks.words import BUNDLED_WORDS
+    from synth.words import BUNDLED_WORDS
 
     with open(BUNDLED_WORDS, encoding="utf-8") as f:
         words = f.read().split()
-    render_worker.init_worker()
+    trdg_driver.init_worker()
     job = {"settings": RenderSettings().pixel_settings(), "words": words, "covered": "".join(set("".join(words))),
            "split": "train", "font_sha": "0" * 64, "font_path": "/usr/share/fonts/truetype/nanum/NanumPen.ttf",
            "start": 0, "stop": n, "key": "bench", "dir": os.path.join(folder, "shard")}
-    render_worker.render_shard_here(job)
+    trdg_driver.render_shard_here(job)
     with open(os.path.join(folder, "shard", "labels.tsv"), encoding="utf-8") as f:
         gt = "".join("shard/" + line for line in f)
     with open(os.path.join(folder, "gt.txt"), "w", encoding="utf-8") as f:
@@ -62,9 +62,9 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     from models.crnn import Model
     from models.data import LmdbDataset, MixedLoader, collate
     from models.trainer import train
-    from tasks.train_settings import TrainSettings
+    from models.settings import TrainSettings
 
-    from tasks.effects import EffectsSettings, augmenter
+    from synth.effects import EffectsSettings, augmenter
 
     natural = kind.startswith("natural")
     s = TrainSettings(pretrained="none", precision=precision, threads=threads, num_iter=iters + 1,

@@ -16,7 +16,7 @@ from tasks.export import ExportSettings
 from tasks.lmdb_pack import PackSettings
 from tasks.render import RenderSettings
 from tasks.track import TrackingSettings
-from tasks.train_settings import TrainSettings
+from models.settings import TrainSettings
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

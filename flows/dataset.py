@@ -16,13 +16,13 @@ from hwocr.errors import HwocrError
 from models.charset import load_charset
 from tasks.common import result_storage
 from tasks.contact_sheet import contact_sheet, effects_sheet
-from tasks.font_pool import DEFAULT_ROOT, load_catalogue, select_pool
-from tasks.fonts import discover_fonts, inspect_font, local_font
+from synth.font_pool import DEFAULT_ROOT, load_catalogue, select_pool
+from synth.fonts import discover_fonts, inspect_font, local_font
 from tasks.gt import assemble_gt, gt_key
 from tasks.lmdb_pack import pack_key, pack_lmdb
 from tasks.render import (RenderSettings, font_counts, plan_shards, render_shard, resolve_workers, shutdown_pool,
                           warm_pool)
-from tasks.words import BUNDLED_WORDS, read_words
+from synth.words import BUNDLED_WORDS, read_words
 
 
 @task(name="prepare_words")

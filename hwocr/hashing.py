@@ -29,7 +29,7 @@ def sha256_url(url: str, chunk: int = 1 << 20) -> str:
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("hwocr", "models", "tasks", "flows")
+PACKAGES = ("hwocr", "synth", "models", "tasks", "flows")
 
 
 def _module_file(name: str, root: str) -> str | None:
@@ -53,7 +53,7 @@ def _imports(path: str, root: str) -> set[str]:
             names.update(a.name for a in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from tasks import effects`
+            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from synth import effects`
     return {f for n in names if (f := _module_file(n, root))}
 
 

@@ -59,10 +59,10 @@ def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: d
     Each effect is shown alone, at probability 1 and the strength in settings (enabled or not), on the same word and
     trdg draw, so a row shows what every effect does to that font.
     """
-    from tasks import render_worker
-    from tasks.effects import ORDER, apply_effects
+    from synth import trdg_driver
+    from synth.effects import ORDER, apply_effects
 
-    render_worker.init_worker()
+    trdg_driver.init_worker()
     words = storage.read_text(words_url).split("\n")[:-1]
     plain = {k: v for k, v in pixels.items() if k not in ("effects", "glyph_jitter")}
     jittered = {**plain, "glyph_jitter": {**glyph_jitter, "enabled": True, "probability": 1.0}}
@@ -79,13 +79,13 @@ def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: d
         draw.text((8, y + cell_h // 2), font["name"] + role, fill=(0, 0, 0), font=label, anchor="lm")
         covered = set(font["covered"])
         word = next((w for w in words if len(w) >= 3 and covered.issuperset(w)), words[0])
-        img = render_worker.render_one(word, font["path"], plain, seed)
+        img = trdg_driver.render_one(word, font["path"], plain, seed)
         if img is None:
             continue
         for c, name in enumerate(columns):
             shown = img
             if name == "glyph_jitter":
-                shown = render_worker.render_one(word, font["path"], jittered, seed) or img
+                shown = trdg_driver.render_one(word, font["path"], jittered, seed) or img
             elif name != "plain":
                 one = {**effects[name], "enabled": True, "probability": 1.0}
                 shown = apply_effects(img, {name: one}, seed)

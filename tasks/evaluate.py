@@ -15,13 +15,13 @@ from prefect import task
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models import metrics
+from models.easyocr_venv import SCRIPTS, bundle_name, easyocr_python, run_in_easyocr
 from tasks.contact_sheet import _label_font
 from tasks.common import finished, output_cache
 from tasks.lmdb_pack import MARKER, PackSettings, pack_lmdb_fn, read_gt
 
 # The scripts run in EasyOCR's venv are part of what an evaluation is.
-CODE_VERSION = hashing.code_version(__file__, *(os.path.join(hashing.ROOT, "hwocr", f)
-                                                for f in ("easyocr_read.py", "easyocr_pages.py")))
+CODE_VERSION = hashing.code_version(__file__, *SCRIPTS)
 
 
 def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
@@ -79,48 +79,6 @@ def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str)
     buf = io.BytesIO()
     sheet.save(buf, "PNG")
     storage.write_bytes(out_url, buf.getvalue())
-
-
-def easyocr_python() -> str:
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    py = os.environ.get("HWOCR_EASYOCR_PYTHON", os.path.join(root, ".venv-easyocr", "bin", "python"))
-    if not os.path.exists(py):
-        raise HwocrError(f"the easyocr engine runs EasyOCR from {py}, which is missing: scripts/bootstrap.sh creates "
-                         "it, or set HWOCR_EASYOCR_PYTHON to a Python that imports easyocr")
-    return py
-
-
-def bundle_name(bundle: str) -> str:
-    names = [f[:-5] for f in os.listdir(bundle) if f.endswith(".yaml")] if os.path.isdir(bundle) else []
-    if len(names) != 1 or not os.path.exists(os.path.join(bundle, names[0] + ".pth")):
-        raise HwocrError(f"{bundle}: not an EasyOCR bundle (one NAME.yaml, NAME.py and NAME.pth; see hwocr export)")
-    return names[0]
-
-
-def run_in_easyocr(script: str, bundle: str, name: str, paths: list[str], quantize: bool = False,
-                   batch: int = 0) -> list:
-    """One JSON value per path from hwocr/<script> (easyocr_read.py, easyocr_pages.py) run by the real easyocr in
-    its own venv with the bundle; PYTHONPATH cleared, so that hwocr's venv does not leak into EasyOCR's."""
-    import json
-    import subprocess
-
-    py = easyocr_python()
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "hwocr", script)
-    with tempfile.TemporaryDirectory(prefix="hwocr-easyocr-") as d:
-        list_file = os.path.join(d, "paths.txt")
-        with open(list_file, "w", encoding="utf-8") as f:
-            f.write("".join(p + "\n" for p in paths))
-        cmd = [py, path, bundle, name, list_file] + (["--quantize"] if quantize else []) + (
-            ["--batch", str(batch)] if batch else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
-    if proc.returncode != 0 or len(lines) != len(paths):
-        err = proc.stderr.strip().splitlines() or ["?"]
-        if any("No module named 'easyocr'" in ln for ln in err):
-            raise HwocrError(f"{py} does not import easyocr: scripts/bootstrap.sh installs it into .venv-easyocr "
-                             "(torch 2.14.1, torchvision 0.29.1, easyocr 1.7.2)")
-        raise HwocrError(f"EasyOCR could not read with {bundle}: {err[-1]}")
-    return [json.loads(ln) for ln in lines]
 
 
 BATCH_SIZE = 8  # recognize(batch_size > 1), as on a GPU, is checked against box-by-box reading (EasyOCR #1038)
@@ -194,7 +152,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
             result, int8 = readings["float"], readings["int8"]
             pages = None
             if page_words:
-                from tasks.pages import pages_evaluation
+                from models.pages import pages_evaluation
 
                 n = min(page_words, len(data))
                 read = pages_evaluation(storage.local_copy(model_url, "bundles"),

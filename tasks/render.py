@@ -26,13 +26,13 @@ import cv2
 
 from hwocr import hashing, storage
 from hwocr.errors import TransientError
-from tasks import render_worker
+from synth import trdg_driver
 from tasks.common import output_cache, retry_transient
-from tasks.effects import EffectsSettings, GlyphJitterSettings
-from tasks.font_pool import FontPoolSettings, largest_remainder
-from tasks.fonts import DEFAULT_FONTS, PRINT_FONTS
+from synth.effects import EffectsSettings, GlyphJitterSettings
+from synth.font_pool import FontPoolSettings, largest_remainder
+from synth.fonts import DEFAULT_FONTS, PRINT_FONTS
 
-CODE_VERSION = (hashing.code_version(render_worker.__file__, distributions=("trdg",)) + f"-pil{PIL.__version__}"
+CODE_VERSION = (hashing.code_version(trdg_driver.__file__, distributions=("trdg",)) + f"-pil{PIL.__version__}"
                 + f"-cv{cv2.__version__}")
 PIECE_IMAGES = 256
 
@@ -233,7 +233,7 @@ class _Pool:
                 self.queue = ctx.SimpleQueue()
                 self.executor = concurrent.futures.ProcessPoolExecutor(
                     max_workers=workers, mp_context=ctx,
-                    initializer=render_worker.init_worker, initargs=(self.queue,),
+                    initializer=trdg_driver.init_worker, initargs=(self.queue,),
                 )
                 self.size = workers
                 self.listener = threading.Thread(target=self._listen, args=(self.queue,), daemon=True)
@@ -297,7 +297,7 @@ def _summary(manifest: dict, url: str, reused: bool) -> dict:
 def _valid(manifest: dict | None, spec: ShardSpec) -> bool:
     """The shard at spec.url is complete for spec: its manifest's key, far enough, and its archive in place."""
     return (bool(manifest) and manifest.get("key") == spec.key and manifest.get("stop", 0) >= spec.stop
-            and storage.exists(storage.join(spec.url, render_worker.ARCHIVE)))
+            and storage.exists(storage.join(spec.url, trdg_driver.ARCHIVE)))
 
 
 def _cache_marker(params: dict) -> tuple[str, str]:
@@ -333,17 +333,17 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> dict:
     with storage.staged_dir(spec.url) as tmp:
         job["dir"] = tmp
         if _in_dask_worker():  # the cluster is the process pool: render here
-            render_worker.init_worker()
-            manifest = render_worker.write_manifest(job, [render_worker.render_range(job)])
+            trdg_driver.init_worker()
+            manifest = trdg_driver.write_manifest(job, [trdg_driver.render_range(job)])
             return _summary(manifest, spec.url, reused=False)
         POOL.on_total(spec.stop - spec.start)
         # Pieces of a few hundred images keep every core busy to the end, whatever each font costs.
         step = max(PIECE_IMAGES, math.ceil((spec.stop - spec.start) / 4))
         try:
             pool = POOL.get(workers)
-            parts = [pool.submit(render_worker.render_range, {**job, "start": a, "stop": min(a + step, spec.stop)})
+            parts = [pool.submit(trdg_driver.render_range, {**job, "start": a, "stop": min(a + step, spec.stop)})
                      for a in range(spec.start, spec.stop, step)]
-            manifest = render_worker.write_manifest(job, [p.result() for p in parts])
+            manifest = trdg_driver.write_manifest(job, [p.result() for p in parts])
         except concurrent.futures.process.BrokenProcessPool as e:
             raise TransientError(f"render worker died while rendering {spec.url}: {e}") from e
     return _summary(manifest, spec.url, reused=False)

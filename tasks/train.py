@@ -12,13 +12,13 @@ from prefect import get_run_logger, task
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
-from tasks import effects
+from synth import effects
 from tasks.common import finished, output_cache
 from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
-from tasks.train_settings import TrainSettings
+from models.settings import TrainSettings
 
-# torchrun runs hwocr/ddp_train.py as a program, not an import.
-CODE_VERSION = hashing.code_version(__file__, os.path.join(hashing.ROOT, "hwocr", "ddp_train.py"))
+# torchrun runs flows/ddp_train.py as a program, not an import.
+CODE_VERSION = hashing.code_version(__file__, os.path.join(hashing.ROOT, "flows", "ddp_train.py"))
 DONE = "done.json"
 
 
@@ -59,7 +59,7 @@ def _torchrun(settings: TrainSettings, train_dirs: list[str], val_dir: str, run_
     if os.path.exists(result_file):
         os.remove(result_file)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.processes}",
-           "-m", "hwocr.ddp_train", "--settings", settings_file, "--train", *train_dirs, "--val", val_dir,
+           "-m", "flows.ddp_train", "--settings", settings_file, "--train", *train_dirs, "--val", val_dir,
            "--out", run_dir, "--result", result_file]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}

@@ -7,7 +7,7 @@ import sys
 
 
 def hwocr(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "hwocr.cli", *args], capture_output=True, text=True, timeout=120,
+    return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=120,
                           cwd=cwd)
 
 
@@ -48,7 +48,7 @@ def test_run_end_to_end_then_cached(tmp_path):
             "--set", "train.num_iter=4", "--set", "train.val_interval=2", "--set", "train.threads=1",
             "--set", f"tracking.tracking_uri={uri}", "--set", "tracking.registered_model=''",
             "--set", "render.effects.ink.enabled=true"]
-    first = subprocess.run([sys.executable, "-m", "hwocr.cli", *args, "--json"], capture_output=True, text=True,
+    first = subprocess.run([sys.executable, "-m", "flows.cli", *args, "--json"], capture_output=True, text=True,
                            timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(first.stdout.strip().splitlines()[-1])
@@ -82,7 +82,7 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert check["batch"]["samples"] == 8
     assert run.data.metrics["val_easyocr_batch_agreement"] == check["batch"]["agreement"]
 
-    again = subprocess.run([sys.executable, "-m", "hwocr.cli", *args], capture_output=True, text=True, timeout=600)
+    again = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "trained 4 iterations (cached)" in again.stdout
     assert f"mlflow ui --backend-store-uri {uri}" in again.stdout
@@ -92,7 +92,7 @@ def test_run_end_to_end_then_cached(tmp_path):
     # Another machine's MLflow (a fresh store) with the same outputs: the cached training is reused, and its run,
     # tracked elsewhere, is named instead of failing the pipeline.
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    elsewhere = subprocess.run([sys.executable, "-m", "hwocr.cli",
+    elsewhere = subprocess.run([sys.executable, "-m", "flows.cli",
                                 *[f"tracking.tracking_uri={other}" if a == f"tracking.tracking_uri={uri}" else a
                                   for a in args]], capture_output=True, text=True, timeout=600)
     assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
@@ -114,7 +114,7 @@ def test_unreachable_prefect_api_is_a_clear_error(tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: nothing listens there
     env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    p = subprocess.run([sys.executable, "-m", "hwocr.cli", "data", "--out", str(tmp_path / "o")], env=env,
+    p = subprocess.run([sys.executable, "-m", "flows.cli", "data", "--out", str(tmp_path / "o")], env=env,
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == 2
     assert f"Prefect API at http://127.0.0.1:{port}/api is unreachable" in p.stderr

@@ -14,7 +14,7 @@ from conftest import FONTS, read_lmdb
 
 
 def _args(words_file, out, count=1500):
-    return [sys.executable, "-m", "hwocr.cli", "data", "--out", str(out), "--json",
+    return [sys.executable, "-m", "flows.cli", "data", "--out", str(out), "--json",
             "--set", f"render.words={words_file}", "--set", f"render.count={count}", "--set", "render.val_count=30",
             "--set", "render.shards=3", "--set", "render.workers=2", "--set", "render.min_shard_images=1",
             "--set", f"render.fonts=[{FONTS['pen']}, {FONTS['pilgi']}]"]

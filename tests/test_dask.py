@@ -61,7 +61,7 @@ def test_cli_joins_an_existing_cluster(tmp_path, make_config):
     try:
         config = make_config(tmp_path / "dask")
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True))
-        p = subprocess.run([sys.executable, "-m", "hwocr.cli", "data", "--config", str(tmp_path / "c.yaml"),
+        p = subprocess.run([sys.executable, "-m", "flows.cli", "data", "--config", str(tmp_path / "c.yaml"),
                             "--runner", "dask", "--dask-address", address, "--json"], capture_output=True, text=True,
                            timeout=600, env=env)
         assert p.returncode == 0, p.stderr[-3000:]

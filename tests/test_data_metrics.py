@@ -365,7 +365,7 @@ def test_length_mismatch():
 
 
 def test_training_time_augmentation_is_seeded_per_epoch_and_resumable(two_sets):
-    from tasks.effects import EffectsSettings, augmenter
+    from synth.effects import EffectsSettings, augmenter
 
     assert augmenter(EffectsSettings()) is None  # off by default: the loader does no extra work
     aug = augmenter({"elastic": {"enabled": True, "probability": 1, "alpha": 4},

@@ -127,7 +127,7 @@ def test_held_out_fonts_make_a_test_split(tmp_path, make_config):
     # Every font (two training, one held out) against every effect: a header and one row a font.
     from PIL import Image
 
-    from tasks.effects import ORDER
+    from synth.effects import ORDER
 
     with Image.open(result["fonts_effects_sheet"]) as sheet:
         assert sheet.size == (300 + 240 * (2 + len(ORDER)), 36 + 56 * 3)  # plain, glyph jitter, the effects

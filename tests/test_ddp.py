@@ -21,7 +21,7 @@ def torchrun(s, lmdb: str, out: str, result: str, nproc: int = 2) -> subprocess.
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-         "-m", "hwocr.ddp_train", "--settings", os.path.join(os.path.dirname(result), "settings.json"),
+         "-m", "flows.ddp_train", "--settings", os.path.join(os.path.dirname(result), "settings.json"),
          "--train", lmdb, "--val", lmdb, "--out", out, "--result", result],
         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
 

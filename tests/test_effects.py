@@ -11,8 +11,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 from pydantic import ValidationError
 
-from tasks import effects as fx
-from tasks.effects import EffectsSettings, apply_effects
+from synth import effects as fx
+from synth.effects import EffectsSettings, apply_effects
 
 PEN = "/usr/share/fonts/truetype/nanum/NanumPen.ttf"
 
@@ -187,7 +187,7 @@ def test_same_bytes_in_another_process():
         "import json, sys\n"
         "sys.path[:0] = [sys.argv[1], sys.argv[2]]\n"
         "from test_effects import word_image, digest\n"
-        "from tasks.effects import EffectsSettings, apply_effects\n"
+        "from synth.effects import EffectsSettings, apply_effects\n"
         "s = EffectsSettings.all_on(1.0)\n"
         "print(json.dumps({m: [digest(apply_effects(word_image(m), s.model_dump(), seed)) for seed in (0, 1)]"
         " for m in ('L', 'RGB')}))\n"

@@ -10,7 +10,7 @@ import pytest
 from models import metrics
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
-from tasks.train_settings import TrainSettings
+from models.settings import TrainSettings
 
 S = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
                   channels_last=False, num_iter=40, val_interval=40)
@@ -42,7 +42,7 @@ def test_report_matches_predictions(tiny_lmdb, checkpoint, tmp_path):
 
 
 def test_cli_json(tiny_lmdb, checkpoint, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hwocr.cli", "evaluate", "--model", checkpoint, "--data", tiny_lmdb,
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "evaluate", "--model", checkpoint, "--data", tiny_lmdb,
                            "--out", str(tmp_path), "--set", "train.img_h=32", "--json"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

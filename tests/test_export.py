@@ -76,7 +76,7 @@ def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):
     assert report["easyocr"]["float"]["accuracy"] == 100.0 and report["easyocr"]["float"]["cer"] == 0.0
     assert 0 <= report["easyocr"]["int8"]["accuracy"] <= 100 and 0 <= report["easyocr"]["int8_agreement"] <= 100
     # recognize's batched branch (what a GPU runs with batch_size > 1): one box a batch is the plain reading, ...
-    from tasks.evaluate import run_in_easyocr
+    from models.easyocr_venv import run_in_easyocr
 
     bundle = str(tmp_path / "bundle")
     assert run_in_easyocr("easyocr_read.py", bundle, "hwocr_test", images, batch=1) == [list(t) for t in theirs]

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tasks.font_pool import (
+from synth.font_pool import (
     BUNDLED_CATALOGUE,
     DEFAULT_ROOT,
     FontPoolError,

@@ -3,7 +3,7 @@ import pytest
 from conftest import FONTS
 from hwocr.errors import HwocrError
 from models.charset import load_charset
-from tasks.fonts import discover_fonts, inspect_font
+from synth.fonts import discover_fonts, inspect_font
 
 CHARSET = load_charset("korean_g2")
 

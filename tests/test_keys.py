@@ -7,7 +7,7 @@ import shutil
 from hwocr import hashing
 from models.charset import BUILTIN, load_charset
 from tasks.train import train_key
-from tasks.train_settings import TrainSettings
+from models.settings import TrainSettings
 
 
 def write(path, text):
@@ -40,7 +40,7 @@ def test_the_real_stages_cover_their_helpers():
     from tasks import render, train
 
     assert len(train.CODE_VERSION) == 16 and train.CODE_VERSION != hashing.code_version(train.__file__)
-    assert render.CODE_VERSION.split("-")[0] != hashing.code_version(render.render_worker.__file__)  # + trdg
+    assert render.CODE_VERSION.split("-")[0] != hashing.code_version(render.trdg_driver.__file__)  # + trdg
 
 
 def key(**settings):

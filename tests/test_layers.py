@@ -1,18 +1,18 @@
-"""The layers, from the ground up: hwocr's ground files (errors, storage, hashing) import no other layer; models/
-(the network, data and loop) and the renderer library in tasks/ are plain Python with no Prefect or MLflow; only
-tasks/ stages and flows/ use Prefect. Imports at any depth of a module count, lazy ones too."""
+"""The layers, from the ground up, one folder each: hwocr/ (errors, storage, hashing, layout) imports no other
+layer; synth/ (the renderer library) and models/ (the network, data, loop and EasyOCR's side) are plain Python with
+no Prefect or MLflow, and synth/ needs no torch; tasks/ (the Prefect stages) never imports flows/ (the flows, config,
+CLI and entry points). Imports at any depth of a module count, lazy ones too."""
 
 import ast
 import os
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-GROUND = ["hwocr/errors.py", "hwocr/storage.py", "hwocr/hashing.py"]
-RENDERER = ["tasks/effects.py", "tasks/fonts.py", "tasks/font_pool.py", "tasks/words.py", "tasks/render_worker.py"]
-# file patterns -> top-level names they must never import
+# folders -> top-level names their modules must never import
 RULES = {
-    "ground": (GROUND, {"models", "tasks", "flows", "prefect", "mlflow", "torch"}),
+    "ground": (["hwocr/"], {"synth", "models", "tasks", "flows", "prefect", "mlflow", "torch"}),
+    "renderer": (["synth/"], {"models", "tasks", "flows", "prefect", "mlflow", "torch"}),
     "models": (["models/"], {"tasks", "flows", "prefect", "mlflow"}),
-    "renderer": (RENDERER, {"flows", "prefect", "mlflow", "models", "torch"}),
+    "stages": (["tasks/"], {"flows"}),
 }
 
 

@@ -115,7 +115,7 @@ def test_disk_full_leaves_nothing(folder, tmp_path):
     code = (
         "import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN);"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10));"
-        "from hwocr.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from flows.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     proc = subprocess.run([sys.executable, "-c", code, "pack", "--gt", str(folder / "gt.txt"), "--images",
                            str(folder), "--out", str(out / "lmdb")], capture_output=True, text=True, timeout=120)
@@ -125,7 +125,7 @@ def test_disk_full_leaves_nothing(folder, tmp_path):
 
 
 def test_cli_pack_json(folder, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "hwocr.cli", "pack", "--gt", str(folder / "gt.txt"), "--images",
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "pack", "--gt", str(folder / "gt.txt"), "--images",
                            str(folder), "--out", str(tmp_path / "lmdb"), "--json"],
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

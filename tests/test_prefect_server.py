@@ -104,7 +104,7 @@ def test_serve_and_run_deployment(tmp_path, prefect_server):
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     log = open(tmp_path / "serve.log", "w")
-    serve = subprocess.Popen([sys.executable, "-m", "hwocr.cli", "serve", "--config", "smoke"],
+    serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--config", "smoke"],
                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         trigger = subprocess.run([sys.executable, "-c", TRIGGER, str(serve.pid),

@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from conftest import FONTS
-from tasks import render_worker
+from synth import trdg_driver
 from tasks.render import RenderSettings
 
 
@@ -25,10 +25,10 @@ def files(path):
 
 
 def test_bytes_depend_only_on_index_not_on_range(tmp_path):
-    render_worker.init_worker()
-    whole = render_worker.render_shard_here(job(tmp_path, "whole", 0, 12))
-    render_worker.render_shard_here(job(tmp_path, "a", 0, 5))
-    render_worker.render_shard_here(job(tmp_path, "b", 5, 12))
+    trdg_driver.init_worker()
+    whole = trdg_driver.render_shard_here(job(tmp_path, "whole", 0, 12))
+    trdg_driver.render_shard_here(job(tmp_path, "a", 0, 5))
+    trdg_driver.render_shard_here(job(tmp_path, "b", 5, 12))
     merged = {**files(tmp_path / "a"), **files(tmp_path / "b")}
     assert merged == files(tmp_path / "whole") and len(merged) == 12
     assert whole["counts"]["images"] == 12
@@ -45,8 +45,8 @@ def test_bytes_depend_only_on_index_not_on_range(tmp_path):
 
 
 def test_seed_settings_give_80px_grayscale_pngs(tmp_path):
-    render_worker.init_worker()
-    render_worker.render_shard_here(job(tmp_path, "s", 0, 6))
+    trdg_driver.init_worker()
+    trdg_driver.render_shard_here(job(tmp_path, "s", 0, 6))
     for data in files(tmp_path / "s").values():
         im = Image.open(__import__("io").BytesIO(data))
         assert im.format == "PNG" and im.mode == "L" and im.height == 80
@@ -54,40 +54,40 @@ def test_seed_settings_give_80px_grayscale_pngs(tmp_path):
 
 
 def test_different_seed_changes_images(tmp_path):
-    render_worker.init_worker()
-    render_worker.render_shard_here(job(tmp_path, "a", 0, 4, seed=1))
-    render_worker.render_shard_here(job(tmp_path, "b", 0, 4, seed=2))
+    trdg_driver.init_worker()
+    trdg_driver.render_shard_here(job(tmp_path, "a", 0, 4, seed=1))
+    trdg_driver.render_shard_here(job(tmp_path, "b", 0, 4, seed=2))
     assert files(tmp_path / "a") != files(tmp_path / "b")
 
 
 def test_words_a_font_cannot_draw_are_redrawn(tmp_path):
-    render_worker.init_worker()
+    trdg_driver.init_worker()
     # Guseul draws Hangul but no Latin letters or digits: those words must never be drawn with it.
-    m = render_worker.render_shard_here(job(tmp_path, "g", 0, 20, font="guseul", covered="한글사랑"))
+    m = trdg_driver.render_shard_here(job(tmp_path, "g", 0, 20, font="guseul", covered="한글사랑"))
     labels = open(tmp_path / "g" / "labels.tsv", encoding="utf-8").read().split("\n")[:-1]
     assert len(labels) == 20 and {line.split("\t")[1] for line in labels} <= {"한글", "사랑"}
     assert m["counts"]["rejected"]["missing_glyph"] > 0
 
 
 def test_blank_images_are_rejected_and_counted(tmp_path):
-    render_worker.init_worker()
+    trdg_driver.init_worker()
     # A text colour equal to the background draws nothing visible.
-    m = render_worker.render_shard_here(job(tmp_path, "w", 0, 3, text_color="#FFFFFF", stroke_fill="#FFFFFF"))
+    m = trdg_driver.render_shard_here(job(tmp_path, "w", 0, 3, text_color="#FFFFFF", stroke_fill="#FFFFFF"))
     assert m["counts"]["images"] == 0
-    assert sum(m["counts"]["rejected"].values()) == 3 * render_worker.MAX_ATTEMPTS
+    assert sum(m["counts"]["rejected"].values()) == 3 * trdg_driver.MAX_ATTEMPTS
     assert m["counts"]["dropped"] == {"render_failed": 3}
 
 
 def test_blank_detector():
-    assert render_worker.is_blank(Image.new("L", (50, 20), 255))
+    assert trdg_driver.is_blank(Image.new("L", (50, 20), 255))
     im = Image.new("L", (50, 20), 255)
     im.putpixel((3, 3), 0)
-    assert not render_worker.is_blank(im)
+    assert not trdg_driver.is_blank(im)
 
 
 def test_jpeg_option(tmp_path):
-    render_worker.init_worker()
-    render_worker.render_shard_here(job(tmp_path, "j", 0, 2, image_format="jpg"))
+    trdg_driver.init_worker()
+    trdg_driver.render_shard_here(job(tmp_path, "j", 0, 2, image_format="jpg"))
     assert sorted(files(tmp_path / "j")) == ["000000000.jpg", "000000001.jpg"]
 
 
@@ -124,7 +124,7 @@ def test_same_bytes_as_unpatched_trdg():
     import subprocess
     import sys
 
-    render_worker.init_worker()
+    trdg_driver.init_worker()
     cases = [[w, FONTS[f], bg, 1000 * i + bg] for i, (w, f) in enumerate(
         [("한글", "pen"), ("안녕하세요", "pilgi"), ("Hello", "brush"), ("2024", "pen"), ("손글씨", "brush")])
         for bg in (0, 1)]
@@ -134,20 +134,20 @@ def test_same_bytes_as_unpatched_trdg():
     ours = []
     for word, font, bg, seed in cases:
         s = RenderSettings(background=bg).pixel_settings()
-        ours.append(hashlib.sha256(render_worker.encode(render_worker.render_one(word, font, s, seed), s)).hexdigest())
+        ours.append(hashlib.sha256(trdg_driver.encode(trdg_driver.render_one(word, font, s, seed), s)).hexdigest())
     assert ours == expected
 
 
 def test_effects_are_seeded_per_image_and_off_by_default(tmp_path):
-    from tasks.effects import EffectsSettings
+    from synth.effects import EffectsSettings
 
     assert "effects" not in RenderSettings().pixel_settings()  # plain renders keep their keys and bytes
     on = EffectsSettings.all_on(probability=1.0).model_dump(mode="json")
-    render_worker.init_worker()
-    render_worker.render_shard_here(job(tmp_path, "plain", 0, 6))
-    render_worker.render_shard_here(job(tmp_path, "whole", 0, 6, effects=on))
-    render_worker.render_shard_here(job(tmp_path, "a", 0, 2, effects=on))
-    render_worker.render_shard_here(job(tmp_path, "b", 2, 6, effects=on))
+    trdg_driver.init_worker()
+    trdg_driver.render_shard_here(job(tmp_path, "plain", 0, 6))
+    trdg_driver.render_shard_here(job(tmp_path, "whole", 0, 6, effects=on))
+    trdg_driver.render_shard_here(job(tmp_path, "a", 0, 2, effects=on))
+    trdg_driver.render_shard_here(job(tmp_path, "b", 2, 6, effects=on))
     whole = files(tmp_path / "whole")
     assert {**files(tmp_path / "a"), **files(tmp_path / "b")} == whole
     plain = files(tmp_path / "plain")
@@ -165,11 +165,11 @@ def test_split_count_follows_weights():
 def test_glyph_jitter_draws_each_glyph_apart_and_stays_seeded(tmp_path):
     assert "glyph_jitter" not in RenderSettings().pixel_settings()
     jitter = {"enabled": True, "probability": 1.0, "baseline": 0.1, "rotation": 8, "scale": 0.1, "spacing": 0.1}
-    render_worker.init_worker()
-    render_worker.render_shard_here(job(tmp_path, "plain", 0, 6))
-    render_worker.render_shard_here(job(tmp_path, "whole", 0, 6, glyph_jitter=jitter))
-    render_worker.render_shard_here(job(tmp_path, "a", 0, 3, glyph_jitter=jitter))
-    render_worker.render_shard_here(job(tmp_path, "b", 3, 6, glyph_jitter=jitter))
+    trdg_driver.init_worker()
+    trdg_driver.render_shard_here(job(tmp_path, "plain", 0, 6))
+    trdg_driver.render_shard_here(job(tmp_path, "whole", 0, 6, glyph_jitter=jitter))
+    trdg_driver.render_shard_here(job(tmp_path, "a", 0, 3, glyph_jitter=jitter))
+    trdg_driver.render_shard_here(job(tmp_path, "b", 3, 6, glyph_jitter=jitter))
     whole, plain = files(tmp_path / "whole"), files(tmp_path / "plain")
     assert {**files(tmp_path / "a"), **files(tmp_path / "b")} == whole
     assert all(whole[n] != plain[n] for n in plain)
@@ -179,5 +179,5 @@ def test_glyph_jitter_draws_each_glyph_apart_and_stays_seeded(tmp_path):
         with Image.open(io.BytesIO(whole[n])) as im:
             assert im.height == 80 and im.getextrema()[0] < 100
     # And a plain render after a jittered one is plain again.
-    render_worker.render_shard_here(job(tmp_path, "plain2", 0, 6))
+    trdg_driver.render_shard_here(job(tmp_path, "plain2", 0, 6))
     assert files(tmp_path / "plain2") == plain

@@ -108,7 +108,7 @@ def test_second_machine_with_a_fresh_prefect_database_gets_cache_hits(s3, tmp_pa
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "machine-b")}
     env.pop("PREFECT_API_URL", None)
-    proc = subprocess.run([sys.executable, "-m", "hwocr.cli", "data", "--config", str(tmp_path / "config.yaml"),
+    proc = subprocess.run([sys.executable, "-m", "flows.cli", "data", "--config", str(tmp_path / "config.yaml"),
                            "--json"], capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     second = json.loads(proc.stdout.strip().splitlines()[-1])

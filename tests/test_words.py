@@ -4,7 +4,7 @@ import pytest
 
 from hwocr.errors import HwocrError
 from models.charset import load_charset
-from tasks.words import BUNDLED_WORDS, read_words
+from synth.words import BUNDLED_WORDS, read_words
 
 CHARSET = load_charset("korean_g2")
 

@@ -3,7 +3,7 @@
 from PIL import Image, ImageDraw, ImageFont
 
 from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
-from tasks.train_settings import TrainSettings
+from models.settings import TrainSettings
 
 WORDS = ["한글", "사랑", "Hello", "2024"]
 

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from hwocr import hashing
 from hwocr.errors import HwocrError
-from tasks.fonts import FONT_EXTS, inspect_font
+from synth.fonts import FONT_EXTS, inspect_font
 
 log = logging.getLogger(__name__)
 
@@ -335,7 +335,7 @@ def _probe_cached(key: tuple[str, int, int], probe: str) -> int:
 
 
 def probe_hangul(path: str, probe: str = HANGUL_PROBE) -> int:
-    """How many of the probe syllables the font really draws (render-level, see tasks.fonts.inspect_font)."""
+    """How many of the probe syllables the font really draws (render-level, see synth.fonts.inspect_font)."""
     return _probe_cached(_stat_key(path), probe)
 
 

@@ -1,6 +1,6 @@
 """One rank of a data-parallel fine-tune; torchrun starts one per process:
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 -m hwocr.ddp_train \\
+    python -m torch.distributed.run --standalone --nproc_per_node 2 -m flows.ddp_train \\
         --settings train.json --train LMDB [LMDB ...] --val LMDB --out DIR --result result.json
 
 `hwocr train` does this itself when train.processes > 1. Rank 0 writes the result JSON (the trainer's summary
@@ -26,8 +26,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from hwocr.errors import HwocrError
     from models.trainer import train
-    from tasks.effects import augmenter
-    from tasks.train_settings import TrainSettings
+    from synth.effects import augmenter
+    from models.settings import TrainSettings
 
     with open(args.settings, encoding="utf-8") as f:
         settings = TrainSettings.model_validate_json(f.read())

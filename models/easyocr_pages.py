@@ -1,7 +1,7 @@
 """Read page images with the real EasyOCR's readtext (CRAFT detector + a custom-network bundle's recognizer); runs
 in EasyOCR's own venv (no hwocr imports).
 
-    python hwocr/easyocr_pages.py BUNDLE_DIR NAME LIST_FILE [--quantize]
+    python models/easyocr_pages.py BUNDLE_DIR NAME LIST_FILE [--quantize]
 
 LIST_FILE holds one page image path a line; stdout gets one JSON line per page, in order: readtext's results with
 its default settings, as [[[x, y] x 4 corners], text, confidence] with plain ints and floats.

@@ -30,11 +30,10 @@ from PIL import Image
 
 from hwocr.errors import HwocrError
 from models import metrics
+from models.easyocr_venv import bundle_name, run_in_easyocr
 from models.pretrained import CRAFT
 
 COVER = 0.5  # the share of a word's box a readtext box must cover to detect it
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SCRIPT = os.path.join(ROOT, "hwocr", "easyocr_pages.py")
 
 Box = tuple[int, int, int, int]  # x0, y0, x1, y1: x1 and y1 exclusive
 
@@ -216,9 +215,7 @@ def _require_detector(bundle_dir: str) -> None:
 
 
 def read_pages(bundle_dir: str, name: str, page_paths: list[str], quantize: bool = False) -> list[list]:
-    """readtext's results per page, from the real easyocr in its own venv (hwocr/easyocr_pages.py)."""
-    from tasks.evaluate import run_in_easyocr
-
+    """readtext's results per page, from the real easyocr in its own venv (models/easyocr_pages.py)."""
     _require_detector(bundle_dir)  # before EasyOCR starts: it would fail only after loading the recognizer
     return run_in_easyocr("easyocr_pages.py", bundle_dir, name, page_paths, quantize) if page_paths else []
 
@@ -227,8 +224,6 @@ def pages_evaluation(bundle_dir: str, images: list[Image.Image], labels: list[st
                      quantize: bool = False, **layout) -> dict:
     """Compose the pages (layout: compose_pages's options), write them as PNG under scratch_dir, read them with
     readtext and score them: score_pages's figures plus "readings" (readtext's results per page)."""
-    from tasks.evaluate import bundle_name
-
     name = bundle_name(bundle_dir)
     _require_detector(bundle_dir)  # before composing anything
     pages = compose_pages(images, labels, seed, **layout)

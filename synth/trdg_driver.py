@@ -22,7 +22,7 @@ from collections import Counter
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageStat
 
-from tasks.effects import apply_effects, effect_rng
+from synth.effects import apply_effects, effect_rng
 
 MAX_ATTEMPTS = 8
 # A shard's images travel as one object: thousands of small PUTs cost seconds on object stores.

@@ -1,6 +1,6 @@
 """Read images with the real EasyOCR and a custom-network bundle; runs in EasyOCR's own venv (no hwocr imports).
 
-    python hwocr/easyocr_read.py BUNDLE_DIR NAME LIST_FILE [--quantize] [--batch N]
+    python models/easyocr_read.py BUNDLE_DIR NAME LIST_FILE [--quantize] [--batch N]
 
 LIST_FILE holds one image path a line; stdout gets one JSON line [text, confidence] per image, in order.
 With --batch N the images are read N at a time as boxes of one stacked image through recognize's batched branch

@@ -32,7 +32,7 @@ RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convo
 
 def make_lmdb(folder: str, n: int) -> str:
     from synth import trdg_driver
-    from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
+    from tasks.lmdb_pack import PackSettings, pack
     from tasks.render import RenderSettings
     from synth.words import BUNDLED_WORDS
 
@@ -48,7 +48,7 @@ def make_lmdb(folder: str, n: int) -> str:
     with open(os.path.join(folder, "gt.txt"), "w", encoding="utf-8") as f:
         f.write(gt)
     out = os.path.join(folder, "lmdb")
-    pack_lmdb_fn(os.path.join(folder, "gt.txt"), folder, out, PackSettings(), "bench")
+    pack(os.path.join(folder, "gt.txt"), folder, out, PackSettings())
     return out
 
 

@@ -6,7 +6,6 @@ import argparse
 import json
 import os
 import sys
-import uuid
 
 # Offline and quiet unless the user says otherwise; set before Prefect is imported. The temporary server gets 90 s
 # to start rather than Prefect's 20: on 2 busy cores (a Dask cluster, a training beside it) 20 is seen to run out.
@@ -272,14 +271,15 @@ def cmd_serve(args) -> dict:
 def cmd_pack(args) -> dict:
     from flows.config import load_config
     from hwocr import storage
-    from tasks.lmdb_pack import pack_lmdb_fn
+    from tasks.lmdb_pack import pack
 
     config = load_config(args.config, args.overrides)
     images = storage.normalize(args.images)
     out = storage.normalize(args.out)
     gt = storage.normalize(args.gt)
     # Your own files may have changed behind the same names: an explicit pack always packs.
-    result = pack_lmdb_fn(gt, images, out, config.pack, key=uuid.uuid4().hex)
+    result = pack(gt, images, out, config.pack)
+    del result["kept"]
     if not args.json:
         print(f"packed {result['samples']} samples into {out}" + (f" ({result['skipped']} skipped)" if result["skipped"] else ""))
     return result

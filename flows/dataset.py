@@ -14,12 +14,12 @@ from flows.config import PipelineConfig, Preset, config_from_form
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models.charset import load_charset
-from tasks.common import result_storage
+from tasks.stage import result_storage, was_cached
 from tasks.contact_sheet import contact_sheet, effects_sheet
 from synth.font_pool import DEFAULT_ROOT, load_catalogue, select_pool
 from synth.fonts import discover_fonts, inspect_font, local_font
-from tasks.gt import assemble_gt, gt_key
-from tasks.lmdb_pack import pack_key, pack_lmdb
+from tasks.gt import assemble_gt
+from tasks.lmdb_pack import pack_lmdb
 from tasks.render import (RenderSettings, font_counts, plan_shards, render_shard, resolve_workers, shutdown_pool,
                           warm_pool)
 from synth.words import BUNDLED_WORDS, read_words
@@ -135,13 +135,6 @@ def survey_fonts(settings: RenderSettings, words: dict) -> dict:
     return {"fonts": kept, "test_fonts": held_out, "regression_fonts": regression, "skipped": skipped}
 
 
-def _outcome(future) -> str:
-    """'cached' (a Prefect cache hit), 'reused' (it ran and found its content-addressed output complete) or 'ran'."""
-    if future.state.name == "Cached":
-        return "cached"
-    return "reused" if future.result().get("reused") else "ran"
-
-
 def default_task_runner() -> ThreadPoolTaskRunner:
     # Threads only wait on the render process pool; a few more than cores keeps it full.
     return ThreadPoolTaskRunner(max_workers=(os.cpu_count() or 1) + 4)
@@ -212,33 +205,23 @@ def build_dataset(config: PipelineConfig) -> dict:
         words = prepare_words(r, out)
         fonts = survey_fonts(r, words)
         own = {"test": fonts["test_fonts"], "regression": fonts["regression_fonts"]}  # train and val share fonts
-        by_split = {split: own.get(split, fonts["fonts"]) for split in r.splits()}
-        specs = plan_shards(r, by_split, words, out)
+        specs = plan_shards(r, {split: own.get(split, fonts["fonts"]) for split in r.splits()}, words, out)
         log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
-        futures = [render.submit(s, workers) for s in specs]
-        splits, packs = {}, {}
-        for split in r.splits():
-            idx = [i for i, s in enumerate(specs) if s.split == split]
-            needed = font_counts(specs, split)
-            gkey = gt_key(split, [{"key": specs[i].key, "start": specs[i].start} for i in idx], needed,
-                          r.charset, r.batch_max_length)
-            gt = assemble.submit(split, [futures[i] for i in idx], needed, out, r.charset,
-                                    r.batch_max_length, gkey)
-            packs[split] = pack.submit(gt.result()["gt"], out, storage.join(out, "lmdb", split), config.pack,
-                                       pack_key(gkey, config.pack))
-            splits[split] = gt
-        sheet = contact_sheet.submit(splits["train"].result()["gt"], out, storage.join(out, "contact_sheet.png"),
+        shards = {split: [render.submit(s, workers) for s in specs if s.split == split] for split in r.splits()}
+        gts = {split: assemble.submit(split, shards[split], font_counts(specs, split), out, r.charset,
+                                      r.batch_max_length) for split in r.splits()}
+        packs = {split: pack.submit(gts[split], storage.join(out, "lmdb", split), config.pack) for split in gts}
+        sheet = contact_sheet.submit(gts["train"], storage.join(out, "contact_sheet.png"),
                                      label_font=fonts["fonts"][0]["path"])
         every_font = fonts["fonts"] + [{**f, "held_out": True} for f in fonts["test_fonts"]]
         fonts_sheet = effects_sheet.submit(every_font, words["url"], r.pixel_settings(),
                                            r.effects.model_dump(mode="json"), r.glyph_jitter.model_dump(mode="json"),
                                            storage.join(out, "fonts_effects.png"))
-        outcomes = [_outcome(f) for f in futures]
+        cached = sum(was_cached(f) for split in shards.values() for f in split if f.result())  # raises if one failed
         summary = {
             "out": out,
             "splits": {},
-            "shards": {"total": len(specs), "rendered": outcomes.count("ran"), "cached": outcomes.count("cached"),
-                       "reused": outcomes.count("reused")},
+            "shards": {"total": len(specs), "rendered": len(specs) - cached, "cached": cached},
             "contact_sheet": sheet.result(),
             "fonts_effects_sheet": fonts_sheet.result(),
             "stages": {},
@@ -251,16 +234,17 @@ def build_dataset(config: PipelineConfig) -> dict:
             "fonts_skipped": fonts["skipped"],
             "words": {"url": words["url"], "count": words["count"], "dropped": words["report"]["dropped"]},
         }
-        names = {f["sha256"]: f["name"] for f in fonts["fonts"] + fonts["test_fonts"] + fonts["regression_fonts"]}
-        for split, gt in splits.items():
-            report, packed = gt.result(), packs[split].result()
-            dropped = dict(report["dropped"])
-            if packed["skipped"]:
-                dropped["bad_image"] = dropped.get("bad_image", 0) + packed["skipped"]
-            summary["splits"][split] = {"lmdb": packed["url"], "gt": report["gt"], "samples": packed["samples"],
+        for split in gts:
+            gt, packed = gts[split].result(), packs[split].result()
+            dropped = dict(gt.dropped)
+            if packed.skipped:
+                dropped["bad_image"] = dropped.get("bad_image", 0) + packed.skipped
+            names = {f["sha256"]: f["name"] for f in gt.fonts}
+            summary["splits"][split] = {"lmdb": packed.url, "gt": gt.gt, "samples": packed.samples,
                                         "dropped": dropped,
-                                        "per_font": {names.get(k, k): v for k, v in report["per_font"].items()}}
-            summary["stages"][split] = {"assemble_gt": _outcome(gt), "pack_lmdb": _outcome(packs[split])}
+                                        "per_font": {names.get(k, k): v for k, v in gt.per_font.items()}}
+            summary["stages"][split] = {stage: "cached" if was_cached(f) else "ran"
+                                        for stage, f in (("assemble_gt", gts[split]), ("pack_lmdb", packs[split]))}
         storage.write_json(storage.join(out, "dataset.json"), summary)
         return summary
     finally:

@@ -10,6 +10,7 @@ from PIL import Image, ImageDraw, ImageFont
 from prefect import task
 
 from hwocr import storage
+from tasks.gt import GtResult
 from tasks.lmdb_pack import read_gt
 
 LABEL_FONTS = [
@@ -25,15 +26,15 @@ def _label_font(size: int, fallback: str | None):
     return ImageFont.load_default()
 
 
-def contact_sheet_fn(gt_url: str, image_root: str, out_url: str, samples: int = 48, columns: int = 3,
+def contact_sheet_fn(gt: GtResult, out_url: str, samples: int = 48, columns: int = 3,
                      label_font: str | None = None) -> str:
-    rows = read_gt(gt_url)[:samples]
+    rows = read_gt(gt.gt)[:samples]
     cell_w, img_h, label_w = 260, 64, 200
     font = _label_font(22, label_font)
     n_rows = -(-len(rows) // columns)
     sheet = Image.new("RGB", (columns * (cell_w + label_w), n_rows * (img_h + 8) + 8), "white")
     draw = ImageDraw.Draw(sheet)
-    with storage.reader(image_root) as read:
+    with storage.reader(gt.image_root) as read:
         for i, (_, path, label) in enumerate(rows):
             with Image.open(io.BytesIO(read(path))) as im:
                 im = im.convert("RGB")

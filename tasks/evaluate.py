@@ -18,7 +18,7 @@ from models import metrics
 from models.easyocr_venv import SCRIPTS, bundle_name, easyocr_python, run_in_easyocr
 from tasks.contact_sheet import _label_font
 from tasks.common import finished, output_cache
-from tasks.lmdb_pack import MARKER, PackSettings, pack_lmdb_fn, read_gt
+from tasks.lmdb_pack import MARKER, PackSettings, pack, read_gt
 
 # The scripts run in EasyOCR's venv are part of what an evaluation is.
 CODE_VERSION = hashing.code_version(__file__, *SCRIPTS)
@@ -36,7 +36,7 @@ def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
     if not storage.exists(gt):
         raise HwocrError(f"{data_url}: neither an LMDB (data.mdb) nor a folder with gt.txt")
     out = os.path.join(scratch, "lmdb")
-    pack_lmdb_fn(gt, data_url, out, PackSettings(), key="evaluate")
+    pack(gt, data_url, out, PackSettings())
     return out, [path for _, path, _ in read_gt(gt)]
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 
-from prefect import task
 from prefect.tasks import exponential_backoff
 
 from hwocr import hashing, storage
 from models.charset import charset_digest, load_charset
-from tasks.common import finished, output_cache, retry_transient
+from tasks.render import ShardResult
+from tasks.stage import StageResult, retry_transient, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 
@@ -30,43 +30,52 @@ def label_problem(label: str, allowed: set[str], max_length: int) -> str | None:
     return None
 
 
-def gt_key(split: str, shards: list[dict], needed: dict[str, int], charset: str, max_length: int) -> str:
-    return hashing.digest({
-        "stage": "gt", "code": CODE_VERSION, "split": split, "charset": charset_digest(charset),
-        "max_length": max_length,
-        "shards": sorted((s["key"], s["start"]) for s in shards), "needed": needed,
-    })
+class GtResult(StageResult):
+    """One split's gt.txt and what went into it; `sample_fonts[i]` indexes `fonts` for line i of gt.txt."""
+
+    split: str
+    gt: str
+    samples: int
+    dropped: dict[str, int]
+    rejected_and_redrawn: dict[str, int]
+    per_font: dict[str, int]  # font hash -> samples
+    image_root: str
+    shards: int
+    fonts: list[dict[str, str]]  # {"sha256", "name"}, in hash order
+    sample_fonts: list[int]
+
+    def complete(self) -> bool:
+        return storage.exists(self.gt)
 
 
-def assemble_gt_fn(split: str, shards: list[dict], needed: dict[str, int], out: str, charset: str,
-                   max_length: int, key: str) -> dict:
+def assemble_gt_fn(split: str, shards: list[ShardResult], needed: dict[str, int], out: str, charset: str,
+                   max_length: int) -> GtResult:
     """Interleave fonts image by image (index j of every font, fonts in hash order) into out/<split>/gt.txt.
 
-    needed maps font hash -> images wanted from that font; shards may hold more (they are reused).
+    needed maps font hash -> images wanted from that font; shards may hold more (a longer shard serves).
     """
-    existing = finished(storage.join(out, split, "report.json"), key)
-    if existing and storage.exists(existing["gt"]):
-        return {**existing, "reused": True}
     allowed = set(load_charset(charset))
     per_font: dict[str, dict[int, tuple[str, str]]] = {}
+    names: dict[str, str] = {}
     rejected: Counter = Counter()
     dropped: Counter = Counter()
     for shard in shards:
-        rel_dir = shard["url"][len(out.rstrip("/")) + 1:]
-        entries = per_font.setdefault(shard["font_sha"], {})
-        want = needed[shard["font_sha"]]
-        for line in storage.read_text(storage.join(shard["url"], "labels.tsv")).splitlines():
+        rel_dir = shard.url[len(out.rstrip("/")) + 1:]
+        entries = per_font.setdefault(shard.font_sha, {})
+        names[shard.font_sha] = shard.font_name
+        want = needed[shard.font_sha]
+        for line in storage.read_text(storage.join(shard.url, "labels.tsv")).splitlines():
             rel, label = line.split("\t", 1)
             j = int(rel.rsplit("/", 1)[1].split(".")[0])
             if j < want:
                 entries[j] = (f"{rel_dir}/{rel}", label)
-        rejected.update(shard["counts"]["rejected"])
-        dropped.update(shard["counts"]["dropped"])
-    lines = []
+        rejected.update(shard.counts["rejected"])
+        dropped.update(shard.counts["dropped"])
+    lines, sample_fonts = [], []
     fonts = sorted(per_font)
     per_font_count: Counter = Counter()
     for j in range(max(needed.values(), default=0)):
-        for sha in fonts:
+        for n, sha in enumerate(fonts):
             entry = per_font[sha].get(j)
             if entry is None:
                 continue
@@ -75,29 +84,24 @@ def assemble_gt_fn(split: str, shards: list[dict], needed: dict[str, int], out: 
                 dropped[problem] += 1
                 continue
             lines.append(f"{entry[0]}\t{entry[1]}\n")
+            sample_fonts.append(n)
             per_font_count[sha] += 1
     gt_url = storage.join(out, split, "gt.txt")
     storage.write_text(gt_url, "".join(lines))
-    report = {
-        "key": key, "split": split, "gt": gt_url, "samples": len(lines), "dropped": dict(dropped),
-        "rejected_and_redrawn": dict(rejected), "per_font": dict(per_font_count),
-        "image_root": out, "shards": len(shards),
-    }
-    storage.write_json(storage.join(out, split, "report.json"), report)
-    return {**report, "reused": False}
+    return GtResult(split=split, gt=gt_url, samples=len(lines), dropped=dict(dropped),
+                    rejected_and_redrawn=dict(rejected), per_font=dict(per_font_count), image_root=out,
+                    shards=len(shards), fonts=[{"sha256": sha, "name": names[sha]} for sha in fonts],
+                    sample_fonts=sample_fonts)
 
 
-def _marker(params: dict) -> tuple[str, str]:
-    return params["key"], storage.join(params["out"], params["split"], "report.json")
-
-
-assemble_gt = task(
-    assemble_gt_fn,
-    name="assemble_gt",
+assemble_gt = stage(
+    name="assemble_gt", code=CODE_VERSION, result=GtResult,
+    key=lambda split, shards, needed, out, charset, max_length: {
+        "split": split, "charset": charset_digest(charset), "max_length": max_length,
+        "shards": sorted((s.key, s.start) for s in shards), "needed": needed},
+    marker=lambda split, out, **_: storage.join(out, split, "report.json"),
     task_run_name="assemble_gt {split}",
-    cache_policy=output_cache(_marker, lambda params, report: storage.exists(report["gt"])),
-    persist_result=True,
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_condition_fn=retry_transient,
-)
+)(assemble_gt_fn)

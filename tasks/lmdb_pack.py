@@ -15,13 +15,13 @@ from typing import Literal
 
 import lmdb
 from PIL import Image
-from prefect import task
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
-from tasks.common import finished, output_cache, retry_transient
+from tasks.gt import GtResult
+from tasks.stage import StageResult, retry_transient, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 MARKER = "hwocr.json"
@@ -105,12 +105,15 @@ def _samples(read: storage.Reader, image_root: str, gt_url: str, rows, on_bad: s
     blocks = [rows[i:i + 256] for i in range(0, len(rows), 256)]
     ex = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
     try:
+        row = 0
         for result in ex.map(functools.partial(_load_block, read, image_root, gt_url, on_bad), blocks):
             for item in result:
                 if item is None:
                     stats["skipped"] += 1
                 else:
+                    stats["kept"].append(row)
                     yield item
+                row += 1
     finally:  # a failed pack stops reading at once instead of draining every queued block
         ex.shutdown(wait=True, cancel_futures=True)
 
@@ -145,12 +148,26 @@ def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
         env.close()
 
 
-def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings, key: str) -> dict:
-    existing = finished(storage.join(lmdb_url, MARKER), key)
-    if existing:
-        return {"url": lmdb_url, **existing, "reused": True}
+class PackResult(StageResult):
+    """An LMDB folder, with the font of every sample when gt.txt came from assemble_gt."""
+
+    url: str
+    samples: int
+    skipped: int
+    gt: str
+    bytes: int
+    fonts: list[dict[str, str]] = []  # {"sha256", "name"}
+    sample_fonts: list[int] = []  # index into fonts, per LMDB sample (1-based key i is entry i - 1)
+
+    def complete(self) -> bool:
+        return storage.exists(storage.join(self.url, "data.mdb"))
+
+
+def pack(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings) -> dict:
+    """Pack gt.txt's samples into an LMDB at lmdb_url; {"url", "samples", "skipped", "bytes", "kept"}, kept the
+    0-based gt rows that went in, in order."""
     rows = read_gt(gt_url)
-    stats = {"skipped": 0}
+    stats = {"skipped": 0, "kept": []}
 
     try:
         with storage.reader(image_root) as read, storage.staged_dir(lmdb_url, last=MARKER) as tmp:
@@ -171,28 +188,28 @@ def pack_lmdb_fn(gt_url: str, image_root: str, lmdb_url: str, settings: PackSett
             if stored != count:
                 raise HwocrError(f"{lmdb_url}: wrote {count} samples but num-samples reads {stored}")
             size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
-            marker = {"key": key, "samples": count, "skipped": stats["skipped"], "gt": gt_url, "bytes": size}
-            storage.write_json(os.path.join(tmp, MARKER), marker)
     except lmdb.Error as e:
         raise HwocrError(f"packing {lmdb_url} failed: {type(e).__name__}: {e} (nothing was written)") from None
     except OSError as e:
         if isinstance(e, FileNotFoundError):
             raise
         raise HwocrError(f"packing {lmdb_url} failed: {e} (nothing was written)") from None
-    return {"url": lmdb_url, **marker, "reused": False}
+    return {"url": lmdb_url, "samples": count, "skipped": stats["skipped"], "bytes": size, "kept": stats["kept"]}
 
 
-def pack_key(gt_key: str, settings: PackSettings) -> str:
-    return hashing.digest({"stage": "lmdb", "code": CODE_VERSION, "gt": gt_key, "pack": settings.model_dump()})
+def pack_lmdb_fn(gt: GtResult, lmdb_url: str, settings: PackSettings) -> PackResult:
+    packed = pack(gt.gt, gt.image_root, lmdb_url, settings)
+    return PackResult(url=lmdb_url, samples=packed["samples"], skipped=packed["skipped"], gt=gt.gt,
+                      bytes=packed["bytes"], fonts=gt.fonts,
+                      sample_fonts=[gt.sample_fonts[i] for i in packed["kept"]] if len(gt.sample_fonts) == gt.samples else [])
 
 
-pack_lmdb = task(
-    pack_lmdb_fn,
-    name="pack_lmdb",
+pack_lmdb = stage(
+    name="pack_lmdb", code=CODE_VERSION, result=PackResult,
+    key=lambda gt, lmdb_url, settings: {"gt": gt.key, "pack": settings.model_dump()},
+    marker=lambda gt, lmdb_url, settings: storage.join(lmdb_url, MARKER),
     task_run_name="pack_lmdb {lmdb_url}",
-    cache_policy=output_cache(lambda p: (p["key"], storage.join(p["lmdb_url"], MARKER))),
-    persist_result=True,
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_condition_fn=retry_transient,
-)
+)(pack_lmdb_fn)

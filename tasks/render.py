@@ -18,7 +18,6 @@ from fractions import Fraction
 from typing import Literal
 
 import PIL
-from prefect import task
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
@@ -27,7 +26,7 @@ import cv2
 from hwocr import hashing, storage
 from hwocr.errors import TransientError
 from synth import trdg_driver
-from tasks.common import output_cache, retry_transient
+from tasks.stage import StageResult, retry_transient, stage, stage_key
 from synth.effects import EffectsSettings, GlyphJitterSettings
 from synth.font_pool import FontPoolSettings, largest_remainder
 from synth.fonts import DEFAULT_FONTS, PRINT_FONTS
@@ -166,10 +165,14 @@ class ShardSpec(BaseModel):
     covered: str
     start: NonNegativeInt
     stop: PositiveInt
-    key: str
     url: str
     words_url: str
     settings: dict
+    reads: dict  # what its images depend on (not where the shard stops)
+
+    @property
+    def key(self) -> str:
+        return stage_key("render_shard", CODE_VERSION, self.reads)
 
 
 def split_count(n: int, weights: list[float]) -> list[int]:
@@ -188,15 +191,13 @@ def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]],
         chunk = max(math.ceil(n / settings.shards), settings.min_shard_images)
         for font, n_font in zip(fonts, split_count(n, [f.get("weight", 1.0) for f in fonts]), strict=True):
             for start in range(0, n_font, chunk):
-                key = hashing.digest({
-                    "stage": "render", "code": CODE_VERSION, "pixels": pixels, "words": words["sha256"],
-                    "font": font["sha256"], "covered": hashing.digest(font["covered"]), "split": split,
-                    "start": start,
-                })
+                reads = {"pixels": pixels, "words": words["sha256"], "font": font["sha256"],
+                         "covered": hashing.digest(font["covered"]), "split": split, "start": start}
+                key = stage_key("render_shard", CODE_VERSION, reads)
                 specs.append(ShardSpec(
                     split=split, font_url=font["url"], font_path=font["path"], font_sha=font["sha256"],
                     font_name=font["name"], covered=font["covered"], start=start,
-                    stop=min(start + chunk, n_font), key=key,
+                    stop=min(start + chunk, n_font), reads=reads,
                     url=storage.join(out, "shards", split, key[:24]), words_url=words["url"], settings=pixels,
                 ))
     return specs
@@ -289,25 +290,20 @@ def _read_words(url: str) -> tuple[str, ...]:
     return tuple(storage.read_text(url).split("\n")[:-1])
 
 
-def _summary(manifest: dict, url: str, reused: bool) -> dict:
-    return {"url": url, "key": manifest["key"], "split": manifest["split"], "font_sha": manifest["font_sha"],
-            "start": manifest["start"], "stop": manifest["stop"], "counts": manifest["counts"], "reused": reused}
+class ShardResult(StageResult):
+    """A rendered shard: the manifest written last in its folder."""
 
+    url: str = ""
+    split: str
+    font_sha: str
+    font_name: str = ""
+    start: NonNegativeInt
+    stop: PositiveInt
+    counts: dict
+    files: dict[str, str]
 
-def _valid(manifest: dict | None, spec: ShardSpec) -> bool:
-    """The shard at spec.url is complete for spec: its manifest's key, far enough, and its archive in place."""
-    return (bool(manifest) and manifest.get("key") == spec.key and manifest.get("stop", 0) >= spec.stop
-            and storage.exists(storage.join(spec.url, trdg_driver.ARCHIVE)))
-
-
-def _cache_marker(params: dict) -> tuple[str, str]:
-    spec = params["spec"]
-    return spec.key, storage.join(spec.url, "manifest.json")
-
-
-def _cache_final(params: dict, manifest: dict | None) -> str:
-    # A shard rendered further than asked serves the shorter request under its own stop.
-    return f"{params['spec'].key}-{manifest['stop'] if manifest else params['spec'].stop}"
+    def complete(self) -> bool:
+        return bool(self.url) and storage.exists(storage.join(self.url, trdg_driver.ARCHIVE))
 
 
 def _in_dask_worker() -> bool:
@@ -320,11 +316,7 @@ def _in_dask_worker() -> bool:
         return False
 
 
-def render_shard_fn(spec: ShardSpec, workers: int) -> dict:
-    manifest_url = storage.join(spec.url, "manifest.json")
-    existing = storage.read_json(manifest_url)
-    if _valid(existing, spec):
-        return _summary(existing, spec.url, reused=True)
+def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
     job = {
         "settings": spec.settings, "words": list(_read_words(spec.words_url)), "covered": spec.covered,
         "split": spec.split, "font_sha": spec.font_sha, "font_path": spec.font_path,
@@ -335,7 +327,7 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> dict:
         if _in_dask_worker():  # the cluster is the process pool: render here
             trdg_driver.init_worker()
             manifest = trdg_driver.write_manifest(job, [trdg_driver.render_range(job)])
-            return _summary(manifest, spec.url, reused=False)
+            return ShardResult(url=spec.url, font_name=spec.font_name, **manifest)
         POOL.on_total(spec.stop - spec.start)
         # Pieces of a few hundred images keep every core busy to the end, whatever each font costs.
         step = max(PIECE_IMAGES, math.ceil((spec.stop - spec.start) / 4))
@@ -346,17 +338,18 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> dict:
             manifest = trdg_driver.write_manifest(job, [p.result() for p in parts])
         except concurrent.futures.process.BrokenProcessPool as e:
             raise TransientError(f"render worker died while rendering {spec.url}: {e}") from e
-    return _summary(manifest, spec.url, reused=False)
+    return ShardResult(url=spec.url, font_name=spec.font_name, **manifest)
 
 
-render_shard = task(
-    render_shard_fn,
-    name="render_shard",
+render_shard = stage(
+    name="render_shard", code=CODE_VERSION, result=ShardResult,
+    key=lambda spec, workers: spec.reads,
+    marker=lambda spec, workers: storage.join(spec.url, "manifest.json"),
+    # Image j of a font does not depend on where its shard stops: a longer shard serves a shorter request.
+    covers=lambda done, spec, workers: done.stop >= spec.stop,
     task_run_name="render {spec.split} {spec.font_name} [{spec.start}:{spec.stop}]",
-    cache_policy=output_cache(_cache_marker, lambda params, manifest: _valid(manifest, params["spec"]), _cache_final),
-    persist_result=True,
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_transient,
-)
+)(render_shard_fn)

@@ -8,7 +8,7 @@ from PIL import Image
 
 from conftest import read_lmdb
 from hwocr.errors import HwocrError
-from tasks.lmdb_pack import READER_OPTIONS, PackSettings, pack_lmdb_fn
+from tasks.lmdb_pack import READER_OPTIONS, PackSettings, pack as pack_gt
 
 
 def png(text_width=40, seed=0) -> bytes:
@@ -33,7 +33,7 @@ def folder(tmp_path):
 
 
 def pack(folder, out, **settings):
-    return pack_lmdb_fn(str(folder / "gt.txt"), str(folder), str(out), PackSettings(**settings), key="k")
+    return pack_gt(str(folder / "gt.txt"), str(folder), str(out), PackSettings(**settings))
 
 
 def test_benchmark_layout(folder, tmp_path):
@@ -45,7 +45,7 @@ def test_benchmark_layout(folder, tmp_path):
     assert items[b"label-000000001"].decode() == "한글" and items[b"label-000000004"].decode() == "손글씨"
     assert items[b"image-000000002"] == (folder / "img" / "1.png").read_bytes()
     assert set(items) == {b"num-samples"} | {f"{k}-{i:09d}".encode() for k in ("image", "label") for i in range(1, 5)}
-    assert sorted(os.listdir(out)) == ["data.mdb", "hwocr.json", "lock.mdb"]
+    assert sorted(os.listdir(out)) == ["data.mdb", "lock.mdb"]  # the marker is the pipeline stage's
 
 
 def test_reader_settings_of_the_benchmark(folder, tmp_path):
@@ -150,8 +150,8 @@ def test_images_inside_an_archive_pack_like_loose_files(folder, tmp_path):
     _tar(folder / "img.tar", {f"{i}.png": (folder / "img" / f"{i}.png").read_bytes() for i in range(4)})
     (folder / "gt_tar.txt").write_text((folder / "gt.txt").read_text(encoding="utf-8").replace("img/", "img.tar/"),
                                        encoding="utf-8")
-    loose = pack_lmdb_fn(str(folder / "gt.txt"), str(folder), str(tmp_path / "a"), PackSettings(), "k")
-    packed = pack_lmdb_fn(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "b"), PackSettings(), "k")
+    loose = pack_gt(str(folder / "gt.txt"), str(folder), str(tmp_path / "a"), PackSettings())
+    packed = pack_gt(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "b"), PackSettings())
     assert packed["samples"] == loose["samples"] == 4
     assert read_lmdb(tmp_path / "b") == read_lmdb(tmp_path / "a")
 
@@ -168,5 +168,5 @@ def test_bad_archive_names_the_gt_line(folder, tmp_path, archive, message):
     (folder / "gt_tar.txt").write_text((folder / "gt.txt").read_text(encoding="utf-8").replace("img/", "img.tar/"),
                                        encoding="utf-8")
     with pytest.raises(HwocrError, match=message):
-        pack_lmdb_fn(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "db"), PackSettings(), "k")
+        pack_gt(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "db"), PackSettings())
     assert not (tmp_path / "db").exists()

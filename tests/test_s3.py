@@ -113,8 +113,8 @@ def test_second_machine_with_a_fresh_prefect_database_gets_cache_hits(s3, tmp_pa
     assert proc.returncode == 0, proc.stderr[-3000:]
     second = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (tmp_path / "machine-b").is_dir()
-    # Prefect cache hits, not merely runs that found their outputs: nothing rendered, nothing re-checked.
-    assert second["shards"] == {"total": first["shards"]["total"], "rendered": 0, "reused": 0,
+    # Prefect cache hits: nothing rendered, nothing re-checked.
+    assert second["shards"] == {"total": first["shards"]["total"], "rendered": 0,
                                 "cached": first["shards"]["total"]}
     assert all(stage == "cached" for split in second["stages"].values() for stage in split.values())
     assert second["splits"]["train"]["lmdb"] == first["splits"]["train"]["lmdb"]

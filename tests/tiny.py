@@ -2,7 +2,7 @@
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
+from tasks.lmdb_pack import PackSettings, pack
 from models.settings import TrainSettings
 
 WORDS = ["한글", "사랑", "Hello", "2024"]
@@ -18,7 +18,7 @@ def make_tiny_lmdb(d) -> str:
         im.save(d / "img" / f"{i}.png")
         lines.append(f"img/{i}.png\t{w}\n")
     (d / "gt.txt").write_text("".join(lines), encoding="utf-8")
-    pack_lmdb_fn(str(d / "gt.txt"), str(d), str(d / "lmdb"), PackSettings(), "tiny")
+    pack(str(d / "gt.txt"), str(d), str(d / "lmdb"), PackSettings())
     return str(d / "lmdb")
 
 

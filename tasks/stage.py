@@ -1,0 +1,158 @@
+"""The one stage contract: typed inputs in, a typed result out, and that result, written last beside the output, is
+the marker that says the output is complete.
+
+A stage declares what enters its key (the settings it reads, content digests of its inputs, upstream results'
+keys) and where its marker lives; `stage` makes the Prefect task. Prefect is the only cache: a valid marker (there,
+of this stage's result type, of this key, its outputs in place, covering what is asked) is a Prefect cache hit, adopted
+into the result storage when no record holds it yet (another machine made it, the records were deleted); anything
+else runs, and a record that outlived its output is expired first, so it never answers for a missing output.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures.process
+import datetime
+import functools
+import inspect
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from prefect import task
+from prefect.cache_policies import CacheKeyFnPolicy
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from hwocr import hashing, storage
+from hwocr.errors import HwocrError, TransientError
+
+log = logging.getLogger("hwocr")
+
+
+class StageResult(BaseModel):
+    """A stage's typed result; `key` is the stage's content key, filled in by `stage`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key: str = ""
+
+    def complete(self) -> bool:
+        """Whether the outputs it names are still in place: a marker can outlive a deleted file."""
+        return True
+
+
+R = TypeVar("R", bound=StageResult)
+
+
+def stage_key(name: str, code: str, reads) -> str:
+    """A stage's content key: its name, its code version and what it reads."""
+    return hashing.digest({"stage": name, "code": code, "reads": reads})
+
+
+def load_result(url: str, result: type[R], key: str | None = None) -> R | None:
+    """The stage result at url when it is complete (and of `key`, when given), else None."""
+    data = storage.read_json(url)
+    if not data:
+        return None
+    try:
+        done = result.model_validate(data)
+    except ValidationError:
+        return None
+    return done if (key is None or done.key == key) and done.complete() else None
+
+
+def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], marker: Callable[..., str],
+          covers: Callable[..., bool] | None = None, task_run_name: str | None = None, **options):
+    """Make fn(**params) -> result a Prefect task under the contract.
+
+    key(**params) gives what the stage reads (hashed with its name and code version); marker(**params) the URL its
+    result is written to, last; covers(done, **params) may refuse a complete output that does not cover what this
+    call asks (a shorter shard).
+    """
+
+    def wrap(fn: Callable[..., R]):
+        names = list(inspect.signature(fn).parameters)
+
+        def key_of(params: dict) -> str:
+            return stage_key(name, code, key(**params))
+
+        def valid(params: dict, k: str) -> R | None:
+            done = load_result(marker(**params), result, k)
+            return done if done is not None and (covers is None or covers(done, **params)) else None
+
+        @functools.wraps(fn)
+        def run(*args, **kwargs) -> R:
+            params = dict(zip(names, args)) | kwargs
+            k = key_of(params)
+            done = fn(**params).model_copy(update={"key": k})
+            storage.write_json(marker(**params), done.model_dump(mode="json"))
+            return done
+
+        def cache_key(context, parameters: dict) -> str:
+            k = key_of(parameters)
+            # Results hold URLs: the same content elsewhere is another record.
+            record = hashing.digest([k, marker(**parameters)])
+            store = context.result_store
+            done = valid(parameters, k)
+            if done is not None and not store.exists(record):
+                store.write(obj=done, key=record)
+            elif done is None and store.exists(record):
+                store.write(obj=None, key=record, expiration=datetime.datetime.now(datetime.timezone.utc)
+                            - datetime.timedelta(seconds=1))
+            return record
+
+        return task(run, name=name, task_run_name=task_run_name, cache_policy=CacheKeyFnPolicy(cache_key_fn=cache_key),
+                    persist_result=True, **options)
+
+    return wrap
+
+
+def was_cached(future) -> bool:
+    """Whether a stage's output came from the cache rather than from this run."""
+    return future.state.name == "Cached"
+
+
+_TRANSIENT = (
+    TransientError,
+    ConnectionError,
+    TimeoutError,
+    concurrent.futures.process.BrokenProcessPool,
+)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _TRANSIENT):
+        return True
+    if isinstance(exc, HwocrError):
+        return False
+    # botocore/aiohttp network errors surface as OSError subclasses with these names.
+    return type(exc).__name__ in {"ClientConnectorError", "ServerDisconnectedError", "EndpointConnectionError",
+                                  "ReadTimeoutError", "ConnectTimeoutError"}
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """retry_condition_fn: retry network hiccups and crashed workers, never bad input."""
+    try:
+        state.result()
+    except Exception as exc:  # noqa: BLE001
+        return is_transient(exc)
+    return False
+
+
+@functools.lru_cache(maxsize=8)
+def _results_block(url: str):
+    from prefect.filesystems import RemoteFileSystem
+
+    # Prefect takes only saved blocks for remote storage. The block holds the URL and nothing else: s3fs reads the
+    # credentials from the environment of whichever machine runs the task.
+    block = RemoteFileSystem(basepath=url)
+    block.save("hwocr-results-" + hashing.digest(url)[:16], overwrite=True)
+    return block
+
+
+def result_storage(url: str):
+    """Prefect result storage at url, where its cache records live: any machine that points its tasks at the same
+    storage gets cache hits, whatever its own Prefect database holds."""
+    if storage.is_local(url):
+        return Path(storage.local_path(url))
+    return _results_block(url)

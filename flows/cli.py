@@ -77,7 +77,7 @@ def _print_summary(summary: dict) -> None:
     for split, s in summary["splits"].items():
         con.print(f"{split}: LMDB {s['lmdb']}  gt {s['gt']}", soft_wrap=True)
     sh = summary["shards"]
-    con.print(f"shards: {sh['total']} ({sh['rendered']} rendered, {sh['cached']} cached, {sh['reused']} found complete)  "
+    con.print(f"shards: {sh['total']} ({sh['rendered']} rendered, {sh['cached']} cached)  "
               f"fonts: {', '.join(f['name'] for f in summary['fonts'])}")
     for s in summary.get("fonts_skipped", []):
         con.print(f"[yellow]font skipped:[/] {s['reason']}")
@@ -147,7 +147,7 @@ def cmd_run(args) -> dict:
     if not args.json:
         _print_summary(result["dataset"])
         t = result["train"]
-        print(f"trained {t['iterations']} iterations" + (" (cached)" if t.get("reused") else "")
+        print(f"trained {t['iterations']} iterations" + (" (cached)" if t["cached"] else "")
               + f"; best validation accuracy {t['best_accuracy']:.2f}%, checkpoint {t['checkpoint']}")
         for split, r in t["evaluation"].items():
             print(f"{split}: {r['samples']} samples, accuracy {r['accuracy']:.2f}%, norm_ED {r['norm_ed']:.4f}, "

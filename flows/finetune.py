@@ -8,14 +8,12 @@ from pydantic import PositiveInt
 
 from flows.config import PipelineConfig, Preset, config_from_form
 from flows.dataset import dataset_flow_for
-from hwocr import hashing, storage
-from tasks.common import result_storage
-from tasks.evaluate import CODE_VERSION as EVAL_CODE
+from hwocr import storage
 from tasks.evaluate import easyocr_available, easyocr_check, evaluate_split, log_retention, retention
-from tasks.export import CODE_VERSION as EXPORT_CODE
-from tasks.export import export_easyocr, log_bundle
+from tasks.export import BundleResult, export_easyocr, log_bundle
+from tasks.stage import result_storage, run_stage
 from tasks.track import holds_run, log_dataset
-from tasks.train import fine_tune, lmdb_digest, train_key
+from tasks.train import TrainResult, fine_tune, lmdb_digest
 
 
 @flow(name="hwocr-finetune", validate_parameters=True)
@@ -52,37 +50,33 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
             scored[split] = url
     # One read (or hash) per LMDB: keys, MLflow lineage and evaluation all use these.
     digests = {u: lmdb_digest(u) for u in [*train_lmdbs, *scored.values()]}
-    key = train_key(config.train, train_lmdbs, val_lmdb, digests)
     results = result_storage(config.results_url())
     train, evaluate = (t.with_options(result_storage=results) for t in (fine_tune, evaluate_split))
-    state = train(config.train, config.tracking, train_lmdbs, val_lmdb, digests, out, key, return_state=True)
-    result = state.result()
-    result["reused"] = result["reused"] or state.name == "Cached"  # not trained in this run, either way
-    if result["reused"] and not holds_run(config.tracking, result["mlflow_run_id"]):
+    trained, cached = run_stage(train, config.train, config.tracking, train_lmdbs, val_lmdb, digests, out)
+    if cached and not holds_run(config.tracking, trained.mlflow_run_id):
         get_run_logger().warning(
             "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
-            "bundle and dataset are not logged to MLflow", result["mlflow_run_id"], config.tracking.tracking_uri)
-        result["mlflow_run_id"] = None
-    # Every split overall, per font, per length. From a pretrained start, the start itself (its head remapped to
-    # this charset) is scored on the same splits.
-    scores, start = {}, {}
-    for split, data in scored.items():
-        for which, checkpoint, into in (("", result["checkpoint"], scores),
-                                        ("start_", result.get("start_checkpoint"), start)):
-            if checkpoint is None:
-                continue
-            ekey = hashing.digest({"stage": "evaluate", "code": EVAL_CODE, "train": key, "data": digests[data],
-                                   "checkpoint": which})
-            report = evaluate(checkpoint, data, storage.join(result["run_dir"], "eval", which + split),
-                              config.train, ekey, config.tracking, result["mlflow_run_id"], split, which)
-            into[split] = {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font", "predictions")}
-            into[split]["digest"] = digests[data]
+            "bundle and dataset are not logged to MLflow", trained.mlflow_run_id, config.tracking.tracking_uri)
+        trained = trained.model_copy(update={"mlflow_run_id": None})
+    # Every split overall, per font, per length; from a pretrained start, the start itself (its head remapped to
+    # this charset) on the same splits.
+    runs = {(split, start): evaluate.submit(trained, split, data, digests[data], config.train, config.tracking, start)
+            for split, data in scored.items() for start in (False, True) if not start or trained.start_checkpoint}
+    scores = {split: r.result() for (split, start), r in runs.items() if not start}
+    starts = {split: r.result() for (split, start), r in runs.items() if start}
     forgetting = None
-    if "regression" in start:
-        forgetting = retention(start["regression"]["predictions"], scores["regression"]["predictions"])
-        log_retention(config.tracking, result["mlflow_run_id"], forgetting)
-    return {**{k: v for k, v in result.items() if k != "history"}, "evaluation": scores, "start": start or None,
-            "forgetting": forgetting}
+    if "regression" in starts:
+        forgetting = retention(starts["regression"].predictions, scores["regression"].predictions)
+        if not cached:
+            log_retention(config.tracking, trained.mlflow_run_id, forgetting)
+    return {**trained.model_dump(exclude={"history"}), "cached": cached,
+            "evaluation": {s: _score(r, digests[scored[s]]) for s, r in scores.items()},
+            "start": {s: _score(r, digests[scored[s]]) for s, r in starts.items()} or None, "forgetting": forgetting}
+
+
+def _score(report, digest: str) -> dict:
+    return {"samples": report.samples, "accuracy": report.accuracy, "norm_ed": report.norm_ed, "cer": report.cer,
+            "by_font": report.by_font, "predictions": report.predictions, "digest": digest}
 
 
 @flow(name="hwocr-pipeline", validate_parameters=True)
@@ -111,18 +105,21 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     data = dataset_flow_for(config)(config=config)
     trained = finetune_flow(config=config, train_lmdbs=[data["splits"]["train"]["lmdb"]],
                             val_lmdb=data["splits"]["val"]["lmdb"])
-    ekey = hashing.digest({"stage": "export", "code": EXPORT_CODE, "train": trained["key"],
-                           "settings": config.export.model_dump(mode="json")})
-    bundle = export_easyocr(trained["checkpoint"], storage.join(trained["run_dir"], "easyocr"), config.export,
-                            config.train.charset, config.train.img_h, ekey)
-    log_bundle(config.tracking, trained["mlflow_run_id"], bundle)
+    results = result_storage(config.results_url())
+    model = TrainResult.model_validate({k: v for k, v in trained.items() if k in TrainResult.model_fields})
+    bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), model, config.export,
+                               config.train.charset, config.train.img_h)
+    if not cached:
+        log_bundle(config.tracking, trained["mlflow_run_id"], bundle)
     log_dataset(config.tracking, trained["mlflow_run_id"], config.render, data)
-    check = check_in_easyocr(config, trained, bundle, ekey)
+    check = check_in_easyocr(config, model.model_copy(update={"mlflow_run_id": trained["mlflow_run_id"]}), trained,
+                             bundle)
+    bundle = {**bundle.model_dump(), "cached": cached}
     publish_artifacts(config, data, trained, bundle, check)
     return {"dataset": data, "train": trained, "export": bundle, "easyocr": check}
 
 
-def check_in_easyocr(config: PipelineConfig, trained: dict, bundle: dict, export_key: str) -> dict | None:
+def check_in_easyocr(config: PipelineConfig, model: TrainResult, trained: dict, bundle: BundleResult) -> dict | None:
     """The bundle read by the real easyocr on the test split (else validation), beside hwocr's own figure."""
     log = get_run_logger()
     why = easyocr_available()
@@ -132,11 +129,9 @@ def check_in_easyocr(config: PipelineConfig, trained: dict, bundle: dict, export
     split = "test" if "test" in trained["evaluation"] else "val"
     data = storage.join(storage.normalize(config.out), "lmdb", split)
     ours = trained["evaluation"][split]["accuracy"]
-    key = hashing.digest({"stage": "easyocr_check", "code": EVAL_CODE, "bundle": export_key,
-                          "data": trained["evaluation"][split]["digest"]})
     task = easyocr_check.with_options(result_storage=result_storage(config.results_url()))
-    check = task(bundle["dir"], data, storage.join(trained["run_dir"], "eval", split, "easyocr"), config.train, key,
-                 config.tracking, trained["mlflow_run_id"], split, ours)
+    check = task(bundle, model, split, data, trained["evaluation"][split]["digest"], config.train, config.tracking,
+                 ours).model_dump()
     if check["mismatch"]:
         log.warning("EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does "
                     "not read in EasyOCR as hwocr measured it", split, check["float"]["accuracy"],
@@ -182,10 +177,8 @@ def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle:
     create_markdown_artifact(
         "\n".join([
             "# hwocr pipeline",
-            f"- data: {images}; shards "
-            f"{data['shards']['rendered']} rendered, {data['shards']['cached']} cached, "
-            f"{data['shards']['reused']} found complete",
-            f"- training: {trained['iterations']} iterations" + (" (cached)" if trained.get("reused") else "")
+            f"- data: {images}; shards {data['shards']['rendered']} rendered, {data['shards']['cached']} cached",
+            f"- training: {trained['iterations']} iterations" + (" (cached)" if trained["cached"] else "")
             + f", best validation accuracy {trained['best_accuracy']:.2f}%",
             *[f"- {split}: {trained['start'][split]['accuracy']:.2f}% at the start ({config.train.pretrained}), "
               f"{r['accuracy']:.2f}% fine-tuned" for split, r in trained["evaluation"].items()

@@ -5,20 +5,19 @@ from __future__ import annotations
 
 import io
 import os
-import posixpath
 import tempfile
 
 from PIL import Image, ImageDraw
-
-from prefect import task
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models import metrics
 from models.easyocr_venv import SCRIPTS, bundle_name, easyocr_python, run_in_easyocr
 from tasks.contact_sheet import _label_font
-from tasks.common import finished, output_cache
-from tasks.lmdb_pack import MARKER, PackSettings, pack, read_gt
+from tasks.export import BundleResult
+from tasks.lmdb_pack import MARKER, PackResult, PackSettings, pack, read_gt
+from tasks.stage import StageResult, load_result, stage
+from tasks.train import TrainResult
 
 # The scripts run in EasyOCR's venv are part of what an evaluation is.
 CODE_VERSION = hashing.code_version(__file__, *SCRIPTS)
@@ -41,26 +40,12 @@ def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
 
 
 def _fonts_of(lmdb_url: str, n: int) -> list[str] | None:
-    """Font name per sample for LMDBs hwocr built (through gt.txt -> shard manifest -> dataset.json)."""
-    marker = storage.read_json(storage.join(lmdb_url, MARKER)) or {}
-    gt = marker.get("gt")
-    if not gt or not storage.exists(gt):
+    """Font name per sample, from the pack result of LMDBs hwocr built (None for other LMDBs)."""
+    packed = load_result(storage.join(lmdb_url, MARKER), PackResult)
+    if packed is None or len(packed.sample_fonts) != n:
         return None
-    root = posixpath.dirname(posixpath.dirname(gt))
-    summary = storage.read_json(storage.join(root, "dataset.json")) or {}
-    names = {f["sha256"]: f["name"]
-             for f in summary.get("fonts", []) + summary.get("test_fonts", []) + summary.get("regression_fonts", [])}
-    if not names:
-        return None
-    shard_font: dict[str, str] = {}
-    fonts = []
-    for line in storage.read_text(gt).splitlines():
-        shard = line.split("\t", 1)[0].rsplit("/", 2)[0]  # <shard>/images.tar/<member>
-        if shard not in shard_font:
-            manifest = storage.read_json(storage.join(root, shard, "manifest.json")) or {}
-            shard_font[shard] = names.get(manifest.get("font_sha"), manifest.get("font_sha", "?")[:12])
-        fonts.append(shard_font[shard])
-    return fonts if len(fonts) == n else None
+    names = [f["name"] for f in packed.fonts]
+    return [names[i] for i in packed.sample_fonts]
 
 
 def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str) -> None:
@@ -117,7 +102,7 @@ PAGE_WORDS = 200  # words of a split composed into pages for readtext: the detec
 
 
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, batch_size: int = 192,
-                        worst: int = 24, key: str | None = None, engine: str = "hwocr",
+                        worst: int = 24, engine: str = "hwocr",
                         page_words: int = PAGE_WORDS) -> dict:
     """Score a checkpoint (engine hwocr) or an exported bundle read by the real easyocr (engine easyocr: float,
     int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
@@ -175,7 +160,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
         if rows:
             failure_grid(data, rows, grid)
     report = {
-        "key": key, "model": model_url, "data": data_url,
+        "model": model_url, "data": data_url,
         "samples": len(gts), "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
         "predictions": predictions, "worst_failures": grid if rows else None, "dropped": data.dropped,
         "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
@@ -195,27 +180,60 @@ def _figures(result: dict) -> dict:
     return {k: result[k] for k in ("accuracy", "norm_ed", "cer")}
 
 
-def evaluate_split_fn(checkpoint: str, data_url: str, out_url: str, settings, key: str, tracking,
-                      run_id: str | None, split: str, prefix: str = "") -> dict:
-    """Score a split once per (checkpoint, data) and add its figures to the fine-tune's MLflow run, named
-    <prefix><split>_<metric> (prefix "start_" for the pretrained start)."""
-    existing = finished(storage.join(out_url, "evaluation.json"), key)
-    if existing:
-        return {**existing, "reused": True}
-    report = evaluate_checkpoint(checkpoint, data_url, out_url, settings, key=key)
-    if run_id:
+class EvalResult(StageResult):
+    """One model scored on one split: overall, per length and per font, with its predictions."""
+
+    model: str
+    data: str
+    samples: int
+    accuracy: float
+    norm_ed: float
+    cer: float
+    predictions: str
+    worst_failures: str | None
+    dropped: dict
+    by_length: dict
+    by_font: dict | None
+    easyocr: dict | None = None
+
+    def complete(self) -> bool:
+        return storage.exists(self.predictions)
+
+
+def _eval_dir(trained: TrainResult, split: str, start: bool) -> str:
+    return storage.join(trained.run_dir, "eval", ("start_" if start else "") + split)
+
+
+def evaluate_split_fn(trained: TrainResult, split: str, data: str, digest: str, settings, tracking,
+                      start: bool = False) -> EvalResult:
+    """Score the fine-tuned checkpoint (or, with start, the pretrained start with its head remapped) on a split
+    and add its figures to the fine-tune's MLflow run, named <split>_<metric> (start_<split>_<metric>)."""
+    out_url, prefix = _eval_dir(trained, split, start), "start_" if start else ""
+    report = EvalResult(**evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, data,
+                                              out_url, settings))
+    if trained.mlflow_run_id:
         from tasks.track import connect
 
-        client = connect(tracking)
+        client, run_id = connect(tracking), trained.mlflow_run_id
         for name in ("accuracy", "norm_ed", "cer"):
-            client.log_metric(run_id, f"{prefix}{split}_{name}", float(report[name]))
-        for font, row in (report["by_font"] or {}).items():
+            client.log_metric(run_id, f"{prefix}{split}_{name}", float(getattr(report, name)))
+        for font, row in (report.by_font or {}).items():
             client.log_metric(run_id, f"{prefix}{split}_accuracy_font_{_metric_name(font)}", float(row["accuracy"]))
         for name in ("predictions.tsv", "evaluation.json", "worst_failures.png"):
             path = storage.join(out_url, name)
             if storage.is_local(path) and storage.exists(path):
                 client.log_artifact(run_id, storage.local_path(path), f"evaluation/{prefix}{split}")
-    return {**report, "reused": False}
+    return report
+
+
+evaluate_split = stage(
+    name="evaluate", code=CODE_VERSION, result=EvalResult,
+    key=lambda trained, split, data, digest, settings, tracking, start=False: {
+        "train": trained.key, "data": digest, "start": start},
+    marker=lambda key, trained, split, start=False, **_: storage.join(_eval_dir(trained, split, start),
+                                                                      "evaluation.json"),
+    task_run_name="evaluate {split}",
+)(evaluate_split_fn)
 
 
 def _correct(predictions_url: str) -> dict[str, bool]:
@@ -248,23 +266,36 @@ def _metric_name(text: str) -> str:
 MISMATCH_POINTS = 1.0  # EasyOCR's float reading may differ from hwocr's own figure by this much before a warning
 
 
-def easyocr_check_fn(bundle_url: str, data_url: str, out_url: str, settings, key: str, tracking,
-                     run_id: str | None, split: str, hwocr_accuracy: float) -> dict:
+class CheckResult(StageResult):
+    """The bundle read by the real easyocr on a split, beside hwocr's own figure."""
+
+    split: str
+    samples: int
+    hwocr_accuracy: float
+    float: dict
+    int8: dict
+    int8_agreement: float
+    pages: dict | None
+    batch: dict | None
+    gap: float
+    mismatch: bool
+    predictions: str
+
+
+def easyocr_check_fn(bundle: BundleResult, trained: TrainResult, split: str, data: str, digest: str, settings,
+                     tracking, hwocr_accuracy: float) -> CheckResult:
     """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure.
 
-    The summary says whether EasyOCR's float accuracy is within MISMATCH_POINTS of hwocr's; the MLflow run gets
+    The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS of hwocr's; the MLflow run gets
     the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
-    marker = storage.join(out_url, "check.json")
-    existing = finished(marker, key)
-    if existing:
-        return {**existing, "reused": True}
-    report = evaluate_checkpoint(bundle_url, data_url, out_url, settings, key=key, engine="easyocr")
+    out_url = storage.join(_eval_dir(trained, split, False), "easyocr")
+    report = evaluate_checkpoint(bundle.dir, data, out_url, settings, engine="easyocr")
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
-    summary = {"key": key, "split": split, "samples": report["samples"], "hwocr_accuracy": hwocr_accuracy,
-               "float": e["float"], "int8": e["int8"], "int8_agreement": e["int8_agreement"], "pages": e["pages"],
-               "batch": e["batch"], "gap": gap,
-               "mismatch": abs(gap) > MISMATCH_POINTS, "predictions": report["predictions"]}
+    check = CheckResult(split=split, samples=report["samples"], hwocr_accuracy=hwocr_accuracy, float=e["float"],
+                        int8=e["int8"], int8_agreement=e["int8_agreement"], pages=e["pages"], batch=e["batch"],
+                        gap=gap, mismatch=abs(gap) > MISMATCH_POINTS, predictions=report["predictions"])
+    run_id = trained.mlflow_run_id
     if run_id:
         from tasks.track import connect
 
@@ -277,13 +308,12 @@ def easyocr_check_fn(bundle_url: str, data_url: str, out_url: str, settings, key
         for name in ("accuracy", "agreement") if e["batch"] else ():
             client.log_metric(run_id, f"{split}_easyocr_batch_{name}", float(e["batch"][name]))
         client.set_tag(run_id, "hwocr.easyocr_gap", f"{gap:+.2f}")
-        client.set_tag(run_id, "hwocr.easyocr_mismatch", str(summary["mismatch"]).lower())
+        client.set_tag(run_id, "hwocr.easyocr_mismatch", str(check.mismatch).lower())
         for name in ("predictions.tsv", "evaluation.json"):
             path = storage.join(out_url, name)
             if storage.is_local(path):
                 client.log_artifact(run_id, storage.local_path(path), f"evaluation/{split}/easyocr")
-    storage.write_json(marker, summary)
-    return {**summary, "reused": False}
+    return check
 
 
 def easyocr_available() -> str | None:
@@ -295,14 +325,10 @@ def easyocr_available() -> str | None:
     return None
 
 
-easyocr_check = task(easyocr_check_fn, name="easyocr_check", task_run_name="easyocr {split}",
-                     cache_policy=output_cache(lambda p: (p["key"], storage.join(p["out_url"], "check.json"))),
-                     persist_result=True)
-
-
-def _marker(params: dict) -> tuple[str, str]:
-    return params["key"], storage.join(params["out_url"], "evaluation.json")
-
-
-evaluate_split = task(evaluate_split_fn, name="evaluate", task_run_name="evaluate {prefix}{split}",
-                      cache_policy=output_cache(_marker), persist_result=True)
+easyocr_check = stage(
+    name="easyocr_check", code=CODE_VERSION, result=CheckResult,
+    key=lambda bundle, trained, split, data, digest, settings, tracking, hwocr_accuracy: {
+        "bundle": bundle.key, "data": digest},
+    marker=lambda key, trained, split, **_: storage.join(_eval_dir(trained, split, False), "easyocr", "check.json"),
+    task_run_name="easyocr {split}",
+)(easyocr_check_fn)

@@ -19,14 +19,14 @@ import os
 import sys
 
 import yaml
-from prefect import task
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import models
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models.pretrained import CRAFT
-from tasks.common import finished, retry_transient
+from models.charset import charset_digest
+from tasks.stage import StageResult, retry_transient, stage
 
 # The bundle's NAME.py is models/crnn.py's text.
 CODE_VERSION = hashing.code_version(__file__, os.path.join(os.path.dirname(models.__file__), "crnn.py"))
@@ -124,18 +124,9 @@ layers to int8 by default; pass `quantize=False` for the exact float results hwo
 
 
 def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, charset_name: str = "korean_g2",
-                      img_h: int = 80, key: str | None = None) -> dict:
+                      img_h: int = 80) -> dict:
     """Write NAME.pth, NAME.yaml, NAME.py, README.md and, when found, craft_mlt_25k.pth under `out`; returns
-    their URLs (`detector`: the bundle's copy of the detector, or None when export found none).
-
-    With a key (the pipeline passes one derived from the training run), a bundle already written with that key
-    is returned as it is.
-    """
-    marker = storage.join(out, "export.json")
-    if key:
-        done = finished(marker, key)
-        if done:
-            return {**done, "reused": True}
+    their URLs (`detector`: the bundle's copy of the detector, or None when export found none)."""
     import torch
 
     from models.charset import load_charset
@@ -186,21 +177,47 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
               "yaml": storage.join(out, f"{name}.yaml"), "py": storage.join(out, f"{name}.py"),
               "readme": storage.join(out, "README.md"),
               "detector": storage.join(out, CRAFT.filename) if craft else None}
-    if key:
-        storage.write_json(marker, {**result, "key": key})
-    return {**result, "reused": False}
+    return result
 
 
-def log_bundle(tracking, run_id: str, bundle: dict) -> None:
+class BundleResult(StageResult):
+    """An EasyOCR custom-network bundle: the files `easyocr.Reader(recog_network=name, ...)` loads."""
+
+    name: str
+    dir: str
+    pth: str
+    yaml: str
+    py: str
+    readme: str
+    detector: str | None
+
+    def complete(self) -> bool:
+        return storage.exists(self.pth)
+
+
+def export_bundle_fn(trained, settings: ExportSettings, charset: str, img_h: int) -> BundleResult:
+    """The bundle of a training, in its run folder."""
+    return BundleResult(**export_easyocr_fn(trained.checkpoint, storage.join(trained.run_dir, "easyocr"), settings,
+                                            charset, img_h))
+
+
+export_easyocr = stage(
+    name="export_easyocr", code=CODE_VERSION, result=BundleResult,
+    key=lambda trained, settings, charset, img_h: {"train": trained.key, "settings": settings.model_dump(mode="json"),
+                                                   "charset": charset_digest(charset), "img_h": img_h},
+    marker=lambda key, trained, **_: storage.join(trained.run_dir, "easyocr", "export.json"),
+    retries=2, retry_condition_fn=retry_transient,
+)(export_bundle_fn)
+
+
+def log_bundle(tracking, run_id: str | None, bundle: BundleResult) -> None:
     """Attach the bundle to the fine-tune's MLflow run under easyocr/."""
-    if bundle.get("reused") or not (run_id and storage.is_local(bundle["dir"])):
+    if not (run_id and storage.is_local(bundle.dir)):
         return
     from tasks.track import connect
 
-    client, folder = connect(tracking), storage.local_path(bundle["dir"])
+    client, folder = connect(tracking), storage.local_path(bundle.dir)
     for fname in sorted(os.listdir(folder)):  # not the 83 MB detector, EasyOCR's own file, into every run
         if fname != CRAFT.filename and not fname.startswith("."):
             client.log_artifact(run_id, os.path.join(folder, fname), "easyocr")
 
-
-export_easyocr = task(export_easyocr_fn, name="export_easyocr", retries=2, retry_condition_fn=retry_transient)

@@ -99,7 +99,7 @@ assemble_gt = stage(
     key=lambda split, shards, needed, out, charset, max_length: {
         "split": split, "charset": charset_digest(charset), "max_length": max_length,
         "shards": sorted((s.key, s.start) for s in shards), "needed": needed},
-    marker=lambda split, out, **_: storage.join(out, split, "report.json"),
+    marker=lambda key, split, out, **_: storage.join(out, split, "report.json"),
     task_run_name="assemble_gt {split}",
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),

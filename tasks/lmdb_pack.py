@@ -207,7 +207,7 @@ def pack_lmdb_fn(gt: GtResult, lmdb_url: str, settings: PackSettings) -> PackRes
 pack_lmdb = stage(
     name="pack_lmdb", code=CODE_VERSION, result=PackResult,
     key=lambda gt, lmdb_url, settings: {"gt": gt.key, "pack": settings.model_dump()},
-    marker=lambda gt, lmdb_url, settings: storage.join(lmdb_url, MARKER),
+    marker=lambda key, gt, lmdb_url, settings: storage.join(lmdb_url, MARKER),
     task_run_name="pack_lmdb {lmdb_url}",
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),

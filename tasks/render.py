@@ -344,7 +344,7 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
 render_shard = stage(
     name="render_shard", code=CODE_VERSION, result=ShardResult,
     key=lambda spec, workers: spec.reads,
-    marker=lambda spec, workers: storage.join(spec.url, "manifest.json"),
+    marker=lambda key, spec, workers: storage.join(spec.url, "manifest.json"),
     # Image j of a font does not depend on where its shard stops: a longer shard serves a shorter request.
     covers=lambda done, spec, workers: done.stop >= spec.stop,
     task_run_name="render {spec.split} {spec.font_name} [{spec.start}:{spec.stop}]",

@@ -65,33 +65,38 @@ def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], mar
           covers: Callable[..., bool] | None = None, task_run_name: str | None = None, **options):
     """Make fn(**params) -> result a Prefect task under the contract.
 
-    key(**params) gives what the stage reads (hashed with its name and code version); marker(**params) the URL its
-    result is written to, last; covers(done, **params) may refuse a complete output that does not cover what this
-    call asks (a shorter shard).
+    key(**params) gives what the stage reads (hashed with its name and code version); marker(key, **params) the URL
+    its result is written to, last; covers(done, **params) may refuse a complete output that does not cover what
+    this call asks (a shorter shard). A keyword-only `key` parameter of fn receives the content key (a folder named
+    by it); it is not a task parameter.
     """
 
     def wrap(fn: Callable[..., R]):
-        names = list(inspect.signature(fn).parameters)
+        signature = inspect.signature(fn)
+        wants_key = "key" in signature.parameters
+        names = [n for n in signature.parameters if n != "key"]
 
         def key_of(params: dict) -> str:
             return stage_key(name, code, key(**params))
 
         def valid(params: dict, k: str) -> R | None:
-            done = load_result(marker(**params), result, k)
+            done = load_result(marker(k, **params), result, k)
             return done if done is not None and (covers is None or covers(done, **params)) else None
 
         @functools.wraps(fn)
         def run(*args, **kwargs) -> R:
             params = dict(zip(names, args)) | kwargs
             k = key_of(params)
-            done = fn(**params).model_copy(update={"key": k})
-            storage.write_json(marker(**params), done.model_dump(mode="json"))
+            done = (fn(**params, key=k) if wants_key else fn(**params)).model_copy(update={"key": k})
+            storage.write_json(marker(k, **params), done.model_dump(mode="json"))
             return done
+
+        run.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values() if p.name != "key"])
 
         def cache_key(context, parameters: dict) -> str:
             k = key_of(parameters)
             # Results hold URLs: the same content elsewhere is another record.
-            record = hashing.digest([k, marker(**parameters)])
+            record = hashing.digest([k, marker(k, **parameters)])
             store = context.result_store
             done = valid(parameters, k)
             if done is not None and not store.exists(record):
@@ -105,6 +110,12 @@ def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], mar
                     persist_result=True, **options)
 
     return wrap
+
+
+def run_stage(stage_task, *args, **kwargs) -> tuple[Any, bool]:
+    """Run a stage in the flow: (its result, whether it came from the cache)."""
+    state = stage_task(*args, return_state=True, **kwargs)
+    return state.result(), state.name == "Cached"
 
 
 def was_cached(future) -> bool:

@@ -8,12 +8,12 @@ import subprocess
 import sys
 from collections import deque
 
-from prefect import get_run_logger, task
+from prefect import get_run_logger
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from synth import effects
-from tasks.common import finished, output_cache
+from tasks.stage import StageResult, stage
 from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
 from models.settings import TrainSettings
 
@@ -33,17 +33,35 @@ def lmdb_digest(url: str) -> str:
         raise HwocrError(f"{url} is not an LMDB folder (no data.mdb)") from None
 
 
-def train_key(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str, digests: dict[str, str]) -> str:
-    """Settings, data and code, and the content behind names and paths: the character sets' characters and the
-    pretrained checkpoint's bytes (a file edited or replaced in place trains again)."""
+def train_reads(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str, digests: dict[str, str]) -> dict:
+    """Settings, data, and the content behind names and paths: the character sets' characters and the pretrained
+    checkpoint's bytes (a file edited or replaced in place trains again)."""
     from models.charset import charset_digest
     from models.pretrained import pretrained_digest
 
-    return hashing.digest({"stage": "train", "code": CODE_VERSION, "settings": settings.model_dump(mode="json"),
-                           "charset": charset_digest(settings.charset),
-                           "source_charset": settings.source_charset and charset_digest(settings.source_charset),
-                           "pretrained": pretrained_digest(settings.pretrained),
-                           "train": [digests[u] for u in train_lmdbs], "val": digests[val_lmdb]})
+    return {"settings": settings.model_dump(mode="json"), "charset": charset_digest(settings.charset),
+            "source_charset": settings.source_charset and charset_digest(settings.source_charset),
+            "pretrained": pretrained_digest(settings.pretrained),
+            "train": [digests[u] for u in train_lmdbs], "val": digests[val_lmdb]}
+
+
+class TrainResult(StageResult):
+    """A finished training: its run folder, best checkpoint, figures and MLflow run."""
+
+    checkpoint: str
+    run_dir: str
+    start_checkpoint: str | None
+    best_accuracy: float
+    best_norm_ed: float
+    iterations: int
+    mlflow_run_id: str | None
+    model_uri: str | None = None
+    registered_version: int | None = None
+    history: list[dict] = []
+    dropped: dict
+
+    def complete(self) -> bool:
+        return storage.exists(self.checkpoint)
 
 
 def _local(url: str, digest: str) -> str:
@@ -81,11 +99,8 @@ def _torchrun(settings: TrainSettings, train_dirs: list[str], val_dir: str, run_
 
 
 def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdbs: list[str], val_lmdb: str,
-                 digests: dict[str, str], out: str, key: str) -> dict:
+                 digests: dict[str, str], out: str, *, key: str) -> TrainResult:
     run_dir = storage.join(out, "runs", key[:16])
-    done = finished(storage.join(run_dir, DONE), key)
-    if done:
-        return {**done, "reused": True}
     log = get_run_logger()
     from models.pretrained import resolve_pretrained
 
@@ -121,21 +136,19 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
     except BaseException:
         end_failed()
         raise
-    summary = {"key": key, "checkpoint": storage.join(run_dir, "best_accuracy.pth"), "run_dir": run_dir,
-               "start_checkpoint": storage.join(run_dir, "start.pth") if result.get("start") else None,
-               "best_accuracy": result["best_accuracy"], "best_norm_ed": result["best_norm_ed"],
-               "iterations": result["iterations"], "mlflow_run_id": run_id, **logged,
-               "history": result["history"], "dropped": result["dropped"]}
     if not storage.is_local(run_dir):
         storage.upload_files(local_dir, run_dir, ["best_accuracy.pth", "best_norm_ED.pth", "last.pth"]
                              + (["start.pth"] if result.get("start") else []))
-    storage.write_json(storage.join(run_dir, DONE), summary)
-    return {**summary, "reused": False}
+    return TrainResult(checkpoint=storage.join(run_dir, "best_accuracy.pth"), run_dir=run_dir,
+                       start_checkpoint=storage.join(run_dir, "start.pth") if result.get("start") else None,
+                       best_accuracy=result["best_accuracy"], best_norm_ed=result["best_norm_ed"],
+                       iterations=result["iterations"], mlflow_run_id=run_id, **logged, history=result["history"],
+                       dropped=result["dropped"])
 
 
-fine_tune = task(
-    fine_tune_fn,
-    name="fine_tune",
-    cache_policy=output_cache(lambda p: (p["key"], storage.join(p["out"], "runs", p["key"][:16], DONE))),
-    persist_result=True,
-)
+fine_tune = stage(
+    name="fine_tune", code=CODE_VERSION, result=TrainResult,
+    key=lambda settings, tracking, train_lmdbs, val_lmdb, digests, out: train_reads(settings, train_lmdbs, val_lmdb,
+                                                                                    digests),
+    marker=lambda key, out, **_: storage.join(out, "runs", key[:16], DONE),
+)(fine_tune_fn)

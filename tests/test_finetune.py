@@ -24,7 +24,7 @@ def test_finetune_tracks_everything_and_caches(tmp_path, make_config):
     dataset_flow(config=config)
     result = finetune_flow(config=config)
     assert result["iterations"] == 4 and 0 <= result["best_accuracy"] <= 100
-    assert result["registered_version"] == 1 and result["reused"] is False
+    assert result["registered_version"] == 1 and result["cached"] is False
 
     client = mlflow.MlflowClient(uri)
     run = client.get_run(result["mlflow_run_id"])
@@ -82,7 +82,7 @@ def test_finetune_in_two_data_parallel_processes(tmp_path, make_config):
                          f"tracking.tracking_uri={uri}")
     dataset_flow(config=config)
     result = finetune_flow(config=config)
-    assert result["iterations"] == 4 and result["reused"] is False
+    assert result["iterations"] == 4 and result["cached"] is False
     client = mlflow.MlflowClient(uri)
     assert [m.step for m in client.get_metric_history(result["mlflow_run_id"], "train_loss")] == [2, 4]
     assert client.get_run(result["mlflow_run_id"]).data.params["train.processes"] == "2"

@@ -6,7 +6,8 @@ import shutil
 
 from hwocr import hashing
 from models.charset import BUILTIN, load_charset
-from tasks.train import train_key
+from tasks.stage import stage_key
+from tasks.train import CODE_VERSION, train_reads
 from models.settings import TrainSettings
 
 
@@ -45,7 +46,7 @@ def test_the_real_stages_cover_their_helpers():
 
 def key(**settings):
     s = TrainSettings(**{"pretrained": "none", **settings})
-    return train_key(s, ["train"], "val", {"train": "t" * 64, "val": "v" * 64})
+    return stage_key("fine_tune", CODE_VERSION, train_reads(s, ["train"], "val", {"train": "t" * 64, "val": "v" * 64}))
 
 
 def test_a_charset_file_edited_in_place_trains_again(tmp_path):

@@ -222,7 +222,7 @@ def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
     # The LMDBs were fetched once into the cache, by content key; the run trained in a local work folder.
     assert len(list((tmp_path / "cache" / "lmdb").iterdir())) == 2
     again = pipeline_flow(config=config)
-    assert again["train"]["reused"] is True and again["export"]["reused"] is True
+    assert again["train"]["cached"] is True and again["export"]["cached"] is True
     assert again["train"]["mlflow_run_id"] == result["train"]["mlflow_run_id"]
 
 

@@ -13,6 +13,7 @@ for _k, _v in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "fals
                "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
     os.environ.setdefault(_k, _v)
 
+from flows.summary import DatasetSummary, PipelineSummary, TrainingSummary, batch_line  # noqa: E402
 from hwocr.errors import HwocrError  # noqa: E402
 
 
@@ -62,26 +63,12 @@ def _progress_bar():
     return progress
 
 
-def _print_summary(summary: dict) -> None:
+def _print(lines: list[str]) -> None:
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"hwocr dataset in {summary['out']}")
-    for col in ("split", "samples", "dropped", "per font"):
-        table.add_column(col)
-    for split, s in summary["splits"].items():
-        per_font = ", ".join(f"{k}: {v}" for k, v in s["per_font"].items())
-        table.add_row(split, str(s["samples"]), json.dumps(s["dropped"]) if s["dropped"] else "-", per_font)
-    con = Console()
-    con.print(table)
-    for split, s in summary["splits"].items():
-        con.print(f"{split}: LMDB {s['lmdb']}  gt {s['gt']}", soft_wrap=True)
-    sh = summary["shards"]
-    con.print(f"shards: {sh['total']} ({sh['rendered']} rendered, {sh['cached']} cached)  "
-              f"fonts: {', '.join(f['name'] for f in summary['fonts'])}")
-    for s in summary.get("fonts_skipped", []):
-        con.print(f"[yellow]font skipped:[/] {s['reason']}")
-    con.print(f"contact sheet: {summary['contact_sheet']}", soft_wrap=True)
+    con = Console(highlight=False)
+    for line in lines:
+        con.print(line, soft_wrap=True, markup=False)
 
 
 def cmd_data(args) -> dict:
@@ -98,32 +85,8 @@ def cmd_data(args) -> dict:
         return flow(config=config)
     with _progress_bar():
         summary = flow(config=config)
-    _print_summary(summary)
+    _print(DatasetSummary.model_validate(summary).lines())
     return summary
-
-
-def _train_json(result: dict) -> dict:
-    return {"checkpoint": result["checkpoint"], "best_accuracy": result["best_accuracy"],
-            "mlflow_run_id": result["mlflow_run_id"], "iterations": result["iterations"],
-            "evaluation": {split: {k: r[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font")}
-                           for split, r in result.get("evaluation", {}).items()},
-            "start": {split: {k: r[k] for k in ("samples", "accuracy", "norm_ed", "cer", "by_font")}
-                      for split, r in result["start"].items()} if result.get("start") else None,
-            "forgetting": result.get("forgetting")}
-
-
-def _forgetting_line(f: dict) -> str:
-    if not f["start_correct"]:
-        return "regression: the start read none of the print images, so nothing could be forgotten"
-    return (f"regression: of the {f['start_correct']} print images the start read, the fine-tuned model still reads "
-            f"{f['still_correct']} ({f['retained']:.2f}%; forgot {f['forgotten']})")
-
-
-def _mlflow_line(run_id: str | None, config) -> str:
-    uri = config.tracking.tracking_uri
-    if not run_id:
-        return f"MLflow: the cached training was tracked in another store than {uri}; nothing logged there"
-    return f"MLflow run {run_id}: .venv/bin/mlflow ui --backend-store-uri {uri}  (then open http://127.0.0.1:5000)"
 
 
 def cmd_train(args) -> dict:
@@ -133,9 +96,9 @@ def cmd_train(args) -> dict:
     config = load_config(args.config, args.overrides, args.out)
     result = finetune_flow(config=config)
     if not args.json:
-        print(f"best accuracy {result['best_accuracy']:.2f}% after {result['iterations']} iterations; "
-              f"checkpoint {result['checkpoint']}; {_mlflow_line(result['mlflow_run_id'], config)}")
-    return _train_json(result)
+        t = TrainingSummary.model_validate(result)
+        _print([*t.lines(), t.mlflow_line()])
+    return result
 
 
 def cmd_run(args) -> dict:
@@ -145,50 +108,8 @@ def cmd_run(args) -> dict:
     config = load_config(args.config, args.overrides, args.out)
     result = pipeline_flow(config=config)
     if not args.json:
-        _print_summary(result["dataset"])
-        t = result["train"]
-        print(f"trained {t['iterations']} iterations" + (" (cached)" if t["cached"] else "")
-              + f"; best validation accuracy {t['best_accuracy']:.2f}%, checkpoint {t['checkpoint']}")
-        for split, r in t["evaluation"].items():
-            print(f"{split}: {r['samples']} samples, accuracy {r['accuracy']:.2f}%, norm_ED {r['norm_ed']:.4f}, "
-                  f"CER {r['cer']:.4f}; predictions {r['predictions']}")
-            if split in (t.get("start") or {}):
-                b = t["start"][split]
-                print(f"  before fine-tuning ({config.train.pretrained}): accuracy {b['accuracy']:.2f}%, "
-                      f"CER {b['cer']:.4f}; fine-tuned {r['accuracy'] - b['accuracy']:+.2f} points")
-        if t.get("forgetting"):
-            print(_forgetting_line(t["forgetting"]))
-        e = result["export"]
-        print(f"EasyOCR bundle: {e['dir']} (recog_network='{e['name']}'; its README.md says how to load it)")
-        print(_easyocr_line(result["easyocr"]))
-        print(_mlflow_line(t["mlflow_run_id"], config))
-    check = result["easyocr"]
-    return {"dataset": {k: result["dataset"][k] for k in ("splits", "shards")}, "train": _train_json(result["train"]),
-            "export": result["export"],
-            "easyocr": {k: check[k] for k in ("split", "float", "int8", "int8_agreement", "pages", "batch", "gap",
-                                            "mismatch")}
-            if check else None}
-
-
-def _batch_line(b: dict) -> str:
-    return (f"recognize(batch_size={b['batch_size']}), as on a GPU, {b['samples']} words: accuracy "
-            f"{b['accuracy']:.2f}%; {b['agreement']:.1f}% of readings equal box-by-box reading (EasyOCR #1038)")
-
-
-def _easyocr_line(check: dict | None) -> str:
-    if check is None:
-        return "read by EasyOCR: not checked (.venv-easyocr is missing; scripts/bootstrap.sh installs it)"
-    line = (f"read by EasyOCR itself, {check['split']}: accuracy {check['float']['accuracy']:.2f}% "
-            f"(int8, EasyOCR's CPU default: {check['int8']['accuracy']:.2f}%); hwocr measured "
-            f"{check['hwocr_accuracy']:.2f}%")
-    if check.get("pages"):
-        line += (f"; on pages (readtext) {check['pages']['word_accuracy']:.2f}% of words, detection recall "
-                 f"{check['pages']['detection_recall']:.2f}%")
-    if check.get("batch"):
-        line += "\n" + _batch_line(check["batch"])
-    if check["mismatch"]:
-        return f"WARNING: EasyOCR and hwocr disagree by {check['gap']:+.2f} points. {line}"
-    return line
+        _print(PipelineSummary.model_validate(result).lines())
+    return result
 
 
 def cmd_evaluate(args) -> dict:
@@ -213,7 +134,7 @@ def cmd_evaluate(args) -> dict:
             print(f"EasyOCR int8 (quantize=True, its CPU default): accuracy {e['int8']['accuracy']:.2f}%, "
                   f"CER {e['int8']['cer']:.4f}; {e['int8_agreement']:.1f}% of readings equal the float model's")
             if e["batch"]:
-                print(_batch_line(e["batch"]))
+                print(batch_line(e["batch"]))
             if e["pages"]:
                 g = e["pages"]
                 print(f"pages (readtext, detector + this model, {g['words']} words): word accuracy "

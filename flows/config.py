@@ -42,8 +42,9 @@ class PipelineConfig(BaseModel):
     )
 
     def results_url(self) -> str:
-        return storage.normalize(self.results) if self.results else storage.join(storage.normalize(self.out),
-                                                                                  "prefect-results")
+        from hwocr.layout import Layout
+
+        return storage.normalize(self.results) if self.results else Layout.at(self.out).results
 
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:

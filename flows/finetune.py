@@ -8,9 +8,11 @@ from pydantic import PositiveInt
 
 from flows.config import PipelineConfig, Preset, config_from_form
 from flows.dataset import dataset_flow_for
+from flows.summary import DatasetSummary, PipelineSummary, TrainingSummary
 from hwocr import storage
-from tasks.evaluate import easyocr_available, easyocr_check, evaluate_split, log_retention, retention
-from tasks.export import BundleResult, export_easyocr, log_bundle
+from hwocr.layout import Layout
+from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, log_retention, retention
+from tasks.export import export_easyocr, log_bundle
 from tasks.stage import result_storage, run_stage
 from tasks.track import holds_run, log_dataset
 from tasks.train import TrainResult, fine_tune, lmdb_digest
@@ -39,20 +41,19 @@ def finetune_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
 
 
 def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, val_lmdb: str | None) -> dict:
-    """The finetune flow's body, on a config already whole."""
-    out = storage.normalize(config.out)
-    train_lmdbs = [storage.normalize(u) for u in train_lmdbs] if train_lmdbs else [storage.join(out, "lmdb", "train")]
-    val_lmdb = storage.normalize(val_lmdb) if val_lmdb else storage.join(out, "lmdb", "val")
+    """The finetune flow's body, on a config already whole; returns a TrainingSummary as JSON."""
+    layout = Layout.at(config.out)
+    train_lmdbs = [storage.normalize(u) for u in train_lmdbs] if train_lmdbs else [layout.lmdb("train")]
+    val_lmdb = storage.normalize(val_lmdb) if val_lmdb else layout.lmdb("val")
     scored = {"val": val_lmdb}
     for split in ("test", "regression"):  # the held-out-font and print splits, when the dataset has them
-        url = storage.join(out, "lmdb", split)
-        if storage.exists(storage.join(url, "data.mdb")):
-            scored[split] = url
+        if storage.exists(storage.join(layout.lmdb(split), "data.mdb")):
+            scored[split] = layout.lmdb(split)
     # One read (or hash) per LMDB: keys, MLflow lineage and evaluation all use these.
     digests = {u: lmdb_digest(u) for u in [*train_lmdbs, *scored.values()]}
     results = result_storage(config.results_url())
     train, evaluate = (t.with_options(result_storage=results) for t in (fine_tune, evaluate_split))
-    trained, cached = run_stage(train, config.train, config.tracking, train_lmdbs, val_lmdb, digests, out)
+    trained, cached = run_stage(train, config.train, config.tracking, train_lmdbs, val_lmdb, digests, layout)
     if cached and not holds_run(config.tracking, trained.mlflow_run_id):
         get_run_logger().warning(
             "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
@@ -60,21 +61,22 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
         trained = trained.model_copy(update={"mlflow_run_id": None})
     # Every split overall, per font, per length; from a pretrained start, the start itself (its head remapped to
     # this charset) on the same splits.
-    runs = {(split, start): evaluate.submit(trained, split, data, digests[data], config.train, config.tracking, start)
+    runs = {(split, start): evaluate.submit(layout, trained, split, data, digests[data], config.train,
+                                            config.tracking, start)
             for split, data in scored.items() for start in (False, True) if not start or trained.start_checkpoint}
-    scores = {split: r.result() for (split, start), r in runs.items() if not start}
-    starts = {split: r.result() for (split, start), r in runs.items() if start}
+    scores = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if not start}
+    starts = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if start}
     forgetting = None
     if "regression" in starts:
-        forgetting = retention(starts["regression"].predictions, scores["regression"].predictions)
+        forgetting = retention(starts["regression"]["predictions"], scores["regression"]["predictions"])
         if not cached:
             log_retention(config.tracking, trained.mlflow_run_id, forgetting)
-    return {**trained.model_dump(exclude={"history"}), "cached": cached,
-            "evaluation": {s: _score(r, digests[scored[s]]) for s, r in scores.items()},
-            "start": {s: _score(r, digests[scored[s]]) for s, r in starts.items()} or None, "forgetting": forgetting}
+    return TrainingSummary(**trained.model_dump(exclude={"history"}), cached=cached, pretrained=config.train.pretrained,
+                           tracking_uri=config.tracking.tracking_uri, evaluation=scores, start=starts or None,
+                           forgetting=forgetting).model_dump(mode="json")
 
 
-def _score(report, digest: str) -> dict:
+def _score(report: EvalResult, digest: str) -> dict:
     return {"samples": report.samples, "accuracy": report.accuracy, "norm_ed": report.norm_ed, "cer": report.cer,
             "by_font": report.by_font, "predictions": report.predictions, "digest": digest}
 
@@ -102,108 +104,52 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     config = config_from_form(preset, {"out": out, "train.pretrained": pretrained, "render.fonts": fonts,
                                        "render.words": words, "render.count": count, "render.val_count": val_count,
                                        "train.num_iter": num_iter}, settings or [], config)
-    data = dataset_flow_for(config)(config=config)
-    trained = finetune_flow(config=config, train_lmdbs=[data["splits"]["train"]["lmdb"]],
-                            val_lmdb=data["splits"]["val"]["lmdb"])
-    results = result_storage(config.results_url())
-    model = TrainResult.model_validate({k: v for k, v in trained.items() if k in TrainResult.model_fields})
-    bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), model, config.export,
+    layout, results = Layout.at(config.out), result_storage(config.results_url())
+    data = DatasetSummary.model_validate(dataset_flow_for(config)(config=config))
+    train = TrainingSummary.model_validate(finetune_flow(config=config, train_lmdbs=[data.splits["train"].lmdb],
+                                                         val_lmdb=data.splits["val"].lmdb))
+    trained = TrainResult(**train.model_dump(include=set(TrainResult.model_fields)))
+    bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained, config.export,
                                config.train.charset, config.train.img_h)
     if not cached:
-        log_bundle(config.tracking, trained["mlflow_run_id"], bundle)
-    log_dataset(config.tracking, trained["mlflow_run_id"], config.render, data)
-    check = check_in_easyocr(config, model.model_copy(update={"mlflow_run_id": trained["mlflow_run_id"]}), trained,
-                             bundle)
-    bundle = {**bundle.model_dump(), "cached": cached}
-    publish_artifacts(config, data, trained, bundle, check)
-    return {"dataset": data, "train": trained, "export": bundle, "easyocr": check}
-
-
-def check_in_easyocr(config: PipelineConfig, model: TrainResult, trained: dict, bundle: BundleResult) -> dict | None:
-    """The bundle read by the real easyocr on the test split (else validation), beside hwocr's own figure."""
-    log = get_run_logger()
+        log_bundle(config.tracking, trained.mlflow_run_id, bundle)
+    log_dataset(config.tracking, trained.mlflow_run_id, config.render, data.model_dump(mode="json"))
+    check = None
     why = easyocr_available()
     if why:
-        log.warning("EasyOCR check skipped: %s", why)
-        return None
-    split = "test" if "test" in trained["evaluation"] else "val"
-    data = storage.join(storage.normalize(config.out), "lmdb", split)
-    ours = trained["evaluation"][split]["accuracy"]
-    task = easyocr_check.with_options(result_storage=result_storage(config.results_url()))
-    check = task(bundle, model, split, data, trained["evaluation"][split]["digest"], config.train, config.tracking,
-                 ours).model_dump()
-    if check["mismatch"]:
-        log.warning("EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does "
-                    "not read in EasyOCR as hwocr measured it", split, check["float"]["accuracy"],
-                    check["int8"]["accuracy"], ours)
-    return check
+        get_run_logger().warning("EasyOCR check skipped: %s", why)
+    else:
+        # The bundle read by the real easyocr on the test split (else validation), beside hwocr's own figure.
+        split = "test" if "test" in train.evaluation else "val"
+        check = easyocr_check.with_options(result_storage=results)(
+            layout, bundle, trained, split, layout.lmdb(split), train.evaluation[split].digest, config.train,
+            config.tracking, train.evaluation[split].accuracy)
+        if check.mismatch:
+            get_run_logger().warning(
+                "EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does not read "
+                "in EasyOCR as hwocr measured it", split, check.float["accuracy"], check.int8["accuracy"],
+                check.hwocr_accuracy)
+    summary = PipelineSummary(dataset=data, train=train, export={**bundle.model_dump(), "cached": cached},
+                              easyocr=check.model_dump() if check else None)
+    publish_artifacts(summary)
+    return summary.model_dump(mode="json")
 
 
-def publish_artifacts(config: PipelineConfig, data: dict, trained: dict, bundle: dict, check: dict | None) -> None:
+def publish_artifacts(summary: PipelineSummary) -> None:
     """What a run produced, on the flow run's page in the Prefect UI: summary, evaluation table, MLflow link."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-    uri, run_id = config.tracking.tracking_uri, trained["mlflow_run_id"]
-    rows = []
-    for split, r in trained["evaluation"].items():
-        rows.append({"split": split, "font": "all", "samples": r["samples"], "accuracy": round(r["accuracy"], 2),
-                     "norm_ed": round(r["norm_ed"], 4), "cer": round(r["cer"], 4)})
-        for font, f in sorted((r.get("by_font") or {}).items()):
-            rows.append({"split": split, "font": font, "samples": f["samples"], "accuracy": round(f["accuracy"], 2),
-                         "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)})
-    for split, r in (trained.get("start") or {}).items():
-        rows.append({"split": split, "font": "all, start (not fine-tuned)", "samples": r["samples"],
-                     "accuracy": round(r["accuracy"], 2), "norm_ed": round(r["norm_ed"], 4), "cer": round(r["cer"], 4)})
-    for kind in ("float", "int8") if check else ():
-        f = check[kind]
-        rows.append({"split": check["split"], "font": f"all, EasyOCR {kind}", "samples": check["samples"],
-                     "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)})
-    if check and check.get("batch"):
-        b = check["batch"]
-        rows.append({"split": check["split"], "font": f"first {b['samples']}, EasyOCR recognize(batch_size="
-                     f"{b['batch_size']}) ({b['agreement']:.1f}% equal to batch 1)", "samples": b["samples"],
-                     "accuracy": round(b["accuracy"], 2), "norm_ed": round(b["norm_ed"], 4), "cer": round(b["cer"], 4)})
-    if check and check.get("pages"):
-        g = check["pages"]
-        rows.append({"split": check["split"], "font": f"pages via readtext (detection recall {g['detection_recall']:.1f}%)",
-                     "samples": g["words"], "accuracy": round(g["word_accuracy"], 2), "norm_ed": None,
-                     "cer": round(g["cer"], 4)})
-    create_table_artifact(rows, key="hwocr-evaluation", description="Word accuracy, norm_ED and CER per split and font")
-    images = ", ".join(f"{k} {v['samples']} images" for k, v in data["splits"].items())
-    f = trained.get("forgetting")
-    forgetting = [f"- forgetting: of the {f['start_correct']} regression (print) images the start read, "
-                  f"{f['still_correct']} are still read after fine-tuning ({f['retained']:.2f}%)"] \
-        if f and f["start_correct"] else []
-    create_markdown_artifact(
-        "\n".join([
-            "# hwocr pipeline",
-            f"- data: {images}; shards {data['shards']['rendered']} rendered, {data['shards']['cached']} cached",
-            f"- training: {trained['iterations']} iterations" + (" (cached)" if trained["cached"] else "")
-            + f", best validation accuracy {trained['best_accuracy']:.2f}%",
-            *[f"- {split}: {trained['start'][split]['accuracy']:.2f}% at the start ({config.train.pretrained}), "
-              f"{r['accuracy']:.2f}% fine-tuned" for split, r in trained["evaluation"].items()
-              if split in (trained.get("start") or {})],
-            *forgetting,
-            f"- checkpoint: `{trained['checkpoint']}`",
-            f"- EasyOCR bundle: `{bundle['dir']}` (recog_network=`{bundle['name']}`)",
-            _check_line(check),
-            f"- MLflow run: `{run_id}` at `{uri}`" if run_id
-            else f"- MLflow: the cached training was tracked in another store than `{uri}`",
-        ]),
-        key="hwocr-summary", description="What this pipeline run produced")
-    if not run_id:
+    create_table_artifact(summary.rows(), key="hwocr-evaluation",
+                          description="Word accuracy, norm_ED and CER per split and font")
+    create_markdown_artifact("\n".join(["# hwocr pipeline", *(f"- {line}" for line in summary.lines())]),
+                             key="hwocr-summary", description="What this pipeline run produced")
+    t = summary.train
+    if not t.mlflow_run_id:
         return
-    from tasks.track import connect
+    from tasks.track import TrackingSettings, connect
 
-    experiment = connect(config.tracking).get_run(run_id).info.experiment_id
+    uri, run_id = t.tracking_uri, t.mlflow_run_id
+    experiment = connect(TrackingSettings(tracking_uri=uri)).get_run(run_id).info.experiment_id
     web = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     text = f"MLflow run {run_id}" + ("" if web != "http://127.0.0.1:5000" else f" (after: mlflow ui --backend-store-uri {uri})")
     create_link_artifact(f"{web}/#/experiments/{experiment}/runs/{run_id}", link_text=text, key="hwocr-mlflow-run")
-
-
-def _check_line(check: dict | None) -> str:
-    if check is None:
-        return "- EasyOCR check: skipped (no EasyOCR venv; scripts/bootstrap.sh installs it)"
-    line = (f"- read by EasyOCR on {check['split']}: {check['float']['accuracy']:.2f}% float, "
-            f"{check['int8']['accuracy']:.2f}% int8 (hwocr: {check['hwocr_accuracy']:.2f}%)")
-    return f"- **WARNING: EasyOCR and hwocr disagree by {check['gap']:+.2f} points** " + line[2:] if check["mismatch"] else line

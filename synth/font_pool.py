@@ -408,3 +408,18 @@ __all__ = [
     "BUNDLED_CATALOGUE", "DEFAULT_ROOT", "HANGUL_PROBE", "FontEntry", "FontPoolError", "FontPoolSettings", "PoolFont",
     "check_pool", "font_sha256", "largest_remainder", "load_catalogue", "probe_hangul", "select_pool",
 ]
+
+
+def check_held_out_families(train: list[dict], test: list[dict], catalogue: str | None = None) -> None:
+    """A held-out font whose family (by the font catalogue) or file content is also in training would inflate the
+    test score: refuse it."""
+    group = {os.path.realpath(e.file if os.path.isabs(e.file) else os.path.join(DEFAULT_ROOT, e.file)): e.family_group
+             for e in load_catalogue(catalogue)}
+    training = {f["sha256"]: f for f in train}
+    families = {group[os.path.realpath(f["path"])]: f for f in train if os.path.realpath(f["path"]) in group}
+    for f in test:
+        twin = training.get(f["sha256"]) or families.get(group.get(os.path.realpath(f["path"]), ""))
+        if twin is not None:
+            how = "the same file" if twin["sha256"] == f["sha256"] else "a font of the same family"
+            raise HwocrError(f"held-out font {f['url']} ({f['name']}) is {how} as training font {twin['url']} "
+                             f"({twin['name']}): its test score would be inflated; hold out the whole family")

@@ -3,11 +3,12 @@ than the font's missing-glyph box."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 from PIL import Image, ImageDraw, ImageFont
 
-from hwocr import storage
+from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 
 FONT_EXTS = (".ttf", ".otf", ".ttc")
@@ -113,3 +114,41 @@ def inspect_font(path: str, charset: str) -> dict:
         "missing": "".join(missing),
         "hangul": len(hangul),
     }
+
+
+@functools.lru_cache(maxsize=256)
+def _inspect(path: str, sha: str, charset: str) -> dict:
+    return inspect_font(path, charset)
+
+
+def survey(urls: list[str], font_missing: str, charset: str, used: set[str], what: str) -> tuple[list, list]:
+    """(kept, skipped): every font hashed once, what it really draws checked against the words used, and
+    font_missing applied (error, skip_font, skip_words); a font file twice is kept once."""
+    kept, skipped, seen = [], [], set()
+    for url in urls:
+        try:
+            sha = hashing.sha256_url(url)
+        except OSError as e:
+            raise HwocrError(f"font {url}: cannot be read ({e})") from None
+        if sha in seen:
+            skipped.append({"url": url, "reason": "same file as another font"})
+            continue
+        seen.add(sha)
+        info = _inspect(local_font(url, sha), sha, charset)
+        missing = "".join(sorted(used - set(info["covered"])))
+        problem = None
+        if info["hangul"] == 0:
+            problem = f"font {url} ({info['name']}) draws no Hangul"
+        elif missing and font_missing != "skip_words":
+            problem = f"font {url} ({info['name']}) cannot draw {len(missing)} characters of the word list: {missing[:40]!r}"
+        if problem:
+            if font_missing == "error" or info["hangul"] == 0 and font_missing == "skip_words":
+                raise HwocrError(problem + " (render.font_missing decides: error, skip_font, skip_words)")
+            skipped.append({"url": url, "name": info["name"], "reason": problem})
+            continue
+        covered = "".join(sorted(used & set(info["covered"])))
+        kept.append({"url": url, "path": local_font(url, sha), "sha256": sha, "name": info["name"],
+                     "covered": covered, "missing": missing})
+    if not kept:
+        raise HwocrError(f"no usable font among {what}: " + "; ".join(s["reason"] for s in skipped))
+    return kept, skipped

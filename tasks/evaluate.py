@@ -11,6 +11,7 @@ from PIL import Image, ImageDraw
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
+from hwocr.layout import Layout
 from models import metrics
 from models.easyocr_venv import SCRIPTS, bundle_name, easyocr_python, run_in_easyocr
 from tasks.contact_sheet import _label_font
@@ -200,15 +201,11 @@ class EvalResult(StageResult):
         return storage.exists(self.predictions)
 
 
-def _eval_dir(trained: TrainResult, split: str, start: bool) -> str:
-    return storage.join(trained.run_dir, "eval", ("start_" if start else "") + split)
-
-
-def evaluate_split_fn(trained: TrainResult, split: str, data: str, digest: str, settings, tracking,
+def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: str, digest: str, settings, tracking,
                       start: bool = False) -> EvalResult:
     """Score the fine-tuned checkpoint (or, with start, the pretrained start with its head remapped) on a split
     and add its figures to the fine-tune's MLflow run, named <split>_<metric> (start_<split>_<metric>)."""
-    out_url, prefix = _eval_dir(trained, split, start), "start_" if start else ""
+    out_url, prefix = layout.eval(trained.key, split, start), "start_" if start else ""
     report = EvalResult(**evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, data,
                                               out_url, settings))
     if trained.mlflow_run_id:
@@ -228,10 +225,10 @@ def evaluate_split_fn(trained: TrainResult, split: str, data: str, digest: str, 
 
 evaluate_split = stage(
     name="evaluate", code=CODE_VERSION, result=EvalResult,
-    key=lambda trained, split, data, digest, settings, tracking, start=False: {
+    key=lambda layout, trained, split, data, digest, settings, tracking, start=False: {
         "train": trained.key, "data": digest, "start": start},
-    marker=lambda key, trained, split, start=False, **_: storage.join(_eval_dir(trained, split, start),
-                                                                      "evaluation.json"),
+    marker=lambda key, layout, trained, split, start=False, **_: storage.join(layout.eval(trained.key, split, start),
+                                                                              "evaluation.json"),
     task_run_name="evaluate {split}",
 )(evaluate_split_fn)
 
@@ -282,13 +279,13 @@ class CheckResult(StageResult):
     predictions: str
 
 
-def easyocr_check_fn(bundle: BundleResult, trained: TrainResult, split: str, data: str, digest: str, settings,
-                     tracking, hwocr_accuracy: float) -> CheckResult:
+def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult, split: str, data: str, digest: str,
+                     settings, tracking, hwocr_accuracy: float) -> CheckResult:
     """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure.
 
     The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS of hwocr's; the MLflow run gets
     the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
-    out_url = storage.join(_eval_dir(trained, split, False), "easyocr")
+    out_url = layout.easyocr_check(trained.key, split)
     report = evaluate_checkpoint(bundle.dir, data, out_url, settings, engine="easyocr")
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
@@ -327,8 +324,8 @@ def easyocr_available() -> str | None:
 
 easyocr_check = stage(
     name="easyocr_check", code=CODE_VERSION, result=CheckResult,
-    key=lambda bundle, trained, split, data, digest, settings, tracking, hwocr_accuracy: {
+    key=lambda layout, bundle, trained, split, data, digest, settings, tracking, hwocr_accuracy: {
         "bundle": bundle.key, "data": digest},
-    marker=lambda key, trained, split, **_: storage.join(_eval_dir(trained, split, False), "easyocr", "check.json"),
+    marker=lambda key, layout, trained, split, **_: storage.join(layout.easyocr_check(trained.key, split), "check.json"),
     task_run_name="easyocr {split}",
 )(easyocr_check_fn)

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 import models
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
+from hwocr.layout import Layout
 from models.pretrained import CRAFT
 from models.charset import charset_digest
 from tasks.stage import StageResult, retry_transient, stage
@@ -195,17 +196,16 @@ class BundleResult(StageResult):
         return storage.exists(self.pth)
 
 
-def export_bundle_fn(trained, settings: ExportSettings, charset: str, img_h: int) -> BundleResult:
+def export_bundle_fn(layout: Layout, trained, settings: ExportSettings, charset: str, img_h: int) -> BundleResult:
     """The bundle of a training, in its run folder."""
-    return BundleResult(**export_easyocr_fn(trained.checkpoint, storage.join(trained.run_dir, "easyocr"), settings,
-                                            charset, img_h))
+    return BundleResult(**export_easyocr_fn(trained.checkpoint, layout.bundle(trained.key), settings, charset, img_h))
 
 
 export_easyocr = stage(
     name="export_easyocr", code=CODE_VERSION, result=BundleResult,
-    key=lambda trained, settings, charset, img_h: {"train": trained.key, "settings": settings.model_dump(mode="json"),
+    key=lambda layout, trained, settings, charset, img_h: {"train": trained.key, "settings": settings.model_dump(mode="json"),
                                                    "charset": charset_digest(charset), "img_h": img_h},
-    marker=lambda key, trained, **_: storage.join(trained.run_dir, "easyocr", "export.json"),
+    marker=lambda key, layout, trained, **_: storage.join(layout.bundle(trained.key), "export.json"),
     retries=2, retry_condition_fn=retry_transient,
 )(export_bundle_fn)
 

@@ -8,6 +8,7 @@ from collections import Counter
 from prefect.tasks import exponential_backoff
 
 from hwocr import hashing, storage
+from hwocr.layout import Layout
 from models.charset import charset_digest, load_charset
 from tasks.render import ShardResult
 from tasks.stage import StageResult, retry_transient, stage
@@ -48,9 +49,9 @@ class GtResult(StageResult):
         return storage.exists(self.gt)
 
 
-def assemble_gt_fn(split: str, shards: list[ShardResult], needed: dict[str, int], out: str, charset: str,
+def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed: dict[str, int], charset: str,
                    max_length: int) -> GtResult:
-    """Interleave fonts image by image (index j of every font, fonts in hash order) into out/<split>/gt.txt.
+    """Interleave fonts image by image (index j of every font, fonts in hash order) into the split's gt.txt.
 
     needed maps font hash -> images wanted from that font; shards may hold more (a longer shard serves).
     """
@@ -60,7 +61,7 @@ def assemble_gt_fn(split: str, shards: list[ShardResult], needed: dict[str, int]
     rejected: Counter = Counter()
     dropped: Counter = Counter()
     for shard in shards:
-        rel_dir = shard.url[len(out.rstrip("/")) + 1:]
+        rel_dir = layout.relative(shard.url)
         entries = per_font.setdefault(shard.font_sha, {})
         names[shard.font_sha] = shard.font_name
         want = needed[shard.font_sha]
@@ -86,20 +87,20 @@ def assemble_gt_fn(split: str, shards: list[ShardResult], needed: dict[str, int]
             lines.append(f"{entry[0]}\t{entry[1]}\n")
             sample_fonts.append(n)
             per_font_count[sha] += 1
-    gt_url = storage.join(out, split, "gt.txt")
+    gt_url = layout.gt(split)
     storage.write_text(gt_url, "".join(lines))
     return GtResult(split=split, gt=gt_url, samples=len(lines), dropped=dict(dropped),
-                    rejected_and_redrawn=dict(rejected), per_font=dict(per_font_count), image_root=out,
+                    rejected_and_redrawn=dict(rejected), per_font=dict(per_font_count), image_root=layout.out,
                     shards=len(shards), fonts=[{"sha256": sha, "name": names[sha]} for sha in fonts],
                     sample_fonts=sample_fonts)
 
 
 assemble_gt = stage(
     name="assemble_gt", code=CODE_VERSION, result=GtResult,
-    key=lambda split, shards, needed, out, charset, max_length: {
+    key=lambda layout, split, shards, needed, charset, max_length: {
         "split": split, "charset": charset_digest(charset), "max_length": max_length,
         "shards": sorted((s.key, s.start) for s in shards), "needed": needed},
-    marker=lambda key, split, out, **_: storage.join(out, split, "report.json"),
+    marker=lambda key, layout, split, **_: layout.gt_result(split),
     task_run_name="assemble_gt {split}",
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),

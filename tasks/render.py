@@ -25,6 +25,7 @@ import cv2
 
 from hwocr import hashing, storage
 from hwocr.errors import TransientError
+from hwocr.layout import Layout
 from synth import trdg_driver
 from tasks.stage import StageResult, retry_transient, stage, stage_key
 from synth.effects import EffectsSettings, GlyphJitterSettings
@@ -182,7 +183,7 @@ def split_count(n: int, weights: list[float]) -> list[int]:
 
 
 def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]], words: dict,
-                out: str) -> list[ShardSpec]:
+                layout: Layout) -> list[ShardSpec]:
     """Split every split's images over its fonts (sorted by content hash) by weight, in chunks of count/shards."""
     specs = []
     for split, n in settings.splits().items():
@@ -198,7 +199,7 @@ def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]],
                     split=split, font_url=font["url"], font_path=font["path"], font_sha=font["sha256"],
                     font_name=font["name"], covered=font["covered"], start=start,
                     stop=min(start + chunk, n_font), reads=reads,
-                    url=storage.join(out, "shards", split, key[:24]), words_url=words["url"], settings=pixels,
+                    url=layout.shard(split, key), words_url=words["url"], settings=pixels,
                 ))
     return specs
 

@@ -12,6 +12,7 @@ from prefect import get_run_logger
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
+from hwocr.layout import Layout
 from synth import effects
 from tasks.stage import StageResult, stage
 from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
@@ -99,8 +100,8 @@ def _torchrun(settings: TrainSettings, train_dirs: list[str], val_dir: str, run_
 
 
 def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdbs: list[str], val_lmdb: str,
-                 digests: dict[str, str], out: str, *, key: str) -> TrainResult:
-    run_dir = storage.join(out, "runs", key[:16])
+                 digests: dict[str, str], layout: Layout, *, key: str) -> TrainResult:
+    run_dir = layout.run(key)
     log = get_run_logger()
     from models.pretrained import resolve_pretrained
 
@@ -148,7 +149,7 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
 
 fine_tune = stage(
     name="fine_tune", code=CODE_VERSION, result=TrainResult,
-    key=lambda settings, tracking, train_lmdbs, val_lmdb, digests, out: train_reads(settings, train_lmdbs, val_lmdb,
-                                                                                    digests),
-    marker=lambda key, out, **_: storage.join(out, "runs", key[:16], DONE),
+    key=lambda settings, tracking, train_lmdbs, val_lmdb, digests, layout: train_reads(settings, train_lmdbs,
+                                                                                       val_lmdb, digests),
+    marker=lambda key, layout, **_: storage.join(layout.run(key), DONE),
 )(fine_tune_fn)

@@ -1,0 +1,217 @@
+"""What a run produced, typed once: the flows return it (as JSON), and the CLI's text, its --json output and the
+Prefect artifacts all print from it."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Outcome = Literal["ran", "cached"]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSummary(_Model):
+    lmdb: str
+    gt: str
+    samples: int
+    dropped: dict[str, int]
+    per_font: dict[str, int]
+
+
+class Shards(_Model):
+    total: int
+    rendered: int
+    cached: int
+
+
+class FontSummary(_Model):
+    name: str
+    url: str
+    sha256: str
+    weight: float | None = None
+
+
+class DatasetSummary(_Model):
+    out: str
+    splits: dict[str, SplitSummary]
+    shards: Shards
+    stages: dict[str, dict[str, Outcome]]  # split -> stage -> outcome
+    contact_sheet: str
+    fonts_effects_sheet: str
+    fonts: list[FontSummary]
+    test_fonts: list[FontSummary]
+    regression_fonts: list[FontSummary]
+    fonts_skipped: list[dict]
+    words: dict
+
+    def lines(self) -> list[str]:
+        out = [f"{split}: {s.samples} samples in LMDB {s.lmdb} (gt {s.gt})"
+               + (f"; dropped {json.dumps(s.dropped)}" if s.dropped else "") for split, s in self.splits.items()]
+        out.append(f"shards: {self.shards.total} ({self.shards.rendered} rendered, {self.shards.cached} cached)  "
+                   f"fonts: {', '.join(f.name for f in self.fonts)}")
+        out += [f"font skipped: {s['reason']}" for s in self.fonts_skipped]
+        out.append(f"contact sheet: {self.contact_sheet}")
+        return out
+
+
+class Score(_Model):
+    samples: int
+    accuracy: float
+    norm_ed: float
+    cer: float
+    by_font: dict | None
+    predictions: str
+    digest: str
+
+    def row(self, split: str, what: str) -> dict:
+        return {"split": split, "font": what, "samples": self.samples, "accuracy": round(self.accuracy, 2),
+                "norm_ed": round(self.norm_ed, 4), "cer": round(self.cer, 4)}
+
+
+class Forgetting(_Model):
+    start_correct: int
+    still_correct: int
+    forgotten: int
+    retained: float | None
+
+    def line(self) -> str:
+        if not self.start_correct:
+            return "regression: the start read none of the print images, so nothing could be forgotten"
+        return (f"regression: of the {self.start_correct} print images the start read, the fine-tuned model still "
+                f"reads {self.still_correct} ({self.retained:.2f}%; forgot {self.forgotten})")
+
+
+class TrainingSummary(_Model):
+    key: str
+    cached: bool
+    pretrained: str
+    tracking_uri: str
+    checkpoint: str
+    run_dir: str
+    start_checkpoint: str | None
+    best_accuracy: float
+    best_norm_ed: float
+    iterations: int
+    mlflow_run_id: str | None
+    model_uri: str | None = None
+    registered_version: int | None = None
+    dropped: dict
+    evaluation: dict[str, Score]
+    start: dict[str, Score] | None
+    forgetting: Forgetting | None
+
+    def mlflow_line(self) -> str:
+        if not self.mlflow_run_id:
+            return f"MLflow: the cached training was tracked in another store than {self.tracking_uri}; nothing logged there"
+        return (f"MLflow run {self.mlflow_run_id}: .venv/bin/mlflow ui --backend-store-uri {self.tracking_uri}  "
+                "(then open http://127.0.0.1:5000)")
+
+    def lines(self) -> list[str]:
+        out = [f"trained {self.iterations} iterations" + (" (cached)" if self.cached else "")
+               + f"; best validation accuracy {self.best_accuracy:.2f}%, checkpoint {self.checkpoint}"]
+        for split, r in self.evaluation.items():
+            out.append(f"{split}: {r.samples} samples, accuracy {r.accuracy:.2f}%, norm_ED {r.norm_ed:.4f}, "
+                       f"CER {r.cer:.4f}; predictions {r.predictions}")
+            if split in (self.start or {}):
+                b = self.start[split]
+                out.append(f"  before fine-tuning ({self.pretrained}): accuracy {b.accuracy:.2f}%, CER {b.cer:.4f}; "
+                           f"fine-tuned {r.accuracy - b.accuracy:+.2f} points")
+        if self.forgetting:
+            out.append(self.forgetting.line())
+        return out
+
+    def rows(self) -> list[dict]:
+        rows = []
+        for split, r in self.evaluation.items():
+            rows.append(r.row(split, "all"))
+            for font, f in sorted((r.by_font or {}).items()):
+                rows.append({"split": split, "font": font, "samples": f["samples"],
+                             "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4),
+                             "cer": round(f["cer"], 4)})
+        rows += [r.row(split, "all, start (not fine-tuned)") for split, r in (self.start or {}).items()]
+        return rows
+
+
+class Bundle(_Model):
+    key: str
+    cached: bool
+    name: str
+    dir: str
+    pth: str
+    yaml: str
+    py: str
+    readme: str
+    detector: str | None
+
+
+class Check(_Model):
+    key: str
+    split: str
+    samples: int
+    hwocr_accuracy: float
+    float: dict
+    int8: dict
+    int8_agreement: float
+    pages: dict | None
+    batch: dict | None
+    gap: float
+    mismatch: bool
+    predictions: str
+
+    def line(self) -> str:
+        line = (f"read by EasyOCR itself, {self.split}: accuracy {self.float['accuracy']:.2f}% "
+                f"(int8, EasyOCR's CPU default: {self.int8['accuracy']:.2f}%); hwocr measured "
+                f"{self.hwocr_accuracy:.2f}%")
+        if self.pages:
+            line += (f"; on pages (readtext) {self.pages['word_accuracy']:.2f}% of words, detection recall "
+                     f"{self.pages['detection_recall']:.2f}%")
+        if self.batch:
+            line += "\n" + batch_line(self.batch)
+        if self.mismatch:
+            return f"WARNING: EasyOCR and hwocr disagree by {self.gap:+.2f} points. {line}"
+        return line
+
+    def rows(self) -> list[dict]:
+        rows = [{"split": self.split, "font": f"all, EasyOCR {kind}", "samples": self.samples,
+                 "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)}
+                for kind, f in (("float", self.float), ("int8", self.int8))]
+        if self.batch:
+            b = self.batch
+            rows.append({"split": self.split, "font": f"first {b['samples']}, EasyOCR recognize(batch_size="
+                         f"{b['batch_size']}) ({b['agreement']:.1f}% equal to batch 1)", "samples": b["samples"],
+                         "accuracy": round(b["accuracy"], 2), "norm_ed": round(b["norm_ed"], 4),
+                         "cer": round(b["cer"], 4)})
+        if self.pages:
+            g = self.pages
+            rows.append({"split": self.split, "font": f"pages via readtext (detection recall "
+                         f"{g['detection_recall']:.1f}%)", "samples": g["words"],
+                         "accuracy": round(g["word_accuracy"], 2), "norm_ed": None, "cer": round(g["cer"], 4)})
+        return rows
+
+
+NO_EASYOCR = "read by EasyOCR: not checked (.venv-easyocr is missing; scripts/bootstrap.sh installs it)"
+
+
+def batch_line(b: dict) -> str:
+    return (f"recognize(batch_size={b['batch_size']}), as on a GPU, {b['samples']} words: accuracy "
+            f"{b['accuracy']:.2f}%; {b['agreement']:.1f}% of readings equal box-by-box reading (EasyOCR #1038)")
+
+
+class PipelineSummary(_Model):
+    dataset: DatasetSummary
+    train: TrainingSummary
+    export: Bundle
+    easyocr: Check | None
+
+    def lines(self) -> list[str]:
+        return [*self.dataset.lines(), *self.train.lines(),
+                f"EasyOCR bundle: {self.export.dir} (recog_network='{self.export.name}'; its README.md says how to "
+                "load it)", self.easyocr.line() if self.easyocr else NO_EASYOCR, self.train.mlflow_line()]
+
+    def rows(self) -> list[dict]:
+        return self.train.rows() + (self.easyocr.rows() if self.easyocr else [])

@@ -88,7 +88,7 @@ class RenderJob(BaseModel):
 
 @functools.lru_cache(maxsize=64)
 def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
-    # trdg loads the font file again for every image.
+    # trdg loads the font file again for every image. Threads may share a font: Pillow's FreeType calls hold the GIL.
     return ImageFont.truetype(font=path, size=size)
 
 

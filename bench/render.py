@@ -56,9 +56,9 @@ def hwocr_stage(words: list[str], count: int, workers: int, tmp: str) -> float:
     settings = RenderSettings(workers=workers).pixel_settings()
     per_font = count // len(FONTS)
     chunk = max(1, per_font // 4)
-    jobs = [{"settings": settings, "words": words, "covered": "".join(set("".join(words))), "split": "train",
-             "font_sha": f"{i:064d}", "font_path": f, "start": s, "stop": min(s + chunk, per_font), "key": "bench",
-             "dir": os.path.join(tmp, "hw", f"{i}-{s}")}
+    jobs = [trdg_driver.RenderJob(settings=settings, words=words, covered="".join(set("".join(words))), split="train",
+                                  font_sha=f"{i:064d}", font_path=f, start=s, stop=min(s + chunk, per_font),
+                                  key="bench", dir=os.path.join(tmp, "hw", f"{i}-{s}"))
             for i, f in enumerate(FONTS) for s in range(0, per_font, chunk)]
     t = time.perf_counter()
     ctx = multiprocessing.get_context("spawn")

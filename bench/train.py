@@ -38,10 +38,10 @@ def make_lmdb(folder: str, n: int) -> str:
 
     with open(BUNDLED_WORDS, encoding="utf-8") as f:
         words = f.read().split()
-    trdg_driver.init_worker()
-    job = {"settings": RenderSettings().pixel_settings(), "words": words, "covered": "".join(set("".join(words))),
-           "split": "train", "font_sha": "0" * 64, "font_path": "/usr/share/fonts/truetype/nanum/NanumPen.ttf",
-           "start": 0, "stop": n, "key": "bench", "dir": os.path.join(folder, "shard")}
+    job = trdg_driver.RenderJob(settings=RenderSettings().pixel_settings(), words=words,
+                                covered="".join(set("".join(words))), split="train", font_sha="0" * 64,
+                                font_path="/usr/share/fonts/truetype/nanum/NanumPen.ttf", start=0, stop=n, key="bench",
+                                dir=os.path.join(folder, "shard"))
     trdg_driver.render_shard_here(job)
     with open(os.path.join(folder, "shard", "labels.tsv"), encoding="utf-8") as f:
         gt = "".join("shard/" + line for line in f)

@@ -1,12 +1,15 @@
-"""Rendering inside worker processes: trdg's own FakeTextDataGenerator, seeded per image.
+"""Rendering inside worker processes: trdg's drawing steps, seeded per image.
 
 Imports no Prefect: worker processes start fast and stay small. Every image is seeded from
 (seed, split, font hash, index, attempt), so its bytes never depend on shard layout or worker count.
+
+render_one re-expresses trdg 1.8.0's FakeTextDataGenerator.generate (horizontal computer text, no output folder)
+with trdg's own building blocks, and draws every random number trdg would draw from the global `random` module, in
+the same order, from a generator of the image's own: the bytes are trdg's (tests compare them with unpatched trdg).
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import hashlib
 import io
@@ -16,13 +19,18 @@ import os
 import random
 import shutil
 import tarfile
-import threading
 from collections import Counter
+from typing import Literal
 
+import cv2
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageStat
+from PIL import Image, ImageColor, ImageDraw, ImageFilter, ImageFont
+from pydantic import BaseModel, ConfigDict
+from trdg import background_generator, distorsion_generator
+from trdg.computer_text_generator import _compute_character_width
+from trdg.utils import get_text_width
 
-from synth.effects import apply_effects, effect_rng
+from synth.effects import EffectsSettings, GlyphJitterSettings, apply_effects, effect_rng
 
 MAX_ATTEMPTS = 8
 # A shard's images travel as one object: thousands of small PUTs cost seconds on object stores.
@@ -31,188 +39,205 @@ PROGRESS_EVERY = 25
 _progress = None  # multiprocessing queue set by init_worker
 
 
-def _getsize(self, text, *args, **kwargs):
-    # Pillow 10 removed FreeTypeFont.getsize; trdg 1.8.0 still calls it (trdg #343).
-    left, top, right, bottom = self.getbbox(text, *args, **kwargs)
-    return right, bottom
+class PixelSettings(BaseModel):
+    """The settings that change image bytes: RenderSettings.pixel_settings() (which documents each field)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seed: int
+    height: int
+    background: Literal[0, 1, 2]
+    margins: tuple[int, int, int, int]
+    skew_angle: int
+    random_skew: bool
+    blur: int
+    random_blur: bool
+    distortion: Literal[0, 1, 2, 3]
+    distortion_orientation: Literal[0, 1, 2]
+    alignment: Literal[0, 1, 2]
+    text_color: str
+    space_width: float
+    character_spacing: int
+    fit: bool
+    stroke_width: int
+    stroke_fill: str
+    grayscale: bool
+    image_format: Literal["png", "jpg"]
+    jpeg_quality: int
+    png_compress_level: int
+    effects: EffectsSettings | None = None
+    glyph_jitter: GlyphJitterSettings | None = None
+
+
+class RenderJob(BaseModel):
+    """Indices [start, stop) of one font and split, rendered into dir."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    settings: PixelSettings
+    words: tuple[str, ...]
+    covered: str
+    split: str
+    font_sha: str
+    font_path: str
+    start: int
+    stop: int
+    key: str
+    dir: str
 
 
 @functools.lru_cache(maxsize=64)
-def _truetype(font=None, size=10, **kwargs):
-    return _ORIGINAL_TRUETYPE(font=font, size=size, **kwargs)
+def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
+    # trdg loads the font file again for every image. Threads may share a font: Pillow's FreeType calls hold the GIL.
+    return ImageFont.truetype(font=path, size=size)
 
 
-_ORIGINAL_TRUETYPE = ImageFont.truetype
-
-
-class _CachedImageFont:
-    """trdg reloads the font file for every image; serve it from a per-process cache instead."""
-
-    truetype = staticmethod(_truetype)
-
-    def __getattr__(self, name):
-        return getattr(ImageFont, name)
-
-
-class _FastStat(ImageStat.Stat):
-    """ImageStat.Stat with the per-band sums in numpy: same integers, a tenth of the time."""
-
-    @functools.cached_property
-    def sum(self) -> list[int]:
-        h = np.asarray(self.h, dtype=np.int64).reshape(-1, 256)
-        return [int(v) for v in h @ np.arange(256, dtype=np.int64)]
-
-
-class _ImageStatModule:
-    Stat = _FastStat
-
-
-class _NullDraw:
-    fontmode = "1"
-
-    def text(self, *args, **kwargs) -> None:
-        pass
-
-
-class _MaskFreeImageDraw:
-    """trdg draws every word twice: once as the image, once as a mask it uses only for a contrast check
-    that cannot fail on backgrounds 0 and 1 (their mean exceeds any text mean by over 80). For those
-    backgrounds the mask's drawing is skipped; the image bytes are unchanged (tests compare them)."""
-
-    skip_mask = False
-    jitter: _Jitter | None = None
-
-    def Draw(self, im, mode=None):  # noqa: N802 - mirrors PIL.ImageDraw.Draw
-        if self.skip_mask and mode == "RGB":
-            return _NullDraw()
-        if self.jitter is not None:
-            return _JitterDraw(im, self.jitter) if mode is None else _ShiftedDraw(ImageDraw.Draw(im, mode), self.jitter)
-        return ImageDraw.Draw(im, mode)
-
-    def __getattr__(self, name):
-        return getattr(ImageDraw, name)
+def _colour(spec: str, rnd: random.Random) -> tuple[int, int, int]:
+    """A colour drawn in the box between the two ends of 'c1,c2' (or c1 itself), as trdg draws it."""
+    colors = [ImageColor.getrgb(c) for c in spec.split(",")]
+    c1, c2 = colors[0], colors[-1]
+    return tuple(rnd.randint(min(c1[k], c2[k]), max(c1[k], c2[k])) for k in range(3))
 
 
 class _Jitter:
     """Per-glyph jitter of one word: its settings, generator, and the canvas padding that keeps glyphs whole."""
 
-    def __init__(self, settings: dict, rng: np.random.Generator, n_chars: int, size: int) -> None:
+    def __init__(self, settings: GlyphJitterSettings, rng: np.random.Generator, n_chars: int, size: int) -> None:
         self.s, self.rng, self.size = settings, rng, size
-        sway = math.sin(math.radians(settings["rotation"])) * 0.5 + settings["scale"]
-        self.pad_x = math.ceil(size * (settings["spacing"] * n_chars + sway)) + 2
-        self.pad_y = math.ceil(size * (settings["baseline"] + sway)) + 2
+        sway = math.sin(math.radians(settings.rotation)) * 0.5 + settings.scale
+        self.pad_x = math.ceil(size * (settings.spacing * n_chars + sway)) + 2
+        self.pad_y = math.ceil(size * (settings.baseline + sway)) + 2
+        self.drift, self.glyphs = 0.0, 0
 
-
-class _JitterDraw:
-    """Draws trdg's glyphs one by one, each shifted, scaled and rotated a little, onto a padded canvas."""
-
-    def __init__(self, im: Image.Image, jitter: _Jitter) -> None:
-        self.im, self.j, self.drift, self.glyphs = im, jitter, 0.0, 0
-
-    def text(self, xy, text, fill=None, font=None, stroke_width=0, stroke_fill=None, **kwargs) -> None:
-        if not text.strip():
+    def draw(self, im: Image.Image, x: int, glyph: str, fill, font, stroke_width: int, stroke_fill) -> None:
+        """glyph, meant for (x, 0) of the unpadded canvas, shifted, scaled and rotated a little onto im."""
+        if not glyph.strip():
             return
-        j, rng = self.j, self.j.rng
+        s, rng = self.s, self.rng
         if self.glyphs:
-            self.drift += rng.uniform(-1, 1) * j.s["spacing"] * j.size
+            self.drift += rng.uniform(-1, 1) * s.spacing * self.size
         self.glyphs += 1
-        scale = 1 + rng.uniform(-1, 1) * j.s["scale"]
-        angle = rng.uniform(-1, 1) * j.s["rotation"]
-        dy = rng.uniform(-1, 1) * j.s["baseline"] * j.size
+        scale = 1 + rng.uniform(-1, 1) * s.scale
+        angle = rng.uniform(-1, 1) * s.rotation
+        dy = rng.uniform(-1, 1) * s.baseline * self.size
         m = stroke_width + 2
-        w = int(font.getlength(text)) + 2 * m
-        h = self.im.height - 2 * j.pad_y + 2 * m
+        w = int(font.getlength(glyph)) + 2 * m
+        h = im.height - 2 * self.pad_y + 2 * m
         tile = Image.new("RGBA", (w, h), (0, 0, 0, 0))
-        ImageDraw.Draw(tile).text((m, m), text, fill=fill, font=font, stroke_width=stroke_width,
+        ImageDraw.Draw(tile).text((m, m), glyph, fill=fill, font=font, stroke_width=stroke_width,
                                   stroke_fill=stroke_fill)
         tile = tile.resize((max(1, round(w * scale)), max(1, round(h * scale))), Image.BICUBIC)
         tile = tile.rotate(angle, resample=Image.BICUBIC, expand=True)
-        cx = xy[0] + j.pad_x - m + w / 2 + self.drift
-        cy = xy[1] + j.pad_y - m + h / 2 + dy
+        cx = x + self.pad_x - m + w / 2 + self.drift
+        cy = self.pad_y - m + h / 2 + dy
         left, top = round(cx - tile.width / 2), round(cy - tile.height / 2)
         x0, y0 = max(0, -left), max(0, -top)
-        x1, y1 = min(tile.width, self.im.width - left), min(tile.height, self.im.height - top)
+        x1, y1 = min(tile.width, im.width - left), min(tile.height, im.height - top)
         if x1 > x0 and y1 > y0:
-            self.im.alpha_composite(tile.crop((x0, y0, x1, y1)), (left + x0, top + y0))
+            im.alpha_composite(tile.crop((x0, y0, x1, y1)), (left + x0, top + y0))
 
 
-class _ShiftedDraw:
-    """trdg's mask drawn on the padded canvas at the unjittered glyph positions (trdg reads the mask only for
-    background 2's contrast check)."""
+def _text_image(word: str, font_path: str, s: PixelSettings, rnd: random.Random, jitter: _Jitter | None,
+                with_mask: bool) -> tuple[Image.Image, Image.Image | None]:
+    """The word in RGBA, and trdg's glyph mask when asked: trdg's _generate_horizontal_text (no word split).
 
-    def __init__(self, draw, jitter: _Jitter) -> None:
-        object.__setattr__(self, "draw", draw)
-        object.__setattr__(self, "j", jitter)
-
-    def text(self, xy, *args, **kwargs) -> None:
-        self.draw.text((xy[0] + self.j.pad_x, xy[1] + self.j.pad_y), *args, **kwargs)
-
-    def __setattr__(self, name, value) -> None:  # trdg sets fontmode on the mask's draw
-        setattr(self.draw, name, value)
-
-    def __getattr__(self, name):
-        return getattr(self.draw, name)
-
-
-class _PaddedImage:
-    """trdg's Image module, with the word canvas padded while glyph jitter is on."""
-
-    def new(self, mode, size, color=0):
-        j = _DRAW.jitter
-        if j is not None:
-            size = (size[0] + 2 * j.pad_x, size[1] + 2 * j.pad_y)
-        return Image.new(mode, size, color)
-
-    def __getattr__(self, name):
-        return getattr(Image, name)
-
-
-def _jitter_crop(generate):
-    """trdg's text generator, with the jittered word's canvas cut back to the unpadded one, widened only where a
-    glyph reaches beyond it: the word keeps trdg's scale."""
-
-    def wrapped(*args, **kwargs):
-        img, mask = generate(*args, **kwargs)
-        j = _DRAW.jitter
-        box = img.getbbox() if j is not None else None
-        if box is None:
-            return img, mask
-        crop = (min(box[0], j.pad_x), min(box[1], j.pad_y), max(box[2], img.width - j.pad_x),
-                max(box[3], img.height - j.pad_y))
-        return img.crop(crop), mask.crop(crop)
-
-    return wrapped
+    With jitter, each glyph is drawn on its own onto a padded canvas, which is then cut back to the unpadded one,
+    widened only where a glyph reaches beyond it: the word keeps trdg's scale."""
+    font = _font(font_path, s.height)
+    space = int(get_text_width(font, " ") * s.space_width)
+    widths = [_compute_character_width(font, c) if c != " " else space for c in word]
+    width = sum(widths) + s.character_spacing * (len(word) - 1)
+    height = max(font.getbbox(c)[3] for c in word)  # trdg's get_text_height, via getsize, gone in Pillow 10
+    pad_x, pad_y = (jitter.pad_x, jitter.pad_y) if jitter is not None else (0, 0)
+    size = (width + 2 * pad_x, height + 2 * pad_y)
+    img = Image.new("RGBA", size, (0, 0, 0, 0))
+    mask = mask_draw = None
+    if with_mask:
+        mask = Image.new("RGB", size, (0, 0, 0))
+        mask_draw = ImageDraw.Draw(mask, mode="RGB")
+        mask_draw.fontmode = "1"
+    fill = _colour(s.text_color, rnd)
+    stroke = _colour(s.stroke_fill, rnd)
+    draw = ImageDraw.Draw(img) if jitter is None else None
+    for i, c in enumerate(word):
+        x = sum(widths[0:i]) + i * s.character_spacing
+        if jitter is None:
+            draw.text((x, 0), c, fill=fill, font=font, stroke_width=s.stroke_width, stroke_fill=stroke)
+        else:
+            jitter.draw(img, x, c, fill, font, s.stroke_width, stroke)
+        if mask_draw is not None:  # the mask keeps the unjittered glyph positions
+            mask_draw.text((x + pad_x, pad_y), c, fill=((i + 1) // (255 * 255), (i + 1) // 255, (i + 1) % 255),
+                           font=font, stroke_width=s.stroke_width, stroke_fill=stroke)
+    if s.fit:
+        box = img.getbbox()
+        img = img.crop(box)
+        mask = mask.crop(box) if mask is not None else None
+    if jitter is not None and (box := img.getbbox()) is not None:
+        crop = (min(box[0], pad_x), min(box[1], pad_y), max(box[2], img.width - pad_x),
+                max(box[3], img.height - pad_y))
+        img = img.crop(crop)
+        mask = mask.crop(crop) if mask is not None else None
+    return img, mask
 
 
-_DRAW = _MaskFreeImageDraw()
+def _distort(img: Image.Image, mask: Image.Image | None, s: PixelSettings,
+             rnd: random.Random) -> tuple[Image.Image, Image.Image | None]:
+    vertical, horizontal = s.distortion_orientation in (0, 2), s.distortion_orientation in (1, 2)
+    # trdg distorts image and mask together; a black stand-in when the mask is not needed.
+    m = mask if mask is not None else Image.new("RGB", img.size)
+    if s.distortion == 1:
+        img, m = distorsion_generator.sin(img, m, vertical=vertical, horizontal=horizontal)
+    elif s.distortion == 2:
+        img, m = distorsion_generator.cos(img, m, vertical=vertical, horizontal=horizontal)
+    else:  # trdg's random(), its offsets drawn from rnd
+        max_offset = int(img.height**0.4)
+        img, m = distorsion_generator._apply_func_distorsion(
+            img, m, vertical=vertical, horizontal=horizontal, max_offset=max_offset,
+            func=lambda x: rnd.randint(0, max_offset))
+    return img, (m if mask is not None else None)
 
-# trdg draws from the `random` module; other threads of the process (a Dask worker's, Prefect's) may draw from it
-# too, between an image's seeding and its use. trdg gets a generator of its own: the same sequence per seed.
-_TRDG_RANDOM = random.Random()
+
+def _quasicrystal(height: int, width: int, rnd: random.Random) -> Image.Image:
+    """trdg's quasicrystal background, its three draws from rnd."""
+    image = Image.new("L", (width, height))
+    pixels = image.load()
+    frequency = rnd.random() * 30 + 20
+    phase = rnd.random() * 2 * math.pi
+    rotation_count = rnd.randint(10, 20)
+    for kw in range(width):
+        y = float(kw) / (width - 1) * 4 * math.pi - 2 * math.pi
+        for kh in range(height):
+            x = float(kh) / (height - 1) * 4 * math.pi - 2 * math.pi
+            z = 0.0
+            for i in range(rotation_count):
+                r = math.hypot(x, y)
+                a = math.atan2(y, x) + i * math.pi * 2.0 / rotation_count
+                z += math.cos(r * math.sin(a) * frequency + phase)
+            pixels[kw, kh] = int(255 - round(255 * z / rotation_count))
+    return image.convert("RGBA")
 
 
-@functools.lru_cache(maxsize=1)
-def _generator():
-    if not hasattr(ImageFont.FreeTypeFont, "getsize"):
-        ImageFont.FreeTypeFont.getsize = _getsize
-    # trdg prints a notice about its optional handwriting model on import.
-    with contextlib.redirect_stdout(io.StringIO()):
-        from trdg import background_generator, computer_text_generator, data_generator, distorsion_generator
-        from trdg.data_generator import FakeTextDataGenerator
-    for module in (computer_text_generator, data_generator, background_generator, distorsion_generator):
-        module.rnd = _TRDG_RANDOM
-    computer_text_generator.ImageFont = _CachedImageFont()
-    computer_text_generator.ImageDraw = _DRAW
-    computer_text_generator.Image = _PaddedImage()
-    computer_text_generator.generate = _jitter_crop(computer_text_generator.generate)
-    data_generator.ImageStat = _ImageStatModule
-    return FakeTextDataGenerator
+def _background(s: PixelSettings, height: int, width: int, rnd: random.Random, seed: int) -> Image.Image:
+    if s.background == 0:
+        # cv2.randn draws from OpenCV's generator, which is per thread: seeded and drawn here, on this thread, no
+        # other thread can come between.
+        cv2.setRNGSeed(seed % (1 << 31))
+        return background_generator.gaussian_noise(height=height, width=width)
+    if s.background == 1:
+        return background_generator.plain_white(height=height, width=width)
+    return _quasicrystal(height, width, rnd)
+
+
+def _mean(img: Image.Image, mask: Image.Image | None = None) -> list[float]:
+    """ImageStat.Stat(img, mask).mean with the per-band sums in numpy: the same numbers, a tenth of the time."""
+    h = np.asarray(img.histogram(mask), dtype=np.int64).reshape(-1, 256)
+    sums, counts = h @ np.arange(256, dtype=np.int64), h.sum(axis=1)
+    return [int(t) / int(n) if n else 0 for t, n in zip(sums, counts, strict=True)]
 
 
 def init_worker(progress_queue=None) -> None:
     global _progress
     _progress = progress_queue
-    _generator()
 
 
 def image_seed(seed: int, split: str, font_sha: str, index: int, attempt: int) -> int:
@@ -225,78 +250,78 @@ def is_blank(img: Image.Image) -> bool:
     return hi - lo < 32
 
 
-# trdg's generators, numpy's and OpenCV's seeds, the draw hooks and sys.stdout are process-wide: a process that
-# renders on several threads (a Dask worker with threads_per_worker > 1) must draw one image at a time.
-_RENDER_LOCK = threading.Lock()
+def render_one(word: str, font_path: str, s: PixelSettings, seed: int) -> Image.Image | None:
+    """One image of word, exactly as trdg draws it with settings s, from a fixed seed; None where trdg rejects it."""
+    rnd = random.Random(seed)
+    jitter = None
+    g = s.glyph_jitter
+    if g is not None and g.enabled:
+        rng = effect_rng(seed, "glyph_jitter")
+        if rng.random() < g.probability:
+            jitter = _Jitter(g, rng, len(word), s.height)
+    # trdg's mask serves only its contrast check, which cannot fail on backgrounds 0 and 1: their mean (RGBA
+    # bands over 3) is above 300, the text's (two bands over 3) at most 170.
+    check = s.background == 2
+    img, mask = _text_image(word, font_path, s, rnd, jitter, with_mask=check)
+    random_angle = rnd.randint(0 - s.skew_angle, s.skew_angle)
+    angle = random_angle if s.random_skew else s.skew_angle
+    img = img.rotate(angle, expand=1)
+    mask = mask.rotate(angle, expand=1) if check else None
+    if s.distortion:
+        img, mask = _distort(img, mask, s, rnd)
+    margin_top, margin_left, margin_bottom, margin_right = s.margins
+    text_height = s.height - (margin_top + margin_bottom)
+    new_width = int(img.size[0] * (float(text_height) / float(img.size[1])))
+    img = img.resize((new_width, text_height), Image.Resampling.LANCZOS)
+    background = _background(s, s.height, new_width + margin_left + margin_right, rnd, seed)
+    if check:
+        mask = mask.resize((new_width, text_height), Image.Resampling.NEAREST)
+        if abs(sum(_mean(img, mask.split()[2])[:2]) / 3 - sum(_mean(background)) / 3) < 15:
+            return None
+    # trdg ignores alignment when the width is its default (-1), as here: the word is pasted at the left margin.
+    background.paste(img, (margin_left, margin_top), img)
+    out = background.convert("L" if s.grayscale else "RGB")
+    radius = s.blur if not s.random_blur else rnd.random() * s.blur
+    return out.filter(ImageFilter.GaussianBlur(radius=radius)) if radius else out  # radius 0: Pillow copies
 
 
-def render_one(word: str, font_path: str, s: dict, seed: int) -> Image.Image | None:
-    """One image of word, exactly as trdg draws it with settings s, from a fixed seed."""
-    gen = _generator()
-    jitter = s.get("glyph_jitter")
-    with _RENDER_LOCK:
-        _DRAW.skip_mask = s["background"] in (0, 1)
-        _DRAW.jitter = None
-        if jitter and jitter["enabled"]:
-            rng = effect_rng(seed, "glyph_jitter")
-            if rng.random() < jitter["probability"]:
-                _DRAW.jitter = _Jitter(jitter, rng, len(word), s["height"])
-        _TRDG_RANDOM.seed(seed)
-        np.random.seed(seed % (1 << 32))
-        import cv2  # trdg's gaussian-noise background draws from OpenCV's own generator
-
-        cv2.setRNGSeed(seed % (1 << 31))
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # trdg prints when it rejects an image
-                return gen.generate(
-                    0, word, font_path, None, s["height"], s["image_format"], s["skew_angle"], s["random_skew"],
-                    s["blur"], s["random_blur"], s["background"], s["distortion"], s["distortion_orientation"],
-                    False, 2, -1, s["alignment"], s["text_color"], 0, s["space_width"], s["character_spacing"],
-                    tuple(s["margins"]), s["fit"], 0, False, None,
-                    stroke_width=s["stroke_width"], stroke_fill=s["stroke_fill"],
-                    image_mode="L" if s["grayscale"] else "RGB",
-                )
-        finally:
-            _DRAW.jitter = None
-
-
-def encode(img: Image.Image, s: dict) -> bytes:
+def encode(img: Image.Image, s: PixelSettings) -> bytes:
     buf = io.BytesIO()
-    if s["image_format"] == "jpg":
-        img.save(buf, "JPEG", quality=s["jpeg_quality"])
+    if s.image_format == "jpg":
+        img.save(buf, "JPEG", quality=s.jpeg_quality)
     else:
-        img.save(buf, "PNG", compress_level=s["png_compress_level"])
+        img.save(buf, "PNG", compress_level=s.png_compress_level)
     return buf.getvalue()
 
 
-def render_range(job: dict) -> dict:
-    """Render indices [start, stop) of one font into job['dir']/images; return labels, hashes and counts.
+def render_range(job: RenderJob) -> dict:
+    """Render indices [start, stop) of one font into job.dir/images; return labels, hashes and counts.
 
     Labels already name the images as members of the shard's archive, which write_manifest builds."""
-    s = job["settings"]
-    words = job["words"]
-    covered = set(job["covered"])
-    ext = "jpg" if s["image_format"] == "jpg" else "png"
-    out = job["dir"]
+    s = job.settings
+    words = job.words
+    covered = set(job.covered)
+    ext = "jpg" if s.image_format == "jpg" else "png"
+    out = job.dir
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     rejected: Counter = Counter()
     dropped: Counter = Counter()
     files: dict[str, str] = {}
     labels: list[str] = []
     pending = 0
-    for j in range(job["start"], job["stop"]):
+    for j in range(job.start, job.stop):
         for attempt in range(MAX_ATTEMPTS):
-            r = random.Random(image_seed(s["seed"], job["split"], job["font_sha"], j, attempt))
+            r = random.Random(image_seed(s.seed, job.split, job.font_sha, j, attempt))
             word = words[r.randrange(len(words))]
             if not covered.issuperset(word):
                 rejected["missing_glyph"] += 1
                 continue
-            img = render_one(word, job["font_path"], s, r.getrandbits(63))
+            img = render_one(word, job.font_path, s, r.getrandbits(63))
             if img is None:
                 rejected["low_contrast"] += 1
                 continue
-            if s.get("effects"):
-                img = apply_effects(img, s["effects"], r.getrandbits(63))
+            if s.effects is not None:
+                img = apply_effects(img, s.effects, r.getrandbits(63))
             if is_blank(img):
                 rejected["blank"] += 1
                 continue
@@ -335,9 +360,9 @@ def write_archive(out: str, names: list[str]) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def write_manifest(job: dict, parts: list[dict]) -> dict:
+def write_manifest(job: RenderJob, parts: list[dict]) -> dict:
     """Join the parts of a shard (in index order) into images.tar, labels.tsv and manifest.json."""
-    out = job["dir"]
+    out = job.dir
     rejected: Counter = Counter()
     dropped: Counter = Counter()
     files: dict[str, str] = {}
@@ -354,11 +379,11 @@ def write_manifest(job: dict, parts: list[dict]) -> dict:
     files["labels.tsv"] = hashlib.sha256(label_bytes).hexdigest()
     files[ARCHIVE] = archive_sha
     manifest = {
-        "key": job["key"],
-        "split": job["split"],
-        "font_sha": job["font_sha"],
-        "start": job["start"],
-        "stop": job["stop"],
+        "key": job.key,
+        "split": job.split,
+        "font_sha": job.font_sha,
+        "start": job.start,
+        "stop": job.stop,
         "counts": {"images": len(labels), "rejected": dict(rejected), "dropped": dict(dropped)},
         "files": files,
     }
@@ -367,6 +392,6 @@ def write_manifest(job: dict, parts: list[dict]) -> dict:
     return manifest
 
 
-def render_shard_here(job: dict) -> dict:
+def render_shard_here(job: RenderJob) -> dict:
     """A whole shard in this process: images.tar, labels.tsv and manifest.json."""
     return write_manifest(job, [render_range(job)])

@@ -61,12 +61,13 @@ def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: d
     trdg draw, so a row shows what every effect does to that font.
     """
     from synth import trdg_driver
-    from synth.effects import ORDER, apply_effects
+    from synth.effects import ORDER, GlyphJitterSettings, apply_effects
 
-    trdg_driver.init_worker()
     words = storage.read_text(words_url).split("\n")[:-1]
-    plain = {k: v for k, v in pixels.items() if k not in ("effects", "glyph_jitter")}
-    jittered = {**plain, "glyph_jitter": {**glyph_jitter, "enabled": True, "probability": 1.0}}
+    plain = trdg_driver.PixelSettings.model_validate(
+        {k: v for k, v in pixels.items() if k not in ("effects", "glyph_jitter")})
+    jittered = plain.model_copy(update={"glyph_jitter": GlyphJitterSettings.model_validate(
+        {**glyph_jitter, "enabled": True, "probability": 1.0})})
     columns = ["plain", "glyph_jitter", *ORDER]
     cell_w, cell_h, name_w, head_h = 240, 56, 300, 36
     sheet = Image.new("RGB", (name_w + cell_w * len(columns), head_h + cell_h * len(fonts)), "white")

@@ -318,15 +318,13 @@ def _in_dask_worker() -> bool:
 
 
 def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
-    job = {
-        "settings": spec.settings, "words": list(_read_words(spec.words_url)), "covered": spec.covered,
-        "split": spec.split, "font_sha": spec.font_sha, "font_path": spec.font_path,
-        "start": spec.start, "stop": spec.stop, "key": spec.key,
-    }
     with storage.staged_dir(spec.url) as tmp:
-        job["dir"] = tmp
+        job = trdg_driver.RenderJob(
+            settings=spec.settings, words=_read_words(spec.words_url), covered=spec.covered, split=spec.split,
+            font_sha=spec.font_sha, font_path=spec.font_path, start=spec.start, stop=spec.stop, key=spec.key,
+            dir=tmp,
+        )
         if _in_dask_worker():  # the cluster is the process pool: render here
-            trdg_driver.init_worker()
             manifest = trdg_driver.write_manifest(job, [trdg_driver.render_range(job)])
             return ShardResult(url=spec.url, font_name=spec.font_name, **manifest)
         POOL.on_total(spec.stop - spec.start)
@@ -334,7 +332,8 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
         step = max(PIECE_IMAGES, math.ceil((spec.stop - spec.start) / 4))
         try:
             pool = POOL.get(workers)
-            parts = [pool.submit(trdg_driver.render_range, {**job, "start": a, "stop": min(a + step, spec.stop)})
+            parts = [pool.submit(trdg_driver.render_range,
+                                 job.model_copy(update={"start": a, "stop": min(a + step, spec.stop)}))
                      for a in range(spec.start, spec.stop, step)]
             manifest = trdg_driver.write_manifest(job, [p.result() for p in parts])
         except concurrent.futures.process.BrokenProcessPool as e:

@@ -27,7 +27,8 @@ from models.codec import CTCCodec
 from models.crnn import Model, init_weights
 from models.data import LmdbDataset, MixedLoader, collate
 from models.distributed import World, all_sum, global_batchnorm, world_from_env
-from models.pretrained import builtin_charset, load_pretrained, resolve_pretrained, save_checkpoint_state
+from models.pretrained import (builtin_charset, load_pretrained, network_for, resolve_pretrained,
+                               save_checkpoint_state)
 from models.settings import TrainSettings
 
 START = "start.pth"  # the pretrained weights as training began, in this run's character set
@@ -63,7 +64,7 @@ def atomic_save(obj, path: str) -> None:
 
 def build_model(s: TrainSettings, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, dict]:
     torch.manual_seed(s.seed)
-    model = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=codec.num_class)
+    model = network_for(s.pretrained).build(codec.num_class)
     if s.init == "kaiming":
         init_weights(model)  # also the head rows of characters a pretrained checkpoint lacks
     report: dict = {"pretrained": s.pretrained}

@@ -43,7 +43,8 @@ GEN2 = Network(input_channel=1, output_channel=256, hidden_size=256, img_h=64)  
 
 @dataclass(frozen=True)
 class Builtin:
-    """One EasyOCR model file that hwocr knows by name; a recognizer's record holds its network too."""
+    """One EasyOCR model file that hwocr knows by name; a recognizer's record also holds its characters and network
+    (as docTR's default_cfgs)."""
 
     name: str
     filename: str

@@ -59,8 +59,8 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     torch.set_num_threads(threads)
     from models.charset import load_charset
     from models.codec import CTCCodec
-    from models.crnn import Model
     from models.data import LmdbDataset, MixedLoader, collate
+    from models.pretrained import GEN2
     from models.trainer import train
     from models.settings import TrainSettings
 
@@ -82,7 +82,7 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
         loader = MixedLoader([data], [1.0], BATCH, seed=1)
         batches = [collate(next(loader)) for _ in range(iters + 1)]
         torch.manual_seed(1)
-        model = Model(num_class=codec.num_class).to(memory_format=torch.channels_last)
+        model = GEN2.build(codec.num_class).to(memory_format=torch.channels_last)
         opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-8)
         ctc = nn.CTCLoss(zero_infinity=True)
         dtype = torch.bfloat16 if precision == "bf16" else None

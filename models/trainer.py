@@ -14,7 +14,6 @@ import time
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -28,10 +27,13 @@ from models.codec import CTCCodec
 from models.crnn import Model, init_weights
 from models.data import LmdbDataset, MixedLoader, collate
 from models.distributed import World, all_sum, global_batchnorm, world_from_env
-from models.pretrained import builtin_charset, load_pretrained, resolve_pretrained, save_checkpoint_state
+from models.pretrained import (builtin_charset, load_pretrained, network_for, resolve_pretrained,
+                               save_checkpoint_state)
+from models.settings import TrainSettings
 
 START = "start.pth"  # the pretrained weights as training began, in this run's character set
 GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100; scales with the input area
+Augment = Callable[[Image.Image, int], Image.Image]  # (image, seed) -> the altered image
 
 
 def pick_device(name: str, world: World = World()) -> torch.device:
@@ -60,9 +62,9 @@ def atomic_save(obj, path: str) -> None:
     os.replace(tmp, path)
 
 
-def build_model(s, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, dict]:
+def build_model(s: TrainSettings, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, dict]:
     torch.manual_seed(s.seed)
-    model = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=codec.num_class)
+    model = network_for(s.pretrained).build(codec.num_class)
     if s.init == "kaiming":
         init_weights(model)  # also the head rows of characters a pretrained checkpoint lacks
     report: dict = {"pretrained": s.pretrained}
@@ -103,7 +105,7 @@ def stale_validations(history: list[dict], metric: str) -> int:
     return len(history) - 1 - best_at
 
 
-def make_optimizer(s, params) -> torch.optim.Optimizer:
+def make_optimizer(s: TrainSettings, params) -> torch.optim.Optimizer:
     if s.optimizer == "adam":
         return torch.optim.Adam(params, lr=s.lr, betas=(s.beta1, 0.999))
     return torch.optim.Adadelta(params, lr=s.lr, rho=s.rho, eps=s.eps)
@@ -185,9 +187,8 @@ def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
 
 
-def train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None] = print,
-          on_eval: Callable[[int, dict], None] | None = None,
-          augment: Callable[[Image.Image, int], Image.Image] | None = None) -> dict:
+def train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None] = print,
+          on_eval: Callable[[int, dict], None] | None = None, augment: Augment | None = None) -> dict:
     """Train until s.num_iter (or s.max_minutes), resuming from out_dir/last.pth when it exists.
 
     augment(image, seed), when given, alters each training image as it is drawn (never the validation images).
@@ -225,7 +226,7 @@ class TrainState:
 class Trainer:
     """What a training step touches."""
 
-    s: Any  # TrainSettings
+    s: TrainSettings
     model: Model
     net: nn.Module  # the model, or its DistributedDataParallel wrapper
     optimizer: torch.optim.Optimizer
@@ -273,8 +274,8 @@ def check_finite(t: Trainer, state: TrainState, window: Window) -> None:
         raise HwocrError(f"loss became {float(window.bad_loss)} at iteration {bad_at}; training stopped, {kept}")
 
 
-def setup(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None], world: World,
-          device: torch.device, augment) -> tuple[Trainer, LmdbDataset, dict]:
+def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None],
+          world: World, device: torch.device, augment: Augment | None) -> tuple[Trainer, LmdbDataset, dict]:
     """The datasets, the model from its pretrained start (saved as start.pth), its optimizer; what was dropped."""
     amp_dtype = autocast_dtype(s.precision, device)
     if amp_dtype is torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
@@ -398,9 +399,9 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
     window.reset()
 
 
-def _train(s, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None],
+def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None],
            on_eval: Callable[[int, dict], None] | None, world: World, device: torch.device,
-           augment: Callable[[Image.Image, int], Image.Image] | None) -> dict:
+           augment: Augment | None) -> dict:
     t, val, info = setup(s, train_roots, val_root, out_dir, log, world, device, augment)
     state = resume(t, log)
     if world.size > 1:

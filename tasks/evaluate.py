@@ -112,15 +112,14 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
 
     from models.charset import load_charset
     from models.codec import CTCCodec
-    from models.crnn import Model
     from models.data import LmdbDataset
-    from models.pretrained import load_state_dict
+    from models.pretrained import load_state_dict, network_for
     from models.trainer import evaluate
 
     charset = load_charset(settings.charset)
     codec = CTCCodec(charset)
     if engine == "hwocr":
-        model = Model(num_class=codec.num_class)
+        model = network_for(settings.pretrained).build(codec.num_class)
         state = load_state_dict(storage.local_copy(model_url, "checkpoints"))
         try:
             model.load_state_dict(state)

@@ -131,8 +131,7 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
     import torch
 
     from models.charset import load_charset
-    from models.crnn import Model
-    from models.pretrained import PREFIX, load_state_dict
+    from models.pretrained import GEN2, PREFIX, load_state_dict
 
     charset = load_charset(charset_name)
     state = load_state_dict(storage.local_copy(checkpoint, "checkpoints"))
@@ -141,7 +140,7 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
         got = "no Prediction.weight" if head is None else f"{head.shape[0]} output classes"
         raise HwocrError(f"{checkpoint}: {got}, but the character set {charset_name!r} has {len(charset)} "
                          f"characters (+1 blank = {len(charset) + 1}); export it with the charset it was trained on")
-    model = Model(input_channel=1, output_channel=256, hidden_size=256, num_class=len(charset) + 1)
+    model = GEN2.build(len(charset) + 1)  # hwocr trains generation-2 networks only (network_for)
     try:
         model.load_state_dict(state)
     except RuntimeError as e:
@@ -150,7 +149,7 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
     name = settings.name
     buf = io.BytesIO()
     torch.save({PREFIX + k: v for k, v in model.state_dict().items()}, buf)
-    config = {"network_params": {"input_channel": 1, "output_channel": 256, "hidden_size": 256},
+    config = {"network_params": GEN2.params(),
               "imgH": img_h, "lang_list": list(settings.lang_list), "character_list": charset}
     source = os.path.join(os.path.dirname(models.__file__), "crnn.py")
     with open(source, encoding="utf-8") as f:

@@ -127,9 +127,9 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
         import torch
 
         from models.charset import load_charset
-        from models.crnn import Model
+        from models.pretrained import network_for
 
-        model = Model(num_class=len(load_charset(settings.charset)) + 1)
+        model = network_for(settings.pretrained).build(len(load_charset(settings.charset)) + 1)
         best = os.path.join(local_dir, "best_accuracy.pth")
         if os.path.exists(best):
             model.load_state_dict({k.removeprefix("module."): v for k, v in torch.load(best, weights_only=True).items()})

@@ -15,7 +15,6 @@ from hwocr.errors import HwocrError
 from models import pretrained
 from models.charset import load_charset
 from models.codec import CTCCodec
-from models.crnn import Model
 from models.easyocr_compat import recognize
 from models.pretrained import BUILTINS, CRAFT, find_craft, load_state_dict, md5_file, resolve_pretrained
 
@@ -91,12 +90,12 @@ def readings(tmp_path_factory):
 
     b = BUILTINS["english_g2"]
     codec = CTCCodec(load_charset(b.charset))
-    model = Model(num_class=codec.num_class)
+    model = b.network.build(codec.num_class)
     model.load_state_dict(load_state_dict(weights))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        ours = [recognize(model, codec, cv2.imread(p, cv2.IMREAD_GRAYSCALE), img_h=b.img_h) for p in paths]
+        ours = [recognize(model, codec, cv2.imread(p, cv2.IMREAD_GRAYSCALE), img_h=b.network.img_h) for p in paths]
     finally:
         torch.set_num_threads(threads)
     return {"words": words, "ours": ours, **theirs}
@@ -141,7 +140,7 @@ def test_english_g2_charset_is_easyocrs():
     chars = load_charset("english_g2")
     assert len(chars) == 96 and chars[:11] == "0123456789!" and chars.endswith(" €" + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
                                                                             "abcdefghijklmnopqrstuvwxyz")
-    assert BUILTINS["english_g2"].charset == "english_g2" and BUILTINS["english_g2"].img_h == 64
+    assert BUILTINS["english_g2"].charset == "english_g2" and BUILTINS["english_g2"].network.img_h == 64
 
 
 @pytest.fixture

@@ -54,9 +54,9 @@ def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):
     import torch
 
     from hwocr.errors import HwocrError
-    from models.crnn import Model
+    from models.pretrained import GEN2
 
-    torch.save(Model(num_class=50).state_dict(), tmp_path / "small.pth")
+    torch.save(GEN2.build(50).state_dict(), tmp_path / "small.pth")
     with pytest.raises(HwocrError, match=r"small\.pth does not fit None-VGG-BiLSTM-CTC with 1009 classes"):
         evaluate_checkpoint(str(tmp_path / "small.pth"), tiny_lmdb, str(tmp_path / "o"), S)
 

@@ -12,9 +12,8 @@ import yaml
 from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.codec import CTCCodec
-from models.crnn import Model
 from models.easyocr_compat import recognize
-from models.pretrained import load_state_dict
+from models.pretrained import GEN2, load_state_dict
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
 from tasks.export import ExportSettings, _craft_path, export_easyocr_fn
@@ -59,7 +58,7 @@ def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):
     theirs = json.loads(proc.stdout.strip().splitlines()[-1])
 
     codec = CTCCodec(load_charset("korean_g2"))
-    model = Model(num_class=codec.num_class)
+    model = GEN2.build(codec.num_class)
     model.load_state_dict(load_state_dict(trained))
     ours = [recognize(model, codec, cv2.imread(p, cv2.IMREAD_GRAYSCALE), 32) for p in images]
     assert [t for t, _ in theirs] == [t for t, _ in ours]

@@ -1,6 +1,7 @@
 """The recognizer, its checkpoints and the CTC codec: plain PyTorch, no network, no Prefect."""
 
 import math
+from dataclasses import replace
 
 import pytest
 import torch
@@ -9,8 +10,8 @@ from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.codec import CTCCodec
 from models.crnn import KEY_LAYOUT, Model, init_weights
-from models.pretrained import (KOREAN_G2, load_pretrained, load_state_dict, md5_file, resolve_pretrained,
-                               save_checkpoint_state)
+from models.pretrained import (GEN2, KOREAN_G2, load_pretrained, load_state_dict, md5_file, network_for,
+                               resolve_pretrained, save_checkpoint_state)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +27,7 @@ def charset() -> str:
 def trained_like(seed: int = 0, **sizes) -> Model:
     """A model whose every tensor (BatchNorm statistics included) differs from a fresh one's."""
     torch.manual_seed(seed)
-    m = Model(**sizes)
+    m = Model(**{**GEN2.params(), "num_class": 1009, **sizes})
     with torch.no_grad():
         for t in m.state_dict().values():
             if t.is_floating_point():
@@ -35,16 +36,19 @@ def trained_like(seed: int = 0, **sizes) -> Model:
 
 
 def test_key_layout_matches_easyocr(layout):
-    sd = Model().state_dict()
+    # EasyOCR's generation-2 network_params (its easyocr.py), which an exported yaml repeats
+    assert KOREAN_G2.network.params() == {"input_channel": 1, "output_channel": 256, "hidden_size": 256}
+    assert network_for("korean_g2") is network_for("english_g2") is network_for("none") is GEN2
+    sd = KOREAN_G2.network.build(1009).state_dict()
     assert len(KEY_LAYOUT) == len(layout) == 44
     assert list(sd) == [k for k, _ in KEY_LAYOUT]
     assert {k: tuple(v.shape) for k, v in sd.items()} == layout
-    assert sum(p.numel() for p in Model().parameters()) == 4_015_729
+    assert sum(p.numel() for p in GEN2.build(1009).parameters()) == 4_015_729
 
 
 def test_output_shape():
     with torch.no_grad():
-        assert Model().eval()(torch.zeros(2, 1, 80, 100)).shape == (2, 24, 1009)
+        assert GEN2.build(1009).eval()(torch.zeros(2, 1, 80, 100)).shape == (2, 24, 1009)
 
 
 def test_benchmark_init_keeps_the_signal_through_the_unnormalized_convolutions():
@@ -52,7 +56,7 @@ def test_benchmark_init_keeps_the_signal_through_the_unnormalized_convolutions()
     stds = {}
     for init in ("pytorch", "kaiming"):
         torch.manual_seed(0)
-        m = Model()
+        m = GEN2.build(1009)
         if init == "kaiming":
             init_weights(m)
         with torch.no_grad():
@@ -80,7 +84,7 @@ def test_checkpoint_round_trip(tmp_path, charset, wrap):
     path = tmp_path / "w.pth"
     torch.save(state, path)
 
-    model = Model().eval()
+    model = GEN2.build(1009).eval()
     report = load_pretrained(model, str(path), charset)
     assert report == {"kept_classes": 1009, "new_classes": 0, "dropped_classes": 0}
     x = torch.randn(2, 1, 64, 100, generator=torch.Generator().manual_seed(1))
@@ -101,7 +105,7 @@ def test_head_remap(tmp_path, charset):
     torch.save(save_checkpoint_state(src), path)
 
     torch.manual_seed(5)
-    model = Model()
+    model = GEN2.build(1009)
     init_w, init_b = model.Prediction.weight.detach().clone(), model.Prediction.bias.detach().clone()
     report = load_pretrained(model, str(path), charset, source_charset=source)
     assert report == {"kept_classes": 1009 - len(removed), "new_classes": len(removed),
@@ -118,14 +122,14 @@ def test_head_remap(tmp_path, charset):
     assert torch.equal(model.SequenceModeling[0].rnn.weight_hh_l0, src.SequenceModeling[0].rnn.weight_hh_l0)
 
     with pytest.raises(HwocrError, match="character set of the checkpoint must be given"):
-        load_pretrained(Model(), str(path), charset)
+        load_pretrained(GEN2.build(1009), str(path), charset)
 
 
 def test_other_architecture_is_refused(tmp_path, charset):
     path = tmp_path / "big.pth"
-    torch.save(Model(output_channel=512).state_dict(), path)
+    torch.save(replace(GEN2, output_channel=512).build(1009).state_dict(), path)
     with pytest.raises(HwocrError) as e:
-        load_pretrained(Model(), str(path), charset)
+        load_pretrained(GEN2.build(1009), str(path), charset)
     msg = str(e.value)
     assert str(path) in msg and "None-VGG-BiLSTM-CTC" in msg and "FeatureExtraction.ConvNet.0.weight" in msg
 

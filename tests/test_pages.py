@@ -9,8 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from hwocr.errors import HwocrError
 from models.charset import load_charset
-from models.crnn import Model
-from models.pretrained import CRAFT, load_pretrained, resolve_pretrained, save_checkpoint_state
+from models.pretrained import CRAFT, GEN2, load_pretrained, resolve_pretrained, save_checkpoint_state
 from tasks.export import ExportSettings, export_easyocr_fn
 from models.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
 from tests.test_export import EASYOCR_PYTHON
@@ -138,7 +137,7 @@ def test_pages_read_by_a_recognizer_that_reads(tmp_path):
     """english_g2 under korean_g2's head (its 96 characters kept) reads printed English words: the figures are
     real readings, a merged box included."""
     torch.manual_seed(0)  # the 913 new head rows
-    model = Model(num_class=len(load_charset("korean_g2")) + 1)
+    model = GEN2.build(len(load_charset("korean_g2")) + 1)
     load_pretrained(model, resolve_pretrained("english_g2", download=False), load_charset("korean_g2"),
                     load_charset("english_g2"))
     torch.save(save_checkpoint_state(model), tmp_path / "english.pth")

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from hwocr.errors import HwocrError
-from models.crnn import Model
+from models.pretrained import GEN2
 from models.trainer import train
 
 from tests.tiny import settings
@@ -24,7 +24,7 @@ def test_overfits_a_tiny_set(tiny_run):
     # The best checkpoint loads into EasyOCR's layout (keys carry module.).
     state = torch.load(tiny_run["dir"] / "best_accuracy.pth", weights_only=True)
     assert all(k.startswith("module.") for k in state)
-    Model(num_class=1009).load_state_dict({k[7:]: v for k, v in state.items()})
+    GEN2.build(1009).load_state_dict({k[7:]: v for k, v in state.items()})
 
 
 _TRAIN = """

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from models import metrics
+from models.settings import TrainSettings
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
-from models.settings import TrainSettings
 
 S = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
                   channels_last=False, num_iter=40, val_interval=40)

@@ -10,9 +10,9 @@ from PIL import Image, ImageDraw, ImageFont
 from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.crnn import Model
+from models.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
 from models.pretrained import CRAFT, load_pretrained, resolve_pretrained, save_checkpoint_state
 from tasks.export import ExportSettings, export_easyocr_fn
-from models.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
 from tests.test_export import EASYOCR_PYTHON
 from tests.tiny import WORDS
 

@@ -2,8 +2,8 @@
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
 from models.settings import TrainSettings
+from tasks.lmdb_pack import PackSettings, pack_lmdb_fn
 
 WORDS = ["한글", "사랑", "Hello", "2024"]
 

@@ -9,7 +9,7 @@ from conftest import FONTS, read_lmdb
 from flows.dataset import dataset_flow
 from hwocr.errors import HwocrError
 
-pytestmark = pytest.mark.usefixtures("prefect")
+pytestmark = [pytest.mark.usefixtures("prefect"), pytest.mark.slow]  # see pyproject.toml's markers
 
 
 def lmdbs(out):

@@ -14,6 +14,8 @@ from models.crnn import Model
 from models.trainer import train
 from tests.tiny import settings
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
+
 
 def test_overfits_a_tiny_set(tiny_run):
     result, logs = tiny_run["result"], tiny_run["logs"]

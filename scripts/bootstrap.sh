@@ -16,6 +16,19 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# trdg 1.8.0 requires opencv-python, OpenCV's GUI build (it links libGL); hwocr declares opencv-python-headless.
+# Both install the same cv2 package, and pip has no way to leave a dependency's requirement out, so it installs
+# both. OpenCV's advice for that case: uninstall, then reinstall the one build. (`pip check` then reports trdg's
+# opencv-python as missing: expected. A later pip install that resolves trdg again brings it back: run this again.)
+headless_cv2() {
+  local py=$1 version
+  "$py" -m pip show -q opencv-python 2>/dev/null || return 0
+  version=$("$py" -m pip show opencv-python-headless | sed -n 's/^Version: //p')
+  echo "bootstrap: removing opencv-python (trdg's GUI build of cv2), keeping opencv-python-headless $version"
+  "$py" -m pip uninstall -q -y opencv-python
+  "$py" -m pip install -q --force-reinstall --no-deps "opencv-python-headless==$version"  # files the GUI build shared
+}
+
 PY=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 stamp=.venv/.hwocr-installed
@@ -25,6 +38,7 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   # An unpinned torch resolves to a multi-GB CUDA build; keep whatever torch is there, else the CPU build.
   .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "${HWOCR_TORCH:-torch==2.13.0}"
   .venv/bin/python -m pip install -q -e '.[dev]'
+  headless_cv2 .venv/bin/python
   echo "$want" > "$stamp"
 fi
 

@@ -70,22 +70,29 @@ def build_numbers(rng: random.Random, allowed: set[str], n: int = N_NUMBERS) -> 
         got = 0
         for s in fixed:
             if got < quota and s not in seen:
-                seen.add(s); out.append(s); got += 1
+                seen.add(s)
+                out.append(s)
+                got += 1
         while got < quota:
             s = gen()
             if s not in seen:
-                seen.add(s); out.append(s); got += 1
+                seen.add(s)
+                out.append(s)
+                got += 1
 
     # small integers: 0..20, then a spread up to 9999
-    take(60, [str(i) for i in range(21)], lambda: str(rng.choice([rng.randint(21, 99), rng.randint(100, 999), rng.randint(1000, 9999)])))
+    take(60, [str(i) for i in range(21)],
+         lambda: str(rng.choice([rng.randint(21, 99), rng.randint(100, 999), rng.randint(1000, 9999)])))
     # years
     take(40, ["1945", "1988", "2000", "2002", "2024", "2025"], lambda: str(rng.randint(1950, 2035)))
     # decimals
     take(40, ["3.14", "0.5", "1.5", "2.5", "0.1", "99.9", "36.5"],
-         lambda: f"{rng.randint(0, 999)}.{rng.randint(0, 9)}" if rng.random() < 0.5 else f"{rng.randint(0, 99)}.{rng.randint(0, 99):02d}")
+         lambda: (f"{rng.randint(0, 999)}.{rng.randint(0, 9)}" if rng.random() < 0.5
+                  else f"{rng.randint(0, 99)}.{rng.randint(0, 99):02d}"))
     # thousands separators
     take(40, ["1,000", "10,000", "100,000", "1,000,000", "5,000", "50,000"],
-         lambda: f"{rng.choice([rng.randint(1, 9) * 1000 + rng.choice([0, 500]), rng.randint(1000, 99999), rng.randint(100000, 9999999), rng.randint(10, 999) * 1000]):,}")
+         lambda: format(rng.choice([rng.randint(1, 9) * 1000 + rng.choice([0, 500]), rng.randint(1000, 99999),
+                                    rng.randint(100000, 9999999), rng.randint(10, 999) * 1000]), ","))
     # phone-like
     def phone() -> str:
         r = rng.random()
@@ -93,7 +100,8 @@ def build_numbers(rng: random.Random, allowed: set[str], n: int = N_NUMBERS) -> 
             return f"010-{rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}"
         if r < 0.85:
             return f"02-{rng.randint(200, 999)}-{rng.randint(1000, 9999)}"
-        return f"0{rng.choice([31, 32, 33, 41, 42, 43, 51, 52, 53, 54, 55, 61, 62, 63, 64])}-{rng.randint(200, 999)}-{rng.randint(1000, 9999)}"
+        area = rng.choice([31, 32, 33, 41, 42, 43, 51, 52, 53, 54, 55, 61, 62, 63, 64])
+        return f"0{area}-{rng.randint(200, 999)}-{rng.randint(1000, 9999)}"
     take(30, ["010-1234-5678"], phone)
     # percentages
     take(30, ["100%", "50%", "0%", "3.5%"],
@@ -107,7 +115,9 @@ def build_numbers(rng: random.Random, allowed: set[str], n: int = N_NUMBERS) -> 
     take(15, ["12:00", "09:30"], lambda: f"{rng.randint(0, 23):02d}:{rng.choice(range(0, 60, 5)):02d}")
     # ranges and signed numbers
     take(10, ["1~3"], lambda: (lambda a: f"{a}~{a + rng.randint(1, 20)}")(rng.randint(1, 50)))
-    take(n - len(out), ["-1", "+1"], lambda: rng.choice("-+") + (str(rng.randint(1, 99)) if rng.random() < 0.6 else f"{rng.randint(0, 40)}.{rng.randint(1, 9)}"))
+    take(n - len(out), ["-1", "+1"],
+         lambda: rng.choice("-+") + (str(rng.randint(1, 99)) if rng.random() < 0.6
+                                     else f"{rng.randint(0, 40)}.{rng.randint(1, 9)}"))
 
     assert len(out) == n, len(out)
     bad = [s for s in out if not set(s) <= allowed]
@@ -236,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     # blocks in this order; numbers grouped by kind, English and Korean sorted
     for w in numbers + english + korean:
         if w not in seen:
-            seen.add(w); out.append(w)
+            seen.add(w)
+            out.append(w)
     for w in out:  # the contract of the file
         assert w and w == unicodedata.normalize("NFC", w), w
         assert set(w) <= allowed and len(w) <= MAX_LEN, w
@@ -249,12 +260,15 @@ def main(argv: list[str] | None = None) -> int:
     step = max(1, len(oc) // 10)
     print(f"wrote {a.out}: {len(out)} words")
     print(f"  numbers  {len(numbers)}")
-    print(f"  english  {len(english)}  (of {en_rep['candidates']} candidates; {en_rep['lines']} lines; dropped {en_rep['dropped']})")
-    print(f"  korean   {len(korean)}  (of {ko_rep['candidates']} candidates; {ko_rep['entries']} entries, {ko_rep['unique']} unique after NFC)")
+    print(f"  english  {len(english)}  (of {en_rep['candidates']} candidates; {en_rep['lines']} lines; "
+          f"dropped {en_rep['dropped']})")
+    print(f"  korean   {len(korean)}  (of {ko_rep['candidates']} candidates; {ko_rep['entries']} entries, "
+          f"{ko_rep['unique']} unique after NFC)")
     print(f"  korean candidates by length (7 = 7+): {ko_rep['buckets']}")
     print(f"  hunspell entries dropped for characters outside the set: {len(oc)} unique words, e.g. {oc[::step][:10]}")
     d = ko_rep["dropped"]
-    print(f"  hunspell entries dropped otherwise: whitespace {d['whitespace']}, no Hangul syllable (jamo/digits/letters) {d['no_hangul_syllable']}, longer than {MAX_LEN} {d['too_long']}")
+    print(f"  hunspell entries dropped otherwise: whitespace {d['whitespace']}, no Hangul syllable "
+          f"(jamo/digits/letters) {d['no_hangul_syllable']}, longer than {MAX_LEN} {d['too_long']}")
     print(f"  charset syllables covered: {ko_rep['syllables_covered']}/{ko_rep['syllables_total']} "
           f"({ko_rep['coverage_words']} coverage words); missing: {ko_rep['syllables_missing'] or '-'}")
     return 0

@@ -42,8 +42,8 @@ def make_config(words_file):
     from flows.config import load_config
 
     def make(out, *overrides, fonts=("pen", "pilgi")):
-        base = [f"render.words={words_file}", "render.count=48", "render.val_count=12", "render.shards=3", "render.min_shard_images=1",
-                "render.workers=2", f"render.fonts=[{', '.join(FONTS[f] for f in fonts)}]"]
+        base = [f"render.words={words_file}", "render.count=48", "render.val_count=12", "render.shards=3",
+                "render.min_shard_images=1", "render.workers=2", f"render.fonts=[{', '.join(FONTS[f] for f in fonts)}]"]
         return load_config(None, base + list(overrides), out=str(out))
 
     return make

@@ -5,6 +5,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 
 def hwocr(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=120,
@@ -31,6 +33,7 @@ def test_pack_gt_errors_exit_2(tmp_path):
     assert not (tmp_path / "db").exists()
 
 
+@pytest.mark.slow
 def test_run_end_to_end_then_cached(tmp_path):
     """README command 1 in small: data, fine-tune, evaluation, export and MLflow, from one command."""
     import json

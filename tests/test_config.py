@@ -78,7 +78,8 @@ def test_effect_and_pool_settings_out_of_range(override, message):
 
 def test_pool_replaces_font_lists():
     with pytest.raises(HwocrError, match="pool replaces fonts and test_fonts"):
-        load_config(None, ["render.pool.print_ratio=0.2", "render.fonts=[/usr/share/fonts/truetype/nanum/NanumPen.ttf]"])
+        load_config(None, ["render.pool.print_ratio=0.2",
+                           "render.fonts=[/usr/share/fonts/truetype/nanum/NanumPen.ttf]"])
 
 
 @pytest.mark.parametrize("preset", ["quick", "seed", "cpu-reference", "smoke"])
@@ -168,7 +169,8 @@ def test_ablation_table_shows_the_start_row_first_and_names_it_in_the_title(caps
     results = [row("baseline", 80.0, 80.0, 60.0), row("elastic", 70.0, 78.5, 62.5), row("start", 90.0, 40.0, 30.0)]
     ablation.print_table(results, {"minutes": 60, "iterations": 250, "start": 1000}, ["render.count=40000"])
     lines = capsys.readouterr().out.splitlines()
-    assert "250 iterations a row" in lines[0] and "fine-tuned from `start` (1000 iterations on print faces only)" in lines[0]
+    assert "250 iterations a row" in lines[0]
+    assert "fine-tuned from `start` (1000 iterations on print faces only)" in lines[0]
     assert "every row with render.count=40000" in lines[0]
     assert [line.split(" | ")[0] for line in lines[3:]] == ["| start", "| baseline", "| elastic"]
     assert "| 40.0% | -40.0 points | 30.0% |" in lines[3]

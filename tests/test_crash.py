@@ -12,6 +12,8 @@ import pytest
 
 from conftest import FONTS, read_lmdb
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
+
 
 def _args(words_file, out, count=1500):
     return [sys.executable, "-m", "flows.cli", "data", "--out", str(out), "--json",

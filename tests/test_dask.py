@@ -8,7 +8,7 @@ import pytest
 from hwocr.errors import HwocrError
 from tests.conftest import read_lmdb
 
-pytestmark = pytest.mark.usefixtures("prefect")
+pytestmark = [pytest.mark.usefixtures("prefect"), pytest.mark.slow]  # see pyproject.toml's markers
 
 
 def test_dask_local_cluster_gives_the_same_lmdb(tmp_path, make_config):

@@ -9,7 +9,7 @@ from conftest import FONTS, read_lmdb
 from flows.dataset import dataset_flow
 from hwocr.errors import HwocrError
 
-pytestmark = pytest.mark.usefixtures("prefect")
+pytestmark = [pytest.mark.usefixtures("prefect"), pytest.mark.slow]  # see pyproject.toml's markers
 
 
 def lmdbs(out):
@@ -215,7 +215,8 @@ def test_test_split_is_drawn_plain_whatever_the_effects(tmp_path, make_config):
     assert read_lmdb(varied["splits"]["train"]["lmdb"]) != read_lmdb(plain["splits"]["train"]["lmdb"])
 
 
-GOTHIC, MYEONGJO = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf", "/usr/share/fonts/truetype/nanum/NanumMyeongjo.ttf"
+GOTHIC = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf"
+MYEONGJO = "/usr/share/fonts/truetype/nanum/NanumMyeongjo.ttf"
 
 
 def test_regression_split_is_plain_print_and_leaves_the_other_splits_alone(tmp_path, make_config):

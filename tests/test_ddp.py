@@ -26,6 +26,7 @@ def torchrun(s, lmdb: str, out: str, result: str, nproc: int = 2) -> subprocess.
         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_equal_one_process(tiny_lmdb, tmp_path):
     s = settings(num_iter=4, val_interval=2, optimizer="adadelta", lr=1.0)
     one = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "one"), log=lambda m: None)

@@ -101,6 +101,7 @@ def readings(tmp_path_factory):
     return {"words": words, "ours": ours, **theirs}
 
 
+@pytest.mark.slow
 def test_hwocr_reads_english_g2_as_easyocr_does(readings):
     ours, theirs = readings["ours"], readings["float"]
     assert [t for t, _ in ours] == [t for t, _ in theirs]
@@ -108,12 +109,14 @@ def test_hwocr_reads_english_g2_as_easyocr_does(readings):
         assert a == pytest.approx(b, rel=1e-3, abs=1e-6)
 
 
+@pytest.mark.slow
 def test_the_float_model_reads_the_words(readings):
     right = sum(t == w for (t, _), w in zip(readings["ours"], readings["words"]))
     print(f"english_g2 float: {right}/{N_IMAGES} words read right ({100 * right / N_IMAGES:.1f}%)")
     assert right >= 0.9 * N_IMAGES  # measured 234/240 (97.5%)
 
 
+@pytest.mark.slow
 def test_int8_agrees_with_float(readings):
     # EasyOCR's CPU default (quantize=True: LSTM and Linear in int8) is another model, close but not equal.
     same = sum(a == b for (a, _), (b, _) in zip(readings["int8"], readings["float"]))
@@ -122,8 +125,8 @@ def test_int8_agrees_with_float(readings):
 
 
 def test_remap_onto_korean_g2_keeps_all_but_the_euro_sign():
-    from models.trainer import build_model
     from models.settings import TrainSettings
+    from models.trainer import build_model
 
     korean, english = load_charset("korean_g2"), load_charset("english_g2")
     assert [c for c in english if c not in korean] == ["€"]

@@ -8,9 +8,9 @@ import sys
 import pytest
 
 from models import metrics
+from models.settings import TrainSettings
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
-from models.settings import TrainSettings
 
 S = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
                   channels_last=False, num_iter=40, val_interval=40)
@@ -23,6 +23,7 @@ def checkpoint(tiny_lmdb, tmp_path_factory):
     return str(out / "best_accuracy.pth")
 
 
+@pytest.mark.slow
 def test_report_matches_predictions(tiny_lmdb, checkpoint, tmp_path):
     report = evaluate_checkpoint(checkpoint, tiny_lmdb, str(tmp_path / "a"), S)
     rows = [line.split("\t") for line in open(report["predictions"], encoding="utf-8").read().splitlines()[1:]]
@@ -41,6 +42,7 @@ def test_report_matches_predictions(tiny_lmdb, checkpoint, tmp_path):
     assert open(again["predictions"], encoding="utf-8").read().splitlines()[1].startswith("img/0.png\t한글\t")
 
 
+@pytest.mark.slow
 def test_cli_json(tiny_lmdb, checkpoint, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "flows.cli", "evaluate", "--model", checkpoint, "--data", tiny_lmdb,
                            "--out", str(tmp_path), "--set", "train.img_h=32", "--json"],

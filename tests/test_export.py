@@ -19,6 +19,8 @@ from tasks.evaluate import evaluate_checkpoint
 from tasks.export import ExportSettings, _craft_path, export_easyocr_fn
 from tests.tiny import WORDS, settings
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EASYOCR_PYTHON = os.environ.get("HWOCR_EASYOCR_PYTHON", os.path.join(ROOT, ".venv-easyocr", "bin", "python"))
 

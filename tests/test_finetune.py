@@ -7,7 +7,7 @@ import pytest
 
 from hwocr.errors import HwocrError
 
-pytestmark = pytest.mark.usefixtures("prefect")
+pytestmark = [pytest.mark.usefixtures("prefect"), pytest.mark.slow]  # see pyproject.toml's markers
 
 TRAIN = ["train.pretrained=none", "train.img_h=32", "train.batch_size=8", "train.num_iter=4", "train.val_interval=2",
          "train.threads=1", "train.optimizer=adam", "train.lr=0.001", "tracking.registered_model=hwocr-test"]

@@ -61,7 +61,8 @@ def test_bundled_catalogue_is_valid_and_tagged():
     assert by_file["nanum/NanumSquareR.ttf"].hangul == 2479 and by_file["nanum/NanumPen.ttf"].hangul == 11172
     assert by_file["alee/Guseul.ttf"].ascii == 0
     assert {e.family_group for e in entries if e.file.startswith("nanum/NanumSquare")} == {"nanum-square"}
-    assert by_file["nanum/NanumBarunpenR.ttf"].style == "print" and by_file["unfonts-core/UnGungseo.ttf"].style == "print"
+    assert by_file["nanum/NanumBarunpenR.ttf"].style == "print"
+    assert by_file["unfonts-core/UnGungseo.ttf"].style == "print"
 
 
 @needs_fonts
@@ -92,7 +93,8 @@ def test_catalogue_shape_errors(tmp_path, text, match):
 
 
 @pytest.mark.parametrize("bad, match", [
-    ({"style": "hand"}, r"entry 2 \(line \d+\) file b\.ttf: style: Input should be 'handwriting' or 'print' \(got 'hand'\)"),
+    ({"style": "hand"},
+     r"entry 2 \(line \d+\) file b\.ttf: style: Input should be 'handwriting' or 'print' \(got 'hand'\)"),
     ({"colour": "red"}, r"entry 2 \(line \d+\) file b\.ttf: colour: unknown field"),
     ({"weight": -1}, r"file b\.ttf: weight: Input should be greater than or equal to 0"),
     ({"hangul": 20000}, r"file b\.ttf: hangul: Input should be less than or equal to 11172"),

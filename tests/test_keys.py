@@ -20,7 +20,8 @@ def write(path, text):
 def test_a_helper_the_stage_imports_changes_its_code_version(tmp_path):
     root = str(tmp_path)
     write(f"{root}/tasks/__init__.py", "")
-    write(f"{root}/tasks/stage.py", "import json\nfrom tasks import helper\n\ndef run():\n    from models import deep\n")
+    write(f"{root}/tasks/stage.py",
+          "import json\nfrom tasks import helper\n\ndef run():\n    from models import deep\n")
     write(f"{root}/tasks/helper.py", "X = 1\n")
     write(f"{root}/tasks/other.py", "Y = 1\n")
     write(f"{root}/models/__init__.py", "")

@@ -54,7 +54,7 @@ def test_reader_settings_of_the_benchmark(folder, tmp_path):
     pack(folder, tmp_path / "lmdb")
     env = lmdb.open(str(tmp_path / "lmdb"), **READER_OPTIONS)
     with env.begin(write=False) as txn:
-        n = int(txn.get("num-samples".encode()))
+        n = int(txn.get(b"num-samples"))
         for index in range(1, n + 1):
             label = txn.get(f"label-{index:09d}".encode()).decode("utf-8")
             img = Image.open(io.BytesIO(txn.get(f"image-{index:09d}".encode()))).convert("L")

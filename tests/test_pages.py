@@ -9,9 +9,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from hwocr.errors import HwocrError
 from models.charset import load_charset
+from models.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
 from models.pretrained import CRAFT, GEN2, load_pretrained, resolve_pretrained, save_checkpoint_state
 from tasks.export import ExportSettings, export_easyocr_fn
-from models.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
 from tests.test_export import EASYOCR_PYTHON
 from tests.tiny import WORDS
 
@@ -119,6 +119,7 @@ def evaluate_pages(bundle: str, images, labels, scratch: str) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_pages_read_by_easyocr_readtext(trained, tmp_path):
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
@@ -133,6 +134,7 @@ def test_pages_read_by_easyocr_readtext(trained, tmp_path):
     assert 0.0 <= result["word_accuracy"] <= 100.0 and result["cer"] >= 0.0
 
 
+@pytest.mark.slow
 def test_pages_read_by_a_recognizer_that_reads(tmp_path):
     """english_g2 under korean_g2's head (its 96 characters kept) reads printed English words: the figures are
     real readings, a merged box included."""

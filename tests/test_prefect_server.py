@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)

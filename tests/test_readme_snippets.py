@@ -14,6 +14,8 @@ from models.charset import load_charset
 from tasks.export import CRAFT, PLACEHOLDER, ExportSettings, export_easyocr_fn
 from tests.test_export import EASYOCR_PYTHON, ROOT
 
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
+
 FONT = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf"
 PAGE_LINES = ["한글 사랑", "대한민국 서울", "오늘 날씨 맑음", "고맙습니다"]
 LINE_TOP, LINE_STEP, FONT_SIZE = 50, 100, 40

@@ -12,7 +12,7 @@ import pytest
 from hwocr.errors import HwocrError
 from tests.conftest import read_lmdb
 
-pytestmark = pytest.mark.usefixtures("prefect")
+pytestmark = [pytest.mark.usefixtures("prefect"), pytest.mark.slow]  # see pyproject.toml's markers
 BIN = os.path.dirname(sys.executable)
 
 

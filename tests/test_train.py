@@ -12,8 +12,9 @@ import torch
 from hwocr.errors import HwocrError
 from models.pretrained import GEN2
 from models.trainer import train
-
 from tests.tiny import settings
+
+pytestmark = pytest.mark.slow  # see pyproject.toml's markers
 
 
 def test_overfits_a_tiny_set(tiny_run):
@@ -110,7 +111,8 @@ def test_cosine_schedule_decays_the_lr_over_the_run(tiny_lmdb, tmp_path):
     result = train(settings(num_iter=8, val_interval=4, lr_schedule="cosine"), [tiny_lmdb], tiny_lmdb,
                    str(tmp_path), log=lambda m: None)
     # The lr of step i (0-based) is set at progress i/num_iter: the last of each window is what history records.
-    assert [h["lr"] for h in result["history"]] == pytest.approx([1e-3 * lr_factor("cosine", p) for p in (3 / 8, 7 / 8)])
+    assert [h["lr"] for h in result["history"]] == pytest.approx([1e-3 * lr_factor("cosine", p)
+                                                                  for p in (3 / 8, 7 / 8)])
     constant = train(settings(num_iter=4, val_interval=4), [tiny_lmdb], tiny_lmdb, str(tmp_path / "c"),
                      log=lambda m: None)
     assert constant["history"][-1]["lr"] == 1e-3

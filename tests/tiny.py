@@ -2,8 +2,8 @@
 
 from PIL import Image, ImageDraw, ImageFont
 
-from tasks.lmdb_pack import PackSettings, pack
 from models.settings import TrainSettings
+from tasks.lmdb_pack import PackSettings, pack
 
 WORDS = ["한글", "사랑", "Hello", "2024"]
 

@@ -111,7 +111,8 @@ def run_row(row: str, budget_sets: list[str], out: str, common: list[str]) -> di
                                                                 f"sqlite:///{os.path.abspath(out)}/mlflow.db")}
     train = hwocr(["run", "--out", folder], [*budget_sets, *common, *overrides(row)], f"row {row}", env)["train"]
     return {"row": row, "iterations": train["iterations"], "checkpoint": train["checkpoint"],
-            **{split: {k: r[k] for k in ("accuracy", "norm_ed", "by_font")} for split, r in train["evaluation"].items()}}
+            **{split: {k: r[k] for k in ("accuracy", "norm_ed", "by_font")}
+               for split, r in train["evaluation"].items()}}
 
 
 def score(checkpoint: str, lmdb: str, out: str, common: list[str]) -> dict:

@@ -1,7 +1,8 @@
 """Training throughput: hwocr's whole training loop vs a bare forward+backward of the same model (anchor).
 
 Both run on the same batches: trdg renders of the bundled words at the seed's settings, batch 192, 80x100 (the
-seed's fixed width, `preprocess: pad`), and the same thread count. Each configuration runs in its own process, which reports its peak RSS. The bare loop is
+seed's fixed width, `preprocess: pad`), and the same thread count. Each configuration runs in its own process,
+which reports its peak RSS. The bare loop is
 forward, CTC loss, backward and an Adadelta step on batches already in memory: what the hardware does with no
 data loading, clipping, logging or checkpointing. It is the practical limit, and the goal is a loop overhead under 10%.
 The augment row prices training-time augmentation: every effect on, at each effect's default probability (0.5).
@@ -32,9 +33,9 @@ RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convo
 
 def make_lmdb(folder: str, n: int) -> str:
     from synth import trdg_driver
+    from synth.words import BUNDLED_WORDS
     from tasks.lmdb_pack import PackSettings, pack
     from tasks.render import RenderSettings
-    from synth.words import BUNDLED_WORDS
 
     with open(BUNDLED_WORDS, encoding="utf-8") as f:
         words = f.read().split()
@@ -61,9 +62,8 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     from models.codec import CTCCodec
     from models.data import LmdbDataset, MixedLoader, collate
     from models.pretrained import GEN2
-    from models.trainer import train
     from models.settings import TrainSettings
-
+    from models.trainer import train
     from synth.effects import EffectsSettings, augmenter
 
     natural = kind.startswith("natural")

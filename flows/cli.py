@@ -138,7 +138,8 @@ def cmd_evaluate(args) -> dict:
             if e["pages"]:
                 g = e["pages"]
                 print(f"pages (readtext, detector + this model, {g['words']} words): word accuracy "
-                      f"{g['word_accuracy']:.2f}%, detection recall {g['detection_recall']:.2f}%, line CER {g['cer']:.4f}")
+                      f"{g['word_accuracy']:.2f}%, detection recall {g['detection_recall']:.2f}%, "
+                      f"line CER {g['cer']:.4f}")
         print(f"predictions: {report['predictions']}\nworst failures: {report['worst_failures']}")
     return {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "predictions")} | (
         {"easyocr": report["easyocr"]} if "easyocr" in report else {})
@@ -202,7 +203,8 @@ def cmd_pack(args) -> dict:
     result = pack(gt, images, out, config.pack)
     del result["kept"]
     if not args.json:
-        print(f"packed {result['samples']} samples into {out}" + (f" ({result['skipped']} skipped)" if result["skipped"] else ""))
+        print(f"packed {result['samples']} samples into {out}"
+              + (f" ({result['skipped']} skipped)" if result["skipped"] else ""))
     return result
 
 

@@ -116,7 +116,8 @@ def build_dataset(config: PipelineConfig) -> dict:
                              "per_font": {names.get(k, k): v for k, v in gt.per_font.items()}}
         cached = sum(was_cached(f) for split in shards.values() for f in split)
         summary = DatasetSummary(
-            out=layout.out, splits=splits, shards={"total": len(specs), "rendered": len(specs) - cached, "cached": cached},
+            out=layout.out, splits=splits,
+            shards={"total": len(specs), "rendered": len(specs) - cached, "cached": cached},
             stages={split: {"assemble_gt": "cached" if was_cached(gts[split]) else "ran",
                             "pack_lmdb": "cached" if was_cached(packs[split]) else "ran"} for split in gts},
             contact_sheet=sheet.result(), fonts_effects_sheet=fonts_sheet.result(),

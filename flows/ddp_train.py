@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from hwocr.errors import HwocrError
+    from models.settings import TrainSettings
     from models.trainer import train
     from synth.effects import augmenter
-    from models.settings import TrainSettings
 
     with open(args.settings, encoding="utf-8") as f:
         settings = TrainSettings.model_validate_json(f.read())

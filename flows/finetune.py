@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from prefect import flow, get_run_logger
-
 from pydantic import PositiveInt
 
 from flows.config import PipelineConfig, Preset, config_from_form
@@ -151,5 +150,6 @@ def publish_artifacts(summary: PipelineSummary) -> None:
     uri, run_id = t.tracking_uri, t.mlflow_run_id
     experiment = connect(TrackingSettings(tracking_uri=uri)).get_run(run_id).info.experiment_id
     web = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
-    text = f"MLflow run {run_id}" + ("" if web != "http://127.0.0.1:5000" else f" (after: mlflow ui --backend-store-uri {uri})")
+    local = web == "http://127.0.0.1:5000"
+    text = f"MLflow run {run_id}" + (f" (after: mlflow ui --backend-store-uri {uri})" if local else "")
     create_link_artifact(f"{web}/#/experiments/{experiment}/runs/{run_id}", link_text=text, key="hwocr-mlflow-run")

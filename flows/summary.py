@@ -107,7 +107,8 @@ class TrainingSummary(_Model):
 
     def mlflow_line(self) -> str:
         if not self.mlflow_run_id:
-            return f"MLflow: the cached training was tracked in another store than {self.tracking_uri}; nothing logged there"
+            return (f"MLflow: the cached training was tracked in another store than {self.tracking_uri}; "
+                    "nothing logged there")
         return (f"MLflow run {self.mlflow_run_id}: .venv/bin/mlflow ui --backend-store-uri {self.tracking_uri}  "
                 "(then open http://127.0.0.1:5000)")
 

@@ -72,5 +72,5 @@ def code_version(*files: str, distributions: tuple[str, ...] = (), root: str = R
         with open(path, "rb") as f:
             h.update(f.read() + b"\0")
     for name in distributions:
-        h.update(f"{name}=={importlib.metadata.version(name)}\0".encode("utf-8"))
+        h.update(f"{name}=={importlib.metadata.version(name)}\0".encode())
     return h.hexdigest()[:16]

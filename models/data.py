@@ -13,9 +13,9 @@ import math
 import os
 import threading
 import unicodedata
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from collections.abc import Callable
-from typing import Literal, Sequence
+from typing import Literal
 
 import lmdb
 import numpy as np

@@ -6,7 +6,7 @@ An empty list of samples gives nan (no data, not a score).
 
 from __future__ import annotations
 
-from typing import Hashable, Sequence
+from collections.abc import Hashable, Sequence
 
 
 def edit_distance(a: str, b: str) -> int:

@@ -202,7 +202,7 @@ def pretrained_digest(spec: str) -> str:
     if spec in BUILTINS:
         return "md5:" + BUILTINS[spec].md5
     if "://" in spec:
-        return "remote:" + hashlib.sha256(f"{spec}\0{_remote_identity(spec)}".encode("utf-8")).hexdigest()
+        return "remote:" + hashlib.sha256(f"{spec}\0{_remote_identity(spec)}".encode()).hexdigest()
     return "sha256:" + hashing.sha256_url(resolve_pretrained(spec))
 
 
@@ -241,7 +241,7 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise HwocrError(f"checkpoint {path}: no such file") from None
-    except Exception as e:  # torch raises many types for a file that is not a checkpoint
+    except Exception as e:  # noqa: BLE001 - torch raises many types for a file that is not a checkpoint
         # The first sentence only: torch's weights_only message goes on to advise an unsafe load.
         why = str(e).strip().split(". ")[0].splitlines()[0][:200] if str(e).strip() else ""
         raise HwocrError(f"checkpoint {path}: not a PyTorch checkpoint of plain tensors "

@@ -27,8 +27,7 @@ from models.codec import CTCCodec
 from models.crnn import Model, init_weights
 from models.data import LmdbDataset, MixedLoader, collate
 from models.distributed import World, all_sum, global_batchnorm, world_from_env
-from models.pretrained import (builtin_charset, load_pretrained, network_for, resolve_pretrained,
-                               save_checkpoint_state)
+from models.pretrained import builtin_charset, load_pretrained, network_for, resolve_pretrained, save_checkpoint_state
 from models.settings import TrainSettings
 
 START = "start.pth"  # the pretrained weights as training began, in this run's character set
@@ -405,7 +404,8 @@ def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str
     t, val, info = setup(s, train_roots, val_root, out_dir, log, world, device, augment)
     state = resume(t, log)
     if world.size > 1:
-        t.net = nn.parallel.DistributedDataParallel(t.model, device_ids=[device.index] if device.type == "cuda" else None)
+        t.net = nn.parallel.DistributedDataParallel(t.model,
+                                                    device_ids=[device.index] if device.type == "cuda" else None)
         log(f"data-parallel over {world.size} processes, {s.batch_size // world.size}+ samples each")
     log_every = max(1, min(s.val_interval // 10, 50))
     started = time.monotonic() - state.elapsed_s

@@ -281,7 +281,8 @@ def _normalize(split: str, fonts: list[tuple[FontEntry, float]], print_ratio: fl
     return sorted(out, key=lambda p: p.file)
 
 
-def select_pool(settings: FontPoolSettings, root: str = DEFAULT_ROOT, *, check: bool = True) -> dict[str, list[PoolFont]]:
+def select_pool(settings: FontPoolSettings, root: str = DEFAULT_ROOT, *,
+                check: bool = True) -> dict[str, list[PoolFont]]:
     """{"train": [...], "test": [...]}: the catalogue's usable fonts, held-out family_groups in "test", the rest in
     "train". Each PoolFont has its absolute path and effective_weight, its share of its split's images: print
     fonts together get print_ratio, handwriting fonts 1 - print_ratio (a split with one kind only gives it all;

@@ -140,7 +140,8 @@ def survey(urls: list[str], font_missing: str, charset: str, used: set[str], wha
         if info["hangul"] == 0:
             problem = f"font {url} ({info['name']}) draws no Hangul"
         elif missing and font_missing != "skip_words":
-            problem = f"font {url} ({info['name']}) cannot draw {len(missing)} characters of the word list: {missing[:40]!r}"
+            problem = (f"font {url} ({info['name']}) cannot draw {len(missing)} characters of the word list: "
+                       f"{missing[:40]!r}")
         if problem:
             if font_missing == "error" or info["hangul"] == 0 and font_missing == "skip_words":
                 raise HwocrError(problem + " (render.font_missing decides: error, skip_font, skip_words)")

@@ -17,7 +17,8 @@ def _decode(url: str, data: bytes) -> str:
         raise HwocrError(f"word list {url} is empty")
     nul = data.find(b"\x00")
     if nul >= 0:
-        raise HwocrError(f"word list {url} looks binary (NUL byte at offset {nul}); expected UTF-8 text, one word a line")
+        raise HwocrError(f"word list {url} looks binary (NUL byte at offset {nul}); expected UTF-8 text, "
+                         "one word a line")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:

@@ -89,7 +89,8 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, batch_words: int = 
     for kind, (some, quantize, batch) in runs.items():
         read = run_in_easyocr("easyocr_read.py", bundle, name, some, quantize, batch)
         preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(some)]
-        out[kind] = {"preds": preds, "gts": truth, "confidences": confs, "accuracy": metrics.word_accuracy(preds, truth),
+        out[kind] = {"preds": preds, "gts": truth, "confidences": confs,
+                     "accuracy": metrics.word_accuracy(preds, truth),
                      "norm_ed": metrics.norm_ed(preds, truth), "cer": metrics.cer(preds, truth)}
     return out
 
@@ -325,6 +326,7 @@ easyocr_check = stage(
     name="easyocr_check", code=CODE_VERSION, result=CheckResult,
     key=lambda layout, bundle, trained, split, data, digest, settings, tracking, hwocr_accuracy: {
         "bundle": bundle.key, "data": digest},
-    marker=lambda key, layout, trained, split, **_: storage.join(layout.easyocr_check(trained.key, split), "check.json"),
+    marker=lambda key, layout, trained, split, **_: storage.join(layout.easyocr_check(trained.key, split),
+                                                                 "check.json"),
     task_run_name="easyocr {split}",
 )(easyocr_check_fn)

@@ -25,8 +25,8 @@ import models
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
-from models.pretrained import CRAFT
 from models.charset import charset_digest
+from models.pretrained import CRAFT
 from tasks.stage import StageResult, retry_transient, stage
 
 # The bundle's NAME.py is models/crnn.py's text.
@@ -202,8 +202,9 @@ def export_bundle_fn(layout: Layout, trained, settings: ExportSettings, charset:
 
 export_easyocr = stage(
     name="export_easyocr", code=CODE_VERSION, result=BundleResult,
-    key=lambda layout, trained, settings, charset, img_h: {"train": trained.key, "settings": settings.model_dump(mode="json"),
-                                                   "charset": charset_digest(charset), "img_h": img_h},
+    key=lambda layout, trained, settings, charset, img_h: {
+        "train": trained.key, "settings": settings.model_dump(mode="json"), "charset": charset_digest(charset),
+        "img_h": img_h},
     marker=lambda key, layout, trained, **_: storage.join(layout.bundle(trained.key), "export.json"),
     retries=2, retry_condition_fn=retry_transient,
 )(export_bundle_fn)

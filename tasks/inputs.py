@@ -52,7 +52,8 @@ def survey_fonts(settings: RenderSettings, words: dict) -> dict:
     kept, skipped = survey(train_urls, settings.font_missing, charset, used, what)
     held_out: list[dict] = []
     if settings.test_count:
-        what = "render.pool held-out groups" if settings.pool is not None else f"render.test_fonts {settings.test_fonts}"
+        what = ("render.pool held-out groups" if settings.pool is not None
+                else f"render.test_fonts {settings.test_fonts}")
         held_out, more = survey(test_urls, settings.font_missing, charset, used, what)
         skipped += more
         check_held_out_families(kept, held_out, settings.pool.catalogue if settings.pool is not None else None)

@@ -201,7 +201,8 @@ def pack_lmdb_fn(gt: GtResult, lmdb_url: str, settings: PackSettings) -> PackRes
     packed = pack(gt.gt, gt.image_root, lmdb_url, settings)
     return PackResult(url=lmdb_url, samples=packed["samples"], skipped=packed["skipped"], gt=gt.gt,
                       bytes=packed["bytes"], fonts=gt.fonts,
-                      sample_fonts=[gt.sample_fonts[i] for i in packed["kept"]] if len(gt.sample_fonts) == gt.samples else [])
+                      sample_fonts=[gt.sample_fonts[i] for i in packed["kept"]]
+                      if len(gt.sample_fonts) == gt.samples else [])
 
 
 pack_lmdb = stage(

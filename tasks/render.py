@@ -17,20 +17,19 @@ import threading
 from fractions import Fraction
 from typing import Literal
 
+import cv2
 import PIL
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
-
-import cv2
 
 from hwocr import hashing, storage
 from hwocr.errors import TransientError
 from hwocr.layout import Layout
 from synth import trdg_driver
-from tasks.stage import StageResult, retry_transient, stage, stage_key
 from synth.effects import EffectsSettings, GlyphJitterSettings
 from synth.font_pool import FontPoolSettings, largest_remainder
 from synth.fonts import DEFAULT_FONTS, PRINT_FONTS
+from tasks.stage import StageResult, retry_transient, stage, stage_key
 
 CODE_VERSION = (hashing.code_version(trdg_driver.__file__, distributions=("trdg",)) + f"-pil{PIL.__version__}"
                 + f"-cv{cv2.__version__}")

@@ -102,7 +102,7 @@ def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], mar
             if done is not None and not store.exists(record):
                 store.write(obj=done, key=record)
             elif done is None and store.exists(record):
-                store.write(obj=None, key=record, expiration=datetime.datetime.now(datetime.timezone.utc)
+                store.write(obj=None, key=record, expiration=datetime.datetime.now(datetime.UTC)
                             - datetime.timedelta(seconds=1))
             return record
 

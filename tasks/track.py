@@ -49,7 +49,7 @@ def connect(settings: TrackingSettings):
     return client
 
 
-def start_run(settings: TrackingSettings, out_dir: str, params: dict, datasets: dict[str, dict]) -> str:
+def start_run(settings: TrackingSettings, out_dir: str, params: dict, datasets: list[tuple[str, dict]]) -> str:
     """Start (or, when out_dir holds one, continue) this fine-tune's MLflow run; returns its id."""
     import mlflow
     from mlflow.data.dataset_source_registry import resolve_dataset_source
@@ -65,7 +65,7 @@ def start_run(settings: TrackingSettings, out_dir: str, params: dict, datasets: 
             f.write(run.info.run_id)
         for key, value in flatten(params).items():
             mlflow.log_param(key, value[:6000])
-        for context, info in datasets.items():
+        for context, info in datasets:
             ds = MetaDataset(resolve_dataset_source(info["url"]), name=f"{context}:{os.path.basename(info['url'])}",
                              digest=info.get("digest", "")[:36] or None)
             mlflow.log_input(ds, context=context)
@@ -109,7 +109,8 @@ def log_dataset(settings: TrackingSettings, run_id: str | None, render, summary:
         return
     client = connect(settings)
     client.log_dict(run_id, {"render": render.model_dump(mode="json"),
-                             **{k: summary.get(k) for k in ("fonts", "test_fonts", "regression_fonts", "words")}}, "dataset/render.json")
+                             **{k: summary.get(k) for k in ("fonts", "test_fonts", "regression_fonts", "words")}},
+                    "dataset/render.json")
     tags = {"render.effects": ",".join(render.effects.names_on()) or "none",
             "render.glyph_jitter": "on" if render.glyph_jitter.on else "off",
             "render.train_fonts": ", ".join(f["name"] for f in summary.get("fonts") or []),

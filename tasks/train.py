@@ -13,10 +13,10 @@ from prefect import get_run_logger
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
+from models.settings import TrainSettings
 from synth import effects
 from tasks.stage import StageResult, stage
 from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
-from models.settings import TrainSettings
 
 # torchrun runs flows/ddp_train.py as a program, not an import.
 CODE_VERSION = hashing.code_version(__file__, os.path.join(hashing.ROOT, "flows", "ddp_train.py"))
@@ -112,8 +112,8 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
                  else os.path.join(storage.CACHE_DIR, "runs", key[:16]))
     os.makedirs(local_dir, exist_ok=True)
     run_id = start_run(tracking, local_dir, {"train": settings.model_dump(mode="json"), "key": key},
-                       {"training": {"url": u, "digest": digests[u]} for u in train_lmdbs}
-                       | {"validation": {"url": val_lmdb, "digest": digests[val_lmdb]}})
+                       [("training", {"url": u, "digest": digests[u]}) for u in train_lmdbs]
+                       + [("validation", {"url": val_lmdb, "digest": digests[val_lmdb]})])
     try:
         from models.trainer import train
 
@@ -132,7 +132,8 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
         model = network_for(settings.pretrained).build(len(load_charset(settings.charset)) + 1)
         best = os.path.join(local_dir, "best_accuracy.pth")
         if os.path.exists(best):
-            model.load_state_dict({k.removeprefix("module."): v for k, v in torch.load(best, weights_only=True).items()})
+            state = torch.load(best, weights_only=True)
+            model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
         logged = finish_run(tracking, local_dir, model, result)
     except BaseException:
         end_failed()

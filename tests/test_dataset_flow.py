@@ -8,6 +8,7 @@ import pytest
 from conftest import FONTS, read_lmdb
 from flows.dataset import dataset_flow
 from hwocr.errors import HwocrError
+from tasks.lmdb_pack import PackResult
 
 pytestmark = [pytest.mark.usefixtures("prefect"), pytest.mark.slow]  # see pyproject.toml's markers
 
@@ -26,6 +27,12 @@ def test_same_dataset_bytes_for_any_shard_layout(tmp_path, make_config):
     assert a["splits"]["train"]["samples"] == 48 and a["splits"]["train"]["per_font"] == {
         "Nanum Pen Script Regular": 24, "UnPilgi Regular": 24}
     assert os.path.exists(a["contact_sheet"])
+    # The LMDB's pack result names the font of every sample (evaluation reads it there, not from paths), and the
+    # fonts alternate image by image.
+    packed = PackResult.model_validate_json((tmp_path / "a" / "lmdb" / "train" / "hwocr.json").read_text())
+    names = [packed.fonts[i]["name"] for i in packed.sample_fonts]
+    assert len(names) == 48 and set(names[:2]) == {"Nanum Pen Script Regular", "UnPilgi Regular"}
+    assert names.count("UnPilgi Regular") == 24
 
 
 def test_only_changed_stages_run(tmp_path, make_config):

@@ -6,9 +6,9 @@ import shutil
 
 from hwocr import hashing
 from models.charset import BUILTIN, load_charset
+from models.settings import TrainSettings
 from tasks.stage import stage_key
 from tasks.train import CODE_VERSION, train_reads
-from models.settings import TrainSettings
 
 
 def write(path, text):

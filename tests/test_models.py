@@ -10,8 +10,16 @@ from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.codec import CTCCodec
 from models.crnn import KEY_LAYOUT, Model, init_weights
-from models.pretrained import (GEN2, KOREAN_G2, load_pretrained, load_state_dict, md5_file, network_for,
-                               resolve_pretrained, save_checkpoint_state)
+from models.pretrained import (
+    GEN2,
+    KOREAN_G2,
+    load_pretrained,
+    load_state_dict,
+    md5_file,
+    network_for,
+    resolve_pretrained,
+    save_checkpoint_state,
+)
 
 
 @pytest.fixture(scope="module")

@@ -57,9 +57,10 @@ def _imports(path: str, root: str) -> set[str]:
     return {f for n in names if (f := _module_file(n, root))}
 
 
-def code_version(*files: str, distributions: tuple[str, ...] = (), root: str = ROOT) -> str:
+def code_version(*files: str, libraries: tuple[str, ...] = (), root: str = ROOT) -> str:
     """The code version of a cache key: the source of the given files and of every project module they import,
-    transitively, plus the installed versions of the named distributions. Derived, so no list can miss a helper."""
+    transitively, plus the installed version of each library (by import name: whichever distribution provides it,
+    e.g. cv2 from opencv-python-headless). Derived, so no list can miss a helper."""
     seen, todo = set(), [os.path.abspath(f) for f in files]
     while todo:
         path = todo.pop()
@@ -71,6 +72,8 @@ def code_version(*files: str, distributions: tuple[str, ...] = (), root: str = R
         h.update(os.path.relpath(path, root).encode("utf-8") + b"\0")
         with open(path, "rb") as f:
             h.update(f.read() + b"\0")
-    for name in distributions:
-        h.update(f"{name}=={importlib.metadata.version(name)}\0".encode())
+    provides = importlib.metadata.packages_distributions() if libraries else {}
+    for name in libraries:
+        for dist in sorted(provides.get(name, [name])):
+            h.update(f"{name}:{dist}=={importlib.metadata.version(dist)}\0".encode())
     return h.hexdigest()[:16]

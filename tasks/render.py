@@ -17,8 +17,6 @@ import threading
 from fractions import Fraction
 from typing import Literal
 
-import cv2
-import PIL
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
@@ -31,8 +29,7 @@ from synth.font_pool import FontPoolSettings, largest_remainder
 from synth.fonts import DEFAULT_FONTS, PRINT_FONTS
 from tasks.stage import StageResult, retry_transient, stage, stage_key
 
-CODE_VERSION = (hashing.code_version(trdg_driver.__file__, distributions=("trdg",)) + f"-pil{PIL.__version__}"
-                + f"-cv{cv2.__version__}")
+CODE_VERSION = hashing.code_version(trdg_driver.__file__, libraries=("trdg", "PIL", "cv2", "numpy"))
 PIECE_IMAGES = 256
 
 

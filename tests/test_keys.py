@@ -34,7 +34,7 @@ def test_a_helper_the_stage_imports_changes_its_code_version(tmp_path):
     assert deep != version
     write(f"{root}/tasks/helper.py", "X = 2\n")  # `from tasks import helper`
     assert hashing.code_version(f"{root}/tasks/stage.py", root=root) not in (version, deep)
-    assert hashing.code_version(f"{root}/tasks/stage.py", distributions=("trdg",), root=root) != deep
+    assert hashing.code_version(f"{root}/tasks/stage.py", libraries=("trdg",), root=root) != deep
 
 
 def test_the_real_stages_cover_their_helpers():
@@ -42,7 +42,10 @@ def test_the_real_stages_cover_their_helpers():
     from tasks import render, train
 
     assert len(train.CODE_VERSION) == 16 and train.CODE_VERSION != hashing.code_version(train.__file__)
-    assert render.CODE_VERSION.split("-")[0] != hashing.code_version(render.trdg_driver.__file__)  # + trdg
+    assert render.CODE_VERSION != hashing.code_version(render.trdg_driver.__file__)  # + trdg, Pillow, OpenCV, numpy
+    # A library enters by import name, whichever distribution provides it (opencv-python or its headless build).
+    assert hashing.code_version(render.trdg_driver.__file__, libraries=("cv2",)) not in (
+        render.CODE_VERSION, hashing.code_version(render.trdg_driver.__file__))
 
 
 def key(**settings):

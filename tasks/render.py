@@ -155,7 +155,6 @@ class ShardSpec(BaseModel):
     """One render_shard call: a font, a split and an index range, with its content key and URL."""
 
     split: str
-    font_url: str
     font_path: str
     font_sha: str
     font_name: str
@@ -192,7 +191,7 @@ def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]],
                          "covered": hashing.digest(font["covered"]), "split": split, "start": start}
                 key = stage_key("render_shard", CODE_VERSION, reads)
                 specs.append(ShardSpec(
-                    split=split, font_url=font["url"], font_path=font["path"], font_sha=font["sha256"],
+                    split=split, font_path=font["path"], font_sha=font["sha256"],
                     font_name=font["name"], covered=font["covered"], start=start,
                     stop=min(start + chunk, n_font), reads=reads,
                     url=layout.shard(split, key), words_url=words["url"], settings=pixels,

@@ -9,7 +9,7 @@ import torch
 from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.codec import CTCCodec
-from models.crnn import KEY_LAYOUT, Model, init_weights
+from models.crnn import Model, init_weights
 from models.pretrained import (
     GEN2,
     KOREAN_G2,
@@ -20,6 +20,56 @@ from models.pretrained import (
     resolve_pretrained,
     save_checkpoint_state,
 )
+
+# The state_dict of EasyOCR's korean_g2 (its record's sizes, 1009 classes), without the `module.` prefix of its
+# DataParallel checkpoint.
+# Written out rather than derived from Model so that it can check Model.
+KEY_LAYOUT: list[tuple[str, tuple[int, ...]]] = [
+    ("FeatureExtraction.ConvNet.0.weight", (32, 1, 3, 3)),
+    ("FeatureExtraction.ConvNet.0.bias", (32,)),
+    ("FeatureExtraction.ConvNet.3.weight", (64, 32, 3, 3)),
+    ("FeatureExtraction.ConvNet.3.bias", (64,)),
+    ("FeatureExtraction.ConvNet.6.weight", (128, 64, 3, 3)),
+    ("FeatureExtraction.ConvNet.6.bias", (128,)),
+    ("FeatureExtraction.ConvNet.8.weight", (128, 128, 3, 3)),
+    ("FeatureExtraction.ConvNet.8.bias", (128,)),
+    ("FeatureExtraction.ConvNet.11.weight", (256, 128, 3, 3)),
+    ("FeatureExtraction.ConvNet.12.weight", (256,)),
+    ("FeatureExtraction.ConvNet.12.bias", (256,)),
+    ("FeatureExtraction.ConvNet.12.running_mean", (256,)),
+    ("FeatureExtraction.ConvNet.12.running_var", (256,)),
+    ("FeatureExtraction.ConvNet.12.num_batches_tracked", ()),
+    ("FeatureExtraction.ConvNet.14.weight", (256, 256, 3, 3)),
+    ("FeatureExtraction.ConvNet.15.weight", (256,)),
+    ("FeatureExtraction.ConvNet.15.bias", (256,)),
+    ("FeatureExtraction.ConvNet.15.running_mean", (256,)),
+    ("FeatureExtraction.ConvNet.15.running_var", (256,)),
+    ("FeatureExtraction.ConvNet.15.num_batches_tracked", ()),
+    ("FeatureExtraction.ConvNet.18.weight", (256, 256, 2, 2)),
+    ("FeatureExtraction.ConvNet.18.bias", (256,)),
+    ("SequenceModeling.0.rnn.weight_ih_l0", (1024, 256)),
+    ("SequenceModeling.0.rnn.weight_hh_l0", (1024, 256)),
+    ("SequenceModeling.0.rnn.bias_ih_l0", (1024,)),
+    ("SequenceModeling.0.rnn.bias_hh_l0", (1024,)),
+    ("SequenceModeling.0.rnn.weight_ih_l0_reverse", (1024, 256)),
+    ("SequenceModeling.0.rnn.weight_hh_l0_reverse", (1024, 256)),
+    ("SequenceModeling.0.rnn.bias_ih_l0_reverse", (1024,)),
+    ("SequenceModeling.0.rnn.bias_hh_l0_reverse", (1024,)),
+    ("SequenceModeling.0.linear.weight", (256, 512)),
+    ("SequenceModeling.0.linear.bias", (256,)),
+    ("SequenceModeling.1.rnn.weight_ih_l0", (1024, 256)),
+    ("SequenceModeling.1.rnn.weight_hh_l0", (1024, 256)),
+    ("SequenceModeling.1.rnn.bias_ih_l0", (1024,)),
+    ("SequenceModeling.1.rnn.bias_hh_l0", (1024,)),
+    ("SequenceModeling.1.rnn.weight_ih_l0_reverse", (1024, 256)),
+    ("SequenceModeling.1.rnn.weight_hh_l0_reverse", (1024, 256)),
+    ("SequenceModeling.1.rnn.bias_ih_l0_reverse", (1024,)),
+    ("SequenceModeling.1.rnn.bias_hh_l0_reverse", (1024,)),
+    ("SequenceModeling.1.linear.weight", (256, 512)),
+    ("SequenceModeling.1.linear.bias", (256,)),
+    ("Prediction.weight", (1009, 256)),
+    ("Prediction.bias", (1009,)),
+]
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,8 @@ def build_dataset(config: PipelineConfig) -> dict:
     if config.runner == "local":
         warm_pool(workers)
     results = result_storage(config.results_url())
-    render, assemble, pack = (t.with_options(result_storage=results) for t in (render_shard, assemble_gt, pack_lmdb))
+    render, assemble, pack, sheet_of, effects_of = (t.with_options(result_storage=results) for t in (
+        render_shard, assemble_gt, pack_lmdb, contact_sheet, effects_sheet))
     try:
         words = prepare_words(r, layout)
         fonts = survey_fonts(r, words)
@@ -101,9 +102,9 @@ def build_dataset(config: PipelineConfig) -> dict:
         gts = {split: assemble.submit(layout, split, shards[split], font_counts(specs, split), r.charset,
                                       r.batch_max_length) for split in r.splits()}
         packs = {split: pack.submit(gts[split], layout.lmdb(split), config.pack) for split in gts}
-        sheet = contact_sheet.submit(gts["train"], layout.contact_sheet, label_font=fonts["fonts"][0]["path"])
+        sheet = sheet_of.submit(gts["train"], layout.contact_sheet, label_font=fonts["fonts"][0]["path"])
         every_font = fonts["fonts"] + [{**f, "held_out": True} for f in fonts["test_fonts"]]
-        fonts_sheet = effects_sheet.submit(every_font, words["url"], r.pixel_settings(),
+        fonts_sheet = effects_of.submit(every_font, words["url"], r.pixel_settings(),
                                            r.effects.model_dump(mode="json"), r.glyph_jitter.model_dump(mode="json"),
                                            layout.fonts_sheet)
         splits = {}
@@ -120,7 +121,7 @@ def build_dataset(config: PipelineConfig) -> dict:
             shards={"total": len(specs), "rendered": len(specs) - cached, "cached": cached},
             stages={split: {"assemble_gt": "cached" if was_cached(gts[split]) else "ran",
                             "pack_lmdb": "cached" if was_cached(packs[split]) else "ran"} for split in gts},
-            contact_sheet=sheet.result(), fonts_effects_sheet=fonts_sheet.result(),
+            contact_sheet=sheet.result().url, fonts_effects_sheet=fonts_sheet.result().url,
             fonts=[_font(f) for f in fonts["fonts"]], test_fonts=[_font(f) for f in fonts["test_fonts"]],
             regression_fonts=[_font(f) for f in fonts["regression_fonts"]],
             fonts_skipped=fonts["skipped"],

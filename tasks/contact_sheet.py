@@ -7,11 +7,22 @@ import io
 import os
 
 from PIL import Image, ImageDraw, ImageFont
-from prefect import task
 
-from hwocr import storage
+from hwocr import hashing, storage
 from tasks.gt import GtResult
 from tasks.lmdb_pack import read_gt
+from tasks.stage import StageResult, stage
+
+CODE_VERSION = hashing.code_version(__file__, libraries=("trdg", "PIL", "cv2", "numpy"))
+
+
+class SheetResult(StageResult):
+    """A picture for people to check by eye."""
+
+    url: str
+
+    def complete(self) -> bool:
+        return storage.exists(self.url)
 
 LABEL_FONTS = [
     "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
@@ -27,7 +38,7 @@ def _label_font(size: int, fallback: str | None):
 
 
 def contact_sheet_fn(gt: GtResult, out_url: str, samples: int = 48, columns: int = 3,
-                     label_font: str | None = None) -> str:
+                     label_font: str | None = None) -> SheetResult:
     rows = read_gt(gt.gt)[:samples]
     cell_w, img_h, label_w = 260, 64, 200
     font = _label_font(22, label_font)
@@ -47,14 +58,23 @@ def contact_sheet_fn(gt: GtResult, out_url: str, samples: int = 48, columns: int
     buf = io.BytesIO()
     sheet.save(buf, "PNG")
     storage.write_bytes(out_url, buf.getvalue())
-    return out_url
+    return SheetResult(url=out_url)
 
 
-contact_sheet = task(contact_sheet_fn, name="contact_sheet", retries=1)
+def _marker(key: str, out_url: str, **_) -> str:
+    return out_url.removesuffix(".png") + ".json"
+
+
+contact_sheet = stage(
+    name="contact_sheet", code=CODE_VERSION, result=SheetResult,
+    key=lambda gt, out_url, samples=48, columns=3, label_font=None: {
+        "gt": gt.key, "samples": samples, "columns": columns, "label_font": label_font},
+    marker=_marker, retries=1,
+)(contact_sheet_fn)
 
 
 def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: dict, glyph_jitter: dict,
-                     out_url: str, seed: int = 0) -> str:
+                     out_url: str, seed: int = 0) -> SheetResult:
     """One row per font (training fonts, then held-out ones), one column per render effect beside the plain render.
 
     Each effect is shown alone, at probability 1 and the strength in settings (enabled or not), on the same word and
@@ -97,7 +117,14 @@ def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: d
     buf = io.BytesIO()
     sheet.save(buf, "PNG")
     storage.write_bytes(out_url, buf.getvalue())
-    return out_url
+    return SheetResult(url=out_url)
 
 
-effects_sheet = task(effects_sheet_fn, name="effects_sheet", retries=1)
+effects_sheet = stage(
+    name="effects_sheet", code=CODE_VERSION, result=SheetResult,
+    # The words file is named by its content; fonts by theirs.
+    key=lambda fonts, words_url, pixels, effects, glyph_jitter, out_url, seed=0: {
+        "fonts": [(f["sha256"], f["name"], f["covered"], bool(f.get("held_out"))) for f in fonts],
+        "words": words_url, "pixels": pixels, "effects": effects, "glyph_jitter": glyph_jitter, "seed": seed},
+    marker=_marker, retries=1,
+)(effects_sheet_fn)

@@ -7,7 +7,6 @@ Plain PyTorch + PIL + numpy (no torchvision, no Prefect). The layout is deep-tex
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import math
 import os
@@ -22,6 +21,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hwocr import hashing
 from hwocr.errors import HwocrError
 from models import easyocr_compat
 
@@ -267,19 +267,6 @@ def check_ratios(ratios: Sequence[float], n_datasets: int) -> list[float]:
     return values
 
 
-def _derive_seed(tag: str, *parts: int) -> int:
-    digest = hashlib.sha256(":".join([tag, *map(str, parts)]).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def _sample_seed(seed: int, dataset: int, epoch: int, index: int) -> int:
-    return _derive_seed("hwocr-augment", seed, dataset, epoch, index)
-
-
-def _epoch_seed(seed: int, epoch: int, dataset: int) -> int:
-    return _derive_seed("hwocr-mixed", seed, epoch, dataset)
-
-
 BUCKET_WINDOW = 32  # batches sorted by width together: wider windows pad less and mix lengths less
 
 
@@ -344,7 +331,7 @@ class MixedLoader:
         epoch = self._epoch[d]
         cached = self._perms.get(d)
         if cached is None or cached[0] != epoch:
-            g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, d))
+            g = torch.Generator().manual_seed(hashing.seed("hwocr-mixed", self.seed, epoch, d))
             order = torch.randperm(self.lengths[d], generator=g).tolist()
             widths = getattr(self.datasets[d], "widths", None)
             if widths and min(widths) != max(widths):  # natural-width inputs: batches of one width, little padding
@@ -377,7 +364,8 @@ class MixedLoader:
             batch = [self.datasets[d][i] for d, i, _ in indices]
         else:
             # Seeded by (seed, dataset, epoch, sample): every epoch sees new variants, and a resumed run the same.
-            batch = [self.datasets[d].sample(i, self.augment, _sample_seed(self.seed, d, e, i)) for d, i, e in indices]
+            batch = [self.datasets[d].sample(i, self.augment, hashing.seed("hwocr-augment", self.seed, d, e, i))
+                     for d, i, e in indices]
         return [(pad_to(x, width), label) for x, label in batch]
 
     # -- iteration -----------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--result", required=True, help="where rank 0 writes the summary JSON")
     args = p.parse_args(argv)
 
+    from hwocr import storage
     from hwocr.errors import HwocrError
     from models.settings import TrainSettings
     from models.trainer import train
@@ -42,10 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr, flush=True)
         return 2
     if rank == 0:
-        tmp = f"{args.result}.tmp-{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(result, f, ensure_ascii=False)
-        os.replace(tmp, args.result)
+        storage.write_text(args.result, json.dumps(result, ensure_ascii=False))
     return 0
 
 

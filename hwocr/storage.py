@@ -176,20 +176,29 @@ def read_json(url: str) -> dict | None:
         return None
 
 
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+    """A temp path beside the local `path` to write (a file or a folder): renamed onto `path` when the block ends
+    without error, removed when it fails, so readers see the old content or the new one, never a part."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isdir(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def write_bytes(url: str, data: bytes) -> None:
     """Write a whole file so that readers see the old content or the new one, never a part."""
     fs, path = url_to_fs(url)
     if is_local(url):
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}{TMP_MARK}{uuid.uuid4().hex[:8]}"
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.remove(tmp)
-            raise
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(data)
     else:
         # A single PUT is atomic on object stores.
         fs.pipe_file(path, data)
@@ -302,37 +311,39 @@ def staged_dir(url: str, last: str = "manifest.json") -> Iterator[str]:
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hwocr")
 
 
-def local_copy(url: str, kind: str, key: str | None = None) -> str:
+def identity(url: str) -> str:
+    """A digest of url and the store's own fingerprint of the object there now (ETag, or size and time: one
+    metadata request): another when the object is replaced at the same URL."""
+    fs, path = url_to_fs(url)
+    try:
+        return hashlib.sha256(f"{url}\n{fs.ukey(path)}".encode()).hexdigest()
+    except FileNotFoundError:
+        raise HwocrError(f"{url}: no such file or folder") from None
+
+
+def local_copy(url: str, kind: str, key: str | None = None, *, folder: str | None = None,
+               download: bool = True) -> str:
     """A local path for url (a file or a folder): itself when local, else a copy fetched once into
-    ~/.cache/hwocr/<kind>/<key>. The copy is staged under a temp name and renamed, so a partial fetch is never
-    mistaken for a whole one. `key` must change when the content does (a content digest); without one, the URL
-    and the store's own fingerprint of the object (ETag or size and time, one metadata request) stand in."""
+    `folder` (~/.cache/hwocr/<kind> by default) under `key`. The copy is staged under a temp name and renamed, so a
+    partial fetch is never mistaken for a whole one. `key` must change when the content does (a content digest);
+    without one, identity(url) stands in. With download off, a copy not yet cached is an error."""
     if is_local(url):
         return local_path(url)
     fs, path = url_to_fs(url)
-    if key is None:
-        try:
-            key = hashlib.sha256(f"{url}\n{fs.ukey(path)}".encode()).hexdigest()
-        except FileNotFoundError:
-            raise HwocrError(f"{url}: no such file or folder") from None
-    dest = os.path.join(CACHE_DIR, kind, key)
+    folder = folder or os.path.join(CACHE_DIR, kind)
+    dest = os.path.join(folder, key or identity(url))
     if os.path.exists(dest):
         return dest
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    part = f"{dest}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    if not download:
+        raise HwocrError(f"{url}: not cached in {folder} and downloading is off")
     try:
-        if fs.isdir(path):
-            fs.get(path.rstrip("/") + "/", part, recursive=True)
-        else:
-            fs.get(path, part)
-        os.replace(part, dest)
+        with atomic_path(dest) as part:
+            if fs.isdir(path):
+                fs.get(path.rstrip("/") + "/", part, recursive=True)
+            else:
+                fs.get(path, part)
     except FileNotFoundError:
         raise HwocrError(f"{url}: no such file or folder") from None
-    finally:
-        if os.path.isdir(part):
-            shutil.rmtree(part, ignore_errors=True)
-        elif os.path.exists(part):
-            os.remove(part)
     return dest
 
 

@@ -7,7 +7,6 @@ Plain PyTorch + PIL + numpy (no torchvision, no Prefect). The layout is deep-tex
 from __future__ import annotations
 
 import collections
-import hashlib
 import io
 import math
 import os
@@ -22,8 +21,10 @@ import numpy as np
 import torch
 from PIL import Image
 
+from hwocr import hashing
 from hwocr.errors import HwocrError
 from models import easyocr_compat
+from synth.labels import label_problem
 
 MODES = ("easyocr", "pad", "stretch")
 _BICUBIC = Image.Resampling.BICUBIC
@@ -182,10 +183,11 @@ class LmdbDataset(torch.utils.data.Dataset):
                     label = unicodedata.normalize("NFC", value.decode("utf-8"))
                 except UnicodeDecodeError:
                     raise HwocrError(f"{self.root}: label-{index:09d} is not UTF-8") from None
-                if len(label) > batch_max_length:
-                    self.dropped["too_long"] += 1
-                elif not allowed.issuperset(label):
-                    self.dropped["out_of_charset"] += 1
+                # An empty label stays, as in the benchmark (an all-blank target); the loader counts two kinds of
+                # drop, so a control character counts as out of the set.
+                problem = label_problem(label, allowed, batch_max_length) if label else None
+                if problem:
+                    self.dropped["too_long" if problem == "too_long" else "out_of_charset"] += 1
                 else:
                     width = self._width(txn, index) if mode == "easyocr" else img_w
                     if width > max_width:
@@ -267,19 +269,6 @@ def check_ratios(ratios: Sequence[float], n_datasets: int) -> list[float]:
     return values
 
 
-def _derive_seed(tag: str, *parts: int) -> int:
-    digest = hashlib.sha256(":".join([tag, *map(str, parts)]).encode()).digest()
-    return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
-
-
-def _sample_seed(seed: int, dataset: int, epoch: int, index: int) -> int:
-    return _derive_seed("hwocr-augment", seed, dataset, epoch, index)
-
-
-def _epoch_seed(seed: int, epoch: int, dataset: int) -> int:
-    return _derive_seed("hwocr-mixed", seed, epoch, dataset)
-
-
 BUCKET_WINDOW = 32  # batches sorted by width together: wider windows pad less and mix lengths less
 
 
@@ -344,7 +333,7 @@ class MixedLoader:
         epoch = self._epoch[d]
         cached = self._perms.get(d)
         if cached is None or cached[0] != epoch:
-            g = torch.Generator().manual_seed(_epoch_seed(self.seed, epoch, d))
+            g = torch.Generator().manual_seed(hashing.seed("hwocr-mixed", self.seed, epoch, d))
             order = torch.randperm(self.lengths[d], generator=g).tolist()
             widths = getattr(self.datasets[d], "widths", None)
             if widths and min(widths) != max(widths):  # natural-width inputs: batches of one width, little padding
@@ -377,7 +366,8 @@ class MixedLoader:
             batch = [self.datasets[d][i] for d, i, _ in indices]
         else:
             # Seeded by (seed, dataset, epoch, sample): every epoch sees new variants, and a resumed run the same.
-            batch = [self.datasets[d].sample(i, self.augment, _sample_seed(self.seed, d, e, i)) for d, i, e in indices]
+            batch = [self.datasets[d].sample(i, self.augment, hashing.seed("hwocr-augment", self.seed, d, e, i))
+                     for d, i, e in indices]
         return [(pad_to(x, width), label) for x, label in batch]
 
     # -- iteration -----------------------------------------------------------------------------------------

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import os
 import shutil
 import tempfile
 import urllib.request
-import uuid
 import zipfile
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from hwocr import hashing
+from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from models.crnn import Model
 
@@ -75,7 +75,6 @@ CRAFT = Builtin("craft", "craft_mlt_25k.pth", "2f8227d2def4037cdb3b34389dcf9ec1"
                 "https://github.com/JaidedAI/EasyOCR/releases/download/pre-v1.1.6/craft_mlt_25k.zip", **EN_PACKAGE)
 KOREAN_G2 = BUILTINS["korean_g2"]
 EASYOCR_DIR = os.path.join(os.path.expanduser("~"), ".EasyOCR", "model")
-URL_CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hwocr", "pretrained")
 HEAD = ("Prediction.weight", "Prediction.bias")
 PREFIX = "module."
 
@@ -139,59 +138,28 @@ def _builtin(b: Builtin, cache_dir: str | None, download: bool) -> str:
         raise HwocrError(f"pretrained {b.name}: {dest} does not exist and downloading is off; {how}")
     try:
         os.makedirs(folder, exist_ok=True)
-        # The temp folder sits next to dest so that the final rename stays on one filesystem (atomic).
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".tmp-") as tmp:
-            zpath = os.path.join(tmp, b.name + ".zip")
-            with urllib.request.urlopen(b.url, timeout=60) as src, open(zpath, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            with zipfile.ZipFile(zpath) as z:
+        with tempfile.TemporaryFile(dir=folder) as zfile:
+            with urllib.request.urlopen(b.url, timeout=60) as src:
+                shutil.copyfileobj(src, zfile)
+            with zipfile.ZipFile(zfile) as z:
                 member = next((n for n in z.namelist() if os.path.basename(n) == b.filename), None)
                 if member is None:
                     raise zipfile.BadZipFile(f"no {b.filename} in the archive")
-                part = os.path.join(tmp, b.filename)
-                with z.open(member) as src, open(part, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-            _check_md5(part, b, how)
-            os.replace(part, dest)
+                with storage.atomic_path(dest) as part:
+                    with z.open(member) as src, open(part, "wb") as dst:
+                        shutil.copyfileobj(src, dst)
+                    _check_md5(part, b, how)
     except (OSError, zipfile.BadZipFile) as e:  # urllib's URLError is an OSError
         raise HwocrError(f"pretrained {b.name}: download of {b.url} failed ({e}); {how}") from None
     return dest
 
 
-def _fetch_url(url: str, cache_dir: str | None, download: bool) -> str:
-    import fsspec
-
-    folder = cache_dir or URL_CACHE_DIR
-    # Named by the object's identity too: a checkpoint replaced at the same URL is fetched again.
-    dest = os.path.join(folder, pretrained_digest(url)[len("remote:"):] + ".pth")
-    if os.path.exists(dest):
-        return dest
-    if not download:
-        raise HwocrError(f"pretrained weights {url}: not cached in {folder} and downloading is off")
-    os.makedirs(folder, exist_ok=True)
-    part = f"{dest}.tmp-{uuid.uuid4().hex}"
+@contextlib.contextmanager
+def _remote_errors(url: str, what: str):
     try:
-        with fsspec.open(url, "rb") as src, open(part, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        os.replace(part, dest)
+        yield
     except (OSError, ValueError, ImportError) as e:  # ValueError/ImportError: unknown or uninstalled protocol
-        raise HwocrError(f"pretrained weights {url}: cannot be fetched ({type(e).__name__}: {e})") from None
-    finally:
-        if os.path.exists(part):
-            os.remove(part)
-    return dest
-
-
-def _remote_identity(url: str) -> str:
-    """The store's key for the object at url now (S3's ETag, size and mtime elsewhere): a replaced file gets
-    another, without downloading it."""
-    import fsspec
-
-    try:
-        fs, path = fsspec.core.url_to_fs(url)
-        return fs.ukey(path)
-    except (OSError, ValueError, ImportError) as e:
-        raise HwocrError(f"pretrained weights {url}: cannot be read ({type(e).__name__}: {e})") from None
+        raise HwocrError(f"pretrained weights {url}: cannot be {what} ({type(e).__name__}: {e})") from None
 
 
 def pretrained_digest(spec: str) -> str:
@@ -202,7 +170,8 @@ def pretrained_digest(spec: str) -> str:
     if spec in BUILTINS:
         return "md5:" + BUILTINS[spec].md5
     if "://" in spec:
-        return "remote:" + hashlib.sha256(f"{spec}\0{_remote_identity(spec)}".encode()).hexdigest()
+        with _remote_errors(spec, "read"):
+            return "remote:" + storage.identity(spec)
     return "sha256:" + hashing.sha256_url(resolve_pretrained(spec))
 
 
@@ -214,7 +183,9 @@ def resolve_pretrained(spec: str, cache_dir: str | None = None, download: bool =
     if spec in BUILTINS:
         return _builtin(BUILTINS[spec], cache_dir, download)
     if "://" in spec:
-        return _fetch_url(spec, cache_dir, download)
+        # Cached by the object's identity: a checkpoint replaced at the same URL is fetched again.
+        with _remote_errors(spec, "fetched"):
+            return storage.local_copy(spec, "pretrained", folder=cache_dir, download=download)
     path = os.path.expanduser(spec)
     if not os.path.isfile(path):
         raise HwocrError(f"pretrained weights {spec!r}: no such file (expected 'none', "

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from hwocr import storage
 from hwocr.errors import HwocrError
 from models import distributed, easyocr_compat, metrics
 from models.charset import load_charset
@@ -53,12 +54,6 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     if precision == "auto":
         return torch.float16 if device.type == "cuda" else None
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-
-
-def atomic_save(obj, path: str) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def build_model(s: TrainSettings, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, dict]:
@@ -296,7 +291,8 @@ def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str,
     model, report = build_model(s, codec, log)
     start_path = os.path.join(out_dir, START)
     if s.pretrained != "none" and world.main and not os.path.exists(start_path):
-        atomic_save(save_checkpoint_state(model), start_path)  # the start, head remapped: scored beside the result
+        with storage.atomic_path(start_path) as tmp:  # the start, head remapped: scored beside the result
+            torch.save(save_checkpoint_state(model), tmp)
     model.to(device)
     model.FeatureExtraction.recompute = s.recompute_layers
     if s.channels_last:
@@ -328,10 +324,11 @@ def resume(t: Trainer, log: Callable[[str], None]) -> TrainState:
 
 def save(t: Trainer, state: TrainState, elapsed_s: float) -> None:
     state.saved_at = state.iteration
-    atomic_save({"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(), "scaler": t.scaler.state_dict(),
-                 "loader": t.loader.state_dict(), "rng": _rng_state(), "iteration": state.iteration,
-                 "best": state.best, "history": state.history, "elapsed_s": elapsed_s,
-                 "charset": t.codec.charset, "settings": t.s.model_dump()}, t.last_path)
+    with storage.atomic_path(t.last_path) as tmp:
+        torch.save({"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+                    "scaler": t.scaler.state_dict(), "loader": t.loader.state_dict(), "rng": _rng_state(),
+                    "iteration": state.iteration, "best": state.best, "history": state.history,
+                    "elapsed_s": elapsed_s, "charset": t.codec.charset, "settings": t.s.model_dump()}, tmp)
 
 
 def next_batch(t: Trainer) -> tuple[torch.Tensor, list[str]]:
@@ -384,7 +381,8 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
         for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
             if result[name] > state.best[name]:
                 state.best[name] = result[name]
-                atomic_save(save_checkpoint_state(t.model), os.path.join(t.out_dir, file))
+                with storage.atomic_path(os.path.join(t.out_dir, file)) as tmp:
+                    torch.save(save_checkpoint_state(t.model), tmp)
         best = state.best
         log(f"[{it}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
             f"Elapsed_time: {time.monotonic() - started:0.1f}\n"

@@ -9,7 +9,6 @@ on a light background; every effect keeps the mode and size, except pad_crop, wh
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable
 from typing import Any, Literal
@@ -18,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from hwocr import hashing
 
 # Application order: the pen first (stroke width, ink), then the hand (elastic), then framing (pad_crop),
 # then the paper under the whole frame, padding included, and last the camera or scanner (blur, JPEG).
@@ -204,13 +205,8 @@ class EffectsSettings(BaseModel):
         return cls.model_validate(data)
 
 
-def stable_hash(name: str) -> int:
-    """A 64-bit hash of name that, unlike hash(), is the same in every process."""
-    return int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
-
-
 def effect_rng(seed: int, name: str) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, stable_hash(name)]))
+    return np.random.default_rng(np.random.SeedSequence([seed, hashing.seed(name)]))
 
 
 def _to_uint8(a: np.ndarray) -> np.ndarray:

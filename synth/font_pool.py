@@ -13,9 +13,9 @@ import functools
 import logging
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from fractions import Fraction
-from typing import Annotated, Literal
+from typing import Annotated, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -340,6 +340,29 @@ def probe_hangul(path: str, probe: str = HANGUL_PROBE) -> int:
     return _probe_cached(_stat_key(path), probe)
 
 
+T = TypeVar("T")
+
+
+def leak(train: Sequence[T], test: Sequence[T], family: Callable[[T], str | None], content: Callable[[T], str],
+         held: Collection[str] = ()) -> tuple[str, T, T | None] | None:
+    """The first training font that would leak into the test score, as ("family", train font, a test font of its
+    family or None for a group in held) or ("content", train font, test font with the same bytes); None if none.
+    family(font) is None for a font of no known family."""
+    test_family: dict[str, T] = {}
+    for t in test:
+        if (g := family(t)) is not None:
+            test_family.setdefault(g, t)
+    for p in train:
+        g = family(p)
+        if g is not None and (g in test_family or g in held):
+            return "family", p, test_family.get(g)
+    test_content: dict[str, T] = {}
+    for t in test if train else ():  # hashing only when there is something to compare
+        test_content.setdefault(content(t), t)
+    for p in train:
+        if (twin := test_content.get(content(p))) is not None:
+            return "content", p, twin
+    return None
 
 
 def check_pool(pool: Mapping[str, Sequence[PoolFont]], settings: FontPoolSettings | None = None,
@@ -362,29 +385,38 @@ def check_pool(pool: Mapping[str, Sequence[PoolFont]], settings: FontPoolSetting
                 f"font file {p.path} does not exist (catalogue file {p.file}, family_group {p.family_group}); "
                 f"install it with `apt-get install {p.package}` or drop it from the catalogue")
 
-    test_groups = {p.family_group for p in test}
     held = set(settings.held_out_groups) if settings is not None else set()
-    for p in train:
-        if p.family_group in test_groups or p.family_group in held:
-            raise FontPoolError(
-                f"held-out family_group {p.family_group!r} is also in training: font file {p.path}; "
-                "a held-out group must be kept out of training entirely")
-    test_sha = {}
-    for p in test if train else ():
-        test_sha.setdefault(font_sha256(p.path), p)
-    for p in train:
-        twin = test_sha.get(font_sha256(p.path))
-        if twin is not None:
-            raise FontPoolError(
-                f"training font file {p.path} has the same content (sha256 {font_sha256(p.path)[:12]}) as held-out "
-                f"test font file {twin.path} (family_group {twin.family_group!r}); the test font would leak into "
-                "training")
+    found = leak(train, test, lambda p: p.family_group, lambda p: font_sha256(p.path), held)
+    if found and found[0] == "family":
+        p = found[1]
+        raise FontPoolError(
+            f"held-out family_group {p.family_group!r} is also in training: font file {p.path}; "
+            "a held-out group must be kept out of training entirely")
+    if found:
+        _, p, twin = found
+        raise FontPoolError(
+            f"training font file {p.path} has the same content (sha256 {font_sha256(p.path)[:12]}) as held-out "
+            f"test font file {twin.path} (family_group {twin.family_group!r}); the test font would leak into "
+            "training")
 
     for p in train + test:
         if probe_hangul(p.path, probe) == 0:
             raise FontPoolError(
                 f"font file {p.path} is tagged {p.style} but draws none of the Hangul probe syllables "
                 f"{probe!r} (it only draws the missing-glyph box): it lacks Hangul")
+
+
+def check_held_out_families(train: list[dict], test: list[dict], catalogue: str | None = None) -> None:
+    """A held-out font whose family (by the font catalogue) or file content is also in training would inflate the
+    test score: refuse it."""
+    group = {os.path.realpath(e.file if os.path.isabs(e.file) else os.path.join(DEFAULT_ROOT, e.file)): e.family_group
+             for e in load_catalogue(catalogue)}
+    found = leak(train, test, lambda f: group.get(os.path.realpath(f["path"])), lambda f: f["sha256"])
+    if found:
+        _, twin, f = found
+        how = "the same file" if twin["sha256"] == f["sha256"] else "a font of the same family"
+        raise HwocrError(f"held-out font {f['url']} ({f['name']}) is {how} as training font {twin['url']} "
+                         f"({twin['name']}): its test score would be inflated; hold out the whole family")
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -407,20 +439,6 @@ def largest_remainder(total: int, weights: list[Fraction], names: list[str]) -> 
 
 __all__ = [
     "BUNDLED_CATALOGUE", "DEFAULT_ROOT", "HANGUL_PROBE", "FontEntry", "FontPoolError", "FontPoolSettings", "PoolFont",
-    "check_pool", "font_sha256", "largest_remainder", "load_catalogue", "probe_hangul", "select_pool",
+    "check_held_out_families", "check_pool", "font_sha256", "largest_remainder", "leak", "load_catalogue",
+    "probe_hangul", "select_pool",
 ]
-
-
-def check_held_out_families(train: list[dict], test: list[dict], catalogue: str | None = None) -> None:
-    """A held-out font whose family (by the font catalogue) or file content is also in training would inflate the
-    test score: refuse it."""
-    group = {os.path.realpath(e.file if os.path.isabs(e.file) else os.path.join(DEFAULT_ROOT, e.file)): e.family_group
-             for e in load_catalogue(catalogue)}
-    training = {f["sha256"]: f for f in train}
-    families = {group[os.path.realpath(f["path"])]: f for f in train if os.path.realpath(f["path"]) in group}
-    for f in test:
-        twin = training.get(f["sha256"]) or families.get(group.get(os.path.realpath(f["path"]), ""))
-        if twin is not None:
-            how = "the same file" if twin["sha256"] == f["sha256"] else "a font of the same family"
-            raise HwocrError(f"held-out font {f['url']} ({f['name']}) is {how} as training font {twin['url']} "
-                             f"({twin['name']}): its test score would be inflated; hold out the whole family")

@@ -66,17 +66,6 @@ def discover_fonts(spec: str | list[str]) -> list[str]:
     return sorted(set(found))
 
 
-def local_font(url: str, sha256: str, cache_dir: str | None = None) -> str:
-    """A local path for the font (remote fonts are fetched once into a content-addressed cache)."""
-    if storage.is_local(url):
-        return storage.local_path(url)
-    cache_dir = cache_dir or os.path.join(os.path.expanduser("~"), ".cache", "hwocr", "fonts")
-    dest = os.path.join(cache_dir, sha256 + os.path.splitext(url)[1].lower())
-    if not os.path.exists(dest):
-        storage.write_bytes(dest, storage.read_bytes(url))
-    return dest
-
-
 def load_font(path: str, size: int) -> ImageFont.FreeTypeFont:
     try:
         return ImageFont.truetype(path, size)
@@ -134,7 +123,9 @@ def survey(urls: list[str], font_missing: str, charset: str, used: set[str], wha
             skipped.append({"url": url, "reason": "same file as another font"})
             continue
         seen.add(sha)
-        info = _inspect(local_font(url, sha), sha, charset)
+        # A remote font is fetched once into the cache, named by its content.
+        path = storage.local_copy(url, "fonts", sha + os.path.splitext(url)[1].lower())
+        info = _inspect(path, sha, charset)
         missing = "".join(sorted(used - set(info["covered"])))
         problem = None
         if info["hangul"] == 0:
@@ -148,7 +139,7 @@ def survey(urls: list[str], font_missing: str, charset: str, used: set[str], wha
             skipped.append({"url": url, "name": info["name"], "reason": problem})
             continue
         covered = "".join(sorted(used & set(info["covered"])))
-        kept.append({"url": url, "path": local_font(url, sha), "sha256": sha, "name": info["name"],
+        kept.append({"url": url, "path": path, "sha256": sha, "name": info["name"],
                      "covered": covered, "missing": missing})
     if not kept:
         raise HwocrError(f"no usable font among {what}: " + "; ".join(s["reason"] for s in skipped))

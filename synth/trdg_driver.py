@@ -30,6 +30,7 @@ from trdg import background_generator, distorsion_generator
 from trdg.computer_text_generator import _compute_character_width
 from trdg.utils import get_text_width
 
+from hwocr import hashing
 from synth.effects import EffectsSettings, GlyphJitterSettings, apply_effects, effect_rng
 
 MAX_ATTEMPTS = 8
@@ -240,11 +241,6 @@ def init_worker(progress_queue=None) -> None:
     _progress = progress_queue
 
 
-def image_seed(seed: int, split: str, font_sha: str, index: int, attempt: int) -> int:
-    key = f"{seed}|{split}|{font_sha}|{index}|{attempt}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big")
-
-
 def is_blank(img: Image.Image) -> bool:
     lo, hi = (img if img.mode == "L" else img.convert("L")).getextrema()
     return hi - lo < 32
@@ -311,7 +307,7 @@ def render_range(job: RenderJob) -> dict:
     pending = 0
     for j in range(job.start, job.stop):
         for attempt in range(MAX_ATTEMPTS):
-            r = random.Random(image_seed(s.seed, job.split, job.font_sha, j, attempt))
+            r = random.Random(hashing.seed(s.seed, job.split, job.font_sha, j, attempt))
             word = words[r.randrange(len(words))]
             if not covered.issuperset(word):
                 rejected["missing_glyph"] += 1

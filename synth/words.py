@@ -8,6 +8,7 @@ from collections import Counter
 
 from hwocr import storage
 from hwocr.errors import HwocrError
+from synth.labels import label_problem
 
 BUNDLED_WORDS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr", "data", "words_ko.txt")
 
@@ -51,16 +52,9 @@ def read_words(url: str, charset: str, max_length: int = 25) -> tuple[list[str],
         if not word:
             continue
         lines += 1
-        reason = None
-        if any(c in word for c in "\t\r\n\x0b\x0c"):
-            reason = "control_char"
-        elif not set(word) <= allowed:
-            reason = "out_of_charset"
+        reason = label_problem(word, allowed, max_length) or ("duplicate" if word in seen else None)
+        if reason == "out_of_charset":
             unknown.update(c for c in word if c not in allowed)
-        elif len(word) > max_length:
-            reason = "too_long"
-        elif word in seen:
-            reason = "duplicate"
         if reason:
             dropped[reason] += 1
             ex = examples.setdefault(reason, [])

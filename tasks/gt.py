@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import unicodedata
 from collections import Counter
 
 from prefect.tasks import exponential_backoff
@@ -10,25 +9,11 @@ from prefect.tasks import exponential_backoff
 from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models.charset import charset_digest, load_charset
+from synth.labels import label_problem
 from tasks.render import ShardResult
 from tasks.stage import StageResult, retry_transient, stage
 
 CODE_VERSION = hashing.code_version(__file__)
-
-
-def label_problem(label: str, allowed: set[str], max_length: int) -> str | None:
-    """Why a label cannot go into gt.txt, or None."""
-    if not label:
-        return "empty_label"
-    if any(c in label for c in "\t\r\n"):
-        return "control_char"
-    if unicodedata.normalize("NFC", label) != label:
-        return "not_nfc"
-    if not set(label) <= allowed:
-        return "out_of_charset"
-    if len(label) > max_length:
-        return "too_long"
-    return None
 
 
 class GtResult(StageResult):

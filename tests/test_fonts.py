@@ -43,3 +43,18 @@ def test_render_level_coverage():
     assert "A" in guseul["missing"] and "7" in guseul["missing"] and "한" in guseul["covered"]
     latin = inspect_font(FONTS["latin"], CHARSET)
     assert latin["hangul"] == 0 and "A" in latin["covered"]
+
+
+def test_remote_font_is_cached_by_content(tmp_path, monkeypatch):
+    import fsspec
+
+    from hwocr import hashing, storage
+    from synth.fonts import survey
+
+    monkeypatch.setattr(storage, "CACHE_DIR", str(tmp_path / "cache"))
+    url = "memory://hwocr-fonts/Pen.TTF"
+    with fsspec.open(url, "wb") as f, open(FONTS["pen"], "rb") as src:
+        f.write(src.read())
+    kept, _ = survey([url], "skip_words", CHARSET, set("가나"), "test")
+    sha = hashing.sha256_url(url)
+    assert kept[0]["path"] == str(tmp_path / "cache" / "fonts" / f"{sha}.ttf") and kept[0]["sha256"] == sha

@@ -65,3 +65,37 @@ def test_archive_reader_reads_members_and_refuses_use_after_close(tmp_path):
     read.close()
     with pytest.raises(ValueError, match="is closed"):
         read("a.tar/x.png")
+
+
+def test_atomic_path_publishes_whole_or_nothing(tmp_path):
+    target = tmp_path / "sub" / "ckpt.pth"
+    with storage.atomic_path(str(target)) as tmp:
+        open(tmp, "wb").write(b"v1")
+    with pytest.raises(RuntimeError):
+        with storage.atomic_path(str(target)) as tmp:
+            open(tmp, "wb").write(b"half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_bytes() == b"v1" and os.listdir(target.parent) == ["ckpt.pth"]
+
+
+def test_local_copy_by_content_or_identity(tmp_path, monkeypatch):
+    import fsspec
+
+    monkeypatch.setattr(storage, "CACHE_DIR", str(tmp_path / "cache"))
+    url = "memory://hwocr-storage/blob.bin"
+    with fsspec.open(url, "wb") as f:
+        f.write(b"one")
+    by_key = storage.local_copy(url, "things", "abc.bin")
+    assert by_key == str(tmp_path / "cache" / "things" / "abc.bin") and open(by_key, "rb").read() == b"one"
+    by_identity = storage.local_copy(url, "things")
+    assert storage.local_copy(url, "things", download=False) == by_identity
+    with fsspec.open(url, "wb") as f:  # replaced in place: another identity, fetched again
+        f.write(b"two")
+    with pytest.raises(HwocrError, match="not cached in .* and downloading is off"):
+        storage.local_copy(url, "things", download=False)
+    again = storage.local_copy(url, "things")
+    assert again != by_identity and open(again, "rb").read() == b"two"
+    assert storage.local_copy(url, "things", "abc.bin") == by_key  # a content key is trusted as given
+    with pytest.raises(HwocrError, match="memory://hwocr-storage/missing: no such file or folder"):
+        storage.local_copy("memory://hwocr-storage/missing", "things", "k")
+    assert [n for n in os.listdir(tmp_path / "cache" / "things") if storage.TMP_MARK in n] == []

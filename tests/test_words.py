@@ -66,3 +66,13 @@ def test_bundled_list_fits_the_charset():
     assert any(w.isdigit() for w in words) and any(w.isascii() and w.isalpha() for w in words)
     # Every Hangul syllable of the set appears in some word.
     assert set(CHARSET[95:]) <= set("".join(words))
+
+
+def test_one_label_rule():
+    from synth.labels import label_problem
+
+    allowed = set(CHARSET)
+    nfd = unicodedata.normalize("NFD", "한글")
+    cases = {"": "empty_label", "한\t글": "control_char", nfd: "not_nfc", "뷁": "out_of_charset",
+             "가" * 26: "too_long", "뷁" * 26: "out_of_charset", "가" * 25: None}
+    assert {label: label_problem(label, allowed, 25) for label in cases} == cases

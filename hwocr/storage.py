@@ -127,7 +127,11 @@ class Reader:
                     if self._tmp is None:
                         self._tmp = tempfile.mkdtemp(prefix="hwocr-read-")
                 path = os.path.join(self._tmp, uuid.uuid4().hex)
-                self.fs.get_file(self.base + "/" + rel, path)
+                # One whole read: fsspec's memory filesystem hands every opener the same file object, so two
+                # threads streaming one archive would move each other's position.
+                data = self.fs.cat_file(self.base + "/" + rel)
+                with open(path, "wb") as f:
+                    f.write(data)
             try:
                 with tarfile.open(path, "r:") as tar:  # uncompressed only: members are read by offset
                     index = {m.name: (m.offset_data, m.size) for m in tar if m.isfile()}

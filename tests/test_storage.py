@@ -99,3 +99,34 @@ def test_local_copy_by_content_or_identity(tmp_path, monkeypatch):
     with pytest.raises(HwocrError, match="memory://hwocr-storage/missing: no such file or folder"):
         storage.local_copy("memory://hwocr-storage/missing", "things", "k")
     assert [n for n in os.listdir(tmp_path / "cache" / "things") if storage.TMP_MARK in n] == []
+
+
+def test_readers_on_threads_share_a_remote_archive_safely():
+    """Two stages read one shard's archive at once (the pack and the contact sheet): fsspec's memory filesystem
+    hands both the same file object, so each reader must fetch the archive in one whole read."""
+    import io
+    import tarfile
+    import threading
+
+    import fsspec
+
+    payload = os.urandom(4 << 20)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        info = tarfile.TarInfo("0.png")
+        info.size = len(payload)
+        tar.addfile(info, io.BytesIO(payload))
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/hwocr-readers/shard/images.tar", buf.getvalue())
+    got = []
+
+    def read():
+        with storage.reader("memory://hwocr-readers") as r:
+            got.append(r("shard/images.tar/0.png") == payload)
+
+    threads = [threading.Thread(target=read) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == [True] * 8

@@ -336,19 +336,29 @@ def local_copy(url: str, kind: str, key: str | None = None, *, folder: str | Non
     fs, path = url_to_fs(url)
     folder = folder or os.path.join(CACHE_DIR, kind)
     dest = os.path.join(folder, key or identity(url))
-    if os.path.exists(dest):
-        return dest
-    if not download:
-        raise HwocrError(f"{url}: not cached in {folder} and downloading is off")
-    try:
-        with atomic_path(dest) as part:
-            if fs.isdir(path):
-                fs.get(path.rstrip("/") + "/", part, recursive=True)
-            else:
-                fs.get(path, part)
-    except FileNotFoundError:
-        raise HwocrError(f"{url}: no such file or folder") from None
+    with _FETCHING_LOCK:
+        lock = _FETCHING.setdefault(dest, threading.Lock())
+    with lock:  # stages on threads asking for the same copy (two evaluations of one split) fetch it once
+        if os.path.exists(dest):
+            return dest
+        if not download:
+            raise HwocrError(f"{url}: not cached in {folder} and downloading is off")
+        try:
+            with atomic_path(dest) as part:
+                if fs.isdir(path):
+                    fs.get(path.rstrip("/") + "/", part, recursive=True)
+                else:
+                    fs.get(path, part)
+        except FileNotFoundError:
+            raise HwocrError(f"{url}: no such file or folder") from None
+        except OSError:
+            if not os.path.exists(dest):  # else another process fetched the same content first
+                raise
     return dest
+
+
+_FETCHING: dict[str, threading.Lock] = {}
+_FETCHING_LOCK = threading.Lock()
 
 
 def upload_files(local_dir: str, url: str, names: list[str]) -> None:

@@ -130,3 +130,33 @@ def test_readers_on_threads_share_a_remote_archive_safely():
     for t in threads:
         t.join()
     assert got == [True] * 8
+
+
+def test_two_stages_fetching_one_remote_folder_get_one_whole_copy(tmp_path, monkeypatch):
+    """Two evaluations of one split ask for the same remote LMDB at once: one fetch, both get the whole folder."""
+    import threading
+
+    import fsspec
+
+    monkeypatch.setattr(storage, "CACHE_DIR", str(tmp_path / "cache"))
+    fs = fsspec.filesystem("memory")
+    data = os.urandom(8 << 20)
+    fs.pipe_file("/hwocr-fetch/lmdb/data.mdb", data)
+    fs.pipe_file("/hwocr-fetch/lmdb/lock.mdb", b"x")
+    paths, errors = [], []
+
+    def fetch():
+        try:
+            paths.append(storage.local_copy("memory://hwocr-fetch/lmdb", "lmdb", "digest"))
+        except Exception as e:  # noqa: BLE001 - the assertion below names it
+            errors.append(e)
+
+    threads = [threading.Thread(target=fetch) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(set(paths)) == 1
+    with open(os.path.join(paths[0], "data.mdb"), "rb") as f:
+        assert f.read() == data
+    assert sorted(os.listdir(tmp_path / "cache" / "lmdb")) == ["digest"]

@@ -1,4 +1,4 @@
-"""hwocr command line: `hwocr data`, `hwocr train`, `hwocr run`, `hwocr evaluate`, `hwocr pack`."""
+"""hwocr command line: `hwocr data`, `train`, `run`, `evaluate`, `export`, `serve`, `pack`."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from hwocr.errors import HwocrError  # noqa: E402
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", help="YAML preset: a file, or a name in configs/ (quick, seed, cpu-reference)")
+    p.add_argument("--config", help="YAML preset: a file, or a name in configs/ (quick, smoke, seed, cpu-reference)")
     p.add_argument("--out", help="output folder or URL (overrides the config's out)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override one setting, e.g. --set render.count=2000 (repeatable)")

@@ -13,7 +13,6 @@ for _k, _v in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "fals
                "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
     os.environ.setdefault(_k, _v)
 
-from flows.summary import DatasetSummary, PipelineSummary, TrainingSummary, batch_line  # noqa: E402
 from hwocr.errors import HwocrError  # noqa: E402
 
 
@@ -85,6 +84,8 @@ def cmd_data(args) -> dict:
         return flow(config=config)
     with _progress_bar():
         summary = flow(config=config)
+    from flows.summary import DatasetSummary
+
     _print(DatasetSummary.model_validate(summary).lines())
     return summary
 
@@ -96,6 +97,8 @@ def cmd_train(args) -> dict:
     config = load_config(args.config, args.overrides, args.out)
     result = finetune_flow(config=config)
     if not args.json:
+        from flows.summary import TrainingSummary
+
         t = TrainingSummary.model_validate(result)
         _print([*t.lines(), t.mlflow_line()])
     return result
@@ -108,6 +111,8 @@ def cmd_run(args) -> dict:
     config = load_config(args.config, args.overrides, args.out)
     result = pipeline_flow(config=config)
     if not args.json:
+        from flows.summary import PipelineSummary
+
         _print(PipelineSummary.model_validate(result).lines())
     return result
 
@@ -134,6 +139,8 @@ def cmd_evaluate(args) -> dict:
             print(f"EasyOCR int8 (quantize=True, its CPU default): accuracy {e['int8']['accuracy']:.2f}%, "
                   f"CER {e['int8']['cer']:.4f}; {e['int8_agreement']:.1f}% of readings equal the float model's")
             if e["batch"]:
+                from flows.summary import batch_line
+
                 print(batch_line(e["batch"]))
             if e["pages"]:
                 g = e["pages"]

@@ -8,6 +8,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from tasks.evaluate import CheckResult
+from tasks.export import BundleResult
+from tasks.train import TrainResult
+
 Outcome = Literal["ran", "cached"]
 
 
@@ -86,21 +90,12 @@ class Forgetting(_Model):
                 f"reads {self.still_correct} ({self.retained:.2f}%; forgot {self.forgotten})")
 
 
-class TrainingSummary(_Model):
-    key: str
+class TrainingSummary(TrainResult):
+    """The training stage's result (its history left out), as this run used it, with its scores."""
+
     cached: bool
     pretrained: str
     tracking_uri: str
-    checkpoint: str
-    run_dir: str
-    start_checkpoint: str | None
-    best_accuracy: float
-    best_norm_ed: float
-    iterations: int
-    mlflow_run_id: str | None
-    model_uri: str | None = None
-    registered_version: int | None = None
-    dropped: dict
     evaluation: dict[str, Score]
     start: dict[str, Score] | None
     forgetting: Forgetting | None
@@ -138,32 +133,11 @@ class TrainingSummary(_Model):
         return rows
 
 
-class Bundle(_Model):
-    key: str
+class Bundle(BundleResult):
     cached: bool
-    name: str
-    dir: str
-    pth: str
-    yaml: str
-    py: str
-    readme: str
-    detector: str | None
 
 
-class Check(_Model):
-    key: str
-    split: str
-    samples: int
-    hwocr_accuracy: float
-    float: dict
-    int8: dict
-    int8_agreement: float
-    pages: dict | None
-    batch: dict | None
-    gap: float
-    mismatch: bool
-    predictions: str
-
+class Check(CheckResult):
     def line(self) -> str:
         line = (f"read by EasyOCR itself, {self.split}: accuracy {self.float['accuracy']:.2f}% "
                 f"(int8, EasyOCR's CPU default: {self.int8['accuracy']:.2f}%); hwocr measured "

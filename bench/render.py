@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 
 from synth import trdg_driver  # noqa: E402
 from synth.words import BUNDLED_WORDS  # noqa: E402
-from tasks.render import RenderSettings  # noqa: E402
+from tasks.settings import RenderSettings  # noqa: E402
 
 FONTS = [
     "/usr/share/fonts/truetype/nanum/NanumPen.ttf",

@@ -34,8 +34,8 @@ RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convo
 def make_lmdb(folder: str, n: int) -> str:
     from synth import trdg_driver
     from synth.words import BUNDLED_WORDS
-    from tasks.lmdb_pack import PackSettings, pack
-    from tasks.render import RenderSettings
+    from tasks.lmdb_pack import pack
+    from tasks.settings import PackSettings, RenderSettings
 
     with open(BUNDLED_WORDS, encoding="utf-8") as f:
         words = f.read().split()

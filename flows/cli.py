@@ -70,11 +70,8 @@ def _print(lines: list[str]) -> None:
         con.print(line, soft_wrap=True, markup=False)
 
 
-def cmd_data(args) -> dict:
-    from flows.config import load_config
+def cmd_data(args, config) -> dict:
     from flows.dataset import dataset_flow_for
-
-    config = load_config(args.config, args.overrides, args.out)
     from tasks.render import POOL, resolve_workers
 
     if config.runner == "local":
@@ -90,11 +87,9 @@ def cmd_data(args) -> dict:
     return summary
 
 
-def cmd_train(args) -> dict:
-    from flows.config import load_config
+def cmd_train(args, config) -> dict:
     from flows.finetune import finetune_flow
 
-    config = load_config(args.config, args.overrides, args.out)
     result = finetune_flow(config=config)
     if not args.json:
         from flows.summary import TrainingSummary
@@ -104,11 +99,9 @@ def cmd_train(args) -> dict:
     return result
 
 
-def cmd_run(args) -> dict:
-    from flows.config import load_config
+def cmd_run(args, config) -> dict:
     from flows.finetune import pipeline_flow
 
-    config = load_config(args.config, args.overrides, args.out)
     result = pipeline_flow(config=config)
     if not args.json:
         from flows.summary import PipelineSummary
@@ -117,12 +110,9 @@ def cmd_run(args) -> dict:
     return result
 
 
-def cmd_evaluate(args) -> dict:
-    from flows.config import load_config
-    from tasks.evaluate import evaluate_checkpoint
-
-    config = load_config(args.config, args.overrides)
+def cmd_evaluate(args, config) -> dict:
     from hwocr import storage
+    from tasks.evaluate import evaluate_checkpoint
 
     out = storage.normalize(args.out)
     report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, engine=args.engine,
@@ -152,18 +142,18 @@ def cmd_evaluate(args) -> dict:
         {"easyocr": report["easyocr"]} if "easyocr" in report else {})
 
 
-def cmd_export(args) -> dict:
+def cmd_export(args, config) -> dict:
     from pydantic import ValidationError
 
-    from flows.config import load_config
     from hwocr import storage
-    from tasks.export import ExportSettings, export_easyocr_fn
+    from tasks.settings import ExportSettings
 
-    config = load_config(args.config, args.overrides)
     try:
         settings = ExportSettings(name=args.name, lang_list=config.export.lang_list)
     except ValidationError as e:
         raise HwocrError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    from tasks.export import export_easyocr_fn
+
     out = storage.normalize(args.out)
     result = export_easyocr_fn(storage.normalize(args.model), out, settings, config.train.charset, config.train.img_h)
     if not args.json:
@@ -173,14 +163,13 @@ def cmd_export(args) -> dict:
     return result
 
 
-def cmd_serve(args) -> dict:
+def cmd_serve(args, config) -> dict:
     from prefect import serve
 
-    from flows.config import PRESETS, load_config
+    from flows.config import PRESETS
     from flows.dataset import dataset_flow
     from flows.finetune import finetune_flow, pipeline_flow
 
-    config = load_config(args.config, args.overrides, args.out)
     # Each form leads with a preset and the knobs people change; a preset name stays a preset there, a file is
     # sent whole as the config.
     form = ({"preset": args.config or "quick", "out": args.out, "settings": list(args.overrides)}
@@ -197,12 +186,10 @@ def cmd_serve(args) -> dict:
     return {}
 
 
-def cmd_pack(args) -> dict:
-    from flows.config import load_config
+def cmd_pack(args, config) -> dict:
     from hwocr import storage
     from tasks.lmdb_pack import pack
 
-    config = load_config(args.config, args.overrides)
     images = storage.normalize(args.images)
     out = storage.normalize(args.out)
     gt = storage.normalize(args.gt)
@@ -262,9 +249,14 @@ def main(argv: list[str] | None = None) -> int:
             args.overrides.append(f"runner={args.runner}")
         if getattr(args, "dask_address", None):
             args.overrides.append(f"dask_address={args.dask_address}")
-        if args.command in ("data", "train", "run", "serve"):
+        from flows.config import load_config
+
+        # Settings are checked first, in about a second: nothing heavy (Prefect, torch, MLflow) is imported yet.
+        flow = args.command in ("data", "train", "run", "serve")
+        config = load_config(args.config, args.overrides, args.out if flow else None)
+        if flow:
             check_prefect_api()
-        result = args.func(args)
+        result = args.func(args, config)
     except HwocrError as e:
         print(f"hwocr: error: {e}", file=sys.stderr)
         return 2

@@ -13,10 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hwocr import storage
 from hwocr.errors import HwocrError
 from models.settings import TrainSettings
-from tasks.export import ExportSettings
-from tasks.lmdb_pack import PackSettings
-from tasks.render import RenderSettings
-from tasks.track import TrackingSettings
+from tasks.settings import ExportSettings, PackSettings, RenderSettings, TrackingSettings
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

@@ -145,7 +145,8 @@ def publish_artifacts(summary: PipelineSummary) -> None:
     t = summary.train
     if not t.mlflow_run_id:
         return
-    from tasks.track import TrackingSettings, connect
+    from tasks.settings import TrackingSettings
+    from tasks.track import connect
 
     uri, run_id = t.tracking_uri, t.mlflow_run_id
     experiment = connect(TrackingSettings(tracking_uri=uri)).get_run(run_id).info.experiment_id

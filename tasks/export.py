@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import io
 import json
-import keyword
 import os
-import sys
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 import models
 from hwocr import hashing, storage
@@ -27,32 +24,11 @@ from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models.charset import charset_digest
 from models.pretrained import CRAFT
+from tasks.settings import ExportSettings
 from tasks.stage import StageResult, retry_transient, stage
 
 # The bundle's NAME.py is models/crnn.py's text.
 CODE_VERSION = hashing.code_version(__file__, os.path.join(os.path.dirname(models.__file__), "crnn.py"))
-
-# Modules a custom network's name must not shadow: EasyOCR imports NAME with user_network_directory on sys.path.
-_TAKEN = {"easyocr", "torch", "torchvision", "cv2", "numpy", "yaml", "PIL", "scipy", "skimage", "bidi", "shapely",
-          "pyclipper", "ninja", "model", "modules", "vgg_model", "utils", "recognition", "detection"}
-
-
-class ExportSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    name: str = Field("hwocr_korean", description="Network name: recog_network=NAME; the files are NAME.pth/.yaml/.py.")
-    lang_list: list[str] = Field(default_factory=lambda: ["ko"], description="lang_list written to NAME.yaml.")
-
-    @field_validator("name")
-    @classmethod
-    def _importable(cls, v: str) -> str:
-        if not v.isidentifier() or keyword.iskeyword(v) or not v.isascii():
-            raise ValueError(f"export name {v!r} must be an ASCII Python identifier (letters, digits, _): "
-                             "EasyOCR imports NAME.py as a module")
-        if v in _TAKEN or v in sys.stdlib_module_names:
-            raise ValueError(f"export name {v!r} would shadow the module {v!r} that EasyOCR imports; pick another")
-        return v
-
 
 PLACEHOLDER = "THIS_FOLDER"  # the bundle path in a README written for a remote bundle
 

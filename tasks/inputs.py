@@ -11,7 +11,7 @@ from models.charset import load_charset
 from synth.font_pool import check_held_out_families, select_pool
 from synth.fonts import discover_fonts, survey
 from synth.words import BUNDLED_WORDS, read_words
-from tasks.render import RenderSettings
+from tasks.settings import RenderSettings
 
 
 @task(name="prepare_words")

@@ -11,34 +11,21 @@ import contextlib
 import functools
 import io
 import os
-from typing import Literal
 
 import lmdb
 from PIL import Image
 from prefect.tasks import exponential_backoff
-from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from tasks.gt import GtResult
+from tasks.settings import PackSettings
 from tasks.stage import StageResult, retry_transient, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 MARKER = "hwocr.json"
 # What the benchmark's dataset.py passes to lmdb.open.
 READER_OPTIONS = dict(max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
-
-
-class PackSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    commit_every: PositiveInt = Field(1000, description="Samples per LMDB write transaction.")
-    initial_map_mb: NonNegativeInt = Field(
-        0, description="Initial LMDB map size in MiB; 0 sizes it from the data. It grows when full."
-    )
-    bad_samples: Literal["error", "skip"] = Field(
-        "error", description="A gt.txt line naming a missing or undecodable image: stop, or skip and count it."
-    )
 
 
 def read_gt(gt_url: str) -> list[tuple[int, str, str]]:

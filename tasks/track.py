@@ -5,21 +5,8 @@ from __future__ import annotations
 import json
 import os
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from hwocr.errors import HwocrError
-
-
-class TrackingSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    tracking_uri: str = Field(
-        default_factory=lambda: os.environ.get("MLFLOW_TRACKING_URI", "sqlite:///mlflow.db"),
-        description="MLflow tracking URI (a server, or a local store); defaults to $MLFLOW_TRACKING_URI, else "
-        "sqlite:///mlflow.db.",
-    )
-    experiment: str = Field("hwocr", description="MLflow experiment name.")
-    registered_model: str = Field("hwocr-korean", description="Registry name of the best model; empty: don't register.")
+from tasks.settings import TrackingSettings
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:

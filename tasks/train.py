@@ -15,8 +15,9 @@ from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models.settings import TrainSettings
 from synth import effects
+from tasks.settings import TrackingSettings
 from tasks.stage import StageResult, stage
-from tasks.track import TrackingSettings, end_failed, finish_run, log_eval, start_run
+from tasks.track import end_failed, finish_run, log_eval, start_run
 
 # torchrun runs flows/ddp_train.py as a program, not an import.
 CODE_VERSION = hashing.code_version(__file__, os.path.join(hashing.ROOT, "flows", "ddp_train.py"))

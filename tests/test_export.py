@@ -16,7 +16,8 @@ from models.easyocr_compat import recognize
 from models.pretrained import GEN2, load_state_dict
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
-from tasks.export import ExportSettings, _craft_path, export_easyocr_fn
+from tasks.export import _craft_path, export_easyocr_fn
+from tasks.settings import ExportSettings
 from tests.tiny import WORDS, settings
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers

@@ -11,7 +11,8 @@ from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
 from models.pretrained import CRAFT, GEN2, load_pretrained, resolve_pretrained, save_checkpoint_state
-from tasks.export import ExportSettings, export_easyocr_fn
+from tasks.export import export_easyocr_fn
+from tasks.settings import ExportSettings
 from tests.test_export import EASYOCR_PYTHON
 from tests.tiny import WORDS
 

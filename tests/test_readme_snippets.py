@@ -11,7 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 import tasks.export
 from models.charset import load_charset
-from tasks.export import CRAFT, PLACEHOLDER, ExportSettings, export_easyocr_fn
+from tasks.export import CRAFT, PLACEHOLDER, export_easyocr_fn
+from tasks.settings import ExportSettings
 from tests.test_export import EASYOCR_PYTHON, ROOT
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers

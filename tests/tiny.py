@@ -3,7 +3,8 @@
 from PIL import Image, ImageDraw, ImageFont
 
 from models.settings import TrainSettings
-from tasks.lmdb_pack import PackSettings, pack
+from tasks.lmdb_pack import pack
+from tasks.settings import PackSettings
 
 WORDS = ["한글", "사랑", "Hello", "2024"]
 

@@ -32,10 +32,10 @@ RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convo
 
 
 def make_lmdb(folder: str, n: int) -> str:
+    from models.lmdb_format import PackSettings, pack
     from synth import trdg_driver
     from synth.words import BUNDLED_WORDS
-    from tasks.lmdb_pack import pack
-    from tasks.settings import PackSettings, RenderSettings
+    from tasks.settings import RenderSettings
 
     with open(BUNDLED_WORDS, encoding="utf-8") as f:
         words = f.read().split()

@@ -188,7 +188,7 @@ def cmd_serve(args, config) -> dict:
 
 def cmd_pack(args, config) -> dict:
     from hwocr import storage
-    from tasks.lmdb_pack import pack
+    from models.lmdb_format import pack
 
     images = storage.normalize(args.images)
     out = storage.normalize(args.out)

@@ -12,8 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hwocr import storage
 from hwocr.errors import HwocrError
+from models.lmdb_format import PackSettings
 from models.settings import TrainSettings
-from tasks.settings import ExportSettings, PackSettings, RenderSettings, TrackingSettings
+from tasks.settings import ExportSettings, RenderSettings, TrackingSettings
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

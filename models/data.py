@@ -24,6 +24,7 @@ from PIL import Image
 from hwocr import hashing
 from hwocr.errors import HwocrError
 from models import easyocr_compat
+from models.lmdb_format import READER_OPTIONS
 from synth.labels import label_problem
 
 MODES = ("easyocr", "pad", "stretch")
@@ -34,7 +35,7 @@ def _open_env(root: str) -> lmdb.Environment:
     if not os.path.exists(root):
         raise HwocrError(f"{root}: no such LMDB directory")
     try:
-        return lmdb.open(root, max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
+        return lmdb.open(root, **READER_OPTIONS)
     except lmdb.Error as e:
         raise HwocrError(f"{root}: not an LMDB ({type(e).__name__}: {e})") from None
 

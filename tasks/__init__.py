@@ -1,1 +1,1 @@
-"""Pipeline stages. Each module owns its settings model; the @task wrappers live beside the pure functions."""
+"""Pipeline stages: thin Prefect tasks over the libraries (synth/, models/); their settings are in settings.py."""

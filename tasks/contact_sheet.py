@@ -9,8 +9,8 @@ import os
 from PIL import Image, ImageDraw, ImageFont
 
 from hwocr import hashing, storage
+from models.lmdb_format import read_gt
 from tasks.gt import GtResult
-from tasks.lmdb_pack import read_gt
 from tasks.stage import StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__, libraries=("trdg", "PIL", "cv2", "numpy"))

@@ -14,10 +14,10 @@ from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models import metrics
 from models.easyocr_venv import SCRIPTS, bundle_name, easyocr_python, run_in_easyocr
+from models.lmdb_format import MARKER, PackSettings, pack, read_gt
 from tasks.contact_sheet import _label_font
 from tasks.export import BundleResult
-from tasks.lmdb_pack import MARKER, PackResult, pack, read_gt
-from tasks.settings import PackSettings
+from tasks.lmdb_pack import PackResult
 from tasks.stage import StageResult, load_result, stage
 from tasks.train import TrainResult
 

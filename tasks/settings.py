@@ -133,18 +133,6 @@ class RenderSettings(BaseModel):
         return self.model_dump(mode="json", exclude=skip)
 
 
-class PackSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    commit_every: PositiveInt = Field(1000, description="Samples per LMDB write transaction.")
-    initial_map_mb: NonNegativeInt = Field(
-        0, description="Initial LMDB map size in MiB; 0 sizes it from the data. It grows when full."
-    )
-    bad_samples: Literal["error", "skip"] = Field(
-        "error", description="A gt.txt line naming a missing or undecodable image: stop, or skip and count it."
-    )
-
-
 # Modules a custom network's name must not shadow: EasyOCR imports NAME with user_network_directory on sys.path.
 _TAKEN = {"easyocr", "torch", "torchvision", "cv2", "numpy", "yaml", "PIL", "scipy", "skimage", "bidi", "shapely",
           "pyclipper", "ninja", "model", "modules", "vgg_model", "utils", "recognition", "detection"}

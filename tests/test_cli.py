@@ -24,16 +24,18 @@ def test_unknown_setting_key(tmp_path):
     (["run", "--set", "train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
     (["data", "--set", "render.cont=5"], "unknown setting 'render.cont'"),
     (["export", "--model", "m.pth", "--out", "b", "--name", "1abc"], "export name '1abc' must be"),
+    (["pack", "--gt", "gt.txt", "--images", ".", "--out", "db"], "gt.txt line 1: expected 'path<TAB>label'"),
 ])
 def test_bad_settings_fail_before_prefect_torch_or_mlflow_load(tmp_path, args, message):
-    """Settings are checked first, so that a typo costs a second, not Prefect's and torch's start-up."""
+    """Settings (and pack's gt.txt) are checked first: a typo costs a second, not Prefect's and torch's start-up."""
+    (tmp_path / "gt.txt").write_text("a.png no tab\n", encoding="utf-8")
     code = ("import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
             "print(sorted(m for m in ('prefect', 'torch', 'mlflow', 'trdg') if m in sys.modules)); sys.exit(rc)")
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
                        cwd=tmp_path)
     assert p.returncode == 2 and message in p.stderr, p.stderr
     assert p.stdout.strip() == "[]"
-    assert os.listdir(tmp_path) == []
+    assert os.listdir(tmp_path) == ["gt.txt"]
 
 
 def test_zero_count(tmp_path):

@@ -8,9 +8,8 @@ from PIL import Image
 
 from conftest import read_lmdb
 from hwocr.errors import HwocrError
-from tasks.lmdb_pack import READER_OPTIONS
-from tasks.lmdb_pack import pack as pack_gt
-from tasks.settings import PackSettings
+from models.lmdb_format import READER_OPTIONS, PackSettings
+from models.lmdb_format import pack as pack_gt
 
 
 def png(text_width=40, seed=0) -> bytes:

@@ -2,9 +2,8 @@
 
 from PIL import Image, ImageDraw, ImageFont
 
+from models.lmdb_format import PackSettings, pack
 from models.settings import TrainSettings
-from tasks.lmdb_pack import pack
-from tasks.settings import PackSettings
 
 WORDS = ["한글", "사랑", "Hello", "2024"]
 

@@ -1,0 +1,179 @@
+"""deep-text-recognition-benchmark's LMDB: gt.txt + images -> an LMDB its dataset.py reads, and the options it
+reads with.
+
+Keys: image-%09d (encoded image bytes, from 1), label-%09d (UTF-8), num-samples (decimal). The map is sized
+from the data and grown on MapFullError; the database is built under a temp name and renamed into place.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import functools
+import io
+import os
+from typing import Literal
+
+import lmdb
+from PIL import Image
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
+
+from hwocr import storage
+from hwocr.errors import HwocrError
+
+MARKER = "hwocr.json"  # the pack stage's result, written last
+# What the benchmark's dataset.py passes to lmdb.open.
+READER_OPTIONS = dict(max_readers=32, readonly=True, lock=False, readahead=False, meminit=False)
+
+
+class PackSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    commit_every: PositiveInt = Field(1000, description="Samples per LMDB write transaction.")
+    initial_map_mb: NonNegativeInt = Field(
+        0, description="Initial LMDB map size in MiB; 0 sizes it from the data. It grows when full."
+    )
+    bad_samples: Literal["error", "skip"] = Field(
+        "error", description="A gt.txt line naming a missing or undecodable image: stop, or skip and count it."
+    )
+
+
+def read_gt(gt_url: str) -> list[tuple[int, str, str]]:
+    """(line number, path, label) for every non-blank line; malformed lines raise naming file and line."""
+    try:
+        text = storage.read_bytes(gt_url).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise HwocrError(f"gt file {gt_url} does not exist") from None
+    except UnicodeDecodeError as e:
+        raise HwocrError(f"gt file {gt_url} is not UTF-8 (byte offset {e.start})") from None
+    rows = []
+    for n, line in enumerate(text.split("\n"), 1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        tabs = line.count("\t")
+        if tabs != 1:
+            what = "no tab" if tabs == 0 else f"{tabs} tabs"
+            raise HwocrError(f"{gt_url} line {n}: expected 'path<TAB>label', found {what}: {line[:80]!r}")
+        path, label = line.split("\t")
+        if not path or not label:
+            raise HwocrError(f"{gt_url} line {n}: empty {'path' if not path else 'label'}")
+        rows.append((n, path, label))
+    if not rows:
+        raise HwocrError(f"gt file {gt_url} has no samples")
+    return rows
+
+
+def _check_image(data: bytes) -> str | None:
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.load()
+            if im.width < 1 or im.height < 1:
+                return "empty image"
+    except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _load_block(read, image_root: str, gt_url: str, on_bad: str, block: list[tuple[int, str, str]]) -> list:
+    """(bytes, label) per row, or None for a skipped row; raises naming gt file and line otherwise."""
+    out = []
+    for n, path, label in block:
+        try:
+            data = read(path)
+        except FileNotFoundError:
+            problem = f"image {storage.join(image_root, path)} does not exist"
+        except ValueError as e:
+            problem = str(e)
+        else:
+            problem = _check_image(data)
+            if problem is None:
+                out.append((data, label))
+                continue
+            problem = f"image {storage.join(image_root, path)} cannot be decoded ({problem})"
+        if on_bad != "skip":
+            raise HwocrError(f"{gt_url} line {n}: {problem}")
+        out.append(None)
+    return out
+
+
+def _samples(read: storage.Reader, image_root: str, gt_url: str, rows, on_bad: str, stats: dict):
+    """Read and decode-check images on threads (decoding releases the GIL), yielding them in gt order."""
+    blocks = [rows[i:i + 256] for i in range(0, len(rows), 256)]
+    ex = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    try:
+        row = 0
+        for result in ex.map(functools.partial(_load_block, read, image_root, gt_url, on_bad), blocks):
+            for item in result:
+                if item is None:
+                    stats["skipped"] += 1
+                else:
+                    stats["kept"].append(row)
+                    yield item
+                row += 1
+    finally:  # a failed pack stops reading at once instead of draining every queued block
+        ex.shutdown(wait=True, cancel_futures=True)
+
+
+def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
+    map_size = max(settings.initial_map_mb << 20 or estimate, 1 << 20)
+    env = lmdb.open(env_dir, map_size=map_size, subdir=True, meminit=False, map_async=False)
+    try:
+        cnt = 0
+        batch: list[tuple[bytes, bytes]] = []
+
+        def commit(items):
+            while True:
+                try:
+                    with env.begin(write=True) as txn:
+                        for k, v in items:
+                            txn.put(k, v)
+                    return
+                except lmdb.MapFullError:
+                    env.set_mapsize(env.info()["map_size"] * 2)
+
+        for data, label in samples:
+            cnt += 1
+            batch += [(b"image-%09d" % cnt, data), (b"label-%09d" % cnt, label.encode("utf-8"))]
+            if len(batch) >= 2 * settings.commit_every:
+                commit(batch)
+                batch = []
+        commit(batch + [(b"num-samples", str(cnt).encode())])
+        env.sync(True)
+        return cnt
+    finally:
+        env.close()
+
+
+def pack(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings) -> dict:
+    """Pack gt.txt's samples into an LMDB at lmdb_url; {"url", "samples", "skipped", "bytes", "kept"}, kept the
+    0-based gt rows that went in, in order."""
+    rows = read_gt(gt_url)
+    stats = {"skipped": 0, "kept": []}
+
+    try:
+        with storage.reader(image_root) as read, storage.staged_dir(lmdb_url, last=MARKER) as tmp:
+            # Size the map from a sample of the images: about 1.5x the data, grown on demand.
+            probe = []
+            for _, path, _ in rows[:50]:
+                with contextlib.suppress(OSError, ValueError):
+                    probe.append(len(read(path)))
+            estimate = int((sum(probe) / max(len(probe), 1) + 256) * len(rows) * 1.5) + (8 << 20)
+            with contextlib.closing(_samples(read, image_root, gt_url, rows, settings.bad_samples, stats)) as samples:
+                count = _write(tmp, samples, settings, estimate)
+            if count == 0:
+                raise HwocrError(f"{gt_url}: no usable sample (all {len(rows)} skipped)")
+            env = lmdb.open(tmp, **READER_OPTIONS)
+            with env.begin() as txn:
+                stored = int(txn.get(b"num-samples"))
+            env.close()
+            if stored != count:
+                raise HwocrError(f"{lmdb_url}: wrote {count} samples but num-samples reads {stored}")
+            size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+    except lmdb.Error as e:
+        raise HwocrError(f"packing {lmdb_url} failed: {type(e).__name__}: {e} (nothing was written)") from None
+    except OSError as e:
+        if isinstance(e, FileNotFoundError):
+            raise
+        raise HwocrError(f"packing {lmdb_url} failed: {e} (nothing was written)") from None
+    return {"url": lmdb_url, "samples": count, "skipped": stats["skipped"], "bytes": size, "kept": stats["kept"]}

@@ -6,7 +6,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 
-pytest() { .venv/bin/python -m pytest "$@"; }
+# Two workers (pytest-xdist) whatever the machine: the slow tests wait on servers and subprocesses, so two overlap
+# well even on 2 cores, and more would each start their own servers and session fixtures. A module's tests stay
+# on one worker (--dist loadscope), so its fixtures are built once. HWOCR_TEST_WORKERS=0 runs in one process.
+workers=${HWOCR_TEST_WORKERS:-2}
+pytest() { .venv/bin/python -m pytest $( [ "$workers" != 0 ] && echo "-n $workers --dist loadscope" ) "$@"; }
 for arg in "$@"; do
   case $arg in -m | -m?*) pytest "$@"; exit ;; esac
 done

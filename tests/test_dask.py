@@ -52,7 +52,9 @@ def test_cli_joins_an_existing_cluster(tmp_path, make_config):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": root}
+    # Dask drops a comm silent for 30 s; on 2 busy cores (another test beside this one) a starved scheduler can be.
+    env = {**os.environ, "PYTHONPATH": root, "DASK_DISTRIBUTED__COMM__TIMEOUTS__TCP": "300s",
+           "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "120s"}
     dask = os.path.join(os.path.dirname(sys.executable), "dask")
     procs = [subprocess.Popen([dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
                               env=env, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]

@@ -1,43 +1,92 @@
 """Read images with the real EasyOCR and a custom-network bundle; runs in EasyOCR's own venv (no hwocr imports).
 
-    python models/easyocr_read.py BUNDLE_DIR NAME LIST_FILE [--quantize] [--batch N]
+    python models/easyocr_read.py BUNDLE_DIR NAME JOBS_FILE
 
-LIST_FILE holds one image path a line; stdout gets one JSON line [text, confidence] per image, in order.
-With --batch N the images are read N at a time as boxes of one stacked image through recognize's batched branch
-(every crop padded to the widest, batch_size N), which EasyOCR takes on a GPU with batch_size > 1 (EasyOCR #1038).
+JOBS_FILE is JSON: a list of jobs {"read": KIND, "quantize": bool, "paths": [image paths]} ("batched" jobs add
+"batch": N). Every job runs in this one process, as `import easyocr` alone costs seconds. stdout gets one JSON
+line [job index, value] per path, job by job, in order. KIND is one of:
+
+- "recognize": recognize() on the grayscale image; value [text, confidence].
+- "batched": the images read N at a time as boxes of one stacked image through recognize's batched branch
+  (every crop padded to the widest, batch_size N), which EasyOCR takes on a GPU with batch_size > 1 (EasyOCR
+  #1038); value [text, confidence].
+- "readtext": readtext(path) with its default settings (the bundle's CRAFT detector, then the recognizer on
+  every box it finds); value readtext's results, as [[[x, y] x 4 corners], text, confidence] with plain ints and
+  floats.
+
+The jobs of one quantize value share one Reader, which loads the detector only if one of them is readtext (the
+recognizer is the same either way).
 """
 
 import json
+import os
 import sys
 
 
+class Unreadable(Exception):
+    pass
+
+
 def main() -> int:
-    bundle, name, list_file = sys.argv[1:4]
-    import cv2
+    bundle, name, jobs_file = sys.argv[1:4]
     import easyocr
 
-    reader = easyocr.Reader(["ko"], gpu=False, detector=False, recog_network=name, quantize="--quantize" in sys.argv,
-                            user_network_directory=bundle, model_storage_directory=bundle, download_enabled=False,
-                            verbose=False)
-    with open(list_file, encoding="utf-8") as f:
-        paths = f.read().splitlines()
-    images = []
-    for path in paths:
-        img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
-        if img is None:
-            print(f"cannot read {path}", file=sys.stderr)
-            return 2
-        if "--batch" not in sys.argv:
-            [(_, text, conf)] = reader.recognize(img)
-            print(json.dumps([text, float(conf)], ensure_ascii=False), flush=True)
-        else:
-            images.append(img)
-    if images:
-        n = int(sys.argv[sys.argv.index("--batch") + 1])
-        for i in range(0, len(images), n):
-            for text, conf in batched(reader, images[i:i + n], n):
-                print(json.dumps([text, float(conf)], ensure_ascii=False), flush=True)
+    with open(jobs_file, encoding="utf-8") as f:
+        jobs = json.load(f)
+    readers = {}
+    for quantize in dict.fromkeys(job["quantize"] for job in jobs):
+        detector = any(job["read"] == "readtext" for job in jobs if job["quantize"] == quantize)
+        readers[quantize] = easyocr.Reader(["ko"], gpu=False, detector=detector, recog_network=name,
+                                           quantize=quantize, user_network_directory=bundle,
+                                           model_storage_directory=bundle, download_enabled=False, verbose=False)
+    try:
+        for index, job in enumerate(jobs):
+            for value in READS[job["read"]](readers[job["quantize"]], job):
+                print(json.dumps([index, value], ensure_ascii=False), flush=True)
+    except Unreadable as e:
+        print(f"cannot read {e}", file=sys.stderr)
+        return 2
     return 0
+
+
+def gray(path):
+    import cv2
+
+    img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise Unreadable(path)
+    return img
+
+
+def recognize(reader, job):
+    for path in job["paths"]:
+        [(_, text, conf)] = reader.recognize(gray(path))
+        yield [text, float(conf)]
+
+
+def read_batched(reader, job):
+    images, n = [gray(path) for path in job["paths"]], job["batch"]
+    for i in range(0, len(images), n):
+        for text, conf in batched(reader, images[i:i + n], n):
+            yield [text, float(conf)]
+
+
+def readtext(reader, job):
+    for path in job["paths"]:
+        # readtext(path) would fail deep inside OpenCV on a missing file; say which one.
+        if not os.path.isfile(path):
+            raise Unreadable(path)
+        # A path, as users pass it: readtext loads the colour and the grayscale image itself.
+        found = reader.readtext(path)
+        yield [[[[_number(x), _number(y)] for x, y in box], text, float(conf)] for box, text, conf in found]
+
+
+READS = {"recognize": recognize, "batched": read_batched, "readtext": readtext}
+
+
+def _number(v):
+    v = float(v)
+    return int(v) if v.is_integer() else v
 
 
 def batched(reader, images, batch_size):

@@ -1,5 +1,5 @@
-"""EasyOCR's own venv, from hwocr's side: find its Python, name a bundle, and run models/easyocr_read.py or
-models/easyocr_pages.py there (they import no hwocr module)."""
+"""EasyOCR's own venv, from hwocr's side: find its Python, name a bundle, and run models/easyocr_read.py there
+(it imports no hwocr module)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import tempfile
 from hwocr.errors import HwocrError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = [os.path.join(HERE, "easyocr_read.py"), os.path.join(HERE, "easyocr_pages.py")]
+SCRIPTS = [os.path.join(HERE, "easyocr_read.py")]
 
 
 def easyocr_python() -> str:
@@ -27,27 +27,32 @@ def bundle_name(bundle: str) -> str:
     return names[0]
 
 
-def run_in_easyocr(script: str, bundle: str, name: str, paths: list[str], quantize: bool = False,
-                   batch: int = 0) -> list:
-    """One JSON value per path from models/<script> (easyocr_read.py, easyocr_pages.py) run by the real easyocr in
-    its own venv with the bundle; PYTHONPATH cleared, so that hwocr's venv does not leak into EasyOCR's."""
+def run_in_easyocr(bundle: str, name: str, jobs: list[dict]) -> list[list]:
+    """One JSON value per path of each job (models/easyocr_read.py's jobs: {"read": "recognize", "batched" or
+    "readtext", "quantize": bool, "paths": [...]}, "batch": N for batched), all read in one process of the real
+    easyocr in its own venv with the bundle: its start-up costs seconds. PYTHONPATH cleared, so that hwocr's venv
+    does not leak into EasyOCR's."""
     import json
     import subprocess
 
+    if not any(job["paths"] for job in jobs):
+        return [[] for _ in jobs]
     py = easyocr_python()
-    path = os.path.join(HERE, script)
     with tempfile.TemporaryDirectory(prefix="hwocr-easyocr-") as d:
-        list_file = os.path.join(d, "paths.txt")
-        with open(list_file, "w", encoding="utf-8") as f:
-            f.write("".join(p + "\n" for p in paths))
-        cmd = [py, path, bundle, name, list_file] + (["--quantize"] if quantize else []) + (
-            ["--batch", str(batch)] if batch else [])
-        proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
-    if proc.returncode != 0 or len(lines) != len(paths):
+        jobs_file = os.path.join(d, "jobs.json")
+        with open(jobs_file, "w", encoding="utf-8") as f:
+            json.dump(jobs, f, ensure_ascii=False)
+        proc = subprocess.run([py, SCRIPTS[0], bundle, name, jobs_file], capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": ""})
+    out: list[list] = [[] for _ in jobs]
+    for line in proc.stdout.splitlines():
+        if line.startswith("["):
+            index, value = json.loads(line)
+            out[index].append(value)
+    if proc.returncode != 0 or [len(v) for v in out] != [len(job["paths"]) for job in jobs]:
         err = proc.stderr.strip().splitlines() or ["?"]
         if any("No module named 'easyocr'" in ln for ln in err):
             raise HwocrError(f"{py} does not import easyocr: scripts/bootstrap.sh installs it into .venv-easyocr "
                              "(torch 2.14.1, torchvision 0.29.1, easyocr 1.7.2)")
         raise HwocrError(f"EasyOCR could not read with {bundle}: {err[-1]}")
-    return [json.loads(ln) for ln in lines]
+    return out

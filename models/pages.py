@@ -214,23 +214,37 @@ def _require_detector(bundle_dir: str) -> None:
             "into that folder yourself")
 
 
-def read_pages(bundle_dir: str, name: str, page_paths: list[str], quantize: bool = False) -> list[list]:
-    """readtext's results per page, from the real easyocr in its own venv (models/easyocr_pages.py)."""
+def readtext_job(bundle_dir: str, page_paths: list[str], quantize: bool = False) -> dict:
+    """run_in_easyocr's job reading pages with readtext; checks now that the bundle has the detector."""
     _require_detector(bundle_dir)  # before EasyOCR starts: it would fail only after loading the recognizer
-    return run_in_easyocr("easyocr_pages.py", bundle_dir, name, page_paths, quantize) if page_paths else []
+    return {"read": "readtext", "quantize": quantize, "paths": page_paths}
 
 
-def pages_evaluation(bundle_dir: str, images: list[Image.Image], labels: list[str], scratch_dir: str, seed: int = 0,
-                     quantize: bool = False, **layout) -> dict:
-    """Compose the pages (layout: compose_pages's options), write them as PNG under scratch_dir, read them with
-    readtext and score them: score_pages's figures plus "readings" (readtext's results per page)."""
-    name = bundle_name(bundle_dir)
-    _require_detector(bundle_dir)  # before composing anything
+def read_pages(bundle_dir: str, name: str, page_paths: list[str], quantize: bool = False) -> list[list]:
+    """readtext's results per page, from the real easyocr in its own venv (models/easyocr_read.py)."""
+    [readings] = run_in_easyocr(bundle_dir, name, [readtext_job(bundle_dir, page_paths, quantize)])
+    return readings
+
+
+def write_pages(images: list[Image.Image], labels: list[str], scratch_dir: str, seed: int = 0,
+                **layout) -> tuple[list[Page], list[str]]:
+    """The composed pages (layout: compose_pages's options) and the paths of their PNGs, written under
+    scratch_dir."""
     pages = compose_pages(images, labels, seed, **layout)
     os.makedirs(scratch_dir, exist_ok=True)
     paths = []
     for n, page in enumerate(pages):
         paths.append(os.path.join(scratch_dir, f"page-{n:04d}.png"))
         page.image.save(paths[-1])
+    return pages, paths
+
+
+def pages_evaluation(bundle_dir: str, images: list[Image.Image], labels: list[str], scratch_dir: str, seed: int = 0,
+                     quantize: bool = False, **layout) -> dict:
+    """Compose the pages, write them under scratch_dir (write_pages), read them with readtext and score them:
+    score_pages's figures plus "readings" (readtext's results per page)."""
+    name = bundle_name(bundle_dir)
+    _require_detector(bundle_dir)  # before composing anything
+    pages, paths = write_pages(images, labels, scratch_dir, seed, **layout)
     readings = read_pages(bundle_dir, name, paths, quantize)
     return {**score_pages(pages, readings), "readings": readings}

@@ -71,10 +71,11 @@ def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str)
 BATCH_SIZE = 8  # recognize(batch_size > 1), as on a GPU, is checked against box-by-box reading (EasyOCR #1038)
 
 
-def easyocr_predictions(bundle_url: str, data, scratch: str, batch_words: int = 0) -> dict[str, dict]:
-    """Read every sample through the real easyocr package (its own venv) with the exported bundle: "float"
-    (quantize=False), "int8" (quantize=True, EasyOCR's CPU default) and, for the first batch_words samples,
-    "batch": BATCH_SIZE boxes a batch through recognize's batched branch."""
+def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0) -> dict[str, dict]:
+    """Read every sample through the real easyocr package (its own venv, one process for all readings) with the
+    exported bundle: "float" (quantize=False), "int8" (quantize=True, EasyOCR's CPU default) and, from the first
+    page_words samples: "batch", BATCH_SIZE boxes a batch through recognize's batched branch, and "pages", the
+    figures of readtext (float) on them composed into pages (models/pages.py)."""
     bundle = storage.local_copy(bundle_url, "bundles")
     name = bundle_name(bundle)
     paths, gts = [], []
@@ -83,16 +84,25 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, batch_words: int = 
         data.raw_image(i).save(path)
         paths.append(path)
         gts.append(data.labels[i])
-    runs = {"float": (paths, False, 0), "int8": (paths, True, 0)}
-    if batch_words:
-        runs["batch"] = (paths[:batch_words], False, BATCH_SIZE)
+    jobs = [{"read": "recognize", "quantize": False, "paths": paths},
+            {"read": "recognize", "quantize": True, "paths": paths}]
+    if page_words:
+        from models.pages import readtext_job, score_pages, write_pages
+
+        n = min(page_words, len(data))
+        pages, page_paths = write_pages([data.raw_image(i) for i in range(n)], gts[:n], os.path.join(scratch, "pages"))
+        jobs += [{"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]},
+                 readtext_job(bundle, page_paths)]
+    reads = run_in_easyocr(bundle, name, jobs)
     out = {}
-    for kind, (some, quantize, batch) in runs.items():
-        read = run_in_easyocr("easyocr_read.py", bundle, name, some, quantize, batch)
-        preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(some)]
+    for kind, read in zip(("float", "int8", "batch"), reads):
+        preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(read)]
         out[kind] = {"preds": preds, "gts": truth, "confidences": confs,
                      "accuracy": metrics.word_accuracy(preds, truth),
                      "norm_ed": metrics.norm_ed(preds, truth), "cer": metrics.cer(preds, truth)}
+    if page_words:
+        scores = score_pages(pages, reads[3])
+        out["pages"] = {k: scores[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
     return out
 
 
@@ -137,15 +147,6 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
         if engine == "easyocr":
             readings = easyocr_predictions(model_url, data, scratch, page_words)
             result, int8 = readings["float"], readings["int8"]
-            pages = None
-            if page_words:
-                from models.pages import pages_evaluation
-
-                n = min(page_words, len(data))
-                read = pages_evaluation(storage.local_copy(model_url, "bundles"),
-                                        [data.raw_image(i) for i in range(n)], list(data.labels[:n]),
-                                        os.path.join(scratch, "pages"))
-                pages = {k: read[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
         else:
             result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
         keys = [f"image-{i:09d}" for i in data.indices] if not names else [names[i - 1] for i in data.indices]
@@ -170,7 +171,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
     }
     if engine == "easyocr":
         report["easyocr"] = {"float": _figures(result), "int8": _figures(int8),
-                             "int8_agreement": agreement(int8["preds"], preds), "pages": pages,
+                             "int8_agreement": agreement(int8["preds"], preds), "pages": readings.get("pages"),
                              "batch": {"samples": len(readings["batch"]["preds"]), "batch_size": BATCH_SIZE,
                                        "agreement": agreement(readings["batch"]["preds"], preds),
                                        **_figures(readings["batch"])} if page_words else None}

@@ -13,6 +13,7 @@ from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.codec import CTCCodec
 from models.easyocr_compat import recognize
+from models.easyocr_venv import SCRIPTS, run_in_easyocr
 from models.pretrained import GEN2, load_state_dict
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
@@ -39,7 +40,7 @@ print(json.dumps(out, ensure_ascii=False))
 """
 
 
-def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):
+def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path, monkeypatch):
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
     files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_test"), img_h=32)
@@ -71,17 +72,24 @@ def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path):
     # between real readings.
     assert [t for t, _ in theirs] == WORDS
 
-    # `hwocr evaluate --engine easyocr` scores the bundle through EasyOCR itself, float and int8 ...
-    report = evaluate_checkpoint(str(tmp_path / "bundle"), tiny_lmdb, str(tmp_path / "eval"), settings(),
-                                 engine="easyocr")
+    # `hwocr evaluate --engine easyocr` scores the bundle through EasyOCR itself, float and int8 ..., all its
+    # readings in one EasyOCR process (each start-up costs seconds): a Python that logs its starts tells.
+    starts = tmp_path / "starts.txt"
+    counting = tmp_path / "easyocr-python"
+    counting.write_text(f"#!/bin/sh\necho \"$@\" >> '{starts}'\nexec '{EASYOCR_PYTHON}' \"$@\"\n")
+    counting.chmod(0o755)
+    with monkeypatch.context() as m:
+        m.setenv("HWOCR_EASYOCR_PYTHON", str(counting))
+        report = evaluate_checkpoint(str(tmp_path / "bundle"), tiny_lmdb, str(tmp_path / "eval"), settings(),
+                                     engine="easyocr")
+    assert [line.split()[0] for line in starts.read_text().splitlines()] == [SCRIPTS[0]]
     assert report["samples"] == 4 and report["accuracy"] == 100.0
     assert report["easyocr"]["float"]["accuracy"] == 100.0 and report["easyocr"]["float"]["cer"] == 0.0
     assert 0 <= report["easyocr"]["int8"]["accuracy"] <= 100 and 0 <= report["easyocr"]["int8_agreement"] <= 100
     # recognize's batched branch (what a GPU runs with batch_size > 1): one box a batch is the plain reading, ...
-    from models.easyocr_venv import run_in_easyocr
-
     bundle = str(tmp_path / "bundle")
-    assert run_in_easyocr("easyocr_read.py", bundle, "hwocr_test", images, batch=1) == [list(t) for t in theirs]
+    job = {"read": "batched", "quantize": False, "batch": 1, "paths": images}
+    assert run_in_easyocr(bundle, "hwocr_test", [job]) == [[list(t) for t in theirs]]
     # ... and the pipeline's figure for 8 a batch (every crop padded to the widest) counts readings equal to it.
     b = report["easyocr"]["batch"]
     assert (b["samples"], b["batch_size"]) == (4, 8) and b["agreement"] == b["accuracy"]  # float reads all 4

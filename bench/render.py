@@ -24,8 +24,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from synth import trdg_driver  # noqa: E402
+from synth.settings import RenderSettings  # noqa: E402
 from synth.words import BUNDLED_WORDS  # noqa: E402
-from tasks.settings import RenderSettings  # noqa: E402
 
 FONTS = [
     "/usr/share/fonts/truetype/nanum/NanumPen.ttf",

@@ -34,8 +34,8 @@ RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convo
 def make_lmdb(folder: str, n: int) -> str:
     from models.lmdb_format import PackSettings, pack
     from synth import trdg_driver
+    from synth.settings import RenderSettings
     from synth.words import BUNDLED_WORDS
-    from tasks.settings import RenderSettings
 
     with open(BUNDLED_WORDS, encoding="utf-8") as f:
         words = f.read().split()

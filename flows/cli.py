@@ -49,6 +49,25 @@ def check_prefect_api() -> None:
                          "PREFECT_API_URL, or unset it to run on a temporary local server") from None
 
 
+def check_inputs(command: str, config) -> None:
+    """What the config names is checked here, before Prefect starts, so that bad input fails in a second or two;
+    the stages check it again for runs started from a deployment or the UI."""
+    from hwocr import storage
+    from hwocr.layout import Layout
+
+    if command in ("data", "run"):
+        from models.charset import load_charset
+        from synth.inputs import check_inputs as check_words_and_fonts
+
+        check_words_and_fonts(config.render, load_charset(config.render.charset))
+    elif command == "train":
+        layout = Layout.at(config.out)
+        for split in ("train", "val"):
+            if not storage.exists(storage.join(layout.lmdb(split), "data.mdb")):
+                raise HwocrError(f"{layout.lmdb(split)} holds no LMDB: run `hwocr data` with the same --out and "
+                                 "--config first, or `hwocr run` for both")
+
+
 def _progress_bar():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -254,8 +273,13 @@ def main(argv: list[str] | None = None) -> int:
         # Settings are checked first, in about a second: nothing heavy (Prefect, torch, MLflow) is imported yet.
         flow = args.command in ("data", "train", "run", "serve")
         config = load_config(args.config, args.overrides, args.out if flow else None)
+        check_inputs(args.command, config)
         if flow:
             check_prefect_api()
+        if args.command in ("data", "run"):
+            from hwocr import storage
+
+            storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
         result = args.func(args, config)
     except HwocrError as e:
         print(f"hwocr: error: {e}", file=sys.stderr)

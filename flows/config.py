@@ -14,7 +14,8 @@ from hwocr import storage
 from hwocr.errors import HwocrError
 from models.lmdb_format import PackSettings
 from models.settings import TrainSettings
-from tasks.settings import ExportSettings, RenderSettings, TrackingSettings
+from synth.settings import RenderSettings
+from tasks.settings import ExportSettings, TrackingSettings
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

@@ -39,7 +39,13 @@ def _decode(url: str, data: bytes) -> str:
 
 def read_words(url: str, charset: str, max_length: int = 25) -> tuple[list[str], dict]:
     """Unique NFC words usable with charset, in file order, and a report of what was dropped and why."""
-    text = _decode(url, storage.read_bytes(url))
+    try:
+        data = storage.read_bytes(url)
+    except FileNotFoundError:
+        raise HwocrError(f"word list {url} does not exist (render.words: a UTF-8 file, one word a line)") from None
+    except IsADirectoryError:
+        raise HwocrError(f"word list {url} is a folder; render.words names a file, one word a line") from None
+    text = _decode(url, data)
     allowed = set(charset)
     words: list[str] = []
     seen: set[str] = set()

@@ -24,7 +24,7 @@ from hwocr.errors import TransientError
 from hwocr.layout import Layout
 from synth import trdg_driver
 from synth.font_pool import largest_remainder
-from tasks.settings import RenderSettings
+from synth.settings import RenderSettings
 from tasks.stage import StageResult, retry_transient, stage, stage_key
 
 CODE_VERSION = hashing.code_version(trdg_driver.__file__, libraries=("trdg", "PIL", "cv2", "numpy"))

@@ -29,6 +29,20 @@ from hwocr.errors import HwocrError, TransientError
 log = logging.getLogger("hwocr")
 
 
+class _MessageOnly(logging.Filter):
+    """Prefect logs a failed run's exception with its stack; an HwocrError is worded for the user (bad input, a
+    missing file, refused credentials), so its message alone goes to the console, the log and the UI."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], HwocrError):
+            record.exc_info = record.exc_text = None
+        return True
+
+
+for _name in ("prefect.task_runs", "prefect.flow_runs"):  # the loggers of Prefect's task and flow engines
+    logging.getLogger(_name).addFilter(_MessageOnly())
+
+
 class StageResult(BaseModel):
     """A stage's typed result; `key` is the stage's content key, filled in by `stage`."""
 

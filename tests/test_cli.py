@@ -20,22 +20,35 @@ def test_unknown_setting_key(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core: draws no Hangul
+
+
 @pytest.mark.parametrize("args, message", [
     (["run", "--set", "train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
     (["data", "--set", "render.cont=5"], "unknown setting 'render.cont'"),
     (["export", "--model", "m.pth", "--out", "b", "--name", "1abc"], "export name '1abc' must be"),
     (["pack", "--gt", "gt.txt", "--images", ".", "--out", "db"], "gt.txt line 1: expected 'path<TAB>label'"),
+    (["data", "--out", "o", "--set", "render.fonts=[nofont.ttf]"], "font file 'nofont.ttf' does not exist"),
+    (["run", "--out", "o", "--set", f"render.fonts=[{LATIN}]"], "(DejaVu Sans Book) draws no Hangul"),
+    (["data", "--out", "o", "--set", "render.words=binary.txt"], "binary.txt looks binary (NUL byte at offset 2)"),
+    (["data", "--out", "o", "--set", "render.words=nowords.txt"], "word list nowords.txt does not exist"),
+    (["run", "--out", "o", "--set", "render.words=."], "word list . is a folder"),
+    (["train", "--out", "o"], "lmdb/train holds no LMDB: run `hwocr data` with the same --out"),
 ])
-def test_bad_settings_fail_before_prefect_torch_or_mlflow_load(tmp_path, args, message):
-    """Settings (and pack's gt.txt) are checked first: a typo costs a second, not Prefect's and torch's start-up."""
+def test_bad_input_fails_before_prefect_torch_or_mlflow_load(tmp_path, args, message):
+    """Settings, then the words, fonts and data they name, are checked first: a typo costs a second or two, not
+    Prefect's and torch's start-up; nothing is written."""
     (tmp_path / "gt.txt").write_text("a.png no tab\n", encoding="utf-8")
+    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")
+    before = sorted(os.listdir(tmp_path))
     code = ("import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
             "print(sorted(m for m in ('prefect', 'torch', 'mlflow', 'trdg') if m in sys.modules)); sys.exit(rc)")
     p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
                        cwd=tmp_path)
     assert p.returncode == 2 and message in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("hwocr: error: ")
     assert p.stdout.strip() == "[]"
-    assert os.listdir(tmp_path) == ["gt.txt"]
+    assert sorted(os.listdir(tmp_path)) == before
 
 
 def test_zero_count(tmp_path):

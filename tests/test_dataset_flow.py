@@ -95,12 +95,32 @@ def test_font_missing_policies(tmp_path, make_config):
 
 
 def test_missing_font_file_fails_before_rendering(tmp_path, make_config, words_file):
+    """Also from a deployment, where no CLI checked first; Prefect logs the error by its message, no stack."""
+    import logging
+
     from flows.config import load_config
 
+    class Keep(logging.Handler):
+        records: list[logging.LogRecord] = []
+
+        def emit(self, record):
+            self.records.append(record)
+
+    keep = Keep()
+    loggers = [logging.getLogger(name) for name in ("prefect.task_runs", "prefect.flow_runs")]
+    for logger in loggers:
+        logger.addHandler(keep)
     config = load_config(None, [f"render.words={words_file}", "render.fonts=/nope/x.ttf"], out=str(tmp_path / "o"))
-    with pytest.raises(HwocrError, match=r"font file '/nope/x\.ttf' does not exist"):
-        dataset_flow(config=config)
+    try:
+        with pytest.raises(HwocrError, match=r"font file '/nope/x\.ttf' does not exist"):
+            dataset_flow(config=config)
+    finally:
+        for logger in loggers:
+            logger.removeHandler(keep)
     assert not (tmp_path / "o" / "shards").exists()
+    failures = [r for r in keep.records if "/nope/x.ttf" in r.getMessage()]
+    assert {r.name for r in failures} == {"prefect.task_runs", "prefect.flow_runs"}
+    assert all(r.exc_info is None and r.exc_text is None for r in failures)
 
 
 def test_unwritable_output_url(tmp_path, make_config):

@@ -1,0 +1,59 @@
+"""The user's inputs, checked and described: the word list and the fonts. Plain Python, so that the CLI checks them
+before Prefect starts and the stages (tasks/inputs.py) run the same checks for deployments and the UI."""
+
+from __future__ import annotations
+
+from hwocr.errors import HwocrError
+from synth.font_pool import check_held_out_families, select_pool
+from synth.fonts import discover_fonts, survey
+from synth.settings import RenderSettings
+from synth.words import BUNDLED_WORDS, read_words
+
+
+def word_list(settings: RenderSettings, charset: str) -> tuple[str, list[str], dict]:
+    """(its URL, the normalized and filtered words, the report of what was dropped); charset: the characters of
+    settings.charset."""
+    url = settings.words or BUNDLED_WORDS
+    words, report = read_words(url, charset, settings.batch_max_length)
+    return url, words, report
+
+
+def font_sources(settings: RenderSettings) -> tuple[list[str], list[str], dict[str, float]]:
+    """(training font URLs, held-out font URLs, weight by URL): from render.pool, else fonts and test_fonts."""
+    if settings.pool is None:
+        return discover_fonts(settings.fonts), discover_fonts(settings.test_fonts) if settings.test_count else [], {}
+    pool = select_pool(settings.pool)
+    if settings.test_count and not pool["test"]:
+        raise HwocrError(f"render.test_count is {settings.test_count} but no held-out font is left: "
+                         f"render.pool.held_out_groups {settings.pool.held_out_groups} draw no image (weight 0?)")
+    weights = {p.path: p.effective_weight for p in pool["train"] + pool["test"]}
+    return [p.path for p in pool["train"]], [p.path for p in pool["test"]] if settings.test_count else [], weights
+
+
+def font_survey(settings: RenderSettings, charset: str, used: set[str]) -> dict:
+    """Hash every font, check what it really draws of the characters `used`, and apply settings.font_missing:
+    {"fonts", "test_fonts", "regression_fonts", "skipped"}."""
+    train_urls, test_urls, weights = font_sources(settings)
+    what = "render.pool" if settings.pool is not None else f"render.fonts {settings.fonts}"
+    kept, skipped = survey(train_urls, settings.font_missing, charset, used, what)
+    held_out: list[dict] = []
+    if settings.test_count:
+        what = ("render.pool held-out groups" if settings.pool is not None
+                else f"render.test_fonts {settings.test_fonts}")
+        held_out, more = survey(test_urls, settings.font_missing, charset, used, what)
+        skipped += more
+        check_held_out_families(kept, held_out, settings.pool.catalogue if settings.pool is not None else None)
+    regression: list[dict] = []
+    if settings.regression_count:
+        regression, more = survey(discover_fonts(settings.regression_fonts), settings.font_missing, charset, used,
+                                   f"render.regression_fonts {settings.regression_fonts}")
+        skipped += more
+    for f in kept + held_out:
+        f["weight"] = weights.get(f["url"], 1.0)
+    return {"fonts": kept, "test_fonts": held_out, "regression_fonts": regression, "skipped": skipped}
+
+
+def check_inputs(settings: RenderSettings, charset: str) -> None:
+    """Every check of the word list and the fonts, raising HwocrError on the first problem."""
+    _, words, _ = word_list(settings, charset)
+    font_survey(settings, charset, set("".join(words)))

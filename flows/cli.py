@@ -60,6 +60,7 @@ def check_inputs(command: str, config) -> None:
         from synth.inputs import check_inputs as check_words_and_fonts
 
         check_words_and_fonts(config.render, load_charset(config.render.charset))
+        storage.not_a_file(config.out)
     elif command == "train":
         layout = Layout.at(config.out)
         for split in ("train", "val"):
@@ -130,10 +131,13 @@ def cmd_run(args, config) -> dict:
 
 
 def cmd_evaluate(args, config) -> dict:
-    from hwocr import storage
+    from hwocr import hashing, storage
     from tasks.evaluate import evaluate_checkpoint
 
-    out = storage.normalize(args.out)
+    # One folder per model, data and engine: a second evaluation never replaces the first one's predictions.
+    out = storage.normalize(args.out or os.path.join(
+        "hwocr-out", "evaluation", hashing.digest([storage.normalize(args.model), storage.normalize(args.data),
+                                                   args.engine])[:12]))
     report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, engine=args.engine,
                                  page_words=args.pages)
     if not args.json:
@@ -242,7 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pages", type=int, default=200, metavar="N",
                    help="easyocr engine: read the first N words with recognize(batch_size=8) and, composed into pages, "
                    "with readtext (0: skip both)")
-    p.add_argument("--out", default="./hwocr-out/evaluation", help="where predictions.tsv and the report go")
+    p.add_argument("--out", help="where predictions.tsv and the report go (default: a folder under "
+                   "hwocr-out/evaluation/ named from the model, the data and the engine)")
     _config_args(p, "train section (image size, preprocessing, charset)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("export", help="write a checkpoint as an EasyOCR custom network (NAME.pth/.yaml/.py)")

@@ -110,10 +110,12 @@ def config_from_form(preset: str | None, knobs: dict, settings: list[str] = (),
     """The config a Prefect form describes: `config` when given, else the preset; then the knobs (dotted key ->
     value, None for unset) and `settings` (KEY=VALUE, as --set) over it."""
     data = config.model_dump(mode="json") if config is not None else _preset_data(preset)
+    given = {}
     for key, value in knobs.items():
         if value is not None:
             _set_dotted(data, key, value)
-    return _validated(data, settings, None, f"preset {preset}" if config is None and preset else None)
+            given[key] = f"the form's {key}"
+    return _validated(data, settings, None, f"preset {preset}" if config is None and preset else None, given)
 
 
 def _preset_data(path: str | None) -> dict:
@@ -130,18 +132,27 @@ def _preset_data(path: str | None) -> dict:
     return data
 
 
-def _validated(data: dict, overrides, out: str | None, where: str | None) -> PipelineConfig:
+def _validated(data: dict, overrides, out: str | None, where: str | None,
+               given: dict[str, str] | None = None) -> PipelineConfig:
+    """The config of data with the overrides (KEY=VALUE) and out over it; an invalid value is named with where it
+    came from: the --set, the form field (given: key -> its name), else the preset (where)."""
+    given = dict(given or {})
     for text in overrides:
-        _set_dotted(data, *parse_override(text))
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+        given[key] = f"--set {text}"
     if out is not None:
         data["out"] = out
+        given["out"] = "--out"
     try:
         return PipelineConfig.model_validate(data)
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (got {err.get('input')!r})" for err in e.errors()
-        )
-        raise HwocrError(f"invalid settings{' in ' + where if where else ''}: {problems}") from None
+        problems = []
+        for err in e.errors():
+            loc = ".".join(str(p) for p in err["loc"])
+            source = next((v for k, v in given.items() if loc == k or loc.startswith(k + ".")), where)
+            problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r}{', from ' + source if source else ''})")
+        raise HwocrError(f"invalid settings: {'; '.join(problems)}") from None
 
 
 def load_config(path: str | None = None, overrides: list[str] = (), out: str | None = None) -> PipelineConfig:

@@ -64,6 +64,30 @@ def open_url(url: str, mode: str = "rb"):
     return fsspec.open(url, mode).open()
 
 
+def _decodes(data: bytes, encoding: str) -> bool:
+    try:
+        data.decode(encoding)
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def decode_text(data: bytes, what: str) -> str:
+    """A user's text file (a word list, a gt.txt) as UTF-8, else an error that names `what`, the line, and the
+    encoding it is in when that is UTF-16 or cp949 (Korean Windows), with the iconv line that converts it."""
+    if data[:2] in (b"\xff\xfe", b"\xfe\xff") and _decodes(data, "utf-16"):  # its ASCII has NULs between
+        raise HwocrError(f"{what} is UTF-16 text; expected UTF-8: convert it with `iconv -f utf-16 -t utf-8`")
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        raise HwocrError(f"{what} looks binary (NUL byte at offset {nul}); expected UTF-8 text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        hint = "; it decodes as cp949: convert it with `iconv -f cp949 -t utf-8`" if _decodes(data, "cp949") else ""
+        raise HwocrError(f"{what} line {line} is not UTF-8 (byte 0x{data[e.start]:02x}){hint}") from None
+
+
 def read_bytes(url: str) -> bytes:
     fs, path = url_to_fs(url)
     return fs.cat_file(path)
@@ -222,12 +246,20 @@ def remove(url: str) -> None:
         fs.rm(path, recursive=True)
 
 
+def not_a_file(url: str) -> None:
+    """An output location that is a file is refused, by name, before anything is written."""
+    fs, path = url_to_fs(url)
+    if fs.isfile(path):
+        raise HwocrError(f"output location {url!r} is a file; the output is a folder: name another")
+
+
 def ensure_writable(url: str) -> None:
     """Fail early, naming the URL, when the output location cannot be written."""
     probe = join(url, f".hwocr-write-probe-{uuid.uuid4().hex[:8]}")
     try:
         fs, path = url_to_fs(url)
         check_bucket(fs, url, path)
+        not_a_file(url)
         fs.makedirs(path, exist_ok=True)
         write_bytes(probe, b"ok")
         remove(probe)

@@ -41,11 +41,10 @@ class PackSettings(BaseModel):
 def read_gt(gt_url: str) -> list[tuple[int, str, str]]:
     """(line number, path, label) for every non-blank line; malformed lines raise naming file and line."""
     try:
-        text = storage.read_bytes(gt_url).decode("utf-8-sig")
+        data = storage.read_bytes(gt_url)
     except FileNotFoundError:
         raise HwocrError(f"gt file {gt_url} does not exist") from None
-    except UnicodeDecodeError as e:
-        raise HwocrError(f"gt file {gt_url} is not UTF-8 (byte offset {e.start})") from None
+    text = storage.decode_text(data, f"gt file {gt_url}")
     rows = []
     for n, line in enumerate(text.split("\n"), 1):
         line = line.rstrip("\r")

@@ -11,6 +11,9 @@ from synth.effects import EffectsSettings, GlyphJitterSettings
 from synth.font_pool import FontPoolSettings
 from synth.fonts import DEFAULT_FONTS, PRINT_FONTS
 
+# Images of one split at the most: about 100 GB of shards and LMDB at the seed's size, days of rendering on a CPU.
+MAX_IMAGES = 10_000_000
+
 
 class RenderSettings(BaseModel):
     """What to render and how; the trdg options of the seed's table keep trdg's meaning."""
@@ -25,10 +28,11 @@ class RenderSettings(BaseModel):
         default_factory=list,
         description="Held-out fonts for a 'test' split, never used for train or val (a folder, glob or list).",
     )
-    test_count: NonNegativeInt = Field(0, description="Test images to render with test_fonts (0: no test split).")
+    test_count: NonNegativeInt = Field(0, le=MAX_IMAGES,
+                                       description="Test images to render with test_fonts (0: no test split).")
     regression_count: NonNegativeInt = Field(
-        0, description="Images of a 'regression' split: the word list in plain print faces, scored before and after "
-        "fine-tuning to show what the model forgot (0: no regression split)."
+        0, le=MAX_IMAGES, description="Images of a 'regression' split: the word list in plain print faces, scored "
+        "before and after fine-tuning to show what the model forgot (0: no regression split)."
     )
     regression_fonts: list[str] = Field(
         default_factory=lambda: list(PRINT_FONTS),
@@ -38,8 +42,8 @@ class RenderSettings(BaseModel):
     words: str | None = Field(
         None, description="Word list (trdg -i): UTF-8, one word a line. Empty: the bundled Korean list."
     )
-    count: PositiveInt = Field(100_000, description="Training images to render (trdg -c).")
-    val_count: PositiveInt = Field(1_000, description="Validation images to render.")
+    count: PositiveInt = Field(100_000, le=MAX_IMAGES, description="Training images to render (trdg -c).")
+    val_count: PositiveInt = Field(1_000, le=MAX_IMAGES, description="Validation images to render.")
     seed: int = Field(1111, description="Every image is seeded from (seed, split, font, index).")
     shards: PositiveInt = Field(
         32, description="Shards per split: images per shard = count / shards, at least min_shard_images."

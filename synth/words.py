@@ -16,25 +16,7 @@ BUNDLED_WORDS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr"
 def _decode(url: str, data: bytes) -> str:
     if not data.strip():
         raise HwocrError(f"word list {url} is empty")
-    nul = data.find(b"\x00")
-    if nul >= 0:
-        raise HwocrError(f"word list {url} looks binary (NUL byte at offset {nul}); expected UTF-8 text, "
-                         "one word a line")
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        hint = ""
-        candidates = ["utf-16"] if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ["cp949"]
-        for enc in candidates:
-            try:
-                data.decode(enc)
-                hint = f"; it decodes as {enc}: convert it with `iconv -f {enc} -t utf-8`"
-            except UnicodeDecodeError:
-                pass
-        raise HwocrError(
-            f"word list {url} line {line} is not UTF-8 (byte 0x{data[e.start]:02x}){hint}"
-        ) from None
+    return storage.decode_text(data, f"word list {url}")
 
 
 def read_words(url: str, charset: str, max_length: int = 25) -> tuple[list[str], dict]:

@@ -25,8 +25,10 @@ class ExportSettings(BaseModel):
     @classmethod
     def _importable(cls, v: str) -> str:
         if not v.isidentifier() or keyword.iskeyword(v) or not v.isascii():
-            raise ValueError(f"export name {v!r} must be an ASCII Python identifier (letters, digits, _): "
-                             "EasyOCR imports NAME.py as a module")
+            why = ("it starts with a digit" if v[:1].isdigit() else "it is a Python keyword" if keyword.iskeyword(v)
+                   else "it holds other characters")
+            raise ValueError(f"export name {v!r} must be an ASCII Python identifier (letters, digits, _; not "
+                             f"starting with a digit), and {why}: EasyOCR imports NAME.py as a module")
         if v in _TAKEN or v in sys.stdlib_module_names:
             raise ValueError(f"export name {v!r} would shadow the module {v!r} that EasyOCR imports; pick another")
         return v

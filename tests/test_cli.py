@@ -26,7 +26,7 @@ LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core: 
 @pytest.mark.parametrize("args, message", [
     (["run", "--set", "train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
     (["data", "--set", "render.cont=5"], "unknown setting 'render.cont'"),
-    (["export", "--model", "m.pth", "--out", "b", "--name", "1abc"], "export name '1abc' must be"),
+    (["export", "--model", "m.pth", "--out", "b", "--name", "1abc"], "not starting with a digit), and it starts with"),
     (["pack", "--gt", "gt.txt", "--images", ".", "--out", "db"], "gt.txt line 1: expected 'path<TAB>label'"),
     (["data", "--out", "o", "--set", "render.fonts=[nofont.ttf]"], "font file 'nofont.ttf' does not exist"),
     (["run", "--out", "o", "--set", f"render.fonts=[{LATIN}]"], "(DejaVu Sans Book) draws no Hangul"),
@@ -34,12 +34,17 @@ LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core: 
     (["data", "--out", "o", "--set", "render.words=nowords.txt"], "word list nowords.txt does not exist"),
     (["run", "--out", "o", "--set", "render.words=."], "word list . is a folder"),
     (["train", "--out", "o"], "lmdb/train holds no LMDB: run `hwocr data` with the same --out"),
+    (["data", "--out", "gt.txt"], "gt.txt' is a file; the output is a folder"),
+    (["run", "--set", "render.count=abc"], "(got 'abc', from --set render.count=abc)"),
+    (["data", "--set", "render.count=1000000000000"], "render.count: Input should be less than or equal to"),
+    (["pack", "--gt", "cp949.txt", "--images", ".", "--out", "db"], "decodes as cp949: convert it with `iconv"),
 ])
 def test_bad_input_fails_before_prefect_torch_or_mlflow_load(tmp_path, args, message):
     """Settings, then the words, fonts and data they name, are checked first: a typo costs a second or two, not
     Prefect's and torch's start-up; nothing is written."""
     (tmp_path / "gt.txt").write_text("a.png no tab\n", encoding="utf-8")
-    (tmp_path / "binary.txt").write_bytes(b"\xff\xfe\x00")
+    (tmp_path / "binary.txt").write_bytes(b"ab\x00\x01")
+    (tmp_path / "cp949.txt").write_bytes("a.png\t한글\n".encode("cp949"))
     before = sorted(os.listdir(tmp_path))
     code = ("import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
             "print(sorted(m for m in ('prefect', 'torch', 'mlflow', 'trdg') if m in sys.modules)); sys.exit(rc)")
@@ -53,7 +58,7 @@ def test_bad_input_fails_before_prefect_torch_or_mlflow_load(tmp_path, args, mes
 
 def test_zero_count(tmp_path):
     p = hwocr("data", "--out", str(tmp_path / "o"), "--set", "render.val_count=0")
-    assert p.returncode == 2 and "render.val_count: Input should be greater than 0 (got 0)" in p.stderr
+    assert p.returncode == 2 and "render.val_count: Input should be greater than 0 (got 0, from --set" in p.stderr
     assert not (tmp_path / "o").exists()
 
 

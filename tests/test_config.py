@@ -28,8 +28,18 @@ def test_unknown_setting_key_suggests():
 
 @pytest.mark.parametrize("value", ["0", "-5"])
 def test_counts_must_be_positive(value):
-    with pytest.raises(HwocrError, match=rf"render.count: Input should be greater than 0 \(got {value}\)"):
+    with pytest.raises(HwocrError,
+                       match=rf"render.count: Input should be greater than 0 \(got {value}, from --set render.count="):
         load_config("quick", [f"render.count={value}"])
+
+
+def test_an_invalid_value_is_blamed_on_where_it_came_from(tmp_path):
+    preset = tmp_path / "p.yaml"
+    preset.write_text("render:\n  count: -3\n", encoding="utf-8")
+    with pytest.raises(HwocrError, match=rf"render.count: Input should be greater than 0 \(got -3, from {preset}\)"):
+        load_config(str(preset))
+    with pytest.raises(HwocrError, match=r"render.count: .* \(got 'abc', from --set render.count=abc\)$"):
+        load_config(str(preset), ["render.count=abc"])
 
 
 def test_override_without_equals():
@@ -186,7 +196,8 @@ def test_the_prefect_form_builds_the_config():
     assert c.train.pretrained == "korean_g2"  # the rest is the preset's
     given = PipelineConfig(out="/tmp/given")
     assert config_from_form("seed", {"train.num_iter": 3}, [], given).out == "/tmp/given"  # config wins over preset
-    with pytest.raises(HwocrError, match=r"invalid settings in preset quick: render.count: Input should be greater"):
+    with pytest.raises(HwocrError, match=r"invalid settings: render.count: Input should be greater than 0 "
+                       r"\(got 0, from the form's render.count\)"):
         config_from_form("quick", {"render.count": 0})
     with pytest.raises(HwocrError, match="unknown setting 'train.num_it'"):
         config_from_form("quick", {}, ["train.num_it=3"])

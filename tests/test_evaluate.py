@@ -44,12 +44,19 @@ def test_report_matches_predictions(tiny_lmdb, checkpoint, tmp_path):
 
 @pytest.mark.slow
 def test_cli_json(tiny_lmdb, checkpoint, tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", "evaluate", "--model", checkpoint, "--data", tiny_lmdb,
-                           "--out", str(tmp_path), "--set", "train.img_h=32", "--json"],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert set(result) == {"samples", "accuracy", "norm_ed", "cer", "predictions"} and result["samples"] == 4
+    """Without --out, each model and data get their own folder: a second evaluation keeps the first one's."""
+    folders = []
+    for data in (tiny_lmdb, os.path.dirname(tiny_lmdb)):  # the LMDB, then the folder with its gt.txt
+        proc = subprocess.run([sys.executable, "-m", "flows.cli", "evaluate", "--model", checkpoint, "--data", data,
+                               "--set", "train.img_h=32", "--json"], capture_output=True, text=True, timeout=300,
+                              cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        result = json.loads(proc.stdout.strip().splitlines()[-1])
+        assert set(result) == {"samples", "accuracy", "norm_ed", "cer", "predictions"} and result["samples"] == 4
+        folders.append(os.path.dirname(result["predictions"]))
+    assert len(set(folders)) == 2
+    assert all(os.path.dirname(f) == str(tmp_path / "hwocr-out" / "evaluation") for f in folders)
+    assert all(os.path.exists(os.path.join(f, "predictions.tsv")) for f in folders)
 
 
 def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):

@@ -91,6 +91,17 @@ def test_bad_gt_lines(folder, tmp_path, line, message):
     assert not (tmp_path / "lmdb").exists() and os.listdir(tmp_path) == ["data"]
 
 
+@pytest.mark.parametrize("encoding, message", [
+    ("cp949", r"gt\.txt line 2 is not UTF-8 \(byte 0x.*\); it decodes as cp949: convert it with `iconv -f cp949"),
+    ("utf-16", r"gt\.txt is UTF-16 text; expected UTF-8: convert it with `iconv -f utf-16 -t utf-8`"),
+])
+def test_gt_in_another_encoding_names_it(folder, tmp_path, encoding, message):
+    (folder / "gt.txt").write_bytes("img/1.png\tHello\nimg/0.png\t한글\n".encode(encoding))
+    with pytest.raises(HwocrError, match=message):
+        pack(folder, tmp_path / "lmdb")
+    assert not (tmp_path / "lmdb").exists()
+
+
 def test_unreadable_image(folder, tmp_path):
     (folder / "img" / "2.png").write_bytes(png()[:40])
     with pytest.raises(HwocrError, match=r"gt\.txt line 3: image .*2\.png cannot be decoded"):

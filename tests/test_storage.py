@@ -44,6 +44,9 @@ def test_unwritable_output(tmp_path):
     blocker.write_text("x")
     with pytest.raises(HwocrError, match=r"output location '.*file/out' is not writable"):
         storage.ensure_writable(str(blocker / "out"))
+    with pytest.raises(HwocrError, match=r"output location '.*/file' is a file; the output is a folder"):
+        storage.ensure_writable(str(blocker))
+    assert blocker.read_text() == "x"
 
 
 def test_archive_reader_reads_members_and_refuses_use_after_close(tmp_path):

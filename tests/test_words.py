@@ -49,6 +49,13 @@ def test_binary_word_list(tmp_path):
         read_words(write(tmp_path, b"ab\x00\x01\x02"), CHARSET)
 
 
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be"])
+def test_utf16_word_list_is_named_utf16_not_binary(tmp_path, encoding):
+    data = ("\ufeff" if encoding.endswith("be") else "").encode(encoding) + "한글\nabc\n".encode(encoding)
+    with pytest.raises(HwocrError, match=r"w\.txt is UTF-16 text; expected UTF-8: convert it with `iconv -f utf-16"):
+        read_words(write(tmp_path, data), CHARSET)
+
+
 def test_other_encoding_names_line_and_encoding(tmp_path):
     data = "abc\n한글\n".encode("cp949")
     with pytest.raises(HwocrError, match=r"w\.txt line 2 is not UTF-8 .*decodes as cp949"):

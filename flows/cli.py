@@ -24,6 +24,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     p.add_argument("--runner", choices=["local", "dask"], help="render shards locally or on Dask (sets runner)")
     p.add_argument("--dask-address", help="join this Dask scheduler, tcp://host:8786 (sets dask_address)")
+    p.add_argument("--verbose", action="store_true",
+                   help="Prefect's per-task lines on the console too (they always go to the log file)")
 
 
 def _config_args(p: argparse.ArgumentParser, section: str) -> None:
@@ -67,6 +69,34 @@ def check_inputs(command: str, config) -> None:
             if not storage.exists(storage.join(layout.lmdb(split), "data.mdb")):
                 raise HwocrError(f"{layout.lmdb(split)} holds no LMDB: run `hwocr data` with the same --out and "
                                  "--config first, or `hwocr run` for both")
+
+
+def log_to_file(command: str, out: str, verbose: bool) -> str:
+    """Everything logged at INFO and up (Prefect's task and flow lines, warnings from the libraries) goes to a file
+    under <out>/logs (./hwocr-out/logs for a remote out); the console keeps hwocr's progress and warnings."""
+    import logging
+    import time
+
+    import prefect.main  # noqa: F401  Prefect configures logging when imported: the handler goes on after
+    from prefect.logging.formatters import PrefectFormatter
+
+    from hwocr import storage
+
+    folder = os.path.join(storage.local_path(out) if storage.is_local(out) else "hwocr-out", "logs")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    head = "%(asctime)s | %(levelname)-7s |"
+    handler.setFormatter(PrefectFormatter(f"{head} %(name)s - %(message)s",
+                                          task_run_fmt=f"{head} Task run %(task_run_name)r - %(message)s",
+                                          flow_run_fmt=f"{head} Flow run %(flow_run_name)r - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.captureWarnings(True)
+    warnings = logging.getLogger("py.warnings")
+    warnings.addHandler(handler)
+    warnings.propagate = verbose  # MLflow's and Prefect's Python warnings: the file only, unless verbose
+    return os.path.abspath(path)
 
 
 def _progress_bar():
@@ -279,16 +309,24 @@ def main(argv: list[str] | None = None) -> int:
         flow = args.command in ("data", "train", "run", "serve")
         config = load_config(args.config, args.overrides, args.out if flow else None)
         check_inputs(args.command, config)
+        log = None
         if flow:
+            if not args.verbose:  # read when Prefect configures its logging, on import
+                os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
             check_prefect_api()
-        if args.command in ("data", "run"):
-            from hwocr import storage
+            if args.command in ("data", "run"):
+                from hwocr import storage
 
-            storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
+                storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
+            log = log_to_file(args.command, config.out, args.verbose)
         result = args.func(args, config)
     except HwocrError as e:
         print(f"hwocr: error: {e}", file=sys.stderr)
+        if log:
+            print(f"hwocr: log: {log}", file=sys.stderr)
         return 2
+    if log:
+        print(f"log: {log}", flush=True)
     if args.json:
         sys.stdout.flush()
         print(json.dumps(result, ensure_ascii=False))

@@ -127,6 +127,12 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert f"mlflow ui --backend-store-uri {uri}" in again.stdout
     assert "val: 8 samples, accuracy" in again.stdout
     assert "read by EasyOCR itself, val: accuracy" in again.stdout
+    # Quiet by default: Prefect's task lines go to the log file named at the end, not to the console.
+    assert "Finished in state" not in again.stderr
+    [log] = [line.removeprefix("log: ") for line in again.stdout.splitlines() if line.startswith("log: ")]
+    assert os.path.dirname(log) == str(tmp_path / "out" / "logs")
+    with open(log, encoding="utf-8") as f:
+        assert "Finished in state Cached" in f.read()
 
     # Another machine's MLflow (a fresh store) with the same outputs: the cached training is reused, and its run,
     # tracked elsewhere, is named instead of failing the pipeline.

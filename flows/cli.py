@@ -311,14 +311,18 @@ def main(argv: list[str] | None = None) -> int:
         check_inputs(args.command, config)
         log = None
         if flow:
-            if not args.verbose:  # read when Prefect configures its logging, on import
+            # A run's console shows hwocr's lines (serve, a server's, keeps Prefect's); read when Prefect
+            # configures its logging, on import.
+            quiet = args.command != "serve" and not args.verbose
+            if quiet:
                 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
             check_prefect_api()
             if args.command in ("data", "run"):
                 from hwocr import storage
 
                 storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
-            log = log_to_file(args.command, config.out, args.verbose)
+            if args.command != "serve":
+                log = log_to_file(args.command, config.out, verbose=not quiet)
         result = args.func(args, config)
     except HwocrError as e:
         print(f"hwocr: error: {e}", file=sys.stderr)

@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(p, "pack section")
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
+    log = None
     try:
         if getattr(args, "runner", None):
             args.overrides.append(f"runner={args.runner}")
@@ -309,7 +310,6 @@ def main(argv: list[str] | None = None) -> int:
         flow = args.command in ("data", "train", "run", "serve")
         config = load_config(args.config, args.overrides, args.out if flow else None)
         check_inputs(args.command, config)
-        log = None
         if flow:
             # A run's console shows hwocr's lines (serve, a server's, keeps Prefect's); read when Prefect
             # configures its logging, on import.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 
@@ -71,10 +72,9 @@ def check_inputs(command: str, config) -> None:
                                  "--config first, or `hwocr run` for both")
 
 
-def log_to_file(command: str, out: str, verbose: bool) -> str:
+def log_to_file(command: str, out: str, verbose: bool) -> logging.FileHandler:
     """Everything logged at INFO and up (Prefect's task and flow lines, warnings from the libraries) goes to a file
     under <out>/logs (./hwocr-out/logs for a remote out); the console keeps hwocr's progress and warnings."""
-    import logging
     import time
 
     import prefect.main  # noqa: F401  Prefect configures logging when imported: the handler goes on after
@@ -96,7 +96,7 @@ def log_to_file(command: str, out: str, verbose: bool) -> str:
     warnings = logging.getLogger("py.warnings")
     warnings.addHandler(handler)
     warnings.propagate = verbose  # MLflow's and Prefect's Python warnings: the file only, unless verbose
-    return os.path.abspath(path)
+    return handler
 
 
 def _progress_bar():
@@ -327,10 +327,15 @@ def main(argv: list[str] | None = None) -> int:
     except HwocrError as e:
         print(f"hwocr: error: {e}", file=sys.stderr)
         if log:
-            print(f"hwocr: log: {log}", file=sys.stderr)
+            print(f"hwocr: log: {log.baseFilename}", file=sys.stderr)
         return 2
+    finally:
+        if log:
+            logging.getLogger().removeHandler(log)
+            logging.getLogger("py.warnings").removeHandler(log)
+            log.close()
     if log:
-        print(f"log: {log}", flush=True)
+        print(f"log: {log.baseFilename}", flush=True)
     if args.json:
         sys.stdout.flush()
         print(json.dumps(result, ensure_ascii=False))

@@ -75,10 +75,12 @@ def check_inputs(command: str, config) -> None:
 def log_to_file(command: str, out: str, verbose: bool) -> logging.FileHandler:
     """Everything logged at INFO and up (Prefect's task and flow lines, warnings from the libraries) goes to a file
     under <out>/logs (./hwocr-out/logs for a remote out); the console keeps hwocr's progress and warnings."""
+    import importlib
     import time
 
-    import prefect.main  # noqa: F401  Prefect configures logging when imported: the handler goes on after
     from prefect.logging.formatters import PrefectFormatter
+
+    importlib.import_module("prefect.main")  # Prefect configures logging when imported: the handler goes on after
 
     from hwocr import storage
 

@@ -121,7 +121,9 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert check["batch"]["samples"] == 8
     assert run.data.metrics["val_easyocr_batch_agreement"] == check["batch"]["agreement"]
 
-    again = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600)
+    # conftest keeps Prefect at WARNING; a user's default (INFO) shows what the run log holds.
+    again = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600,
+                           env={**os.environ, "PREFECT_LOGGING_LEVEL": "INFO"})
     assert again.returncode == 0, again.stderr[-3000:]
     assert "trained 4 iterations (cached)" in again.stdout
     assert f"mlflow ui --backend-store-uri {uri}" in again.stdout

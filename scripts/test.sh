@@ -4,7 +4,7 @@
 # Arguments go to both pytest runs (`bash scripts/test.sh -x`, `... tests/test_words.py`); with your own -m, one run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/bootstrap.sh
+HWOCR_PLAIN_VENV=1 bash scripts/bootstrap.sh  # .venv-plain: a test runs the MLflow server of a non-dev install
 
 # Two workers (pytest-xdist) whatever the machine: the slow tests wait on servers and subprocesses, so two overlap
 # well even on 2 cores, and more would each start their own servers and session fixtures. A module's tests stay

@@ -35,6 +35,19 @@ def pytest_collection_modifyitems(items):
     items.sort(key=rank)  # stable: within a module, and among the rest, the file order stays
 
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def plain_python() -> str:
+    """The Python of .venv-plain: hwocr installed as the Docker images install it (`pip install .`, no dev
+    extras); scripts/test.sh builds it."""
+    py = os.environ.get("HWOCR_PLAIN_PYTHON", os.path.join(ROOT, ".venv-plain", "bin", "python"))
+    if not os.path.exists(py):
+        pytest.fail(f"{py} is missing: `HWOCR_PLAIN_VENV=1 bash scripts/bootstrap.sh` builds it (scripts/test.sh does)")
+    return py
+
+
 @pytest.fixture(scope="session")
 def prefect():
     from prefect.testing.utilities import prefect_test_harness

@@ -21,11 +21,11 @@ def mlflow_server(tmp_path):
 
 
 @contextlib.contextmanager
-def started_mlflow_server(tmp_path, artifacts: str, env: dict):
+def started_mlflow_server(tmp_path, artifacts: str, env: dict, python: str = sys.executable):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mlflow = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    mlflow = os.path.join(os.path.dirname(python), "mlflow")
     proc = subprocess.Popen([mlflow, "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
                              "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
                              "--artifacts-destination", artifacts],

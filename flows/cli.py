@@ -17,6 +17,26 @@ for _k, _v in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "fals
 from hwocr.errors import HwocrError  # noqa: E402
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line, like every other hwocr error; --help keeps the whole usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"hwocr: error: {message} (see `{self.prog} --help`)\n")
+
+
+def _at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected {low} or more, got {value}")
+        return value
+
+    return parse
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML preset: a file, or a name in configs/ (quick, smoke, seed, cpu-reference)")
     p.add_argument("--out", help="output folder or URL (overrides the config's out)")
@@ -52,24 +72,106 @@ def check_prefect_api() -> None:
                          "PREFECT_API_URL, or unset it to run on a temporary local server") from None
 
 
-def check_inputs(command: str, config) -> None:
+def check_checkpoint(url: str) -> None:
+    """A local checkpoint exists and looks like one (torch.save writes a zip archive, older torch a pickle), checked
+    without torch; the load checks the rest."""
+    import zipfile
+
+    from hwocr import storage
+
+    if not storage.is_local(url):
+        return
+    path = storage.local_path(url)
+    if not os.path.isfile(path):
+        raise HwocrError(f"checkpoint {url}: " + ("is a folder, not a .pth file" if os.path.isdir(path)
+                                                  else "no such file"))
+    with open(path, "rb") as f:
+        pickled = f.read(1) == b"\x80"
+    if not (pickled or zipfile.is_zipfile(path)):
+        raise HwocrError(f"checkpoint {url}: not a PyTorch checkpoint (neither the zip archive torch.save writes "
+                         "nor a pickle)")
+
+
+def check_data(url: str) -> None:
+    """--data of evaluate: an LMDB folder or a folder with gt.txt."""
+    from hwocr import storage
+
+    if not (storage.exists(storage.join(url, "data.mdb")) or storage.exists(storage.join(url, "gt.txt"))):
+        raise HwocrError(f"--data {url}: " + ("no such folder" if not storage.exists(url) else
+                                              "neither an LMDB (data.mdb) nor a folder with gt.txt"))
+
+
+def check_command(args, config) -> None:
+    """The arguments of evaluate, export and pack, checked before torch loads."""
+    from hwocr import storage
+
+    if args.command == "evaluate":
+        check_data(storage.normalize(args.data))
+        model = storage.normalize(args.model)
+        if args.engine == "hwocr":
+            check_checkpoint(model)
+        elif storage.is_local(model) and not any(n.endswith(".pth") for n in (
+                os.listdir(storage.local_path(model)) if os.path.isdir(storage.local_path(model)) else [])):
+            raise HwocrError(f"--model {args.model}: with --engine easyocr, the folder of an exported bundle "
+                             "(NAME.pth, NAME.yaml, NAME.py; `hwocr export` writes one)")
+    elif args.command == "export":
+        from pydantic import ValidationError
+
+        from tasks.settings import ExportSettings
+
+        try:
+            ExportSettings(name=args.name, lang_list=config.export.lang_list)
+        except ValidationError as e:
+            raise HwocrError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        check_checkpoint(storage.normalize(args.model))
+        storage.not_a_file(storage.normalize(args.out))
+    elif args.command == "serve" and args.cron:
+        from prefect.client.schemas.schedules import CronSchedule
+        from pydantic import ValidationError
+
+        try:
+            CronSchedule(cron=args.cron)
+        except ValidationError as e:
+            raise HwocrError(f"--cron {args.cron!r}: {e.errors()[0]['msg'].removeprefix('Value error, ')} "
+                             "(five fields: minute hour day month weekday, e.g. '0 3 * * 1')") from None
+    elif args.command == "pack":
+        gt, images = storage.normalize(args.gt), storage.normalize(args.images)
+        if not storage.exists(gt):
+            raise HwocrError(f"gt file {gt} does not exist")
+        if storage.is_local(images) and not os.path.isdir(storage.local_path(images)):
+            raise HwocrError(f"--images {args.images}: no such folder (the folder gt.txt's paths are relative to)")
+        storage.not_a_file(storage.normalize(args.out))
+
+
+def check_inputs(command: str, config) -> dict | None:
     """What the config names is checked here, before Prefect starts, so that bad input fails in a second or two;
-    the stages check it again for runs started from a deployment or the UI."""
+    the stages check it again for runs started from a deployment or the UI. Returns the render plan's estimate
+    for data and run."""
     from hwocr import storage
     from hwocr.layout import Layout
+    from models.charset import load_charset
 
-    if command in ("data", "run"):
-        from models.charset import load_charset
-        from synth.inputs import check_inputs as check_words_and_fonts
+    if command in ("train", "run"):
+        from models.pretrained import check_pretrained
 
-        check_words_and_fonts(config.render, load_charset(config.render.charset))
-        storage.not_a_file(config.out)
-    elif command == "train":
+        for name in filter(None, (config.train.charset, config.train.source_charset)):
+            load_charset(name)
+        check_pretrained(config.train.pretrained)
+    if command == "train":
         layout = Layout.at(config.out)
         for split in ("train", "val"):
             if not storage.exists(storage.join(layout.lmdb(split), "data.mdb")):
                 raise HwocrError(f"{layout.lmdb(split)} holds no LMDB: run `hwocr data` with the same --out and "
                                  "--config first, or `hwocr run` for both")
+    if command in ("data", "run"):
+        from synth.inputs import check_inputs as check_words_and_fonts
+        from synth.inputs import check_space
+
+        storage.not_a_file(config.out)
+        storage.check_creatable(config.out)
+        check_words_and_fonts(config.render, load_charset(config.render.charset))
+        return check_space(config.render, config.out, config.render.workers or os.cpu_count() or 1)
+    return None
 
 
 def log_to_file(command: str, out: str, verbose: bool) -> logging.FileHandler:
@@ -231,6 +333,7 @@ def cmd_serve(args, config) -> dict:
             if (args.config or "quick") in PRESETS else {"config": config.model_dump(mode="json")})
     form = {k: v for k, v in form.items() if v is not None}
     cron = {"cron": args.cron} if args.cron else {}
+
     deployments = [
         pipeline_flow.to_deployment("pipeline", parameters=form, description="The whole pipeline", **cron),
         dataset_flow.to_deployment("dataset", parameters=form, description="Data only: render, gt.txt, LMDB"),
@@ -258,8 +361,8 @@ def cmd_pack(args, config) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="hwocr", description="Synthetic Korean handwriting for EasyOCR.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="hwocr", description="Synthetic Korean handwriting for EasyOCR.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     p = sub.add_parser("data", help="render, assemble gt.txt and pack LMDB for train and val")
     _common(p)
     p.set_defaults(func=cmd_data)
@@ -275,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="LMDB folder, or a folder with gt.txt and its images")
     p.add_argument("--engine", choices=["hwocr", "easyocr"], default="hwocr",
                    help="hwocr: our inference; easyocr: the real easyocr package reading an exported bundle")
-    p.add_argument("--pages", type=int, default=200, metavar="N",
+    p.add_argument("--pages", type=_at_least(0), default=200, metavar="N",
                    help="easyocr engine: read the first N words with recognize(batch_size=8) and, composed into pages, "
                    "with readtext (0: skip both)")
     p.add_argument("--out", help="where predictions.tsv and the report go (default: a folder under "
@@ -291,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("serve", help="serve the pipeline, dataset and finetune deployments from this process")
     _common(p)
     p.add_argument("--cron", help="schedule for the pipeline deployment, e.g. '0 3 * * 1'")
-    p.add_argument("--limit", type=int, default=1, help="flow runs at once (default 1: training takes every core)")
+    p.add_argument("--limit", type=_at_least(1), default=1,
+                   help="flow runs at once (default 1: training takes every core)")
     p.set_defaults(func=cmd_serve)
     p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
@@ -311,7 +415,12 @@ def main(argv: list[str] | None = None) -> int:
         # Settings are checked first, in about a second: nothing heavy (Prefect, torch, MLflow) is imported yet.
         flow = args.command in ("data", "train", "run", "serve")
         config = load_config(args.config, args.overrides, args.out if flow else None)
-        check_inputs(args.command, config)
+        plan = check_inputs(args.command, config)
+        check_command(args, config)
+        if plan and not args.json:
+            from synth.inputs import describe_plan
+
+            print(describe_plan(plan), flush=True)
         if flow:
             # A run's console shows hwocr's lines (serve, a server's, keeps Prefect's); read when Prefect
             # configures its logging, on import.

@@ -126,7 +126,10 @@ def _preset_data(path: str | None) -> dict:
         with open(path, encoding="utf-8") as f:
             data = yaml.safe_load(f) or {}
     except yaml.YAMLError as e:
-        raise HwocrError(f"config file {path}: not valid YAML ({e})") from None
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        why = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise HwocrError(f"config file {path}: not valid YAML ({where}{why})") from None
     if not isinstance(data, dict):
         raise HwocrError(f"config file {path}: expected a mapping of sections")
     return data

@@ -13,6 +13,7 @@ from flows.summary import DatasetSummary
 from hwocr import storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
+from synth.inputs import check_space, describe_plan
 from tasks.contact_sheet import contact_sheet, effects_sheet
 from tasks.gt import assemble_gt
 from tasks.inputs import prepare_words, survey_fonts
@@ -87,6 +88,7 @@ def build_dataset(config: PipelineConfig) -> dict:
     storage.ensure_writable(layout.out)
     r = config.render
     workers = resolve_workers(r)
+    log.info(describe_plan(check_space(r, layout.out, workers)))
     if config.runner == "local":
         warm_pool(workers)
     results = result_storage(config.results_url())

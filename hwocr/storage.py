@@ -253,6 +253,40 @@ def not_a_file(url: str) -> None:
         raise HwocrError(f"output location {url!r} is a file; the output is a folder: name another")
 
 
+def check_creatable(url: str) -> None:
+    """A local output folder can be made: its nearest existing folder is a folder (not a file) and writable. Checked
+    without creating anything, so that a run refused for another reason leaves no empty folder behind."""
+    if not is_local(url):
+        return
+    path = os.path.abspath(local_path(url))
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise HwocrError(f"output location {url!r}: {path} is a file, so no folder can be made below it; name "
+                         "another --out")
+    if not os.access(path, os.W_OK):
+        raise HwocrError(f"output location {url!r}: {path} is not writable by this user; name another --out")
+
+
+def free_bytes(url: str) -> int | None:
+    """Free space where a local url would be written (its nearest existing folder); None for remote stores, whose
+    quota no API tells."""
+    if not is_local(url):
+        return None
+    path = os.path.abspath(local_path(url))
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    return shutil.disk_usage(path).free
+
+
+def used_bytes(url: str) -> int:
+    """Bytes of the files under a local url (0 when it is missing, or remote)."""
+    if not is_local(url) or not os.path.isdir(local_path(url)):
+        return 0
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(local_path(url)) for f in files
+               if not os.path.islink(os.path.join(root, f)))
+
+
 def ensure_writable(url: str) -> None:
     """Fail early, naming the URL, when the output location cannot be written."""
     probe = join(url, f".hwocr-write-probe-{uuid.uuid4().hex[:8]}")

@@ -11,13 +11,16 @@ import tempfile
 import urllib.request
 import zipfile
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
-from models.crnn import Model
+
+if TYPE_CHECKING:  # torch is imported where weights are read: the CLI checks a pretrained file without it
+    import torch
+    from torch import nn
+
+    from models.crnn import Model
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,8 @@ class Network:
                 "hidden_size": self.hidden_size}
 
     def build(self, num_class: int) -> Model:
+        from models.crnn import Model
+
         return Model(**self.params(), num_class=num_class)
 
 
@@ -175,6 +180,23 @@ def pretrained_digest(spec: str) -> str:
     return "sha256:" + hashing.sha256_url(resolve_pretrained(spec))
 
 
+def check_pretrained(spec: str) -> None:
+    """What resolve_pretrained would refuse, found without fetching anything: a missing or wrong file, a built-in
+    that is not installed, a URL that does not answer (one metadata request). korean_g2, when missing, is left to
+    the training's download."""
+    if spec == "none":
+        return
+    if spec in BUILTINS:
+        b = BUILTINS[spec]
+        if _find(b, None)[0] is None and b.package:
+            _builtin(b, None, download=False)  # raises, saying how to get it
+    elif "://" in spec:
+        with _remote_errors(spec, "read"):
+            storage.identity(spec)
+    else:
+        resolve_pretrained(spec)
+
+
 def resolve_pretrained(spec: str, cache_dir: str | None = None, download: bool = True) -> str | None:
     """"none" -> None; a built-in name -> EasyOCR's file (korean_g2 downloaded once, english_g2 from its pip
     package, never downloaded); a URL -> a cached local copy; a path."""
@@ -208,6 +230,8 @@ def network_for(spec: str) -> Network:
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """Tensors by key, without DataParallel's `module.` prefix."""
+    import torch
+
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, PositiveInt, model_validator
 
-from synth.effects import EffectsSettings
+from synth.effect_settings import EffectsSettings
 
 
 class TrainSettings(BaseModel):

@@ -3,6 +3,7 @@ before Prefect starts and the stages (tasks/inputs.py) run the same checks for d
 
 from __future__ import annotations
 
+from hwocr import storage
 from hwocr.errors import HwocrError
 from synth.font_pool import check_held_out_families, select_pool
 from synth.fonts import discover_fonts, survey
@@ -57,3 +58,27 @@ def check_inputs(settings: RenderSettings, charset: str) -> None:
     """Every check of the word list and the fonts, raising HwocrError on the first problem."""
     _, words, _ = word_list(settings, charset)
     font_survey(settings, charset, set("".join(words)))
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def check_space(settings: RenderSettings, out: str, workers: int) -> dict:
+    """The plan's estimate (images, bytes, seconds); refused, with the numbers, when the disk under out cannot hold
+    it. What out already holds counts as space: a re-run reuses its shards."""
+    plan = settings.estimate(workers)
+    free = storage.free_bytes(out)
+    if free is not None:
+        needed = plan["bytes"] - storage.used_bytes(out)
+        if needed > free:
+            raise HwocrError(
+                f"the plan needs about {_size(plan['bytes'])} under {out} ({plan['images']:,} images of "
+                f"{settings.height} px, shards and LMDB; about {plan['seconds'] / 3600:.1f} h to render) but its disk "
+                f"has {_size(free)} free: lower render.count (or the other counts), or write elsewhere (--out)")
+    return plan
+
+
+def describe_plan(plan: dict) -> str:
+    return (f"plan: {plan['images']:,} images, about {_size(plan['bytes'])} on disk, about "
+            f"{plan['seconds'] / 60:.0f} min to render")

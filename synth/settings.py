@@ -7,12 +7,16 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, field_validator, model_validator
 
-from synth.effects import EffectsSettings, GlyphJitterSettings
+from synth.effect_settings import EffectsSettings, GlyphJitterSettings
 from synth.font_pool import FontPoolSettings
 from synth.fonts import DEFAULT_FONTS, PRINT_FONTS
 
 # Images of one split at the most: about 100 GB of shards and LMDB at the seed's size, days of rendering on a CPU.
 MAX_IMAGES = 10_000_000
+# One image's bytes on disk, its shard copy and its LMDB copy together, per square pixel of height: 8.3 KB at 64 px
+# on the quick preset (grayscale PNG: 3.9 KB in the shard, 4.4 KB in the LMDB).
+BYTES_PER_HEIGHT_SQUARED = 2.0
+IMAGES_PER_SECOND_PER_WORKER = 500  # bench/RESULTS.md: 1,023 images/s on 2 processes at 80 px
 
 
 class RenderSettings(BaseModel):
@@ -119,6 +123,12 @@ class RenderSettings(BaseModel):
     def splits(self) -> dict[str, int]:
         return ({"train": self.count, "val": self.val_count} | ({"test": self.test_count} if self.test_count else {})
                 | ({"regression": self.regression_count} if self.regression_count else {}))
+
+    def estimate(self, workers: int) -> dict:
+        """The plan's images, its bytes on disk (shards and LMDB) and its render time on `workers` processes."""
+        images = sum(self.splits().values())
+        return {"images": images, "bytes": int(images * self.height ** 2 * BYTES_PER_HEIGHT_SQUARED),
+                "seconds": images / (IMAGES_PER_SECOND_PER_WORKER * max(1, workers))}
 
     def pixel_settings(self, split: str | None = None) -> dict:
         """The settings that change image bytes (fonts and words enter keys by content hash). The test and

@@ -31,7 +31,8 @@ from trdg.computer_text_generator import _compute_character_width
 from trdg.utils import get_text_width
 
 from hwocr import hashing
-from synth.effects import EffectsSettings, GlyphJitterSettings, apply_effects, effect_rng
+from synth.effect_settings import EffectsSettings, GlyphJitterSettings
+from synth.effects import apply_effects, effect_rng
 
 MAX_ATTEMPTS = 8
 # A shard's images travel as one object: thousands of small PUTs cost seconds on object stores.

@@ -81,7 +81,8 @@ def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: d
     trdg draw, so a row shows what every effect does to that font.
     """
     from synth import trdg_driver
-    from synth.effects import ORDER, GlyphJitterSettings, apply_effects
+    from synth.effect_settings import ORDER, GlyphJitterSettings
+    from synth.effects import apply_effects
 
     words = storage.read_text(words_url).split("\n")[:-1]
     plain = trdg_driver.PixelSettings.model_validate(

@@ -1,9 +1,12 @@
 """The command line: the whole pipeline from one command, and bad input (exit status 2, the problem named)."""
 
 import os
+import resource
 import socket
 import subprocess
 import sys
+import time
+import zipfile
 
 import pytest
 
@@ -13,60 +16,171 @@ def hwocr(*args, cwd=None):
                           cwd=cwd)
 
 
-def test_unknown_setting_key(tmp_path):
-    p = hwocr("data", "--out", str(tmp_path / "o"), "--set", "render.cont=5")
-    assert p.returncode == 2
-    assert "unknown setting 'render.cont' (did you mean render.count?)" in p.stderr
-    assert not (tmp_path / "o").exists()
-
-
 LATIN = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"  # fonts-dejavu-core: draws no Hangul
+PEN = "/usr/share/fonts/truetype/nanum/NanumPen.ttf"
+SMALL = ["--set", f"render.fonts=[{PEN}]", "--set", "render.words=words.txt"]  # inputs that pass, quickly
 
-
-@pytest.mark.parametrize("args, message", [
+# (arguments, what stderr's one line says). Paths are relative to the test's folder, which inputs() fills.
+BAD_INPUT = [
+    # settings and presets
     (["run", "--set", "train.batch_size=0"], "train.batch_size: Input should be greater than 0"),
-    (["data", "--set", "render.cont=5"], "unknown setting 'render.cont'"),
-    (["export", "--model", "m.pth", "--out", "b", "--name", "1abc"], "not starting with a digit), and it starts with"),
-    (["pack", "--gt", "gt.txt", "--images", ".", "--out", "db"], "gt.txt line 1: expected 'path<TAB>label'"),
+    (["data", "--set", "render.cont=5"], "unknown setting 'render.cont' (did you mean render.count?)"),
+    (["run", "--set", "render.count=abc"], "(got 'abc', from --set render.count=abc)"),
+    (["data", "--set", "render.count=1000000000000"], "render.count: Input should be less than or equal to"),
+    (["data", "--out", "o", "--set", "render.val_count=0"], "render.val_count: Input should be greater than 0 (got 0"),
+    (["data", "--set", "render.height=5"], "render.height: Input should be greater than or equal to 8"),
+    (["train", "--set", "train.optimizer=sgd"], "train.optimizer: Input should be 'adadelta' or 'adam'"),
+    (["data", "--set", "render.image_format=gif"], "render.image_format: Input should be 'png' or 'jpg'"),
+    (["data", "--set", "render.workers=-1"], "render.workers: Input should be greater than or equal to 0"),
+    (["data", "--set", "render.seed=x"], "render.seed: Input should be a valid integer"),
+    (["data", "--out", "o", "--set", "render.test_count=5"], "test_count needs test_fonts"),
+    (["data", "--set", "render.count"], "--set 'render.count': expected KEY=VALUE"),
+    (["data", "--config", "nosuch"], "config file 'nosuch' does not exist (presets: "),
+    (["data", "--config", "bad.yaml"], "config file bad.yaml: not valid YAML (line 3, column 1: expected"),
+    (["data", "--config", "unknown.yaml"], "render.colour: Extra inputs are not permitted (got 1, from unknown.yaml)"),
+    # fonts
     (["data", "--out", "o", "--set", "render.fonts=[nofont.ttf]"], "font file 'nofont.ttf' does not exist"),
     (["run", "--out", "o", "--set", f"render.fonts=[{LATIN}]"], "(DejaVu Sans Book) draws no Hangul"),
+    (["data", "--out", "o", "--set", "render.fonts=[fake.ttf]"], "fake.ttf: cannot be read as a font"),
+    (["data", "--out", "o", "--set", "render.fonts=[truncated.ttf]"], "truncated.ttf: cannot be read as a font"),
+    (["data", "--out", "o", "--set", "render.fonts=[nofonts]"], "folder 'nofonts' holds no .ttf/.otf/.ttc file"),
+    (["data", "--out", "o", "--set", "render.fonts=[none/*.ttf]"], "glob 'none/*.ttf' matches no .ttf/.otf/.ttc"),
+    # word lists
     (["data", "--out", "o", "--set", "render.words=binary.txt"], "binary.txt looks binary (NUL byte at offset 2)"),
     (["data", "--out", "o", "--set", "render.words=nowords.txt"], "word list nowords.txt does not exist"),
     (["run", "--out", "o", "--set", "render.words=."], "word list . is a folder"),
-    (["train", "--out", "o"], "lmdb/train holds no LMDB: run `hwocr data` with the same --out"),
+    (["data", "--out", "o", "--set", "render.words=empty.txt"], "word list empty.txt is empty"),
+    (["data", "--out", "o", "--set", "render.words=blank.txt"], "word list blank.txt is empty"),
+    (["data", "--out", "o", "--set", "render.words=cp949-words.txt"], "it decodes as cp949: convert it with `iconv"),
+    (["data", "--out", "o", "--set", "render.words=utf16.txt"], "is UTF-16 text; expected UTF-8: convert it"),
+    (["data", "--out", "o", "--set", "render.words=long.txt"], "none of its 1 words is usable (dropped: {'too_long'"),
+    (["data", "--out", "o", "--set", "render.words=emoji.txt"], "characters outside the set: '😀' x1"),
+    # output location and sizes
     (["data", "--out", "gt.txt"], "gt.txt' is a file; the output is a folder"),
-    (["run", "--set", "render.count=abc"], "(got 'abc', from --set render.count=abc)"),
-    (["data", "--set", "render.count=1000000000000"], "render.count: Input should be less than or equal to"),
+    (["data", "--out", "gt.txt/o", *SMALL], "gt.txt is a file, so no folder can be made below it"),
+    (["data", "--out", "o", *SMALL, "--set", "render.count=10000000", "--set", "render.height=512"],
+     "the plan needs about "),
+    # training inputs
+    (["train", "--out", "o"], "lmdb/train holds no LMDB: run `hwocr data` with the same --out"),
+    (["run", "--out", "o", "--set", "train.pretrained=missing.pth"], "pretrained weights 'missing.pth': no such file"),
+    (["train", "--out", "o", "--set", "train.charset=nocharset.txt"], "character set 'nocharset.txt': no such"),
+    # evaluate
+    (["evaluate", "--model", "m.pth", "--data", "nodata"], "--data "),
+    (["evaluate", "--model", "m.pth", "--data", "nofonts"], "neither an LMDB (data.mdb) nor a folder with gt.txt"),
+    (["evaluate", "--model", "missing.pth", "--data", "evaldata"], "missing.pth: no such file"),
+    (["evaluate", "--model", "gt.txt", "--data", "evaldata"], "gt.txt: not a PyTorch checkpoint"),
+    (["evaluate", "--model", "nofonts", "--data", "evaldata", "--engine", "easyocr"], "folder of an exported bundle"),
+    (["evaluate", "--model", "m.pth", "--data", "evaldata", "--pages", "-1"], "argument --pages: expected 0 or more"),
+    (["evaluate", "--data", "evaldata"], "the following arguments are required: --model"),
+    (["evaluate", "--model", "m.pth", "--data", "evaldata", "--engine", "paddle"], "argument --engine: invalid choice"),
+    # export
+    (["export", "--model", "m.pth", "--out", "b", "--name", "1abc"], "not starting with a digit), and it starts with"),
+    (["export", "--model", "m.pth", "--out", "b", "--name", "my-model"], "must be an ASCII Python identifier"),
+    (["export", "--model", "missing.pth", "--out", "b"], "missing.pth: no such file"),
+    (["export", "--model", "gt.txt", "--out", "b"], "gt.txt: not a PyTorch checkpoint"),
+    (["export", "--model", "m.pth", "--out", "gt.txt"], "gt.txt' is a file; the output is a folder"),
+    # pack
+    (["pack", "--gt", "gt.txt", "--images", ".", "--out", "db"], "gt.txt line 1: expected 'path<TAB>label'"),
     (["pack", "--gt", "cp949.txt", "--images", ".", "--out", "db"], "decodes as cp949: convert it with `iconv"),
-])
-def test_bad_input_fails_before_prefect_torch_or_mlflow_load(tmp_path, args, message):
-    """Settings, then the words, fonts and data they name, are checked first: a typo costs a second or two, not
-    Prefect's and torch's start-up; nothing is written."""
-    (tmp_path / "gt.txt").write_text("a.png no tab\n", encoding="utf-8")
-    (tmp_path / "binary.txt").write_bytes(b"ab\x00\x01")
-    (tmp_path / "cp949.txt").write_bytes("a.png\t한글\n".encode("cp949"))
-    before = sorted(os.listdir(tmp_path))
-    code = ("import sys; from flows.cli import main; rc = main(sys.argv[1:]); "
-            "print(sorted(m for m in ('prefect', 'torch', 'mlflow', 'trdg') if m in sys.modules)); sys.exit(rc)")
-    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
-                       cwd=tmp_path)
-    assert p.returncode == 2 and message in p.stderr, p.stderr
-    assert len(p.stderr.strip().splitlines()) == 1 and p.stderr.startswith("hwocr: error: ")
-    assert p.stdout.strip() == "[]"
-    assert sorted(os.listdir(tmp_path)) == before
+    (["pack", "--gt", "nogt.txt", "--images", ".", "--out", "db"], "nogt.txt does not exist"),
+    (["pack", "--gt", "evaldata/gt.txt", "--images", "noimages", "--out", "db"], "--images noimages: no such folder"),
+    (["pack", "--gt", "evaldata/gt.txt", "--images", "evaldata", "--out", "gt.txt"], "is a file; the output is a"),
+    # the command line itself
+    (["nope"], "argument command: invalid choice: 'nope'"),
+    (["data", "--runner", "spark"], "argument --runner: invalid choice: 'spark'"),
+    (["serve", "--limit", "0"], "argument --limit: expected 1 or more, got 0"),
+]
 
 
-def test_zero_count(tmp_path):
-    p = hwocr("data", "--out", str(tmp_path / "o"), "--set", "render.val_count=0")
-    assert p.returncode == 2 and "render.val_count: Input should be greater than 0 (got 0, from --set" in p.stderr
-    assert not (tmp_path / "o").exists()
+def inputs(folder) -> None:
+    """The files the cases name, each wrong in one way (or right, to reach the check after it)."""
+    (folder / "gt.txt").write_text("a.png no tab\n", encoding="utf-8")
+    (folder / "binary.txt").write_bytes(b"ab\x00\x01")
+    (folder / "cp949.txt").write_bytes("a.png\t한글\n".encode("cp949"))
+    (folder / "cp949-words.txt").write_bytes("한글\n사랑\n".encode("cp949"))
+    (folder / "utf16.txt").write_bytes("한글\n사랑\n".encode("utf-16"))
+    (folder / "empty.txt").write_bytes(b"")
+    (folder / "blank.txt").write_text("  \n\t\n", encoding="utf-8")
+    (folder / "long.txt").write_text("가" * 40 + "\n", encoding="utf-8")
+    (folder / "emoji.txt").write_text("😀\n🎉\n", encoding="utf-8")
+    (folder / "words.txt").write_text("한글\n사랑\n바다\n", encoding="utf-8")
+    (folder / "fake.ttf").write_text("not a font\n", encoding="utf-8")
+    with open(PEN, "rb") as f:
+        (folder / "truncated.ttf").write_bytes(f.read(2000))
+    (folder / "nofonts").mkdir()
+    (folder / "nofonts" / "readme.txt").write_text("no fonts here\n", encoding="utf-8")
+    (folder / "bad.yaml").write_text("render:\n  count: [1\n", encoding="utf-8")
+    (folder / "unknown.yaml").write_text("render:\n  colour: 1\n", encoding="utf-8")
+    (folder / "evaldata").mkdir()
+    (folder / "evaldata" / "gt.txt").write_text("a.png\t한글\n", encoding="utf-8")
+    with zipfile.ZipFile(folder / "m.pth", "w") as z:  # torch.save's container, enough for the checks before torch
+        z.writestr("archive/data.pkl", b"")
 
 
-def test_pack_gt_errors_exit_2(tmp_path):
-    (tmp_path / "gt.txt").write_text("a.png label with no tab\n", encoding="utf-8")
-    p = hwocr("pack", "--gt", str(tmp_path / "gt.txt"), "--images", str(tmp_path), "--out", str(tmp_path / "db"))
-    assert p.returncode == 2 and "gt.txt line 1: expected 'path<TAB>label', found no tab" in p.stderr
-    assert not (tmp_path / "db").exists()
+def tree(folder) -> dict[str, int]:
+    return {os.path.relpath(os.path.join(root, n), folder): os.path.getsize(os.path.join(root, n))
+            for root, dirs, files in os.walk(folder) for n in files + dirs}
+
+
+LOADED = "print(sorted(m for m in ('prefect', 'torch', 'mlflow', 'trdg') if m in sys.modules), file=sys.stdout)"
+
+
+def fail(args, cwd, env=None) -> tuple[subprocess.CompletedProcess, float, float]:
+    """Run hwocr to its failure: (the process, wall seconds, CPU seconds of the process)."""
+    code = ("import sys\nfrom flows.cli import main\ntry:\n    rc = main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            f"    rc = e.code\n{LOADED}\nsys.exit(rc)")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.monotonic()
+    p = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120, cwd=cwd,
+                       env=env)
+    wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return p, wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def assert_one_line(p, message: str) -> None:
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    assert p.stderr.startswith("hwocr: error: ") and len(p.stderr.strip().splitlines()) == 1, p.stderr[-2000:]
+    assert message in p.stderr and "Traceback" not in p.stderr, p.stderr
+
+
+def test_the_bad_input_suite_covers_every_command():
+    assert len(BAD_INPUT) >= 40
+    assert {args[0] for args, _ in BAD_INPUT} >= {"data", "train", "run", "evaluate", "export", "serve", "pack"}
+
+
+@pytest.mark.parametrize("args, message", BAD_INPUT, ids=[" ".join(a)[:60] for a, _ in BAD_INPUT])
+def test_bad_input_fails_in_a_second_or_two_with_one_line(tmp_path, args, message):
+    """Settings, then the inputs they name, are checked before Prefect, torch, MLflow or trdg load: a mistake costs
+    a second or two, says what is wrong in one line, and writes nothing."""
+    inputs(tmp_path)
+    before = tree(tmp_path)
+    p, wall, cpu = fail(args, tmp_path)
+    assert_one_line(p, message)
+    assert p.stdout.strip().splitlines()[-1] == "[]"  # none of the heavy libraries was imported
+    assert tree(tmp_path) == before  # nothing written, not even an empty output folder
+    # The time to fail: the CPU the process used is the machine-independent part (the tests share 2 cores with
+    # another worker); the wall time only has to stay clear of Prefect's and torch's start-up.
+    assert cpu < 2.0 and wall < 8.0, (cpu, wall)
+
+
+def test_unreachable_prefect_api_is_a_clear_error(tmp_path):
+    """A remote endpoint is asked: under 5 s, Prefect's settings loaded but no server started."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
+    inputs(tmp_path)
+    before = tree(tmp_path)
+    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
+    p, wall, cpu = fail(["data", "--out", "o", *SMALL], tmp_path, env)
+    assert_one_line(p, f"Prefect API at http://127.0.0.1:{port}/api is unreachable")
+    assert tree(tmp_path) == before and cpu < 5.0 and wall < 30.0
+
+
+def test_bad_cron_is_refused_before_serving(tmp_path):
+    p, wall, cpu = fail(["serve", "--cron", "every monday"], tmp_path)
+    assert_one_line(p, "--cron 'every monday': Invalid cron string")
+    assert p.stdout.strip() == "['prefect']" and cpu < 5.0 and wall < 30.0  # Prefect's schedule model checks it
 
 
 @pytest.mark.slow
@@ -148,21 +262,3 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert f"MLflow run {result['train']['mlflow_run_id']} is not in {other}" in elsewhere.stderr
     fresh = mlflow.MlflowClient(other)
     assert fresh.search_runs([e.experiment_id for e in fresh.search_experiments()]) == []
-
-
-def test_export_bad_name_exit_2(tmp_path):
-    p = hwocr("export", "--model", str(tmp_path / "x.pth"), "--out", str(tmp_path / "b"), "--name", "my-model")
-    assert p.returncode == 2 and "export name 'my-model' must be an ASCII Python identifier" in p.stderr
-    assert not (tmp_path / "b").exists()
-
-
-def test_unreachable_prefect_api_is_a_clear_error(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # closed once the block ends: nothing listens there
-    env = {**os.environ, "PREFECT_API_URL": f"http://127.0.0.1:{port}/api"}
-    p = subprocess.run([sys.executable, "-m", "flows.cli", "data", "--out", str(tmp_path / "o")], env=env,
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 2
-    assert f"Prefect API at http://127.0.0.1:{port}/api is unreachable" in p.stderr
-    assert "Traceback" not in p.stderr and not (tmp_path / "o").exists()

@@ -9,7 +9,7 @@ import tempfile
 from hwocr.errors import HwocrError
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPTS = [os.path.join(HERE, "easyocr_read.py")]
+SCRIPT = os.path.join(HERE, "easyocr_read.py")
 
 
 def easyocr_python() -> str:
@@ -42,7 +42,7 @@ def run_in_easyocr(bundle: str, name: str, jobs: list[dict]) -> list[list]:
         jobs_file = os.path.join(d, "jobs.json")
         with open(jobs_file, "w", encoding="utf-8") as f:
             json.dump(jobs, f, ensure_ascii=False)
-        proc = subprocess.run([py, SCRIPTS[0], bundle, name, jobs_file], capture_output=True, text=True,
+        proc = subprocess.run([py, SCRIPT, bundle, name, jobs_file], capture_output=True, text=True,
                               env={**os.environ, "PYTHONPATH": ""})
     out: list[list] = [[] for _ in jobs]
     for line in proc.stdout.splitlines():

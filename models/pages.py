@@ -30,7 +30,6 @@ from PIL import Image
 
 from hwocr.errors import HwocrError
 from models import metrics
-from models.easyocr_venv import bundle_name, run_in_easyocr
 from models.pretrained import CRAFT
 
 COVER = 0.5  # the share of a word's box a readtext box must cover to detect it
@@ -220,12 +219,6 @@ def readtext_job(bundle_dir: str, page_paths: list[str], quantize: bool = False)
     return {"read": "readtext", "quantize": quantize, "paths": page_paths}
 
 
-def read_pages(bundle_dir: str, name: str, page_paths: list[str], quantize: bool = False) -> list[list]:
-    """readtext's results per page, from the real easyocr in its own venv (models/easyocr_read.py)."""
-    [readings] = run_in_easyocr(bundle_dir, name, [readtext_job(bundle_dir, page_paths, quantize)])
-    return readings
-
-
 def write_pages(images: list[Image.Image], labels: list[str], scratch_dir: str, seed: int = 0,
                 **layout) -> tuple[list[Page], list[str]]:
     """The composed pages (layout: compose_pages's options) and the paths of their PNGs, written under
@@ -237,14 +230,3 @@ def write_pages(images: list[Image.Image], labels: list[str], scratch_dir: str, 
         paths.append(os.path.join(scratch_dir, f"page-{n:04d}.png"))
         page.image.save(paths[-1])
     return pages, paths
-
-
-def pages_evaluation(bundle_dir: str, images: list[Image.Image], labels: list[str], scratch_dir: str, seed: int = 0,
-                     quantize: bool = False, **layout) -> dict:
-    """Compose the pages, write them under scratch_dir (write_pages), read them with readtext and score them:
-    score_pages's figures plus "readings" (readtext's results per page)."""
-    name = bundle_name(bundle_dir)
-    _require_detector(bundle_dir)  # before composing anything
-    pages, paths = write_pages(images, labels, scratch_dir, seed, **layout)
-    readings = read_pages(bundle_dir, name, paths, quantize)
-    return {**score_pages(pages, readings), "readings": readings}

@@ -13,7 +13,7 @@ from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models import metrics
-from models.easyocr_venv import SCRIPTS, bundle_name, easyocr_python, run_in_easyocr
+from models.easyocr_venv import SCRIPT, bundle_name, easyocr_python, run_in_easyocr
 from models.lmdb_format import MARKER, PackSettings, pack, read_gt
 from tasks.contact_sheet import _label_font
 from tasks.export import BundleResult
@@ -22,7 +22,7 @@ from tasks.stage import StageResult, load_result, stage
 from tasks.train import TrainResult
 
 # The scripts run in EasyOCR's venv are part of what an evaluation is.
-CODE_VERSION = hashing.code_version(__file__, *SCRIPTS)
+CODE_VERSION = hashing.code_version(__file__, SCRIPT)
 
 
 def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:

@@ -13,7 +13,7 @@ from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.codec import CTCCodec
 from models.easyocr_compat import recognize
-from models.easyocr_venv import SCRIPTS, run_in_easyocr
+from models.easyocr_venv import SCRIPT, run_in_easyocr
 from models.pretrained import GEN2, load_state_dict
 from models.trainer import train
 from tasks.evaluate import evaluate_checkpoint
@@ -82,7 +82,7 @@ def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path, monkeyp
         m.setenv("HWOCR_EASYOCR_PYTHON", str(counting))
         report = evaluate_checkpoint(str(tmp_path / "bundle"), tiny_lmdb, str(tmp_path / "eval"), settings(),
                                      engine="easyocr")
-    assert [line.split()[0] for line in starts.read_text().splitlines()] == [SCRIPTS[0]]
+    assert [line.split()[0] for line in starts.read_text().splitlines()] == [SCRIPT]
     assert report["samples"] == 4 and report["accuracy"] == 100.0
     assert report["easyocr"]["float"]["accuracy"] == 100.0 and report["easyocr"]["float"]["cer"] == 0.0
     assert 0 <= report["easyocr"]["int8"]["accuracy"] <= 100 and 0 <= report["easyocr"]["int8_agreement"] <= 100

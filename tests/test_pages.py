@@ -9,7 +9,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from hwocr.errors import HwocrError
 from models.charset import load_charset
-from models.pages import Page, Word, compose_pages, pages_evaluation, read_pages, score_pages
+from models.easyocr_venv import bundle_name, run_in_easyocr
+from models.pages import Page, Word, compose_pages, readtext_job, score_pages, write_pages
 from models.pretrained import CRAFT, GEN2, load_pretrained, resolve_pretrained, save_checkpoint_state
 from tasks.export import export_easyocr_fn
 from tasks.settings import ExportSettings
@@ -108,15 +109,15 @@ def evaluate_pages(bundle: str, images, labels, scratch: str) -> dict:
     """2 pages of 3 lines of 2 words (12 words), 1000 px wide to keep CRAFT's CPU time down; checked against
     score_pages on the readings it returns."""
     layout = dict(lines_per_page=(3, 3), words_per_line=(2, 2), page_width=1000)
-    result = pages_evaluation(bundle, images, labels, scratch, seed=1, **layout)
+    pages, paths = write_pages(images, labels, scratch, seed=1, **layout)  # as tasks/evaluate.py reads pages
     assert sorted(os.listdir(scratch)) == ["page-0000.png", "page-0001.png"]
+    [readings] = run_in_easyocr(bundle, bundle_name(bundle), [readtext_job(bundle, paths)])
+    result = score_pages(pages, readings)
     assert result["pages"] == 2 and result["words"] == 12 and result["lines"] == 6
-    assert len(result["readings"]) == 2
-    for box, text, conf in (r for page in result["readings"] for r in page):
+    assert len(readings) == 2
+    for box, text, conf in (r for page in readings for r in page):
         assert len(box) == 4 and all(isinstance(v, (int, float)) for pt in box for v in pt)
         assert isinstance(text, str) and 0.0 <= conf <= 1.0
-    pages = compose_pages(images, labels, 1, **layout)
-    assert {k: v for k, v in result.items() if k != "readings"} == score_pages(pages, result["readings"])
     return result
 
 
@@ -160,8 +161,5 @@ def test_a_bundle_without_the_detector_stops_before_easyocr_starts(tmp_path, mon
         (tmp_path / f"hwocr_pages.{ext}").write_text("")
     # Were EasyOCR started, this would be the error instead.
     monkeypatch.setenv("HWOCR_EASYOCR_PYTHON", str(tmp_path / "no-python"))
-    for call in (lambda: pages_evaluation(str(tmp_path), render(["한글"]), ["한글"], str(tmp_path / "pages")),
-                 lambda: read_pages(str(tmp_path), "hwocr_pages", [str(tmp_path / "page.png")])):
-        with pytest.raises(HwocrError, match=rf"no {CRAFT.filename} .*md5 {CRAFT.md5}.*hwocr export"):
-            call()
-    assert not (tmp_path / "pages").exists()
+    with pytest.raises(HwocrError, match=rf"no {CRAFT.filename} .*md5 {CRAFT.md5}.*hwocr export"):
+        readtext_job(str(tmp_path), [str(tmp_path / "page.png")])

@@ -28,6 +28,21 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def sha256_url(url: str, chunk: int = 1 << 20) -> str:
+    if storage.is_local(url):
+        # The CLI's checks and then the flow hash the same fonts in one process: a local file is hashed again only
+        # when its size, time or inode changed.
+        st = os.stat(storage.local_path(url))
+        key = (os.path.abspath(storage.local_path(url)), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key not in _LOCAL_SHA:
+            _LOCAL_SHA[key] = _sha256_stream(url, chunk)
+        return _LOCAL_SHA[key]
+    return _sha256_stream(url, chunk)
+
+
+_LOCAL_SHA: dict[tuple, str] = {}
+
+
+def _sha256_stream(url: str, chunk: int) -> str:
     h = hashlib.sha256()
     with storage.open_url(url, "rb") as f:
         while block := f.read(chunk):

@@ -12,12 +12,15 @@ prefect-redis, would be the way).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import hashlib
 import os
 import re
 import threading
 import time
+import uuid
+from collections.abc import Iterator
 
 from prefect.locking.protocol import LockManager
 
@@ -148,3 +151,14 @@ class FileLocks(LockManager):
 
 
 LOCKS = FileLocks()
+
+
+@contextlib.contextmanager
+def held(key: str) -> Iterator[None]:
+    """Hold the lock of key (any name) for the block: a write that two runs of one machine must not make at once."""
+    holder = f"hwocr-{uuid.uuid4()}"
+    LOCKS.acquire_lock(key, holder)
+    try:
+        yield
+    finally:
+        LOCKS.release_lock(key, holder)

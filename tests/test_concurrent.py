@@ -58,11 +58,11 @@ def _start(tmp_path, name, args, env, cwd=None) -> subprocess.Popen:
     return proc
 
 
-def _wait_until_both_wait(logs, runs, gate, limit=300.0) -> None:
+def _wait_until_both_wait(logs, runs, gate, what=WAITING, limit=300.0) -> None:
     """Until each run's log says it waits for a lock: the runs overlap."""
     deadline = time.monotonic() + limit
     while True:
-        waiting = [p for p in glob.glob(os.path.join(logs, "*.log")) if WAITING in open(p, encoding="utf-8").read()]
+        waiting = [p for p in glob.glob(os.path.join(logs, "*.log")) if what in open(p, encoding="utf-8").read()]
         if len(waiting) == len(runs):
             return
         ended = [p for p in runs if p.poll() is not None]
@@ -259,3 +259,48 @@ def test_a_lock_dies_with_its_process(tmp_path):
         locks.release_lock("k1", "other")
     locks.release_lock("k1", "me")
     assert not locks.is_locked("k1") and os.listdir(tmp_path / "locks") == []
+
+
+PIPELINE = ["render.count=16", "render.val_count=8", "render.min_shard_images=1", f"render.fonts=[{FONTS['pen']}]",
+            "train.pretrained=none", "train.img_h=32", "train.batch_size=8", "train.num_iter=4", "train.val_interval=2",
+            "train.threads=1", "tracking.registered_model=''"]
+
+
+@pytest.mark.slow
+def test_two_pipeline_runs_at_once_train_once(prefect, words, prefect_home, tmp_path):
+    """hwocr run twice at once: one training (one MLflow run), and its checkpoints are a single run's."""
+    import mlflow
+
+    from flows.config import load_config
+    from flows.finetune import pipeline_flow
+    from hwocr.layout import Layout
+    from tasks.stage import record_key
+
+    settings = [f"render.words={words}", *PIPELINE]
+    alone = pipeline_flow(config=load_config("quick", [*settings, f"tracking.tracking_uri=sqlite:///{tmp_path}/alone.db"],
+                                              out=str(tmp_path / "alone")))
+    key = json.loads(open(os.path.join(alone["train"]["run_dir"], "done.json"), encoding="utf-8").read())["key"]
+    out, uri = Layout.at(str(tmp_path / "out")), f"sqlite:///{tmp_path}/mlflow.db"
+    # Both runs meet the training's lock held: the one that takes it trains, the other waits and is cached.
+    gate = _hold([record_key(key, out.run(key) + "/done.json")])
+    args = ["run", "--config", "quick", "--out", out.out,
+            *[a for s in (*settings, f"tracking.tracking_uri={uri}") for a in ("--set", s)]]
+    env = _env(prefect_home, HWOCR_EASYOCR_PYTHON=str(tmp_path / "no-easyocr"))  # the EasyOCR check is skipped
+    runs = [_start(tmp_path, name, args, env) for name in ("a", "b")]
+    _wait_until_both_wait(os.path.join(out.out, "logs"), runs, gate, what=f"{WAITING} {out.run(key)}")
+    os.kill(gate.pid, signal.SIGKILL)
+    gate.wait()
+    results = _finish(tmp_path, runs)
+    trains = [r["train"] for r in results]
+    assert sorted(t["cached"] for t in trains) == [False, True]
+    assert trains[0]["checkpoint"] == trains[1]["checkpoint"] == out.run(key) + "/best_accuracy.pth"
+    for name in ("best_accuracy.pth", "best_norm_ED.pth"):
+        with open(os.path.join(alone["train"]["run_dir"], name), "rb") as f, open(out.run(key) + "/" + name,
+                                                                                  "rb") as g:
+            assert f.read() == g.read(), name
+    assert trains[0]["evaluation"] == trains[1]["evaluation"]
+    assert results[0]["export"]["pth"] == results[1]["export"]["pth"]
+    client = mlflow.MlflowClient(uri)
+    [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert trains[0]["mlflow_run_id"] == trains[1]["mlflow_run_id"] == run.info.run_id
+    _one_of_each([r["dataset"] for r in results])

@@ -7,7 +7,7 @@ of this stage's result type, of this key, its outputs in place, covering what is
 into the result storage when no record holds it yet (another machine made it, the records were deleted); anything
 else runs, and a record that outlived its output is expired first, so it never answers for a missing output.
 
-Two runs of one config on one output at once share the work: each record is locked (hwocr.locks) under Prefect's
+Two runs of one config on one output at once share the work: each record is locked (tasks.locks) under Prefect's
 SERIALIZABLE isolation, so one run writes a stage's output while the other waits for it and takes it as a cache hit.
 The cache key function adopts or expires records under the same lock, so it never writes a record that another run
 is about to commit.
@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError, TransientError
-from hwocr.locks import LOCKS
+from tasks.locks import LOCKS
 
 log = logging.getLogger("hwocr")
 

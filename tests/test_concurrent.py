@@ -304,3 +304,20 @@ def test_two_pipeline_runs_at_once_train_once(prefect, words, prefect_home, tmp_
     [run] = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert trains[0]["mlflow_run_id"] == trains[1]["mlflow_run_id"] == run.info.run_id
     _one_of_each([r["dataset"] for r in results])
+
+
+def test_a_staging_folder_in_use_is_not_taken_for_stale(tmp_path):
+    """Another run's folder, being filled, stays; a killed run's (no one holds it) goes."""
+    from hwocr import storage
+
+    dest = tmp_path / "shard"
+    dead = tmp_path / f".shard{storage.TMP_MARK}deadbeef"
+    dead.mkdir()
+    with storage.staged_dir(str(dest)) as first:
+        (tmp_path / first / "a").write_text("first")
+        assert not dead.exists()
+        with storage.staged_dir(str(dest)) as second:  # the other run, same output
+            (tmp_path / second / "a").write_text("second")
+        assert (tmp_path / first / "a").read_text() == "first"
+    assert (dest / "a").read_text() == "first"
+    assert os.listdir(tmp_path) == ["shard"]

@@ -8,6 +8,7 @@ manifest never take a half-uploaded folder for a complete one.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -327,12 +328,45 @@ def check_bucket(fs, url: str, path: str) -> None:
 
 
 def _clean_stale(local_dest: str) -> None:
+    """Remove the staging folders that killed runs left beside local_dest. A live run holds a lock on its own
+    (staged_dir): a run of the same output at the same time keeps its folder."""
     parent, name = os.path.split(local_dest)
     if not os.path.isdir(parent):
         return
     for entry in os.listdir(parent):
-        if entry.startswith(f".{name}{TMP_MARK}"):
-            shutil.rmtree(os.path.join(parent, entry), ignore_errors=True)
+        if not entry.startswith(f".{name}{TMP_MARK}"):
+            continue
+        path = os.path.join(parent, entry)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone already
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue  # in use
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+        finally:
+            os.close(fd)
+
+
+def _locked_folder(parent: str, name: str) -> tuple[str, int]:
+    """A new folder `parent/.name.tmp-XXXXXXXX` and an fd holding its flock for as long as it is open: the OS lets
+    go when the process dies, and _clean_stale may then remove it."""
+    while True:
+        path = os.path.join(parent, f".{name}{TMP_MARK}{uuid.uuid4().hex[:8]}")
+        os.makedirs(path)
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # waits only while a cleaner, who locked it first, removes it
+        try:
+            mine, now = os.fstat(fd), os.stat(path)
+            if (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino):
+                return path, fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)
 
 
 @contextlib.contextmanager
@@ -346,8 +380,7 @@ def staged_dir(url: str, last: str = "manifest.json") -> Iterator[str]:
         dest = local_path(url)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         _clean_stale(dest)
-        tmp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}{TMP_MARK}{uuid.uuid4().hex[:8]}")
-        os.makedirs(tmp)
+        tmp, held = _locked_folder(*os.path.split(dest))
         try:
             yield tmp
             if os.path.exists(dest):
@@ -360,6 +393,8 @@ def staged_dir(url: str, last: str = "manifest.json") -> Iterator[str]:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        finally:
+            os.close(held)
     else:
         tmp = tempfile.mkdtemp(prefix="hwocr-stage-")
         try:

@@ -6,6 +6,11 @@ keys) and where its marker lives; `stage` makes the Prefect task. Prefect is the
 of this stage's result type, of this key, its outputs in place, covering what is asked) is a Prefect cache hit, adopted
 into the result storage when no record holds it yet (another machine made it, the records were deleted); anything
 else runs, and a record that outlived its output is expired first, so it never answers for a missing output.
+
+Two runs of one config on one output at once share the work: each record is locked (tasks.locks) under Prefect's
+SERIALIZABLE isolation, so one run writes a stage's output while the other waits for it and takes it as a cache hit.
+The cache key function adopts or expires records under the same lock, so it never writes a record that another run
+is about to commit.
 """
 
 from __future__ import annotations
@@ -15,16 +20,18 @@ import datetime
 import functools
 import inspect
 import logging
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError, TransientError
+from tasks.locks import LOCKS
 
 log = logging.getLogger("hwocr")
 
@@ -61,6 +68,12 @@ R = TypeVar("R", bound=StageResult)
 def stage_key(name: str, code: str, reads) -> str:
     """A stage's content key: its name, its code version and what it reads."""
     return hashing.digest({"stage": name, "code": code, "reads": reads})
+
+
+def record_key(key: str, marker_url: str) -> str:
+    """The Prefect record (and lock) of a stage's output: results hold URLs, so the same content elsewhere is
+    another record."""
+    return hashing.digest([key, marker_url])
 
 
 def load_result(url: str, result: type[R], key: str | None = None) -> R | None:
@@ -109,21 +122,37 @@ def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], mar
 
         def cache_key(context, parameters: dict) -> str:
             k = key_of(parameters)
-            # Results hold URLs: the same content elsewhere is another record.
-            record = hashing.digest([k, marker(k, **parameters)])
+            url = marker(k, **parameters)
+            record = record_key(k, url)
             store = context.result_store
-            done = valid(parameters, k)
-            if done is not None and not store.exists(record):
-                store.write(obj=done, key=record)
-            elif done is None and store.exists(record):
-                store.write(obj=None, key=record, expiration=datetime.datetime.now(datetime.UTC)
-                            - datetime.timedelta(seconds=1))
+            holder = f"hwocr-cache-key-{uuid.uuid4()}"
+            if not LOCKS.acquire_lock(record, holder, acquire_timeout=0):
+                _logger().warning("another run is writing %s: waiting for it", url.rsplit("/", 1)[0])
+                LOCKS.acquire_lock(record, holder)
+            try:
+                done = valid(parameters, k)
+                if done is not None and not store.exists(record):
+                    store.write(obj=done, key=record, holder=holder)
+                elif done is None and store.exists(record):
+                    store.write(obj=None, key=record, holder=holder, expiration=datetime.datetime.now(datetime.UTC)
+                                - datetime.timedelta(seconds=1))
+            finally:
+                LOCKS.release_lock(record, holder)
             return record
 
-        return task(run, name=name, task_run_name=task_run_name, cache_policy=CacheKeyFnPolicy(cache_key_fn=cache_key),
-                    persist_result=True, **options)
+        # SERIALIZABLE: the task's transaction holds the record's lock while it runs and commits; a run that
+        # waited for it finds the record committed and is Cached.
+        policy = CacheKeyFnPolicy(cache_key_fn=cache_key).configure(isolation_level="SERIALIZABLE", lock_manager=LOCKS)
+        return task(run, name=name, task_run_name=task_run_name, cache_policy=policy, persist_result=True, **options)
 
     return wrap
+
+
+def _logger():
+    try:
+        return get_run_logger()
+    except Exception:  # noqa: BLE001 - no run context (a stage called as a plain function)
+        return log
 
 
 def run_stage(stage_task, *args, **kwargs) -> tuple[Any, bool]:

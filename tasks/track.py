@@ -94,6 +94,15 @@ def log_dataset(settings: TrackingSettings, run_id: str | None, render, summary:
     """
     if not run_id:
         return
+    from tasks.locks import held
+
+    # Two runs of one config at once share the training's run: MLflow's set_tag is a read then an insert, and two
+    # at once on one tag fail the second on the tags table's unique key.
+    with held(f"mlflow-run-{run_id}"):
+        _log_dataset(settings, run_id, render, summary)
+
+
+def _log_dataset(settings: TrackingSettings, run_id: str, render, summary: dict) -> None:
     client = connect(settings)
     client.log_dict(run_id, {"render": render.model_dump(mode="json"),
                              **{k: summary.get(k) for k in ("fonts", "test_fonts", "regression_fonts", "words")}},

@@ -40,26 +40,17 @@ def install(command: str) -> dict:
     except ValueError:  # not the main thread: signals stay as they are
         return {}
     if command == "serve":
-        _note_runner_sigterm()
+        _runner_sigterm_as_ours()
     return old
 
 
-def _note_runner_sigterm() -> None:
-    """Prefect's Runner (`hwocr serve`) puts its own SIGTERM handler in place of ours and exits with status 0:
-    it still stops the runner; the signal is noted, so that main returns 143."""
+def _runner_sigterm_as_ours() -> None:
+    """Prefect's Runner (`hwocr serve`) puts its own SIGTERM handler in place of ours: it exits with status 0 and
+    leaves a coroutine never awaited. Ours instead, as for Ctrl-C: asyncio cancels the runner's tasks and `serve`
+    returns."""
     from prefect.runner import Runner
 
-    original = Runner.handle_sigterm
-    if getattr(original, "hwocr_notes", False):
-        return
-
-    def handle_sigterm(self, *args, **kwargs):
-        _received.append(signal.SIGTERM)
-        interrupt.stopping.set()
-        original(self, *args, **kwargs)
-
-    handle_sigterm.hwocr_notes = True
-    Runner.handle_sigterm = handle_sigterm
+    Runner.handle_sigterm = lambda self, *args, **kwargs: _handler(signal.SIGTERM, None)
 
 
 def restore(old: dict) -> None:

@@ -28,8 +28,8 @@ def _cli(*args) -> list[str]:
 
 
 def _data_args(words_file, out) -> list[str]:
-    # 6 shards of 150 images a split: some finish while others still render
-    return ["data", "--out", str(out), "--set", f"render.words={words_file}", "--set", "render.count=900",
+    # 6 shards of 100 images a split: some finish while others still render
+    return ["data", "--out", str(out), "--set", f"render.words={words_file}", "--set", "render.count=600",
             "--set", "render.val_count=30", "--set", "render.shards=6", "--set", "render.workers=2",
             "--set", "render.min_shard_images=1", "--set", f"render.fonts=[{FONTS['pen']}, {FONTS['pilgi']}]"]
 

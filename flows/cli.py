@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
     from flows import interrupt
 
     log = config = None
-    signals = interrupt.install(args.command)  # Ctrl-C and SIGTERM: one orderly stop (flows/interrupt.py)
+    signals = interrupt.install()  # Ctrl-C and SIGTERM: one orderly stop (flows/interrupt.py)
     try:
         if getattr(args, "runner", None):
             args.overrides.append(f"runner={args.runner}")
@@ -328,8 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                 storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
             if args.command != "serve":
                 log = log_to_file(args.command, config.out, verbose=not quiet)
-            interrupt.own_server(log and log.baseFilename)
-            interrupt.quiet_console()
+            interrupt.prepare(args.command, log and log.baseFilename)
         result = args.func(args, config)
         if interrupt.received():  # `serve` returns normally after Ctrl-C
             return interrupt.stopped(interrupt.received(), args.command, config)

@@ -31,17 +31,22 @@ def _handler(signum, frame) -> None:
     raise Interrupted(signum)
 
 
-def install(command: str) -> dict:
+def install() -> dict:
     """SIGINT and SIGTERM raise Interrupted; returns the handlers to restore ({} off the main thread)."""
     _received.clear()
     interrupt.stopping.clear()
     try:
-        old = {s: signal.signal(s, _handler) for s in SIGNALS}
+        return {s: signal.signal(s, _handler) for s in SIGNALS}
     except ValueError:  # not the main thread: signals stay as they are
         return {}
+
+
+def prepare(command: str, log_path: str | None) -> None:
+    """Once Prefect is imported and its logging configured, before a flow starts."""
+    own_server(log_path)
+    quiet_console()
     if command == "serve":
         _runner_sigterm_as_ours()
-    return old
 
 
 def _runner_sigterm_as_ours() -> None:

@@ -404,7 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     _config_args(p, "pack section")
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
-    log = None
+    from flows import interrupt
+
+    log = config = None
+    signals = interrupt.install()  # Ctrl-C and SIGTERM: one orderly stop (flows/interrupt.py)
     try:
         if getattr(args, "runner", None):
             args.overrides.append(f"runner={args.runner}")
@@ -434,17 +437,28 @@ def main(argv: list[str] | None = None) -> int:
                 storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
             if args.command != "serve":
                 log = log_to_file(args.command, config.out, verbose=not quiet)
+            interrupt.prepare(args.command, log and log.baseFilename)
         result = args.func(args, config)
+        if interrupt.received():  # `serve` returns normally after Ctrl-C
+            return interrupt.stopped(interrupt.received(), args.command, config)
     except HwocrError as e:
+        if interrupt.received():  # what failed was the stop
+            return interrupt.stopped(interrupt.received(), args.command, config)
         print(f"hwocr: error: {e}", file=sys.stderr)
         if log:
             print(f"hwocr: log: {log.baseFilename}", file=sys.stderr)
         return 2
+    except BaseException as e:
+        signum = interrupt.received() or interrupt.signal_of(e)
+        if signum is None:
+            raise
+        return interrupt.stopped(signum, args.command, config)
     finally:
         if log:
             logging.getLogger().removeHandler(log)
             logging.getLogger("py.warnings").removeHandler(log)
             log.close()
+        interrupt.restore(signals)
     if log:
         print(f"log: {log.baseFilename}", flush=True)
     if args.json:

@@ -18,7 +18,7 @@ from tasks.contact_sheet import contact_sheet, effects_sheet
 from tasks.gt import assemble_gt
 from tasks.inputs import prepare_words, survey_fonts
 from tasks.lmdb_pack import pack_lmdb
-from tasks.render import font_counts, plan_shards, render_shard, resolve_workers, shutdown_pool, warm_pool
+from tasks.render import font_counts, plan_shards, render_shard, resolve_workers, shutdown_pool, stop_pool, warm_pool
 from tasks.stage import result_storage, was_cached
 
 
@@ -130,5 +130,9 @@ def build_dataset(config: PipelineConfig) -> dict:
             words={"url": words["url"], "count": words["count"], "dropped": words["report"]["dropped"]})
         storage.write_json(layout.summary, summary.model_dump(mode="json"))
         return summary.model_dump(mode="json")
+    except BaseException as e:
+        if not isinstance(e, Exception):  # an interrupt: running shards are ended, not waited for
+            stop_pool()
+        raise
     finally:
         shutdown_pool()

@@ -13,13 +13,14 @@ import functools
 import math
 import multiprocessing
 import os
+import signal
 import threading
 from fractions import Fraction
 
 from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, NonNegativeInt, PositiveInt
 
-from hwocr import hashing, storage
+from hwocr import hashing, interrupt, storage
 from hwocr.errors import TransientError
 from hwocr.layout import Layout
 from synth import trdg_driver
@@ -100,9 +101,12 @@ class _Pool:
         self.listener: threading.Thread | None = None
         self.on_total = lambda n: None
         self.on_advance = lambda n: None
+        self.stopped = False  # stop() ended it: no new pool until the next flow warms one
 
     def get(self, workers: int) -> concurrent.futures.ProcessPoolExecutor:
         with self.lock:
+            if self.stopped:
+                raise interrupt.Stopped("the render pool was stopped: the run is being interrupted")
             ex = self.executor
             if ex is None or getattr(ex, "_broken", False) or self.size != workers:
                 self._shutdown_locked()
@@ -117,11 +121,22 @@ class _Pool:
                 self.listener.start()
             return self.executor
 
+    def submit(self, workers: int, fn, *args) -> concurrent.futures.Future:
+        # Workers are spawned inside submit, by whichever thread calls it. They start with SIGINT blocked (a
+        # child inherits its parent thread's mask through exec), so a terminal's Ctrl-C, sent to the whole process
+        # group, never reaches them, even during their start-up; the parent ends them itself (stop()).
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return self.get(workers).submit(fn, *args)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
     def warm(self, workers: int) -> None:
         """Start the worker processes now, so their imports overlap with planning."""
-        ex = self.get(workers)
+        with self.lock:
+            self.stopped = False
         for _ in range(workers):
-            ex.submit(os.getpid)
+            self.submit(workers, os.getpid)
 
     def _listen(self, queue) -> None:
         while True:
@@ -143,6 +158,30 @@ class _Pool:
         with self.lock:
             self._shutdown_locked()
 
+    def stop(self) -> None:
+        """End the workers now, shards half rendered and all; the tasks waiting on them fail with Stopped (their
+        staging folders are removed) and later ones find no pool.
+
+        shutdown(wait=True) would wait for every running shard: minutes. ProcessPoolExecutor has no public way to
+        end running work, so its worker processes are terminated from its private _processes table."""
+        interrupt.stopping.set()
+        with self.lock:
+            self.stopped = True
+            ex, self.executor = self.executor, None
+            if ex is None:
+                return
+            procs = list((ex._processes or {}).values())
+            ex.shutdown(wait=False, cancel_futures=True)
+            for p in procs:
+                p.terminate()
+            for p in procs:
+                p.join(timeout=2)
+                if p.exitcode is None:
+                    p.kill()
+            # The progress queue is dropped, not closed: a worker ended mid-put may hold its lock. Its listener is
+            # a daemon thread.
+            self.queue = self.listener = None
+
 
 POOL = _Pool()
 
@@ -155,6 +194,10 @@ def warm_pool(workers: int) -> None:
 
 def shutdown_pool() -> None:
     POOL.shutdown()
+
+
+def stop_pool() -> None:
+    POOL.stop()
 
 
 def resolve_workers(settings: RenderSettings) -> int:
@@ -206,12 +249,13 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
         # Pieces of a few hundred images keep every core busy to the end, whatever each font costs.
         step = max(PIECE_IMAGES, math.ceil((spec.stop - spec.start) / 4))
         try:
-            pool = POOL.get(workers)
-            parts = [pool.submit(trdg_driver.render_range,
+            parts = [POOL.submit(workers, trdg_driver.render_range,
                                  job.model_copy(update={"start": a, "stop": min(a + step, spec.stop)}))
                      for a in range(spec.start, spec.stop, step)]
             manifest = trdg_driver.write_manifest(job, [p.result() for p in parts])
-        except concurrent.futures.process.BrokenProcessPool as e:
+        except (concurrent.futures.process.BrokenProcessPool, concurrent.futures.CancelledError) as e:
+            if POOL.stopped:  # the run is being interrupted: fail now, no retry
+                raise interrupt.Stopped(f"rendering {spec.url} stopped: the run is being interrupted") from None
             raise TransientError(f"render worker died while rendering {spec.url}: {e}") from e
     return ShardResult(url=spec.url, font_name=spec.font_name, **manifest)
 

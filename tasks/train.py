@@ -10,7 +10,7 @@ from collections import deque
 
 from prefect import get_run_logger
 
-from hwocr import hashing, storage
+from hwocr import hashing, interrupt, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models.settings import TrainSettings
@@ -22,6 +22,7 @@ from tasks.track import end_failed, finish_run, log_eval, start_run
 # torchrun runs flows/ddp_train.py as a program, not an import.
 CODE_VERSION = hashing.code_version(__file__, os.path.join(hashing.ROOT, "flows", "ddp_train.py"))
 DONE = "done.json"
+WORK_DIRS: list[str] = []  # the run folders trained in by this process, for an interrupted run's last words
 
 
 def lmdb_digest(url: str) -> str:
@@ -84,10 +85,21 @@ def _torchrun(settings: TrainSettings, train_dirs: list[str], val_dir: str, run_
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     tail: deque[str] = deque(maxlen=30)
-    with subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+    # A process group of its own: a terminal's Ctrl-C (sent to the CLI's group) does not reach torchrun, so it is
+    # stopped once, by us, below; a second signal during its shutdown would abandon the ranks.
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, process_group=0)
+    try:
         for line in proc.stdout:
             tail.append(line.rstrip())
             log.info(line.rstrip())
+        proc.wait()
+    except BaseException:
+        # SIGTERM: torchrun passes it to its ranks and waits for them; what is left after a few seconds is killed.
+        interrupt.end_process(proc, grace=3)
+        raise
+    finally:
+        proc.stdout.close()
     if proc.returncode != 0 or not os.path.exists(result_file):
         errors = [t for t in tail if t.startswith("error: ")]
         raise HwocrError(errors[-1][len("error: "):] if errors else
@@ -112,6 +124,7 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
     local_dir = (storage.local_path(run_dir) if storage.is_local(run_dir)
                  else os.path.join(storage.CACHE_DIR, "runs", key[:16]))
     os.makedirs(local_dir, exist_ok=True)
+    WORK_DIRS.append(local_dir)
     run_id = start_run(tracking, local_dir, {"train": settings.model_dump(mode="json"), "key": key},
                        [("training", {"url": u, "digest": digests[u]}) for u in train_lmdbs]
                        + [("validation", {"url": val_lmdb, "digest": digests[val_lmdb]})])

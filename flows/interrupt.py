@@ -119,6 +119,19 @@ def own_server(log_path: str | None) -> None:
     from prefect.server.api.server import SubprocessASGIServer
 
     class Server(SubprocessASGIServer):
+        def start(self, timeout: int | None = None) -> None:
+            # Two runs creating one Prefect database at once can fail one server's migration (Prefect then
+            # restarts it, a traceback and a minute later): servers on one PREFECT_HOME start one at a time.
+            import fcntl
+
+            from prefect.settings import get_current_settings
+
+            home = get_current_settings().home
+            home.mkdir(parents=True, exist_ok=True)
+            with open(home / ".hwocr-server-start.lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # dropped when the file closes, or the process dies
+                super().start(timeout)
+
         def _run_uvicorn_command(self) -> subprocess.Popen:
             # Prefect 3.8.8's command (pinned in pyproject.toml), in a process group of its own.
             import prefect

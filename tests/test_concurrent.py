@@ -202,29 +202,10 @@ class _S3:
 
 @pytest.fixture(scope="module")
 def s3(tmp_path_factory):
-    from tests.test_s3 import start_moto
+    from tests.test_s3 import moto_s3
 
-    proc, endpoint = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
-    env = dict(AWS_ACCESS_KEY_ID="hwocr-key", AWS_SECRET_ACCESS_KEY="hwocr-secret-value", AWS_ENDPOINT_URL=endpoint,
-               AWS_DEFAULT_REGION="us-east-1")
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    import s3fs
-
-    s3fs.S3FileSystem.clear_instance_cache()
-    fs = s3fs.S3FileSystem()
-    fs.mkdir("hwocr-test")
-    try:
+    with moto_s3(tmp_path_factory) as fs:
         yield fs
-    finally:
-        s3fs.S3FileSystem.clear_instance_cache()
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """S3 through s3fs against a real S3 API server on loopback (moto's server mode)."""
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -36,8 +37,10 @@ def start_moto(log_path, **env):
             time.sleep(0.2)
 
 
-@pytest.fixture(scope="module")
-def s3(tmp_path_factory):
+@contextlib.contextmanager
+def moto_s3(tmp_path_factory):
+    """moto's S3 server on loopback, its credentials and endpoint in the environment, bucket hwocr-test made: an
+    s3fs filesystem on it."""
     proc, endpoint = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
     saved = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_ENDPOINT_URL",
                                              "AWS_DEFAULT_REGION")}
@@ -59,6 +62,12 @@ def s3(tmp_path_factory):
                 os.environ[k] = v
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def s3(tmp_path_factory):
+    with moto_s3(tmp_path_factory) as fs:
+        yield fs
 
 
 def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):

@@ -115,14 +115,7 @@ def check_command(args, config) -> None:
             raise HwocrError(f"--model {args.model}: with --engine easyocr, the folder of an exported bundle "
                              "(NAME.pth, NAME.yaml, NAME.py; `hwocr export` writes one)")
     elif args.command == "export":
-        from pydantic import ValidationError
-
-        from tasks.settings import ExportSettings
-
-        try:
-            ExportSettings(name=args.name, lang_list=config.export.lang_list)
-        except ValidationError as e:
-            raise HwocrError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+        export_settings(args, config)
         check_checkpoint(storage.normalize(args.model))
         storage.not_a_file(storage.normalize(args.out))
     elif args.command == "serve" and args.cron:
@@ -299,16 +292,22 @@ def cmd_evaluate(args, config) -> dict:
         {"easyocr": report["easyocr"]} if "easyocr" in report else {})
 
 
-def cmd_export(args, config) -> dict:
+def export_settings(args, config):
+    """The export's settings from --name and the config; a bad name is one line, not pydantic's report."""
     from pydantic import ValidationError
 
-    from hwocr import storage
     from tasks.settings import ExportSettings
 
     try:
-        settings = ExportSettings(name=args.name, lang_list=config.export.lang_list)
+        return ExportSettings(name=args.name, lang_list=config.export.lang_list)
     except ValidationError as e:
         raise HwocrError(e.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+def cmd_export(args, config) -> dict:
+    from hwocr import storage
+
+    settings = export_settings(args, config)
     from tasks.export import export_easyocr_fn
 
     out = storage.normalize(args.out)

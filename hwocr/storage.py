@@ -259,9 +259,7 @@ def check_creatable(url: str) -> None:
     without creating anything, so that a run refused for another reason leaves no empty folder behind."""
     if not is_local(url):
         return
-    path = os.path.abspath(local_path(url))
-    while not os.path.exists(path):
-        path = os.path.dirname(path)
+    path = _nearest_existing(url)
     if not os.path.isdir(path):
         raise HwocrError(f"output location {url!r}: {path} is a file, so no folder can be made below it; name "
                          "another --out")
@@ -274,10 +272,15 @@ def free_bytes(url: str) -> int | None:
     quota no API tells."""
     if not is_local(url):
         return None
+    return shutil.disk_usage(_nearest_existing(url)).free
+
+
+def _nearest_existing(url: str) -> str:
+    """The local url's path, or its nearest ancestor that exists: where a folder for it would be made."""
     path = os.path.abspath(local_path(url))
     while not os.path.exists(path):
         path = os.path.dirname(path)
-    return shutil.disk_usage(path).free
+    return path
 
 
 def used_bytes(url: str) -> int:

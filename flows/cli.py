@@ -339,7 +339,10 @@ def cmd_serve(args, config) -> dict:
         finetune_flow.to_deployment("finetune", parameters=form, description="Fine-tune, evaluate, track"),
     ]
     print("serving hwocr-pipeline/pipeline, hwocr-dataset/dataset, hwocr-finetune/finetune; Ctrl-C stops", flush=True)
-    serve(*deployments, limit=args.limit, print_starting_message=False)
+    from flows import interrupt
+
+    with interrupt.serving():
+        serve(*deployments, limit=args.limit, print_starting_message=False)
     return {}
 
 

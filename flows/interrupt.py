@@ -1,7 +1,8 @@
 """Ctrl-C and SIGTERM for the CLI: one orderly stop, in seconds, that leaves no process behind.
 
 Both signals raise Interrupted in the main thread (during a flow run Prefect turns SIGTERM into its own
-TerminationSignal first, records the run as crashed, then re-sends it to our handler). The stages end what they
+TerminationSignal first, records the run as crashed, then re-sends it to our handler); during `serve` they stop
+Prefect's runner from its own loop instead (see _serving). The stages end what they
 started on the way out (the render pool, torchrun); `stopped` then stops the temporary Prefect server and says what
 was kept. The server runs in a process group of its own: a terminal's Ctrl-C reaches the CLI's whole group, and
 the server must outlive it until Prefect has recorded the crash, or Prefect's clients retry a dead server for
@@ -10,6 +11,7 @@ minutes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -23,12 +25,19 @@ from hwocr.interrupt import Interrupted
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 _received: list[int] = []
+# While `serve` runs, a signal only asks it to stop: an exception raised at an arbitrary point of Prefect's runner (its
+# event loop, or the main thread waiting on its loop threads) can leave it waiting forever.
+_serving = False
+_stop_runner = None  # cancels the runner's task from the signal handler, once its loop runs
 
 
 def _handler(signum, frame) -> None:
     _received.append(signum)
     interrupt.stopping.set()
-    raise Interrupted(signum)
+    if not _serving:
+        raise Interrupted(signum)
+    if _stop_runner is not None:
+        _stop_runner()
 
 
 def install() -> dict:
@@ -46,16 +55,46 @@ def prepare(command: str, log_path: str | None) -> None:
     own_server(log_path)
     quiet_console()
     if command == "serve":
-        _runner_sigterm_as_ours()
+        _runner_stops_on_signal()
 
 
-def _runner_sigterm_as_ours() -> None:
-    """Prefect's Runner (`hwocr serve`) puts its own SIGTERM handler in place of ours: it exits with status 0 and
-    leaves a coroutine never awaited. Ours instead, as for Ctrl-C: asyncio cancels the runner's tasks and `serve`
-    returns."""
+@contextlib.contextmanager
+def serving():
+    """Around Prefect's `serve`: a signal stops the runner instead of raising (see _serving); `serve` returns and
+    `received()` tells the CLI why."""
+    global _serving
+    _serving = True
+    try:
+        yield
+    finally:
+        _serving = False
+
+
+def _runner_stops_on_signal() -> None:
+    """Prefect's Runner puts its own SIGTERM handler in place of ours (it exits with status 0 and leaves a coroutine
+    never awaited): ours instead. A signal before the runner's loop starts (while `serve` registers the deployments)
+    makes it return at once; one after cancels its task, as asyncio does on Ctrl-C."""
     from prefect.runner import Runner
 
-    Runner.handle_sigterm = lambda self, *args, **kwargs: _handler(signal.SIGTERM, None)
+    start = Runner.start
+
+    async def stoppable_start(self, *args, **kwargs) -> None:
+        global _stop_runner
+        loop, task = asyncio.get_running_loop(), asyncio.current_task()
+        _stop_runner = lambda: loop.call_soon_threadsafe(task.cancel)  # noqa: E731
+        try:
+            if not _received:
+                await start(self, *args, **kwargs)
+        except asyncio.CancelledError:
+            if not _received:
+                raise
+        finally:
+            _stop_runner = None
+
+    if not getattr(Runner.start, "hwocr", False):
+        stoppable_start.hwocr = True
+        Runner.start = stoppable_start
+    Runner.handle_sigterm = lambda self, signum=signal.SIGTERM, frame=None: _handler(signum, frame)
 
 
 def restore(old: dict) -> None:

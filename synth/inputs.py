@@ -8,14 +8,20 @@ from hwocr.errors import HwocrError
 from synth.font_pool import check_held_out_families, select_pool
 from synth.fonts import discover_fonts, survey
 from synth.settings import RenderSettings
-from synth.words import BUNDLED_WORDS, read_words
+from synth.text import generate, syllable_coverage
+from synth.words import WORD_SOURCES, read_words
 
 
 def word_list(settings: RenderSettings, charset: str) -> tuple[str, list[str], dict]:
-    """(its URL, the normalized and filtered words, the report of what was dropped); charset: the characters of
-    settings.charset."""
-    url = settings.words or BUNDLED_WORDS
+    """(its URL, the normalized and filtered words with the generated forms after them, the report of what was
+    dropped, generated and covered); charset: the characters of settings.charset."""
+    url = WORD_SOURCES.get(settings.words or "seed", settings.words)
     words, report = read_words(url, charset, settings.batch_max_length)
+    extra, by_kind = generate(settings.generated, len(words), settings.seed, set(charset),
+                              settings.batch_max_length, set(words))
+    words += extra
+    report["generated"] = dict(by_kind)
+    report["coverage"] = syllable_coverage(words, {c for c in charset if "가" <= c <= "힣"})
     return url, words, report
 
 

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt, 
 from synth.effect_settings import EffectsSettings, GlyphJitterSettings
 from synth.font_pool import FontPoolSettings
 from synth.fonts import DEFAULT_FONTS, PRINT_FONTS
+from synth.text import GeneratedSettings
 
 # Images of one split at the most: about 100 GB of shards and LMDB at the seed's size, days of rendering on a CPU.
 MAX_IMAGES = 10_000_000
@@ -44,7 +45,14 @@ class RenderSettings(BaseModel):
         "may train on the same faces: the split then asks whether print is still read, not whether unseen faces are.",
     )
     words: str | None = Field(
-        None, description="Word list (trdg -i): UTF-8, one word a line. Empty: the bundled Korean list."
+        None, description="Word list (trdg -i): UTF-8, one word a line, or a bundled one: seed (the default: the "
+        "seed's mix of numbers, English and dictionary words) or frequency (the 20,000 most frequent Korean words, "
+        "offensive ones left out); hwocr/data/WORDS.md describes both."
+    )
+    generated: GeneratedSettings = Field(
+        default_factory=GeneratedSettings,
+        description="Generated forms added to the word list (numbers with counters, dates, times, prices, phone "
+        "numbers, Latin and mixed tokens): share of the entries, and a weight per kind. Off by default.",
     )
     count: PositiveInt = Field(100_000, le=MAX_IMAGES, description="Training images to render (trdg -c).")
     val_count: PositiveInt = Field(1_000, le=MAX_IMAGES, description="Validation images to render.")
@@ -131,11 +139,12 @@ class RenderSettings(BaseModel):
                 "seconds": images / (IMAGES_PER_SECOND_PER_WORKER * max(1, workers))}
 
     def pixel_settings(self, split: str | None = None) -> dict:
-        """The settings that change image bytes (fonts and words enter keys by content hash). The test and
-        regression splits are always drawn plain: every variant of the effects is then scored on the same images."""
+        """The settings that change image bytes (fonts and words, the generated forms among them, enter keys by
+        content hash). The test and regression splits are always drawn plain: every variant of the effects is then
+        scored on the same images."""
         skip = {"fonts", "test_fonts", "test_count", "words", "count", "val_count", "shards", "min_shard_images",
                 "workers", "font_missing", "charset", "batch_max_length", "language", "pool", "regression_count",
-                "regression_fonts"}
+                "regression_fonts", "generated"}
         plain = split in ("test", "regression")
         if plain or not self.effects.active():  # keys and bytes of plain renders stay as they were
             skip.add("effects")

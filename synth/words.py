@@ -10,7 +10,10 @@ from hwocr import storage
 from hwocr.errors import HwocrError
 from synth.labels import label_problem
 
-BUNDLED_WORDS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr", "data", "words_ko.txt")
+DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr", "data")
+BUNDLED_WORDS = os.path.join(DATA, "words_ko.txt")
+# render.words may name a bundled list (hwocr/data/WORDS.md)
+WORD_SOURCES = {"seed": BUNDLED_WORDS, "frequency": os.path.join(DATA, "words_ko_freq.txt")}
 
 
 def _decode(url: str, data: bytes) -> str:

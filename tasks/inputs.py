@@ -21,8 +21,13 @@ def prepare_words(settings: RenderSettings, layout: Layout) -> dict:
     words_url = layout.words(sha)
     if not storage.exists(words_url):
         storage.write_text(words_url, text)
+    log = get_run_logger()
+    cov = report["coverage"]
+    log.info("words: %d from %s, %d generated %s; %d of %d syllables used%s", report["kept"], url,
+             sum(report["generated"].values()), report["generated"] or "", cov["covered"], cov["syllables"],
+             f" (never: {cov['missing']})" if cov["missing"] else "")
     if report["dropped"]:
-        get_run_logger().warning("word list %s: dropped %s; unknown characters %s", url, report["dropped"],
+        log.warning("word list %s: dropped %s; unknown characters %s", url, report["dropped"],
                                  report["unknown_chars"])
     return {"url": words_url, "sha256": sha, "count": len(words), "report": report}
 

@@ -55,6 +55,8 @@ BAD_INPUT = [
     (["data", "--out", "o", "--set", "render.words=utf16.txt"], "is UTF-16 text; expected UTF-8: convert it"),
     (["data", "--out", "o", "--set", "render.words=long.txt"], "none of its 1 words is usable (dropped: {'too_long'"),
     (["data", "--out", "o", "--set", "render.words=emoji.txt"], "characters outside the set: '😀' x1"),
+    (["data", "--out", "o", "--set", "render.generated.share=1"],
+     "render.generated.share: Input should be less than 1 (got 1, from --set render.generated.share=1)"),
     # output location and sizes
     (["data", "--out", "gt.txt"], "gt.txt' is a file; the output is a folder"),
     (["data", "--out", "gt.txt/o", *SMALL], "gt.txt is a file, so no folder can be made below it"),

@@ -83,3 +83,62 @@ def test_one_label_rule():
     cases = {"": "empty_label", "한\t글": "control_char", nfd: "not_nfc", "뷁": "out_of_charset",
              "가" * 26: "too_long", "뷁" * 26: "out_of_charset", "가" * 25: None}
     assert {label: label_problem(label, allowed, 25) for label in cases} == cases
+
+
+def test_frequency_list_is_clean_and_covers_every_syllable():
+    from scripts.build_freq_words import blocked, read_blocklist
+    from synth.words import DATA, WORD_SOURCES
+
+    words, report = read_words(WORD_SOURCES["frequency"], CHARSET)
+    assert report["dropped"] == {} and len(words) == report["words"] > 20_000
+    assert set("".join(words)) >= set(CHARSET[95:])  # all 913 syllables
+    rules = read_blocklist(f"{DATA}/blocklist_ko.txt")
+    assert not [w for w in words if blocked(w, rules)]
+    # the rules: whole word, its inflections, or anywhere; ordinary words that hold a blocked one stay
+    assert blocked("새끼야", rules) and blocked("씨발놈", rules) and blocked("미친", rules)
+    assert not blocked("전염병", rules) and not blocked("시발점", rules) and not blocked("미친다", rules)
+    assert {"전염병", "시간", "사람"} <= set(words)
+
+
+def _generated(share, seed=1111, **weights):
+    from synth.text import GeneratedSettings, generate
+
+    words = ["사람", "시간", "3개"]
+    return generate(GeneratedSettings(share=share, **weights), 1000, seed, set(CHARSET), 25, set(words))
+
+
+def test_generated_forms_are_valid_seeded_and_in_their_shares():
+    from synth.labels import label_problem
+    from synth.text import KINDS
+
+    out, by_kind = _generated(0.2)
+    assert len(out) == sum(by_kind.values()) == len(set(out)) and 240 <= len(out) <= 260  # 1000 * 0.2 / 0.8
+    assert set(by_kind) == set(KINDS) and by_kind["numbers"] > by_kind["phones"]
+    assert not [w for w in out if label_problem(w, set(CHARSET), 25)] and "3개" not in out
+    assert out == _generated(0.2)[0] and out != _generated(0.2, seed=7)[0]
+    phones = [w for w in out if w.startswith("010-")]
+    assert phones and all(len(w) == 13 for w in phones)
+    assert any(w.endswith("원") for w in out) and any(":" in w for w in out)
+    assert _generated(0.0) == ([], {})
+    only, kinds = _generated(0.5, numbers=0, dates=0, times=0, prices=1, phones=0, latin=0, mixed=0)
+    assert set(kinds) == {"prices"} and len(only) == 1000
+
+
+def test_generated_share_needs_a_kind():
+    from pydantic import ValidationError
+
+    from synth.text import GeneratedSettings
+
+    with pytest.raises(ValidationError, match="needs a kind with a weight above 0"):
+        GeneratedSettings(share=0.1, numbers=0, dates=0, times=0, prices=0, phones=0, latin=0, mixed=0)
+
+
+def test_word_list_names_a_bundled_source_and_reports_generated_and_coverage():
+    from synth.inputs import word_list
+    from synth.settings import RenderSettings
+
+    url, words, report = word_list(RenderSettings(words="frequency", generated={"share": 0.1}), CHARSET)
+    assert url.endswith("words_ko_freq.txt") and len(words) == report["kept"] + sum(report["generated"].values())
+    assert report["coverage"]["covered"] == report["coverage"]["syllables"] == 913
+    url, words, report = word_list(RenderSettings(), CHARSET)
+    assert url == BUNDLED_WORDS and report["generated"] == {} and len(words) == 8300

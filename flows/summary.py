@@ -25,6 +25,8 @@ class SplitSummary(_Model):
     samples: int
     dropped: dict[str, int]
     per_font: dict[str, int]
+    # font -> why images were redrawn with another word (missing_glyph: a word the font cannot draw) -> count
+    redrawn_per_font: dict[str, dict[str, int]] = {}
 
 
 class Shards(_Model):

@@ -25,6 +25,7 @@ class GtResult(StageResult):
     dropped: dict[str, int]
     rejected_and_redrawn: dict[str, int]
     per_font: dict[str, int]  # font hash -> samples
+    redrawn_per_font: dict[str, dict[str, int]] = {}  # font hash -> why images were redrawn with another word -> count
     image_root: str
     shards: int
     fonts: list[dict[str, str]]  # {"sha256", "name"}, in hash order
@@ -44,6 +45,7 @@ def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed
     per_font: dict[str, dict[int, tuple[str, str]]] = {}
     names: dict[str, str] = {}
     rejected: Counter = Counter()
+    redrawn: dict[str, Counter] = {}
     dropped: Counter = Counter()
     for shard in shards:
         rel_dir = layout.relative(shard.url)
@@ -56,6 +58,7 @@ def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed
             if j < want:
                 entries[j] = (f"{rel_dir}/{rel}", label)
         rejected.update(shard.counts["rejected"])
+        redrawn.setdefault(shard.font_sha, Counter()).update(shard.counts["rejected"])
         dropped.update(shard.counts["dropped"])
     lines, sample_fonts = [], []
     fonts = sorted(per_font)
@@ -75,7 +78,8 @@ def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed
     gt_url = layout.gt(split)
     storage.write_text(gt_url, "".join(lines))
     return GtResult(split=split, gt=gt_url, samples=len(lines), dropped=dict(dropped),
-                    rejected_and_redrawn=dict(rejected), per_font=dict(per_font_count), image_root=layout.out,
+                    rejected_and_redrawn=dict(rejected), per_font=dict(per_font_count),
+                    redrawn_per_font={sha: dict(c) for sha, c in redrawn.items() if c}, image_root=layout.out,
                     shards=len(shards), fonts=[{"sha256": sha, "name": names[sha]} for sha in fonts],
                     sample_fonts=sample_fonts)
 

@@ -92,6 +92,13 @@ def test_font_missing_policies(tmp_path, make_config):
     assert len(kept["fonts"]) == 2 and kept["splits"]["train"]["samples"] == 48
     gt = (tmp_path / "k" / "train" / "gt.txt").read_text(encoding="utf-8").splitlines()
     assert len(gt) == 48
+    # Guseul never draws a word with a character it lacks: those images are redrawn, and counted for it alone
+    redrawn = kept["splits"]["train"]["redrawn_per_font"]
+    assert set(redrawn) == {"Guseul Regular"} and redrawn["Guseul Regular"]["missing_glyph"] > 0
+    packed = PackResult.model_validate_json((tmp_path / "k" / "lmdb" / "train" / "hwocr.json").read_text())
+    labels = [line.split("\t")[1] for line in gt]
+    assert not [label for label, n in zip(labels, packed.sample_fonts, strict=True)
+                if packed.fonts[n]["name"] == "Guseul Regular" and set(label) & set("024Helo")]
 
 
 def test_missing_font_file_fails_before_rendering(tmp_path, make_config, words_file):

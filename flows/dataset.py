@@ -117,7 +117,8 @@ def build_dataset(config: PipelineConfig) -> dict:
                              "dropped": gt.dropped | ({"bad_image": gt.dropped.get("bad_image", 0) + packed.skipped}
                                                       if packed.skipped else {}),
                              "per_font": {names.get(k, k): v for k, v in gt.per_font.items()},
-                             "redrawn_per_font": {names.get(k, k): v for k, v in gt.redrawn_per_font.items()}}
+                             "redrawn_per_font": {names.get(k, k): v for k, v in gt.redrawn_per_font.items()},
+                             "syllables": gt.syllables}
         cached = sum(was_cached(f) for split in shards.values() for f in split)
         summary = DatasetSummary(
             out=layout.out, splits=splits,

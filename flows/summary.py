@@ -27,6 +27,7 @@ class SplitSummary(_Model):
     per_font: dict[str, int]
     # font -> why images were redrawn with another word (missing_glyph: a word the font cannot draw) -> count
     redrawn_per_font: dict[str, dict[str, int]] = {}
+    syllables: dict = {}  # how many of the charset's Hangul syllables the split's labels use, the fewest draws of one
 
 
 class Shards(_Model):
@@ -57,6 +58,8 @@ class DatasetSummary(_Model):
 
     def lines(self) -> list[str]:
         out = [f"{split}: {s.samples} samples in LMDB {s.lmdb} (gt {s.gt})"
+               + (f"; {s.syllables['covered']}/{s.syllables['syllables']} syllables, the rarest drawn "
+                  f"{s.syllables['least_drawn']}x" if s.syllables else "")
                + (f"; dropped {json.dumps(s.dropped)}" if s.dropped else "") for split, s in self.splits.items()]
         out.append(f"shards: {self.shards.total} ({self.shards.rendered} rendered, {self.shards.cached} cached)  "
                    f"fonts: {', '.join(f.name for f in self.fonts)}")

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from hwocr import storage
 from hwocr.errors import HwocrError
+from synth.coverage import hangul, syllable_coverage
 from synth.font_pool import check_held_out_families, select_pool
 from synth.fonts import discover_fonts, survey
 from synth.settings import RenderSettings
-from synth.text import generate, syllable_coverage
+from synth.text import generate
 from synth.words import WORD_SOURCES, read_words
 
 
@@ -21,7 +22,7 @@ def word_list(settings: RenderSettings, charset: str) -> tuple[str, list[str], d
                               settings.batch_max_length, set(words))
     words += extra
     report["generated"] = dict(by_kind)
-    report["coverage"] = syllable_coverage(words, {c for c in charset if "가" <= c <= "힣"})
+    report["coverage"] = syllable_coverage(words, hangul(charset))
     return url, words, report
 
 

@@ -49,6 +49,10 @@ class RenderSettings(BaseModel):
         "seed's mix of numbers, English and dictionary words) or frequency (the 20,000 most frequent Korean words, "
         "offensive ones left out); hwocr/data/WORDS.md describes both."
     )
+    min_syllable_draws: NonNegativeInt = Field(
+        0, le=100, description="Draw every Hangul syllable the words use at least this many times in each split "
+        "(0: words at random only): each font first draws its share of words chosen to do it, short ones first."
+    )
     generated: GeneratedSettings = Field(
         default_factory=GeneratedSettings,
         description="Generated forms added to the word list (numbers with counters, dates, times, prices, phone "
@@ -144,7 +148,7 @@ class RenderSettings(BaseModel):
         scored on the same images."""
         skip = {"fonts", "test_fonts", "test_count", "words", "count", "val_count", "shards", "min_shard_images",
                 "workers", "font_missing", "charset", "batch_max_length", "language", "pool", "regression_count",
-                "regression_fonts", "generated"}
+                "regression_fonts", "generated", "min_syllable_draws"}
         plain = split in ("test", "regression")
         if plain or not self.effects.active():  # keys and bytes of plain renders stay as they were
             skip.add("effects")

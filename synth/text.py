@@ -138,11 +138,3 @@ def generate(settings: GeneratedSettings, list_size: int, seed: int, allowed: se
                 out.append(text)
                 by_kind[kind] += 1
     return out, by_kind
-
-
-def syllable_coverage(words: list[str], syllables: set[str]) -> dict:
-    """How many of the character set's Hangul syllables the words use, and the least used ones."""
-    counts = Counter(c for w in words for c in w if c in syllables)
-    missing = sorted(syllables - counts.keys())
-    return {"syllables": len(syllables), "covered": len(syllables) - len(missing), "missing": "".join(missing[:50]),
-            "rarest": "".join(c for c, _ in sorted(counts.items(), key=lambda kv: (kv[1], kv[0]))[:20])}

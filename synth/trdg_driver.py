@@ -78,6 +78,7 @@ class RenderJob(BaseModel):
 
     settings: PixelSettings
     words: tuple[str, ...]
+    first: tuple[str, ...] = ()  # the words of images 0, 1, ...: this font's share of the syllable coverage
     covered: str
     split: str
     font_sha: str
@@ -309,7 +310,9 @@ def render_range(job: RenderJob) -> dict:
     for j in range(job.start, job.stop):
         for attempt in range(MAX_ATTEMPTS):
             r = random.Random(hashing.seed(s.seed, job.split, job.font_sha, j, attempt))
-            word = words[r.randrange(len(words))]
+            word = words[r.randrange(len(words))]  # drawn even when unused: the image's seeds stay the same
+            if j < len(job.first):
+                word = job.first[j]
             if not covered.issuperset(word):
                 rejected["missing_glyph"] += 1
                 continue

@@ -9,6 +9,7 @@ from prefect.tasks import exponential_backoff
 from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models.charset import charset_digest, load_charset
+from synth.coverage import hangul, syllable_coverage
 from synth.labels import label_problem
 from tasks.render import ShardResult
 from tasks.stage import StageResult, retry_transient, stage
@@ -26,6 +27,7 @@ class GtResult(StageResult):
     rejected_and_redrawn: dict[str, int]
     per_font: dict[str, int]  # font hash -> samples
     redrawn_per_font: dict[str, dict[str, int]] = {}  # font hash -> why images were redrawn with another word -> count
+    syllables: dict = {}  # synth.coverage.syllable_coverage of the split's labels
     image_root: str
     shards: int
     fonts: list[dict[str, str]]  # {"sha256", "name"}, in hash order
@@ -79,7 +81,9 @@ def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed
     storage.write_text(gt_url, "".join(lines))
     return GtResult(split=split, gt=gt_url, samples=len(lines), dropped=dict(dropped),
                     rejected_and_redrawn=dict(rejected), per_font=dict(per_font_count),
-                    redrawn_per_font={sha: dict(c) for sha, c in redrawn.items() if c}, image_root=layout.out,
+                    redrawn_per_font={sha: dict(c) for sha, c in redrawn.items() if c},
+                    syllables=syllable_coverage([line.rsplit("\t", 1)[1][:-1] for line in lines], hangul(allowed)),
+                    image_root=layout.out,
                     shards=len(shards), fonts=[{"sha256": sha, "name": names[sha]} for sha in fonts],
                     sample_fonts=sample_fonts)
 

@@ -23,7 +23,8 @@ from pydantic import BaseModel, NonNegativeInt, PositiveInt
 from hwocr import hashing, interrupt, storage
 from hwocr.errors import TransientError
 from hwocr.layout import Layout
-from synth import trdg_driver
+from models.charset import load_charset
+from synth import coverage, trdg_driver
 from synth.font_pool import largest_remainder
 from synth.settings import RenderSettings
 from tasks.stage import StageResult, retry_transient, stage, stage_key
@@ -40,6 +41,7 @@ class ShardSpec(BaseModel):
     font_sha: str
     font_name: str
     covered: str
+    first: tuple[str, ...] = ()  # the font's words for images 0, 1, ... (render.min_syllable_draws)
     start: NonNegativeInt
     stop: PositiveInt
     url: str
@@ -66,18 +68,33 @@ def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]],
         pixels = settings.pixel_settings(split)
         fonts = sorted(fonts_by_split[split], key=lambda f: f["sha256"])
         chunk = max(math.ceil(n / settings.shards), settings.min_shard_images)
-        for font, n_font in zip(fonts, split_count(n, [f.get("weight", 1.0) for f in fonts]), strict=True):
+        counts = split_count(n, [f.get("weight", 1.0) for f in fonts])
+        first = first_words(settings, words, fonts, counts)
+        for font, n_font in zip(fonts, counts, strict=True):
             for start in range(0, n_font, chunk):
                 reads = {"pixels": pixels, "words": words["sha256"], "font": font["sha256"],
                          "covered": hashing.digest(font["covered"]), "split": split, "start": start}
+                if first.get(font["sha256"]):  # absent otherwise: keys stay as they were
+                    reads["first"] = hashing.digest("\n".join(first[font["sha256"]]))
                 key = stage_key("render_shard", CODE_VERSION, reads)
                 specs.append(ShardSpec(
                     split=split, font_path=font["path"], font_sha=font["sha256"],
-                    font_name=font["name"], covered=font["covered"], start=start,
-                    stop=min(start + chunk, n_font), reads=reads,
+                    font_name=font["name"], covered=font["covered"], first=tuple(first.get(font["sha256"], ())),
+                    start=start, stop=min(start + chunk, n_font), reads=reads,
                     url=layout.shard(split, key), words_url=words["url"], settings=pixels,
                 ))
     return specs
+
+
+def first_words(settings: RenderSettings, words: dict, fonts: list[dict], counts: list[int]) -> dict[str, list[str]]:
+    """Per font hash, the words its first images draw so that the split holds every syllable the word list uses
+    render.min_syllable_draws times (as far as the split has images for it)."""
+    if not settings.min_syllable_draws:
+        return {}
+    cover = coverage.covering_words(list(_read_words(words["url"])), coverage.hangul(load_charset(settings.charset)),
+                                    settings.min_syllable_draws)
+    dealt, _ = coverage.deal(cover, [(f["sha256"], f["covered"], n) for f, n in zip(fonts, counts, strict=True)])
+    return dealt
 
 
 def font_counts(specs: list[ShardSpec], split: str) -> dict[str, int]:
@@ -238,7 +255,8 @@ def _in_dask_worker() -> bool:
 def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
     with storage.staged_dir(spec.url) as tmp:
         job = trdg_driver.RenderJob(
-            settings=spec.settings, words=_read_words(spec.words_url), covered=spec.covered, split=spec.split,
+            settings=spec.settings, words=_read_words(spec.words_url), first=spec.first, covered=spec.covered,
+            split=spec.split,
             font_sha=spec.font_sha, font_path=spec.font_path, start=spec.start, stop=spec.stop, key=spec.key,
             dir=tmp,
         )

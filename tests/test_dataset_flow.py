@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from conftest import FONTS, read_lmdb
+from conftest import FONTS, WORDS, read_lmdb
 from flows.dataset import dataset_flow
 from hwocr.errors import HwocrError
 from tasks.lmdb_pack import PackResult
@@ -18,8 +18,10 @@ def lmdbs(out):
 
 
 def test_same_dataset_bytes_for_any_shard_layout(tmp_path, make_config):
-    a = dataset_flow(config=make_config(tmp_path / "a", "render.shards=2", "render.workers=1"))
-    b = dataset_flow(config=make_config(tmp_path / "b", "render.shards=5"))
+    # Every syllable of the words drawn in each split: each font's first images draw its share, whatever the shards
+    a = dataset_flow(config=make_config(tmp_path / "a", "render.shards=2", "render.workers=1",
+                                        "render.min_syllable_draws=1"))
+    b = dataset_flow(config=make_config(tmp_path / "b", "render.shards=5", "render.min_syllable_draws=1"))
     assert a["shards"]["total"] < b["shards"]["total"]
     da, db = lmdbs(tmp_path / "a"), lmdbs(tmp_path / "b")
     assert da == db
@@ -27,6 +29,11 @@ def test_same_dataset_bytes_for_any_shard_layout(tmp_path, make_config):
     assert a["splits"]["train"]["samples"] == 48 and a["splits"]["train"]["per_font"] == {
         "Nanum Pen Script Regular": 24, "UnPilgi Regular": 24}
     assert os.path.exists(a["contact_sheet"])
+    used = {c for w in WORDS for c in w if "가" <= c <= "힣"}
+    for split in ("train", "val"):  # val: 12 images for the 8 words that hold the 18 syllables
+        labels = [line.split("\t")[1] for line in (tmp_path / "a" / split / "gt.txt").read_text().splitlines()]
+        assert {c for w in labels for c in w if "가" <= c <= "힣"} == used, split
+        assert a["splits"][split]["syllables"]["covered"] == len(used)
     # The LMDB's pack result names the font of every sample (evaluation reads it there, not from paths), and the
     # fonts alternate image by image.
     packed = PackResult.model_validate_json((tmp_path / "a" / "lmdb" / "train" / "hwocr.json").read_text())

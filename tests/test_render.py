@@ -42,6 +42,18 @@ def test_bytes_depend_only_on_index_not_on_range(tmp_path):
     assert sorted(os.listdir(tmp_path / "whole")) == ["images.tar", "labels.tsv", "manifest.json"]
 
 
+def test_first_words_come_first_and_leave_the_rest_as_they_were(tmp_path):
+    """render.min_syllable_draws: a font's images 0.. draw the words dealt to it; later images are unchanged."""
+    plain = job(tmp_path, "plain", 0, 6, covered="한글사랑Hello2024바다하늘")
+    first = plain.model_copy(update={"first": ("바다", "하늘"), "dir": str(tmp_path / "first")})
+    trdg_driver.render_shard_here(plain)
+    trdg_driver.render_shard_here(first)
+    labels = [line.split("\t")[1] for line in (tmp_path / "first" / "labels.tsv").read_text().splitlines()]
+    assert labels[:2] == ["바다", "하늘"]
+    a, b = files(tmp_path / "plain"), files(tmp_path / "first")
+    assert [a[n] for n in sorted(a)][2:] == [b[n] for n in sorted(b)][2:]
+
+
 def test_seed_settings_give_80px_grayscale_pngs(tmp_path):
     trdg_driver.render_shard_here(job(tmp_path, "s", 0, 6))
     for data in files(tmp_path / "s").values():

@@ -142,3 +142,30 @@ def test_word_list_names_a_bundled_source_and_reports_generated_and_coverage():
     assert report["coverage"]["covered"] == report["coverage"]["syllables"] == 913
     url, words, report = word_list(RenderSettings(), CHARSET)
     assert url == BUNDLED_WORDS and report["generated"] == {} and len(words) == 8300
+
+
+def test_covering_words_draw_every_syllable_n_times():
+    from collections import Counter
+
+    from synth.coverage import covering_words, hangul
+
+    syllables = hangul(CHARSET)
+    words = ["가나다", "가나", "라", "사랑", "사랑해", "hello", "3개"]
+    used = set("".join(words)) & syllables
+    for n in (1, 2, 3):
+        cover = covering_words(words, syllables, n)
+        counts = Counter(c for w in cover for c in w if c in syllables)
+        assert set(counts) == used and min(counts.values()) >= n
+    assert covering_words(words, syllables, 1)[:2] == ["가나", "3개"]  # short ones first, in the list's order
+    assert covering_words(words, syllables, 0) == []
+
+
+def test_deal_gives_each_word_to_a_font_that_draws_it_and_has_room():
+    from synth.coverage import deal
+
+    fonts = [("a", "가나다라", 2), ("b", "가나사랑", 5), ("c", "가나다라사랑", 0)]
+    dealt, undealt = deal(["가나", "다라", "사랑", "가나", "라", "해"], fonts)
+    assert dealt == {"a": ["다라", "라"], "b": ["가나", "사랑", "가나"], "c": []}
+    assert undealt == ["해"]  # no font draws it
+    dealt, undealt = deal(["다라"] * 3, fonts)
+    assert dealt["a"] == ["다라", "다라"] and undealt == ["다라"]  # a is full, b cannot draw it

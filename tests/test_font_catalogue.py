@@ -302,3 +302,22 @@ def test_fetch_cli_reports_and_strict_fails(tmp_path, capsys, monkeypatch):
     assert "0 fetched, 0 already cached, 1 failed" in capsys.readouterr().out
     assert npm_fonts.main(["--catalogue", cat, "--dest", str(tmp_path / "c"), "--strict"]) == 1
     assert npm_fonts.main(["--catalogue", str(tmp_path / "none.yaml")]) == 2
+
+
+def test_a_syllable_raqm_assembles_from_jamo_is_not_drawn():
+    """Orbit lacks 펲: raqm draws it as conjoining jamo (ink, no missing-glyph box), the plain layout as the box."""
+    orbit = {e.family: e for e in load_catalogue()}["Orbit"]
+    if not os.path.isfile(orbit.location()):
+        pytest.skip("the npm fonts are not fetched (python -m synth.npm_fonts)")
+    info = inspect_font(orbit.location(), "가펲똠A")
+    assert info["covered"] == "가똠A" and info["missing"] == "펲"
+
+
+@pytest.mark.slow
+def test_drawn_coverage_of_a_woff2_and_an_npm_font_matches_the_catalogue():
+    by_family = {e.family: e for e in load_catalogue()}
+    entries = [by_family["Hi Melody"], by_family["Orbit"], by_family["SUIT"]]
+    if not all(os.path.isfile(e.location()) for e in entries):
+        pytest.skip("the npm fonts are not fetched (python -m synth.npm_fonts)")
+    assert [inspect_font(e.location(), HANGUL)["hangul"] for e in entries] == [e.hangul for e in entries] == \
+        [11172, 2780, 2668]

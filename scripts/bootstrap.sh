@@ -9,11 +9,33 @@ missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
 done
+# The rest of the font catalogue's Debian packages (hwocr/data/korean_fonts.yaml; pools opt in to them with
+# pool.sources): about 350 MB installed, fonts-lxgw-wenkai (98 MB), fonts-noto-cjk (91 MB) and fonts-nanum-eco (57 MB)
+# the largest. One that cannot be installed is skipped with a warning; a pool that asks for its fonts then fails
+# naming the file. HWOCR_FONTS=base installs only the packages above.
+FONT_PACKAGES=(fonts-woowa-bm fonts-baekmuk fonts-lexi-gulim fonts-lexi-saebom fonts-naver-d2coding fonts-noto-cjk
+               fonts-wqy-microhei fonts-wqy-zenhei fonts-unifont fonts-lxgw-wenkai fonts-droid-fallback fonts-nanum-eco)
+[ "${HWOCR_FONTS:-all}" = base ] && FONT_PACKAGES=()
+missing_fonts=()
+for p in "${FONT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing_fonts+=("$p")
+done
+SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_install() { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
+if ((${#missing[@]} + ${#missing_fonts[@]})); then
+  $SUDO apt-get update -qq
+fi
 if ((${#missing[@]})); then
   echo "bootstrap: installing ${missing[*]}"
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
+fi
+if ((${#missing_fonts[@]})); then
+  echo "bootstrap: installing ${missing_fonts[*]}"
+  if ! apt_install "${missing_fonts[@]}" 2>/dev/null; then
+    for p in "${missing_fonts[@]}"; do
+      apt_install "$p" 2>/dev/null || echo "bootstrap: warning: font package $p could not be installed; skipped" >&2
+    done
+  fi
 fi
 
 # trdg 1.8.0 requires opencv-python, OpenCV's GUI build (it links libGL); hwocr declares opencv-python-headless.
@@ -102,6 +124,21 @@ if [ ! -x .npm-tools/node_modules/.bin/dclint ] && command -v npm >/dev/null; th
   in_background .npm-tools npm install --prefix .npm-tools --no-audit --no-fund --silent dclint@3.1.0
 fi
 
+# The catalogue's npm fonts (python -m synth.npm_fonts): pinned versions, each file checked by sha256, cached in
+# ~/.cache/hwocr/fonts/npm (about 110 MB; npm's own cache keeps the ~200 MB of tarballs). It needs .venv, so it waits
+# for that job. A font that cannot be fetched is skipped with a warning. HWOCR_FONTS=base skips it.
+fetch_npm_fonts() {
+  local venv_pid=$1
+  while [ -n "$venv_pid" ] && kill -0 "$venv_pid" 2>/dev/null; do sleep 1; done
+  .venv/bin/python -m synth.npm_fonts
+}
+if [ "${HWOCR_FONTS:-all}" != base ]; then
+  venv_pid=""
+  for job in "${jobs_started[@]}"; do [ "${job%%:*}" = .venv ] && venv_pid=${job##*:}; done
+  echo "bootstrap: fetching the catalogue's npm fonts into ${HWOCR_NPM_FONTS:-~/.cache/hwocr/fonts/npm}"
+  in_background npm-fonts fetch_npm_fonts "$venv_pid"
+fi
+
 failed=0
 for job in "${jobs_started[@]}"; do
   name=${job%%:*}
@@ -111,4 +148,7 @@ for job in "${jobs_started[@]}"; do
     failed=1
   fi
 done
+if [ -f "$logs/npm-fonts" ]; then
+  grep -E "skipped|^npm fonts:" "$logs/npm-fonts" | sed 's/^/bootstrap: /' || true
+fi
 exit "$failed"

@@ -4,6 +4,11 @@ of an image count over fonts (largest_remainder).
 
     settings = FontPoolSettings(print_ratio=0.2, held_out_groups=["un-pen"])
     pool = select_pool(settings)               # {"train": [PoolFont, ...], "test": [PoolFont, ...]}
+
+Entries come from Debian packages (files under /usr/share/fonts) and npm packages (files fetched by synth.npm_fonts
+into ~/.cache/hwocr/fonts/npm, pinned by version and sha256). `pool.sources` picks which sources a pool draws from;
+by default the catalogue's `default_sources` (the bundled one: the five Debian packages it started with, so
+existing presets select the same fonts).
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from typing import Annotated, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hwocr import hashing
+from hwocr import hashing, storage
 from hwocr.errors import HwocrError
-from synth.fonts import FONT_EXTS, inspect_font
+from synth.fonts import FONT_EXTS, inspect_font, reserved_family
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +38,13 @@ MODERN_SYLLABLES = 11172
 HANGUL_PROBE = "가나다라마바사아자차카타파하한글국어이는의에를고"
 STYLES = ("handwriting", "print")
 SPLITS = ("train", "test")
+SOURCE_KINDS = ("debian", "npm")
+SHA256_PATTERN = r"^[0-9a-f]{64}$"
+
+
+def npm_font_dir() -> str:
+    """Where synth.npm_fonts puts the npm fonts: $HWOCR_NPM_FONTS, else ~/.cache/hwocr/fonts/npm."""
+    return os.environ.get("HWOCR_NPM_FONTS") or os.path.join(storage.CACHE_DIR, "fonts", "npm")
 
 
 class FontPoolError(HwocrError, ValueError):
@@ -44,8 +56,16 @@ class FontEntry(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    file: str = Field(description="font path relative to the pool root (/usr/share/fonts/truetype), or absolute")
-    package: str = Field(description="the Debian package that installs the file")
+    file: str = Field(description="debian: font path relative to the pool root (/usr/share/fonts/truetype), or "
+                                  "absolute; npm: PACKAGE@VERSION/PATH-IN-PACKAGE, relative to the npm font cache")
+    package: str = Field(description="the Debian or npm package that installs the file")
+    source: Literal["debian", "npm"] = Field(
+        "debian", description="debian: installed by apt-get; npm: fetched by synth.npm_fonts (npm pack)")
+    version: str | None = Field(None, description="the package version the entry was measured on (npm: the pinned "
+                                                  "version fetched)")
+    licence: str | None = Field(None, description="the font's licence (SPDX-like)")
+    sha256: str | None = Field(None, pattern=SHA256_PATTERN,
+                               description="sha256 of the file; required for npm files, checked before use")
     family: str = Field(description="human name of the face")
     style: Literal["handwriting", "print"] = Field(
         description="handwriting: imitates handwriting (pen, brush, marker); print: everything else")
@@ -67,14 +87,35 @@ class FontEntry(BaseModel):
     @classmethod
     def _font_file(cls, v: str) -> str:
         if not v.lower().endswith(FONT_EXTS):
-            raise ValueError(f"{v!r} is not a .ttf, .otf or .ttc file")
+            raise ValueError(f"{v!r} is not a .ttf, .otf, .ttc, .woff or .woff2 file")
         return v
 
     @model_validator(mode="after")
     def _reason_for_exclude(self) -> FontEntry:
         if self.exclude and not (self.reason and self.reason.strip()):
             raise ValueError("exclude: true needs a reason")
+        if self.source == "npm":
+            if not self.version or not self.sha256:
+                raise ValueError("an npm entry needs version (the pinned package version) and sha256")
+            prefix = f"{self.package}@{self.version}/"
+            if not self.file.startswith(prefix) or len(self.file) == len(prefix) or ".." in self.file.split("/"):
+                raise ValueError(f"an npm entry's file is {prefix}PATH-IN-PACKAGE (got {self.file!r})")
         return self
+
+    @property
+    def source_key(self) -> str:
+        """debian:PACKAGE or npm:PACKAGE, as pool.sources names it."""
+        return f"{self.source}:{self.package}"
+
+    @property
+    def member(self) -> str:
+        """npm: the file's path inside the package (under the tarball's package/ folder)."""
+        return self.file.split("/", 2)[2] if self.package.startswith("@") else self.file.split("/", 1)[1]
+
+    def location(self, root: str = DEFAULT_ROOT) -> str:
+        """The absolute path of the file: under root (Debian) or the npm font cache (npm)."""
+        base = npm_font_dir() if self.source == "npm" else root
+        return os.path.normpath(os.path.join(base, self.file))
 
 
 class PoolFont(FontEntry):
@@ -106,6 +147,11 @@ class FontPoolSettings(BaseModel):
     held_out_groups: list[str] = Field(
         default_factory=list,
         description="family_groups kept out of training and used only for the test split")
+    sources: list[str] | None = Field(
+        None,
+        description="which catalogue entries the pool draws from: all, debian, npm, or one package as "
+                    "debian:PACKAGE / npm:PACKAGE; None = the catalogue's default_sources (the bundled "
+                    "catalogue: the five Debian packages it started with), or every entry when it names none")
 
     @field_validator("held_out_groups")
     @classmethod
@@ -148,7 +194,28 @@ def _pydantic_problems(e: ValidationError) -> str:
 
 def load_catalogue(path: str | None = None) -> list[FontEntry]:
     """The validated entries of a font catalogue (None = the bundled one), in file order."""
+    return read_catalogue(path)[0]
+
+
+def read_catalogue(path: str | None = None) -> tuple[list[FontEntry], list[str] | None]:
+    """(the validated entries of a font catalogue, in file order; its default_sources or None). Parsed once per
+    path, size and modification time."""
     path = path or BUNDLED_CATALOGUE
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise FontPoolError(f"font catalogue {path} does not exist") from None
+    except OSError as e:
+        raise FontPoolError(f"font catalogue {path} cannot be read: {e}") from None
+    entries, defaults = _read_catalogue(path, st.st_size, st.st_mtime_ns)
+    return list(entries), None if defaults is None else list(defaults)
+
+
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@functools.lru_cache(maxsize=16)
+def _read_catalogue(path: str, size: int, mtime_ns: int) -> tuple[tuple[FontEntry, ...], tuple[str, ...] | None]:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -157,7 +224,7 @@ def load_catalogue(path: str | None = None) -> list[FontEntry]:
     except (OSError, UnicodeDecodeError) as e:
         raise FontPoolError(f"font catalogue {path} cannot be read: {e}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_YAML_LOADER)  # a safe loader, C-accelerated where libyaml is there
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -165,16 +232,34 @@ def load_catalogue(path: str | None = None) -> list[FontEntry]:
         raise FontPoolError(f"font catalogue {path}{where}: not valid YAML ({problem})") from None
     if not isinstance(data, dict) or not isinstance(data.get("fonts"), list):
         raise FontPoolError(f"font catalogue {path}: expected a mapping with a `fonts:` list of entries")
-    unknown = sorted(set(data) - {"fonts"})
+    unknown = sorted(set(data) - {"fonts", "default_sources"})
     if unknown:
         raise FontPoolError(f"font catalogue {path}: unknown top-level key(s) {', '.join(map(str, unknown))}; "
-                            "only `fonts:` is read")
+                            "only `fonts:` and `default_sources:` are read")
+    defaults = data.get("default_sources")
+    if defaults is not None and (not isinstance(defaults, list) or not all(isinstance(d, str) for d in defaults)):
+        raise FontPoolError(f"font catalogue {path}: default_sources must be a list of sources (debian:PACKAGE, "
+                            f"npm:PACKAGE, debian, npm or all); got {defaults!r}")
     if not data["fonts"]:
         raise FontPoolError(f"font catalogue {path}: the `fonts:` list is empty")
-    lines = _entry_lines(text)
+    lines: list[int | None] | None = None
     entries: list[FontEntry] = []
     seen: dict[str, int] = {}
     for i, raw in enumerate(data["fonts"], 1):
+        ok = isinstance(raw, dict) and isinstance(raw.get("file"), str)
+        if ok and raw["file"].strip() not in seen and reserved_family(
+                *(raw.get(k) if isinstance(raw.get(k), str) else None for k in ("family", "family_group", "package")),
+                os.path.basename(raw["file"])) is None:
+            try:
+                entry = FontEntry.model_validate(raw)
+            except ValidationError:
+                pass
+            else:
+                seen[entry.file] = i
+                entries.append(entry)
+                continue
+        # something is wrong with this entry: say where (the line numbers take a second parse)
+        lines = _entry_lines(text) if lines is None else lines
         line = lines[i - 1] if i - 1 < len(lines) else None
         where = f"font catalogue {path}: entry {i}" + (f" (line {line})" if line else "")
         if not isinstance(raw, dict):
@@ -183,6 +268,10 @@ def load_catalogue(path: str | None = None) -> list[FontEntry]:
         name = raw.get("file")
         if name:
             where += f" file {name}"
+        names = [raw.get(k) if isinstance(raw.get(k), str) else None for k in ("family", "family_group", "package")]
+        if (family := reserved_family(*names, os.path.basename(str(name or "")))) is not None:
+            raise FontPoolError(f"{where}: {family!r} is a reserved font family (kept for an independent evaluation "
+                                "that this project never sees): it may not be in the catalogue")
         try:
             entry = FontEntry.model_validate(raw)
         except ValidationError as e:
@@ -191,7 +280,32 @@ def load_catalogue(path: str | None = None) -> list[FontEntry]:
             raise FontPoolError(f"{where}: listed twice (first as entry {seen[entry.file]})")
         seen[entry.file] = i
         entries.append(entry)
-    return entries
+    if defaults is not None:
+        try:
+            _source_filter(defaults, entries)
+        except FontPoolError as e:
+            raise FontPoolError(f"font catalogue {path}: default_sources: {e}") from None
+    return tuple(entries), None if defaults is None else tuple(defaults)
+
+
+def _source_filter(sources: Sequence[str], entries: list[FontEntry]) -> Callable[[FontEntry], bool]:
+    """A predicate for the entries that `sources` (all, debian, npm, debian:PACKAGE, npm:PACKAGE) selects;
+    a source naming no entry is refused."""
+    keys = sorted({e.source_key for e in entries})
+    kinds: set[str] = set()
+    packages: set[str] = set()
+    for src in sources:
+        s = src.strip()
+        if s == "all":
+            kinds.update(SOURCE_KINDS)
+        elif s in SOURCE_KINDS:
+            kinds.add(s)
+        elif s in keys:
+            packages.add(s)
+        else:
+            raise FontPoolError(f"{src!r} names no source of the catalogue{_suggest(s, keys)} (all, debian, npm, "
+                                "or one of its packages as debian:PACKAGE / npm:PACKAGE)")
+    return lambda e: e.source in kinds or e.source_key in packages
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -208,6 +322,27 @@ def _suggest(name: str, choices: Sequence[str]) -> str:
 
 def _catalogue_name(settings: FontPoolSettings) -> str:
     return settings.catalogue or BUNDLED_CATALOGUE
+
+
+def pool_entries(settings: FontPoolSettings) -> list[FontEntry]:
+    """The catalogue's entries that settings.sources (else the catalogue's default_sources) selects."""
+    entries, defaults = read_catalogue(settings.catalogue)
+    sources = settings.sources if settings.sources is not None else defaults
+    if sources is None:
+        return entries
+    try:
+        keep = _source_filter(sources, entries)
+    except FontPoolError as e:
+        raise FontPoolError(f"pool.sources: {e}") from None
+    chosen = [e for e in entries if keep(e)]
+    left = {e.family_group: e.source_key for e in entries if not keep(e)}
+    for g in settings.held_out_groups:
+        if g in left and not any(e.family_group == g for e in chosen):
+            raise FontPoolError(f"held_out_groups: family_group {g!r} comes from {left[g]}, which pool.sources "
+                                f"{list(sources)} leaves out; add it (or all) to pool.sources")
+    if not chosen:
+        raise FontPoolError(f"pool.sources {list(sources)} selects no font of {_catalogue_name(settings)}")
+    return chosen
 
 
 def _check_held_out_names(settings: FontPoolSettings, entries: list[FontEntry]) -> None:
@@ -276,8 +411,7 @@ def _normalize(split: str, fonts: list[tuple[FontEntry, float]], print_ratio: fl
         eff = w / total[e.style] * share[e.style] if total[e.style] else 0.0
         if eff <= 0:
             continue
-        path = os.path.normpath(os.path.join(root, e.file))
-        out.append(PoolFont(**e.model_dump(), path=path, effective_weight=eff))
+        out.append(PoolFont(**e.model_dump(), path=e.location(root), effective_weight=eff))
     return sorted(out, key=lambda p: p.file)
 
 
@@ -288,7 +422,7 @@ def select_pool(settings: FontPoolSettings, root: str = DEFAULT_ROOT, *,
     fonts together get print_ratio, handwriting fonts 1 - print_ratio (a split with one kind only gives it all;
     a font whose share is 0 is left out). With check=True (the default) the pool then goes through check_pool.
     """
-    entries = load_catalogue(settings.catalogue)
+    entries = pool_entries(settings)
     _check_held_out_names(settings, entries)
     overrides = _weight_keys(settings, entries)
     held = set(settings.held_out_groups)
@@ -381,9 +515,17 @@ def check_pool(pool: Mapping[str, Sequence[PoolFont]], settings: FontPoolSetting
 
     for p in train + test:
         if not os.path.isfile(p.path):
+            how = (f"fetch it with `python -m synth.npm_fonts` (scripts/bootstrap.sh runs it; npm package "
+                   f"{p.package}@{p.version})" if p.source == "npm"
+                   else f"install it with `apt-get install {p.package}`")
             raise FontPoolError(
                 f"font file {p.path} does not exist (catalogue file {p.file}, family_group {p.family_group}); "
-                f"install it with `apt-get install {p.package}` or drop it from the catalogue")
+                f"{how} or drop it from the pool")
+        if p.sha256 and font_sha256(p.path) != p.sha256:
+            raise FontPoolError(
+                f"font file {p.path} has sha256 {font_sha256(p.path)}, not the catalogue's {p.sha256} "
+                f"(catalogue file {p.file}, {p.source_key}" + (f"@{p.version}" if p.version else "") + "): "
+                "another version or a damaged copy; fetch it again (python -m synth.npm_fonts) or fix the catalogue")
 
     held = set(settings.held_out_groups) if settings is not None else set()
     found = leak(train, test, lambda p: p.family_group, lambda p: font_sha256(p.path), held)
@@ -409,8 +551,7 @@ def check_pool(pool: Mapping[str, Sequence[PoolFont]], settings: FontPoolSetting
 def check_held_out_families(train: list[dict], test: list[dict], catalogue: str | None = None) -> None:
     """A held-out font whose family (by the font catalogue) or file content is also in training would inflate the
     test score: refuse it."""
-    group = {os.path.realpath(e.file if os.path.isabs(e.file) else os.path.join(DEFAULT_ROOT, e.file)): e.family_group
-             for e in load_catalogue(catalogue)}
+    group = {os.path.realpath(e.location()): e.family_group for e in load_catalogue(catalogue)}
     found = leak(train, test, lambda f: group.get(os.path.realpath(f["path"])), lambda f: f["sha256"])
     if found:
         _, twin, f = found
@@ -440,5 +581,5 @@ def largest_remainder(total: int, weights: list[Fraction], names: list[str]) -> 
 __all__ = [
     "BUNDLED_CATALOGUE", "DEFAULT_ROOT", "HANGUL_PROBE", "FontEntry", "FontPoolError", "FontPoolSettings", "PoolFont",
     "check_held_out_families", "check_pool", "font_sha256", "largest_remainder", "leak", "load_catalogue",
-    "probe_hangul", "select_pool",
+    "npm_font_dir", "pool_entries", "probe_hangul", "read_catalogue", "select_pool",
 ]

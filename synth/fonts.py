@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 
 from PIL import Image, ImageDraw, ImageFont
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 
-FONT_EXTS = (".ttf", ".otf", ".ttc")
+FONT_EXTS = (".ttf", ".otf", ".ttc", ".woff2", ".woff")  # FreeType (Pillow's wheels) reads woff and woff2
+# Handwriting families kept for an independent evaluation the project never sees: never fetched, rendered or trained
+# with. A catalogue entry or a render.fonts path naming one is refused (case, spaces, dashes and underscores ignored).
+RESERVED_FAMILIES = ("Gaegu", "East Sea Dokdo", "Gamja Flower", "Single Day", "Cute Font", "Dokdo", "Poor Story")
 HANDWRITING_DIRS = "/usr/share/fonts/truetype"
 # Debian's handwriting faces (fonts-nanum-extra, fonts-unfonts-core/extra, fonts-alee).
 DEFAULT_FONTS = [
@@ -39,6 +43,31 @@ def _is_font(path: str) -> bool:
     return path.lower().endswith(FONT_EXTS)
 
 
+def _squash(name: str) -> str:
+    return re.sub(r"[\s_\-./@]+", "", name).casefold()
+
+
+def reserved_family(*names: str | None) -> str | None:
+    """The reserved family (RESERVED_FAMILIES) that one of names (a family, a file name, a path, a package) names,
+    else None: "gamja-flower", "GamjaFlower_400Regular.ttf" and "@fontsource/gamja-flower" all name Gamja Flower."""
+    for name in names:
+        if not name:
+            continue
+        squashed = _squash(name)
+        for family in RESERVED_FAMILIES:
+            if _squash(family) in squashed:
+                return family
+    return None
+
+
+def refuse_reserved(what: str, *names: str | None) -> None:
+    """Raise HwocrError naming `what` when one of names is a reserved family."""
+    family = reserved_family(*names)
+    if family is not None:
+        raise HwocrError(f"{what}: {family!r} is a reserved font family (kept for an independent evaluation that "
+                         "this project never sees): it is never rendered or trained with")
+
+
 def discover_fonts(spec: str | list[str]) -> list[str]:
     """Font URLs from a folder, a glob, a file, or a list of those; sorted, unique."""
     items = [spec] if isinstance(spec, str) else list(spec)
@@ -51,17 +80,19 @@ def discover_fonts(spec: str | list[str]) -> list[str]:
         if any(ch in path for ch in "*?["):
             hits = [p for p in fs.glob(path) if _is_font(p)]
             if not hits:
-                raise HwocrError(f"render.fonts: glob {item!r} matches no .ttf/.otf/.ttc file")
+                raise HwocrError(f"render.fonts: glob {item!r} matches no .ttf/.otf/.ttc file (nor .woff/.woff2)")
         elif fs.isdir(path):
             hits = [p for p in fs.find(path) if _is_font(p)]
             if not hits:
-                raise HwocrError(f"render.fonts: folder {item!r} holds no .ttf/.otf/.ttc file")
+                raise HwocrError(f"render.fonts: folder {item!r} holds no .ttf/.otf/.ttc file (nor .woff/.woff2)")
         elif fs.exists(path):
             if not _is_font(path):
-                raise HwocrError(f"render.fonts: {item!r} is not a .ttf, .otf or .ttc file")
+                raise HwocrError(f"render.fonts: {item!r} is not a .ttf, .otf, .ttc, .woff or .woff2 file")
             hits = [path]
         else:
             raise HwocrError(f"render.fonts: font file {item!r} does not exist")
+        for p in hits:
+            refuse_reserved(f"render.fonts: font file {proto + p}", os.path.basename(p))
         found += [proto + p for p in hits]
     return sorted(set(found))
 
@@ -85,16 +116,25 @@ def _bitmap(font: ImageFont.FreeTypeFont, ch: str) -> tuple:
 
 
 def inspect_font(path: str, charset: str) -> dict:
-    """Which characters of charset the font really draws, with its name; raises for unreadable files."""
+    """Which characters of charset the font really draws, with its name; raises for unreadable files.
+
+    A character is drawn when its glyph has ink that is not the font's missing-glyph box, both as the renderer
+    shapes it (raqm, where Pillow has it) and laid out plainly, glyph by glyph: raqm assembles a syllable the font
+    lacks from conjoining jamo (Orbit draws 2,780 syllables, not 11,172), and an empty glyph draws nothing."""
     font = load_font(path, _PROBE_SIZE)
-    notdef = _bitmap(font, _NOT_A_CHAR)
+    plain = ImageFont.truetype(path, _PROBE_SIZE, layout_engine=ImageFont.Layout.BASIC)
+    notdef, plain_notdef = _bitmap(font, _NOT_A_CHAR), _bitmap(plain, _NOT_A_CHAR)
     covered, missing = [], []
     for ch in charset:
         if ch == " ":
             covered.append(ch)
             continue
         bm = _bitmap(font, ch)
-        (covered if bm and bm != notdef else missing).append(ch)
+        drawn = bool(bm) and bm != notdef
+        if drawn and font.layout_engine != ImageFont.Layout.BASIC:
+            bm = _bitmap(plain, ch)
+            drawn = bool(bm) and bm != plain_notdef
+        (covered if drawn else missing).append(ch)
     family, style = font.getname()
     hangul = [c for c in covered if "\uac00" <= c <= "\ud7a3"]
     return {
@@ -126,6 +166,7 @@ def survey(urls: list[str], font_missing: str, charset: str, used: set[str], wha
         # A remote font is fetched once into the cache, named by its content.
         path = storage.local_copy(url, "fonts", sha + os.path.splitext(url)[1].lower())
         info = _inspect(path, sha, charset)
+        refuse_reserved(f"font {url} ({info['name']})", info["name"])
         missing = "".join(sorted(used - set(info["covered"])))
         problem = None
         if info["hangul"] == 0:

@@ -135,7 +135,7 @@ class FontPoolSettings(BaseModel):
 
     catalogue: str | None = Field(
         None, description="font catalogue YAML (format of hwocr/data/korean_fonts.yaml); None = the bundled "
-                          "catalogue of Debian's Korean fonts")
+                          "catalogue of Korean fonts from Debian and npm packages")
     print_ratio: float = Field(
         0.0, ge=0, le=1, allow_inf_nan=False,
         description="fraction of images drawn with print fonts, the rest with handwriting fonts (applies when a "

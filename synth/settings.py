@@ -107,8 +107,8 @@ class RenderSettings(BaseModel):
     )
     pool: FontPoolSettings | None = Field(
         None,
-        description="Take fonts from the catalogue of Debian's Korean fonts (tagged handwriting or print, weighted, "
-        "whole families held out for the test split) instead of fonts and test_fonts.",
+        description="Take fonts from the catalogue of Korean fonts from Debian and npm packages (tagged handwriting "
+        "or print, weighted, whole families held out for the test split) instead of fonts and test_fonts.",
     )
     font_missing: Literal["error", "skip_font", "skip_words"] = Field(
         "skip_words",

@@ -140,10 +140,9 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
                            augment=effects.augmenter(settings.augment))
         import torch
 
-        from models.charset import load_charset
-        from models.pretrained import network_for
+        from models.pretrained import build_for
 
-        model = network_for(settings.pretrained).build(len(load_charset(settings.charset)) + 1)
+        model = build_for(settings)
         best = os.path.join(local_dir, "best_accuracy.pth")
         if os.path.exists(best):
             state = torch.load(best, weights_only=True)

@@ -8,7 +8,6 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 from synth.effect_settings import EffectsSettings
 
-
 ATTN_REFUSED = ("train.model.prediction is Attn: EasyOCR cannot run an attention decoder (its recognizer "
                 "decodes CTC output only: greedy, beam search or word beam search), so there is no EasyOCR export for "
                 "it; read with `hwocr evaluate`, or train a CTC model to use EasyOCR")

@@ -29,6 +29,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 COMBOS = list(itertools.product(["None", "TPS"], ["VGG", "RCNN", "ResNet"], ["None", "BiLSTM"], ["CTC", "Attn"]))
 CTC = [c for c in COMBOS if c[3] == "CTC"]
 TINY = dict(output_channel=32, hidden_size=16)
+EASYOCR_PYTHON = os.environ.get("HWOCR_EASYOCR_PYTHON",
+                                os.path.join(os.path.dirname(HERE), ".venv-easyocr", "bin", "python"))
 
 
 def model_settings(combo, **sizes) -> ModelSettings:
@@ -162,3 +164,61 @@ def test_attn_export_is_refused(tmp_path):
 def test_model_class_refuses_unknown_names():
     with pytest.raises(ValueError, match="feature_extraction 'VGG16': expected one of VGG, RCNN, ResNet"):
         Model(1, 32, 16, 5, feature_extraction="VGG16")
+
+
+READ_ALL = """
+import json, sys, cv2, easyocr
+root, n, images = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+out = []
+for i in range(n):  # one process for every bundle: each EasyOCR start-up costs seconds
+    bundle = f"{root}/b{i}"
+    reader = easyocr.Reader(["ko"], gpu=False, detector=False, recog_network=f"hwocr_m{i}", quantize=False,
+                            user_network_directory=bundle, model_storage_directory=bundle, download_enabled=False,
+                            verbose=False)
+    out.append([[r[1], float(r[2])] for r in (reader.recognize(cv2.imread(p, cv2.IMREAD_GRAYSCALE))[0]
+                                              for p in images)])
+print(json.dumps(out, ensure_ascii=False))
+"""
+
+
+@pytest.mark.slow
+def test_every_ctc_combination_reads_in_easyocr_as_in_hwocr(tiny_lmdb, tmp_path):
+    """The 12 CTC combinations, tiny and randomly initialized (BatchNorm statistics too), exported and read by the
+    real easyocr: the same strings as hwocr's own inference, confidences within 1e-3."""
+    import subprocess
+
+    import cv2
+
+    from models.charset import load_charset
+    from models.codec import CTCCodec
+    from models.easyocr_compat import recognize
+    from models.trainer import init_weights
+    from tasks.export import export_easyocr_fn
+    from tasks.settings import ExportSettings
+
+    if not os.path.exists(EASYOCR_PYTHON):
+        pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
+    codec = CTCCodec(load_charset("korean_g2"))
+    images = [os.path.join(os.path.dirname(tiny_lmdb), "img", f"{i}.png") for i in range(len(WORDS))]
+    ours = []
+    for i, combo in enumerate(CTC):
+        torch.manual_seed(i)
+        m = build_network(model_settings(combo), codec.num_class, 32, 100)
+        init_weights(m)
+        with torch.no_grad():
+            for k, t in m.state_dict().items():
+                if "running_" in k:
+                    t.copy_(torch.rand_like(t) * 0.5 + (0.75 if "var" in k else -0.25))
+        path = tmp_path / f"m{i}.pth"
+        torch.save(save_checkpoint_state(m), path)
+        export_easyocr_fn(str(path), str(tmp_path / "bundles" / f"b{i}"), ExportSettings(name=f"hwocr_m{i}"),
+                          img_h=32, network=model_settings(combo), img_w=100)
+        ours.append([recognize(m, codec, cv2.imread(p, cv2.IMREAD_GRAYSCALE), 32) for p in images])
+    proc = subprocess.run([EASYOCR_PYTHON, "-c", READ_ALL, str(tmp_path / "bundles"), str(len(CTC)), *images],
+                          capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    theirs = json.loads(proc.stdout.strip().splitlines()[-1])
+    for combo, a, b in zip(CTC, theirs, ours):
+        assert [t for t, _ in a] == [t for t, _ in b], combo
+        for (_, x), (_, y) in zip(a, b):
+            assert x == pytest.approx(y, rel=1e-3, abs=1e-5), combo

@@ -38,10 +38,20 @@ from models.pretrained import (
     resolve_pretrained,
     save_checkpoint_state,
 )
-from models.settings import TrainSettings
+from models.settings import ModelSettings, TrainSettings
 
 START = "start.pth"  # the pretrained weights as training began, in this run's character set
-GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100; scales with the input area
+GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100 for None-VGG-BiLSTM-CTC at 256/256; scales with the input area
+
+
+def gflop_per_sample(s: TrainSettings) -> float:
+    """What GFLOP/s counts: measured for the default network only; NaN for the others, whose GFLOP/s is then left
+    out rather than wrong."""
+    return GFLOP_PER_SAMPLE if s.model == ModelSettings() else math.nan
+
+
+def _gflops_text(gflops: float) -> str:
+    return "" if math.isnan(gflops) else f", {gflops:.0f} GFLOP/s"
 Augment = Callable[[Image.Image, int], Image.Image]  # (image, seed) -> the altered image
 Codec = CTCCodec | AttnCodec
 
@@ -409,13 +419,15 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
     s, it = t.s, state.iteration
     if t.world.main:
         dt = time.monotonic() - window.t
-        gflops = window.px / dt * GFLOP_PER_SAMPLE / (80 * 100)  # compute scales with the input area
+        gflops = window.px / dt * gflop_per_sample(s) / (80 * 100)  # compute scales with the input area
         train_loss = float(window.loss) / window.n
-        log(f"[{it}/{s.num_iter}] {window.n / dt:.1f} samples/s, {gflops:.0f} GFLOP/s")
+        log(f"[{it}/{s.num_iter}] {window.n / dt:.1f} samples/s{_gflops_text(gflops)}")
         result = evaluate(t.model, val, t.codec, t.device, s.batch_size, t.amp_dtype, criterion_for(t.codec))
         entry = {"iteration": it, "train_loss": train_loss, "valid_loss": result["loss"],
                  "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
-                 "samples_per_s": window.n / dt, "gflops": gflops, "lr": t.optimizer.param_groups[0]["lr"]}
+                 "samples_per_s": window.n / dt, "lr": t.optimizer.param_groups[0]["lr"]}
+        if not math.isnan(gflops):
+            entry["gflops"] = gflops
         state.history.append(entry)
         for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
             if result[name] > state.best[name]:
@@ -472,8 +484,8 @@ def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str
         if state.iteration % log_every == 0:
             check_finite(t, state, window)
             dt = time.monotonic() - window.t
-            log(f"iter {state.iteration}: loss {float(window.last):.4f}, {window.n / dt:.1f} samples/s, "
-                f"{window.px / dt * GFLOP_PER_SAMPLE / (80 * 100):.0f} GFLOP/s")
+            log(f"iter {state.iteration}: loss {float(window.last):.4f}, {window.n / dt:.1f} samples/s"
+                + _gflops_text(window.px / dt * gflop_per_sample(s) / (80 * 100)))
         if state.iteration % s.val_interval == 0 or state.iteration == s.num_iter:
             validate(t, state, val, window, started, log, on_eval)
             validated_at = state.iteration
@@ -494,4 +506,4 @@ def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str
             "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": info["dropped"],
             "start": start if os.path.exists(start) else None, "pretrained": info["pretrained"],
             "device": str(device), "precision": str(t.amp_dtype or "fp32"),
-            "gflops": math.nan if not state.history else state.history[-1]["gflops"]}
+            "gflops": state.history[-1].get("gflops", math.nan) if state.history else math.nan}

@@ -279,6 +279,21 @@ def build_network(m: ModelSettings, num_class: int, img_h: int = 32, img_w: int 
     return Model(**network_params(m, img_h, img_w, batch_max_length), num_class=num_class)
 
 
+def check_layout(s) -> None:
+    """TrainSettings s's pretrained checkpoint fits s.model key for key (the CTC head's class count aside): found
+    before training starts, naming the first mismatching keys."""
+    check_fits(s.pretrained, s.model)
+    path = resolve_pretrained(s.pretrained)
+    if path is None:
+        return
+    own = build_for(s).state_dict()
+    bad = layout_mismatch(own, load_state_dict(path), HEAD if "Prediction.weight" in own else ())
+    if bad:
+        raise HwocrError(f"pretrained {s.pretrained} does not fit train.model ({describe(s.model)}): {len(bad)} "
+                         f"mismatching keys, first: {', '.join(bad[:5])}; set train.model to the checkpoint's "
+                         "network, or train.pretrained=none to train from scratch")
+
+
 def build_for(s) -> Model:
     """The network of TrainSettings s, with its codec's class count."""
     from models.charset import load_charset

@@ -116,9 +116,9 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
                  digests: dict[str, str], layout: Layout, *, key: str) -> TrainResult:
     run_dir = layout.run(key)
     log = get_run_logger()
-    from models.pretrained import resolve_pretrained
+    from models.pretrained import check_layout
 
-    resolve_pretrained(settings.pretrained)  # a missing or corrupt checkpoint fails before an MLflow run exists
+    check_layout(settings)  # a missing, corrupt or misfitting checkpoint fails before an MLflow run exists
     # A remote run folder trains in a local work folder (which also keeps last.pth for resuming on this machine)
     # and receives the checkpoints and, last, done.json.
     local_dir = (storage.local_path(run_dir) if storage.is_local(run_dir)

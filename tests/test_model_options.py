@@ -130,6 +130,20 @@ def test_a_checkpoint_of_another_layout_is_refused_naming_keys(tmp_path):
     assert "train.pretrained=none" in msg
 
 
+def test_the_train_stage_names_the_misfit_before_training(tmp_path):
+    from models.pretrained import check_layout
+
+    path = tmp_path / "vgg.pth"
+    torch.save(save_checkpoint_state(build_network(ModelSettings(), 1009)), path)
+    check_layout(settings(pretrained=str(path)))
+    with pytest.raises(HwocrError) as e:
+        check_layout(settings(pretrained=str(path), model=model_settings(("None", "VGG", "None", "Attn"),
+                                                                         output_channel=256, hidden_size=256)))
+    msg = str(e.value)
+    assert msg.startswith(f"pretrained {path} does not fit train.model (None-VGG-None-Attn, output_channel 256")
+    assert "Prediction.attention_cell.i2h.weight (missing in checkpoint)" in msg and "train.pretrained=none" in msg
+
+
 def test_builtin_pretrained_fits_only_its_own_network():
     from models.pretrained import check_fits
 

@@ -46,7 +46,8 @@ PILGI = "/usr/share/fonts/truetype/unfonts-core/UnPilgi.ttf"
 MODELS = ["None-VGG-BiLSTM-CTC", "TPS-VGG-BiLSTM-CTC", "None-RCNN-BiLSTM-CTC", "None-ResNet-BiLSTM-CTC",
           "None-VGG-None-CTC", "None-VGG-BiLSTM-Attn", "TPS-ResNet-BiLSTM-CTC", "TPS-ResNet-BiLSTM-Attn"]
 MODEL_BATCH, MODEL_H = 32, 64
-WORDS = 40  # the budget's closed vocabulary: the bundled list's first Korean words
+WORDS = 20  # the budget's closed vocabulary: the bundled list's first Korean words
+BUDGET_BATCH, BUDGET_TRAIN, BUDGET_VAL = 16, 800, 100
 
 
 def make_lmdb(folder: str, n: int, words: list[str] | None = None, fonts: tuple[str, ...] = (PEN,),
@@ -94,7 +95,8 @@ def model_child(name: str, lmdb_path: str, val_path: str, iters: int, threads: i
 
     torch.set_num_threads(threads)
     s = TrainSettings(pretrained="none", precision="fp32", threads=threads, num_iter=iters if budget else iters + 1,
-                      val_interval=max(1, iters // 3) if budget else iters + 1, batch_size=MODEL_BATCH,
+                      val_interval=max(1, iters // 3) if budget else iters + 1,
+                      batch_size=BUDGET_BATCH if budget else MODEL_BATCH,
                       preprocess="pad", img_h=MODEL_H if not budget else 32, model=model_settings(name),
                       optimizer="adam", lr=0.001, batch_max_length=25)
     start = time.monotonic()
@@ -115,8 +117,8 @@ def run_models(args) -> None:
 
             with open(BUNDLED_WORDS, encoding="utf-8") as f:
                 words = [w for w in f.read().split() if not w.isascii()][:WORDS]
-            train_path = make_lmdb(os.path.join(tmp, "train"), 1600, words, (PEN, PILGI))
-            val_path = make_lmdb(os.path.join(tmp, "val"), 200, words, (PEN, PILGI), split="val")
+            train_path = make_lmdb(os.path.join(tmp, "train"), BUDGET_TRAIN, words, (PEN, PILGI))
+            val_path = make_lmdb(os.path.join(tmp, "val"), BUDGET_VAL, words, (PEN, PILGI), split="val")
         else:
             train_path = make_lmdb(os.path.join(tmp, "train"), MODEL_BATCH * 4)
             val_path = make_lmdb(os.path.join(tmp, "val"), MODEL_BATCH)
@@ -129,8 +131,9 @@ def run_models(args) -> None:
             rows[name] = json.loads(out.stdout.strip().splitlines()[-1])
             print(name, rows[name], file=sys.stderr, flush=True)
     if args.budget:
-        print(f"fixed budget: {iters} iterations of batch {MODEL_BATCH} at 32x100 (pad), Adam lr 0.001, from scratch; "
-              f"{WORDS} words x 2 faces, 1,600 train / 200 validation images; {args.threads} threads")
+        print(f"fixed budget: {iters} iterations of batch {BUDGET_BATCH} at 32x100 (pad), Adam lr 0.001, from "
+              f"scratch; {WORDS} words x 2 faces, {BUDGET_TRAIN} train / {BUDGET_VAL} validation images; "
+              f"{args.threads} threads")
         print("| combination | best val accuracy | best norm_ED | minutes |\n|---|---:|---:|---:|")
         for name, r in rows.items():
             print(f"| {name} | {r['accuracy']:.2f}% | {r['norm_ed']:.4f} | {r['minutes']:.1f} |")

@@ -4,10 +4,10 @@
     NAME.yaml  network_params, imgH, lang_list and character_list (EasyOCR's user-network config)
     NAME.py    `Model(input_channel, output_channel, hidden_size, num_class, ...)`: a copy of models/crnn.py; the
                yaml's network_params name the module choices other than None-VGG-BiLSTM-CTC
-
-Only CTC networks export: EasyOCR's recognizer decodes CTC output only, so an Attn model is refused.
     craft_mlt_25k.pth  EasyOCR's CRAFT detector, copied when found (readtext on a page needs it)
     README.md  how to load it
+
+Only CTC networks export: EasyOCR's recognizer decodes CTC output only, so an Attn model is refused.
 
 EasyOCR imports NAME as a Python module from user_network_directory, so NAME must be an identifier that does not
 shadow a module EasyOCR itself imports.

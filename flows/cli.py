@@ -116,6 +116,10 @@ def check_command(args, config) -> None:
                              "(NAME.pth, NAME.yaml, NAME.py; `hwocr export` writes one)")
     elif args.command == "export":
         export_settings(args, config)
+        if config.train.model.prediction != "CTC":
+            from models.settings import ATTN_REFUSED
+
+            raise HwocrError(ATTN_REFUSED)
         check_checkpoint(storage.normalize(args.model))
         storage.not_a_file(storage.normalize(args.out))
     elif args.command == "serve" and args.cron:
@@ -145,10 +149,11 @@ def check_inputs(command: str, config) -> dict | None:
     from models.charset import load_charset
 
     if command in ("train", "run"):
-        from models.pretrained import check_pretrained
+        from models.pretrained import check_fits, check_pretrained
 
         for name in filter(None, (config.train.charset, config.train.source_charset)):
             load_charset(name)
+        check_fits(config.train.pretrained, config.train.model)
         check_pretrained(config.train.pretrained)
     if command == "train":
         layout = Layout.at(config.out)
@@ -311,7 +316,9 @@ def cmd_export(args, config) -> dict:
     from tasks.export import export_easyocr_fn
 
     out = storage.normalize(args.out)
-    result = export_easyocr_fn(storage.normalize(args.model), out, settings, config.train.charset, config.train.img_h)
+    t = config.train
+    result = export_easyocr_fn(storage.normalize(args.model), out, settings, t.charset, t.img_h, t.model, t.img_w,
+                               t.batch_max_length)
     if not args.json:
         print(f"wrote {result['pth']}, {result['yaml']}, {result['py']}\n"
               f"load it: easyocr.Reader(['ko'], recog_network='{settings.name}', user_network_directory='{out}', "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import typing
 from typing import Literal
 
@@ -154,8 +155,20 @@ def _validated(data: dict, overrides, out: str | None, where: str | None,
         for err in e.errors():
             loc = ".".join(str(p) for p in err["loc"])
             source = next((v for k, v in given.items() if loc == k or loc.startswith(k + ".")), where)
-            problems.append(f"{loc}: {err['msg']} (got {err.get('input')!r}{', from ' + source if source else ''})")
+            problems.append(f"{loc}: {err['msg']}{_choice_hint(err)} (got {err.get('input')!r}"
+                            f"{', from ' + source if source else ''})")
         raise HwocrError(f"invalid settings: {'; '.join(problems)}") from None
+
+
+def _choice_hint(err: dict) -> str:
+    """For a value outside a choice (a Literal), the nearest option, case first: `resnet` -> ResNet."""
+    if err["type"] != "literal_error" or not isinstance(err.get("input"), str):
+        return ""
+    options = re.findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+    given = err["input"]
+    close = [o for o in options if o.lower() == given.lower()] or difflib.get_close_matches(given, options, n=1,
+                                                                                           cutoff=0.5)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def load_config(path: str | None = None, overrides: list[str] = (), out: str | None = None) -> PipelineConfig:

@@ -11,7 +11,7 @@ from flows.summary import DatasetSummary, PipelineSummary, TrainingSummary
 from hwocr import storage
 from hwocr.layout import Layout
 from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, log_retention, retention
-from tasks.export import export_easyocr, log_bundle
+from tasks.export import ATTN_REFUSED, export_easyocr, log_bundle
 from tasks.stage import result_storage, run_stage
 from tasks.track import holds_run, log_dataset
 from tasks.train import TrainResult, fine_tune, lmdb_digest
@@ -108,14 +108,21 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     train = TrainingSummary.model_validate(finetune_flow(config=config, train_lmdbs=[data.splits["train"].lmdb],
                                                          val_lmdb=data.splits["val"].lmdb))
     trained = TrainResult(**train.model_dump(include=set(TrainResult.model_fields)))
-    bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained, config.export,
-                               config.train.charset, config.train.img_h)
-    if not cached:
-        log_bundle(config.tracking, trained.mlflow_run_id, bundle)
     log_dataset(config.tracking, trained.mlflow_run_id, config.render, data.model_dump(mode="json"))
-    check = None
+    check = bundle = None
+    cached = False
+    t = config.train
+    if t.model.prediction != "CTC":  # EasyOCR decodes CTC only: the run ends without a bundle instead of failing
+        get_run_logger().warning("EasyOCR export skipped: %s", ATTN_REFUSED)
+    else:
+        bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained,
+                                   config.export, t.charset, t.img_h, t.model, t.img_w, t.batch_max_length)
+        if not cached:
+            log_bundle(config.tracking, trained.mlflow_run_id, bundle)
     why = easyocr_available()
-    if why:
+    if bundle is None:
+        pass
+    elif why:
         get_run_logger().warning("EasyOCR check skipped: %s", why)
     else:
         # The bundle read by the real easyocr on the test split (else validation), beside hwocr's own figure.
@@ -128,7 +135,9 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
                 "EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does not read "
                 "in EasyOCR as hwocr measured it", split, check.float["accuracy"], check.int8["accuracy"],
                 check.hwocr_accuracy)
-    summary = PipelineSummary(dataset=data, train=train, export={**bundle.model_dump(), "cached": cached},
+    summary = PipelineSummary(dataset=data, train=train,
+                              export={**bundle.model_dump(), "cached": cached} if bundle else None,
+                              export_skipped=None if bundle else ATTN_REFUSED,
                               easyocr=check.model_dump() if check else None)
     publish_artifacts(summary)
     return summary.model_dump(mode="json")

@@ -185,13 +185,17 @@ def batch_line(b: dict) -> str:
 class PipelineSummary(_Model):
     dataset: DatasetSummary
     train: TrainingSummary
-    export: Bundle
+    export: Bundle | None
+    export_skipped: str | None = None  # why there is no bundle (an Attn model)
     easyocr: Check | None
 
     def lines(self) -> list[str]:
-        return [*self.dataset.lines(), *self.train.lines(),
-                f"EasyOCR bundle: {self.export.dir} (recog_network='{self.export.name}'; its README.md says how to "
-                "load it)", self.easyocr.line() if self.easyocr else NO_EASYOCR, self.train.mlflow_line()]
+        if self.export is None:
+            bundle = [f"EasyOCR bundle: not written ({self.export_skipped})"]
+        else:
+            bundle = [f"EasyOCR bundle: {self.export.dir} (recog_network='{self.export.name}'; its README.md says "
+                      "how to load it)", self.easyocr.line() if self.easyocr else NO_EASYOCR]
+        return [*self.dataset.lines(), *self.train.lines(), *bundle, self.train.mlflow_line()]
 
     def rows(self) -> list[dict]:
         return self.train.rows() + (self.easyocr.rows() if self.easyocr else [])

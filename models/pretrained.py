@@ -1,4 +1,5 @@
-"""Finding, loading and saving None-VGG-BiLSTM-CTC weights in EasyOCR's checkpoint format."""
+"""Finding, loading and saving recognizer weights in EasyOCR's checkpoint format; building the network of
+train.model."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ if TYPE_CHECKING:  # torch is imported where weights are read: the CLI checks a 
     from torch import nn
 
     from models.crnn import Model
+    from models.settings import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,12 @@ class Network:
         from models.crnn import Model
 
         return Model(**self.params(), num_class=num_class)
+
+    def fits(self, m: ModelSettings) -> bool:
+        """Whether train.model is this network (None-VGG-BiLSTM-CTC at these sizes)."""
+        return (m.name == "None-VGG-BiLSTM-CTC"
+                and (m.input_channel, m.output_channel, m.hidden_size) == (self.input_channel, self.output_channel,
+                                                                          self.hidden_size))
 
 
 GEN2 = Network(input_channel=1, output_channel=256, hidden_size=256, img_h=64)  # EasyOCR's generation 2
@@ -222,10 +230,77 @@ def builtin_charset(spec: str) -> str | None:
 
 
 def network_for(spec: str) -> Network:
-    """The network a pretrained spec starts: a built-in's own; generation 2 for anything else (load_pretrained
-    refuses a checkpoint of other sizes)."""
+    """The network of a built-in pretrained model; generation 2 for anything else."""
     b = BUILTINS.get(spec)
     return b.network if b else GEN2
+
+
+def describe(m: ModelSettings) -> str:
+    return (f"{m.name}, output_channel {m.output_channel}, hidden_size {m.hidden_size}"
+            + (f", num_fiducial {m.num_fiducial}" if m.transformation == "TPS" else ""))
+
+
+def check_fits(spec: str, m: ModelSettings) -> None:
+    """A built-in pretrained model starts only its own network: a partial load of korean_g2 into another
+    combination would be a silent half-start, so it is refused, saying what to do. (A checkpoint file is checked
+    key by key when it loads.)"""
+    b = BUILTINS.get(spec)
+    if b and b.network and not b.network.fits(m):
+        n = b.network
+        raise HwocrError(f"pretrained {spec} does not fit train.model ({describe(m)}): {spec} is "
+                         f"None-VGG-BiLSTM-CTC, output_channel {n.output_channel}, hidden_size {n.hidden_size}; "
+                         f"set train.pretrained=none to train {m.name} from scratch, or give a checkpoint of "
+                         "that layout")
+
+
+def network_params(m: ModelSettings, img_h: int, img_w: int, batch_max_length: int) -> dict:
+    """Model's keyword arguments but num_class: EasyOCR's network_params for an exported yaml. The stage choices
+    appear only when they are not Model's defaults (EasyOCR's own generation-2 yaml has the three sizes); TPS
+    adds the size it resamples to."""
+    from models.settings import ModelSettings
+
+    params: dict = {"input_channel": m.input_channel, "output_channel": m.output_channel,
+                    "hidden_size": m.hidden_size}
+    default = ModelSettings()
+    for k in ("transformation", "feature_extraction", "sequence_modeling", "prediction"):
+        if getattr(m, k) != getattr(default, k):
+            params[k] = getattr(m, k)
+    if m.transformation == "TPS":
+        params.update(num_fiducial=m.num_fiducial, img_h=img_h, img_w=img_w)
+    if m.prediction == "Attn":
+        params["batch_max_length"] = batch_max_length
+    return params
+
+
+def build_network(m: ModelSettings, num_class: int, img_h: int = 32, img_w: int = 100,
+                  batch_max_length: int = 25) -> Model:
+    from models.crnn import Model
+
+    return Model(**network_params(m, img_h, img_w, batch_max_length), num_class=num_class)
+
+
+def check_layout(s) -> None:
+    """TrainSettings s's pretrained checkpoint fits s.model key for key (the CTC head's class count aside): found
+    before training starts, naming the first mismatching keys."""
+    check_fits(s.pretrained, s.model)
+    path = resolve_pretrained(s.pretrained)
+    if path is None:
+        return
+    own = build_for(s).state_dict()
+    bad = layout_mismatch(own, load_state_dict(path), HEAD if "Prediction.weight" in own else ())
+    if bad:
+        raise HwocrError(f"pretrained {s.pretrained} does not fit train.model ({describe(s.model)}): {len(bad)} "
+                         f"mismatching keys, first: {', '.join(bad[:5])}; set train.model to the checkpoint's "
+                         "network, or train.pretrained=none to train from scratch")
+
+
+def build_for(s) -> Model:
+    """The network of TrainSettings s, with its codec's class count."""
+    from models.charset import load_charset
+    from models.codec import make_codec
+
+    codec = make_codec(s.model.prediction, load_charset(s.charset))
+    return build_network(s.model, codec.num_class, s.img_h, s.img_w, s.batch_max_length)
 
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
@@ -251,6 +326,20 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     return {k[len(PREFIX):] if k.startswith(PREFIX) else k: v for k, v in obj.items()}
 
 
+def layout_mismatch(own: dict, sd: dict, head: tuple[str, ...] = ()) -> list[str]:
+    """The keys of a checkpoint that do not fit a model's state_dict, missing ones first."""
+    bad = [f"{k} (missing in checkpoint)" for k in own if k not in sd]
+    bad += [f"{k} (not in model)" for k in sd if k not in own]
+    bad += [f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(own[k].shape)})" for k in own
+            if k in sd and not (_same_shape(k, sd[k], own[k]) if k in head else sd[k].shape == own[k].shape)]
+    return bad
+
+
+def model_name(model: nn.Module) -> str:
+    stages = getattr(model, "stages", None)
+    return "-".join(stages.values()) if stages else "None-VGG-BiLSTM-CTC"
+
+
 def _same_shape(key: str, a: torch.Tensor, b: torch.Tensor) -> bool:
     # The head's class count may differ (it is remapped); its input size may not.
     return a.shape[1:] == b.shape[1:] and a.dim() == b.dim() if key in HEAD else a.shape == b.shape
@@ -264,13 +353,19 @@ def load_pretrained(model: nn.Module, path: str, charset: str, source_charset: s
     """
     sd = load_state_dict(path)
     own = model.state_dict()
-    bad = [f"{k} (missing in checkpoint)" for k in own if k not in sd]
-    bad += [f"{k} (not in model)" for k in sd if k not in own]
-    bad += [f"{k} (checkpoint {tuple(sd[k].shape)}, model {tuple(own[k].shape)})" for k in own
-            if k in sd and not _same_shape(k, sd[k], own[k])]
+    ctc = "Prediction.weight" in own
+    bad = layout_mismatch(own, sd, HEAD if ctc else ())
     if bad:
-        raise HwocrError(f"checkpoint {path}: not a None-VGG-BiLSTM-CTC checkpoint with this model's sizes; "
-                         f"{len(bad)} mismatching keys, first: {', '.join(bad[:5])}")
+        raise HwocrError(f"checkpoint {path} does not fit train.model ({model_name(model)} at these sizes): "
+                         f"{len(bad)} mismatching keys, first: {', '.join(bad[:5])}; train.model must describe "
+                         "the checkpoint's network, or set train.pretrained=none")
+    if not ctc:  # an attention head is loaded whole: its classes feed back into its LSTM cell, no rows to remap
+        if source_charset not in (None, charset):
+            raise HwocrError(f"checkpoint {path}: an Attn head is not remapped to another character set; train "
+                             "with the checkpoint's charset")
+        model.load_state_dict(sd)
+        n = own["Prediction.generator.weight"].shape[0]
+        return {"kept_classes": n, "new_classes": 0, "dropped_classes": 0}
 
     n_src, n_dst = sd["Prediction.weight"].shape[0], own["Prediction.weight"].shape[0]
     if n_dst != len(charset) + 1:

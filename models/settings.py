@@ -8,10 +8,56 @@ from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat
 
 from synth.effect_settings import EffectsSettings
 
+ATTN_REFUSED = ("train.model.prediction is Attn: EasyOCR cannot run an attention decoder (its recognizer "
+                "decodes CTC output only: greedy, beam search or word beam search), so there is no EasyOCR export for "
+                "it; read with `hwocr evaluate`, or train a CTC model to use EasyOCR")
+
+
+class ModelSettings(BaseModel):
+    """The benchmark's module choices (its --Transformation ... --hidden_size); the defaults are the seed's pick,
+    None-VGG-BiLSTM-CTC at EasyOCR's generation-2 sizes (korean_g2, english_g2)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    transformation: Literal["None", "TPS"] = Field(
+        "None", description="None, or TPS (RARE's thin-plate-spline rectification; resamples every input to "
+        "img_h x img_w)."
+    )
+    feature_extraction: Literal["VGG", "RCNN", "ResNet"] = Field(
+        "VGG", description="VGG (CRNN's), RCNN (GRCNN's gated recurrent convolutions) or ResNet (FAN's)."
+    )
+    sequence_modeling: Literal["None", "BiLSTM"] = Field("BiLSTM", description="None or BiLSTM (two layers).")
+    prediction: Literal["CTC", "Attn"] = Field(
+        "CTC", description="CTC, or Attn (attention decoder over batch_max_length + 1 steps; EasyOCR cannot run "
+        "it, so export is skipped)."
+    )
+    num_fiducial: int = Field(20, ge=4, le=64, multiple_of=2, description="TPS fiducial points (--num_fiducial): "
+                              "an even number from 4 to 64.")
+    input_channel: int = Field(1, ge=1, le=1, description="Input channels (--input_channel): 1, as hwocr reads "
+                               "grayscale (the benchmark's 3 goes with its --rgb).")
+    output_channel: PositiveInt = Field(256, description="Feature channels (--output_channel).")
+    hidden_size: PositiveInt = Field(256, description="LSTM hidden size (--hidden_size).")
+
+    @property
+    def name(self) -> str:
+        """The benchmark's name of the combination, e.g. None-VGG-BiLSTM-CTC."""
+        return f"{self.transformation}-{self.feature_extraction}-{self.sequence_modeling}-{self.prediction}"
+
+    @model_validator(mode="after")
+    def _check(self) -> ModelSettings:
+        step = 16 if self.feature_extraction == "ResNet" else 8
+        if self.output_channel % step:
+            raise ValueError(f"train.model.output_channel {self.output_channel} must be a multiple of {step} for "
+                             f"{self.feature_extraction} (its stages use output_channel/{step} channels)")
+        return self
+
 
 class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    model: ModelSettings = Field(
+        default_factory=ModelSettings, description="The network: the benchmark's module choices and sizes."
+    )
     pretrained: str = Field(
         "korean_g2",
         description="Starting weights: korean_g2 (~/.EasyOCR/model, else EasyOCR's release, md5-checked), "
@@ -93,6 +139,11 @@ class TrainSettings(BaseModel):
     def _check(self) -> TrainSettings:
         if self.freeze and self.processes > 1:
             raise ValueError("train.freeze is not supported with processes > 1 (DDP needs every parameter to train)")
+        if "sequence_modeling" in self.freeze and self.model.sequence_modeling == "None":
+            raise ValueError("train.freeze names sequence_modeling, but train.model.sequence_modeling is None")
+        if self.recompute_layers and self.model.feature_extraction == "ResNet":
+            raise ValueError("train.recompute_layers works on VGG and RCNN, whose ConvNet is a sequence of modules; "
+                             "not on ResNet")
         if abs(sum(self.batch_ratio) - 1) > 1e-6:
             raise ValueError(f"batch_ratio must sum to 1, got {self.batch_ratio}")
         return self

@@ -1,4 +1,6 @@
-"""Fine-tuning None-VGG-BiLSTM-CTC: one readable loop, every knob in TrainSettings.
+"""Fine-tuning the benchmark's recognizers (train.model; None-VGG-BiLSTM-CTC by default): one readable loop, every
+knob in TrainSettings. CTC trains with CTCLoss, Attn as the benchmark's train.py does: teacher forcing,
+CrossEntropyLoss ignoring [GO], greedy decoding to batch_max_length + 1 steps when it reads.
 
 Checkpoints in out_dir: best_accuracy.pth and best_norm_ED.pth (EasyOCR-loadable state_dicts, `module.` keys) and
 last.pth (model, optimizer, scaler, RNG and data-loader state, iteration, best scores), from which a re-run resumes
@@ -24,16 +26,34 @@ from hwocr import storage
 from hwocr.errors import HwocrError
 from models import distributed, easyocr_compat, metrics
 from models.charset import load_charset
-from models.codec import CTCCodec
+from models.codec import AttnCodec, CTCCodec, make_codec
 from models.crnn import Model, init_weights
 from models.data import LmdbDataset, MixedLoader, collate
 from models.distributed import World, all_sum, global_batchnorm, world_from_env
-from models.pretrained import builtin_charset, load_pretrained, network_for, resolve_pretrained, save_checkpoint_state
-from models.settings import TrainSettings
+from models.pretrained import (
+    build_for,
+    builtin_charset,
+    check_fits,
+    load_pretrained,
+    resolve_pretrained,
+    save_checkpoint_state,
+)
+from models.settings import ModelSettings, TrainSettings
 
 START = "start.pth"  # the pretrained weights as training began, in this run's character set
-GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100; scales with the input area
+GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100 for None-VGG-BiLSTM-CTC at 256/256; scales with the input area
+
+
+def gflop_per_sample(s: TrainSettings) -> float:
+    """What GFLOP/s counts: measured for the default network only; NaN for the others, whose GFLOP/s is then left
+    out rather than wrong."""
+    return GFLOP_PER_SAMPLE if s.model == ModelSettings() else math.nan
+
+
+def _gflops_text(gflops: float) -> str:
+    return "" if math.isnan(gflops) else f", {gflops:.0f} GFLOP/s"
 Augment = Callable[[Image.Image, int], Image.Image]  # (image, seed) -> the altered image
+Codec = CTCCodec | AttnCodec
 
 
 def pick_device(name: str, world: World = World()) -> torch.device:
@@ -56,9 +76,10 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
-def build_model(s: TrainSettings, codec: CTCCodec, log: Callable[[str], None]) -> tuple[Model, dict]:
+def build_model(s: TrainSettings, codec: Codec, log: Callable[[str], None]) -> tuple[Model, dict]:
+    check_fits(s.pretrained, s.model)
     torch.manual_seed(s.seed)
-    model = network_for(s.pretrained).build(codec.num_class)
+    model = build_for(s)
     if s.init == "kaiming":
         init_weights(model)  # also the head rows of characters a pretrained checkpoint lacks
     report: dict = {"pretrained": s.pretrained}
@@ -115,8 +136,25 @@ def _width_batches(widths: list[int], indices: list[int], batch_size: int) -> li
     return batches
 
 
+def criterion_for(codec: Codec) -> nn.Module:
+    """The validation loss of the benchmark's test.py: CTC, or cross-entropy of the greedy reading, [GO] ignored."""
+    return nn.CrossEntropyLoss(ignore_index=AttnCodec.GO) if isinstance(codec, AttnCodec) else nn.CTCLoss(
+        zero_infinity=True)
+
+
+def batch_loss(criterion: nn.Module, codec: Codec, logits: torch.Tensor, labels: list[str]) -> torch.Tensor:
+    if isinstance(codec, AttnCodec):
+        text, _ = codec.encode(labels)
+        target = text[:, 1:].to(logits.device)
+        return criterion(logits.reshape(-1, logits.size(-1)), target.reshape(-1))
+    targets, lengths = codec.encode(labels)
+    log_probs = logits.log_softmax(2).permute(1, 0, 2)
+    sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
+    return criterion(log_probs, targets, sizes, lengths)
+
+
 @torch.no_grad()
-def evaluate(model: nn.Module, dataset: LmdbDataset, codec: CTCCodec, device: torch.device, batch_size: int,
+def evaluate(model: nn.Module, dataset: LmdbDataset, codec: Codec, device: torch.device, batch_size: int,
              amp_dtype: torch.dtype | None, criterion: nn.Module | None = None) -> dict:
     """Predictions and metrics over a whole dataset, in LMDB order.
 
@@ -132,10 +170,7 @@ def evaluate(model: nn.Module, dataset: LmdbDataset, codec: CTCCodec, device: to
             logits = model(images.to(device))
         logits = logits.float()
         if criterion is not None and labels is not None:
-            targets, lengths = codec.encode(labels)
-            log_probs = logits.log_softmax(2).permute(1, 0, 2)
-            sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
-            losses.append(float(criterion(log_probs, targets, sizes, lengths)) * len(labels))
+            losses.append(float(batch_loss(criterion, codec, logits, labels)) * len(labels))
         return codec.decode_with_confidence(logits.softmax(2).cpu())
 
     for batch in _width_batches(dataset.widths, list(range(n)), batch_size):
@@ -226,7 +261,7 @@ class Trainer:
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     loader: MixedLoader
-    codec: CTCCodec
+    codec: Codec
     world: World
     device: torch.device
     amp_dtype: torch.dtype | None
@@ -276,7 +311,7 @@ def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str,
         log("WARNING: train.precision bf16 on a CPU without AVX512-BF16 or AMX: oneDNN emulates it, about 20 times "
             "slower than fp32; set train.precision=fp32")
     charset = load_charset(s.charset)
-    codec = CTCCodec(charset)
+    codec = make_codec(s.model.prediction, charset, s.batch_max_length)
     if len(s.batch_ratio) != len(train_roots):
         raise HwocrError(f"train.batch_ratio {s.batch_ratio} needs one share per training LMDB ({len(train_roots)})")
     datasets = [LmdbDataset(r, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess, s.max_width)
@@ -343,15 +378,29 @@ def next_batch(t: Trainer) -> tuple[torch.Tensor, list[str]]:
 
 
 def train_step(t: Trainer, images: torch.Tensor, labels: list[str], lr: float) -> torch.Tensor:
-    """One update on one global batch; returns its mean CTC loss on the device, not read back."""
-    targets, lengths = t.codec.encode(labels)
-    with _autocast(t.device, t.amp_dtype):
-        logits = t.net(images)
-    log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
-    sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
-    # CTCLoss's mean over the global batch, split so that DDP's average of the ranks' gradients equals it
-    losses = t.per_sample(log_probs, targets, sizes, lengths) / lengths.clamp_min(1).to(log_probs.device)
-    loss = losses.sum() * (t.world.size / t.loader.batch_samples)
+    """One update on one global batch; returns its mean loss (CTC, or Attn's cross-entropy per target token) on
+    the device, not read back."""
+    if isinstance(t.codec, AttnCodec):
+        text, _ = t.codec.encode(labels)
+        text = text.to(t.device)
+        with _autocast(t.device, t.amp_dtype):
+            logits = t.net(images, text[:, :-1])  # teacher forcing from [GO]
+        target = text[:, 1:].reshape(-1)
+        ce = nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), target,
+                                         ignore_index=AttnCodec.GO, reduction="sum")
+        # CrossEntropyLoss's mean over the global batch's tokens, so that DDP's average of the ranks' gradients
+        # equals it
+        tokens = all_sum((target != AttnCodec.GO).sum().float().reshape(1), t.world)[0]
+        loss = ce * t.world.size / tokens.clamp_min(1)
+    else:
+        targets, lengths = t.codec.encode(labels)
+        with _autocast(t.device, t.amp_dtype):
+            logits = t.net(images)
+        log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
+        sizes = torch.full((logits.size(0),), logits.size(1), dtype=torch.int)
+        # CTCLoss's mean over the global batch, split so that DDP's average of the ranks' gradients equals it
+        losses = t.per_sample(log_probs, targets, sizes, lengths) / lengths.clamp_min(1).to(log_probs.device)
+        loss = losses.sum() * (t.world.size / t.loader.batch_samples)
     for group in t.optimizer.param_groups:
         group["lr"] = lr
     t.optimizer.zero_grad(set_to_none=True)
@@ -370,13 +419,15 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
     s, it = t.s, state.iteration
     if t.world.main:
         dt = time.monotonic() - window.t
-        gflops = window.px / dt * GFLOP_PER_SAMPLE / (80 * 100)  # compute scales with the input area
+        gflops = window.px / dt * gflop_per_sample(s) / (80 * 100)  # compute scales with the input area
         train_loss = float(window.loss) / window.n
-        log(f"[{it}/{s.num_iter}] {window.n / dt:.1f} samples/s, {gflops:.0f} GFLOP/s")
-        result = evaluate(t.model, val, t.codec, t.device, s.batch_size, t.amp_dtype, nn.CTCLoss(zero_infinity=True))
+        log(f"[{it}/{s.num_iter}] {window.n / dt:.1f} samples/s{_gflops_text(gflops)}")
+        result = evaluate(t.model, val, t.codec, t.device, s.batch_size, t.amp_dtype, criterion_for(t.codec))
         entry = {"iteration": it, "train_loss": train_loss, "valid_loss": result["loss"],
                  "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
-                 "samples_per_s": window.n / dt, "gflops": gflops, "lr": t.optimizer.param_groups[0]["lr"]}
+                 "samples_per_s": window.n / dt, "lr": t.optimizer.param_groups[0]["lr"]}
+        if not math.isnan(gflops):
+            entry["gflops"] = gflops
         state.history.append(entry)
         for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
             if result[name] > state.best[name]:
@@ -433,8 +484,8 @@ def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str
         if state.iteration % log_every == 0:
             check_finite(t, state, window)
             dt = time.monotonic() - window.t
-            log(f"iter {state.iteration}: loss {float(window.last):.4f}, {window.n / dt:.1f} samples/s, "
-                f"{window.px / dt * GFLOP_PER_SAMPLE / (80 * 100):.0f} GFLOP/s")
+            log(f"iter {state.iteration}: loss {float(window.last):.4f}, {window.n / dt:.1f} samples/s"
+                + _gflops_text(window.px / dt * gflop_per_sample(s) / (80 * 100)))
         if state.iteration % s.val_interval == 0 or state.iteration == s.num_iter:
             validate(t, state, val, window, started, log, on_eval)
             validated_at = state.iteration
@@ -455,4 +506,4 @@ def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str
             "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": info["dropped"],
             "start": start if os.path.exists(start) else None, "pretrained": info["pretrained"],
             "device": str(device), "precision": str(t.amp_dtype or "fp32"),
-            "gflops": math.nan if not state.history else state.history[-1]["gflops"]}
+            "gflops": state.history[-1].get("gflops", math.nan) if state.history else math.nan}

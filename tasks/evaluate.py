@@ -123,21 +123,21 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
     import torch
 
     from models.charset import load_charset
-    from models.codec import CTCCodec
+    from models.codec import make_codec
     from models.data import LmdbDataset
-    from models.pretrained import load_state_dict, network_for
+    from models.pretrained import build_for, describe, layout_mismatch, load_state_dict
     from models.trainer import evaluate
 
     charset = load_charset(settings.charset)
-    codec = CTCCodec(charset)
+    codec = make_codec(settings.model.prediction, charset, settings.batch_max_length)
     if engine == "hwocr":
-        model = network_for(settings.pretrained).build(codec.num_class)
+        model = build_for(settings)
         state = load_state_dict(storage.local_copy(model_url, "checkpoints"))
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as e:
-            raise HwocrError(f"{model_url} does not fit None-VGG-BiLSTM-CTC with {codec.num_class} classes: "
-                             f"{str(e).splitlines()[0]}") from None
+        if bad := layout_mismatch(model.state_dict(), state):
+            raise HwocrError(f"{model_url} does not fit train.model ({describe(settings.model)}) with "
+                             f"{codec.num_class} classes: {len(bad)} mismatching keys, first: {', '.join(bad[:3])}"
+                             "; pass the model's settings (--set train.model.KEY=VALUE)")
+        model.load_state_dict(state)
     elif engine != "easyocr":
         raise HwocrError(f"unknown engine {engine!r} (hwocr or easyocr)")
     with tempfile.TemporaryDirectory(prefix="hwocr-eval-") as scratch:

@@ -2,9 +2,12 @@
 
     NAME.pth   state_dict with `module.` keys (EasyOCR's CPU loader cuts the first 7 characters of every key)
     NAME.yaml  network_params, imgH, lang_list and character_list (EasyOCR's user-network config)
-    NAME.py    `Model(input_channel, output_channel, hidden_size, num_class)`: a copy of models/crnn.py
+    NAME.py    `Model(input_channel, output_channel, hidden_size, num_class, ...)`: a copy of models/crnn.py; the
+               yaml's network_params name the module choices other than None-VGG-BiLSTM-CTC
     craft_mlt_25k.pth  EasyOCR's CRAFT detector, copied when found (readtext on a page needs it)
     README.md  how to load it
+
+Only CTC networks export: EasyOCR's recognizer decodes CTC output only, so an Attn model is refused.
 
 EasyOCR imports NAME as a Python module from user_network_directory, so NAME must be an identifier that does not
 shadow a module EasyOCR itself imports.
@@ -24,6 +27,7 @@ from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models.charset import charset_digest
 from models.pretrained import CRAFT
+from models.settings import ATTN_REFUSED, ModelSettings
 from tasks.settings import ExportSettings
 from tasks.stage import StageResult, retry_transient, stage
 
@@ -40,7 +44,8 @@ def _craft_path() -> str | None:
     return find_craft()
 
 
-def _usage(name: str, img_h: int, classes: int, bundle: str, detector: bool) -> str:
+def _usage(name: str, img_h: int, classes: int, bundle: str, detector: bool,
+           network: str = "None-VGG-BiLSTM-CTC (EasyOCR's generation-2 network)") -> str:
     where = ("change it if you move this folder" if bundle != PLACEHOLDER
              else "the local folder holding these files: download the bundle and put its path here")
     reader = f"""bundle = {json.dumps(bundle, ensure_ascii=False)}  # {where}"""
@@ -59,7 +64,7 @@ def _usage(name: str, img_h: int, classes: int, bundle: str, detector: bool) -> 
 Exporting again once it is in either place copies it here."""
     return f"""# {name}: a Korean recognizer for EasyOCR
 
-None-VGG-BiLSTM-CTC (EasyOCR's generation-2 network), input height {img_h}, {classes} classes (blank first).
+{network}, input height {img_h}, {classes} classes (blank first).
 
 One cropped word (a grayscale image holding one word; no detector needed):
 
@@ -101,13 +106,19 @@ layers to int8 by default; pass `quantize=False` for the exact float results hwo
 
 
 def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, charset_name: str = "korean_g2",
-                      img_h: int = 80) -> dict:
+                      img_h: int = 80, network: ModelSettings | None = None, img_w: int = 100,
+                      batch_max_length: int = 25) -> dict:
     """Write NAME.pth, NAME.yaml, NAME.py, README.md and, when found, craft_mlt_25k.pth under `out`; returns
-    their URLs (`detector`: the bundle's copy of the detector, or None when export found none)."""
+    their URLs (`detector`: the bundle's copy of the detector, or None when export found none). `network` is the
+    checkpoint's train.model (None-VGG-BiLSTM-CTC by default)."""
     import torch
 
     from models.charset import load_charset
-    from models.pretrained import GEN2, PREFIX, load_state_dict
+    from models.pretrained import PREFIX, build_network, describe, layout_mismatch, load_state_dict, network_params
+
+    network = network or ModelSettings()
+    if network.prediction != "CTC":
+        raise HwocrError(ATTN_REFUSED)
 
     charset = load_charset(charset_name)
     state = load_state_dict(storage.local_copy(checkpoint, "checkpoints"))
@@ -116,16 +127,17 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
         got = "no Prediction.weight" if head is None else f"{head.shape[0]} output classes"
         raise HwocrError(f"{checkpoint}: {got}, but the character set {charset_name!r} has {len(charset)} "
                          f"characters (+1 blank = {len(charset) + 1}); export it with the charset it was trained on")
-    model = GEN2.build(len(charset) + 1)  # hwocr trains generation-2 networks only (network_for)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as e:
-        raise HwocrError(f"{checkpoint}: not a None-VGG-BiLSTM-CTC checkpoint: {str(e).splitlines()[0]}") from None
+    params = network_params(network, img_h, img_w, batch_max_length)
+    model = build_network(network, len(charset) + 1, img_h, img_w, batch_max_length)
+    if bad := layout_mismatch(model.state_dict(), state):
+        raise HwocrError(f"{checkpoint}: not a checkpoint of train.model ({describe(network)}): {len(bad)} "
+                         f"mismatching keys, first: {', '.join(bad[:3])}; pass its settings with --set train.model.*")
+    model.load_state_dict(state)
 
     name = settings.name
     buf = io.BytesIO()
     torch.save({PREFIX + k: v for k, v in model.state_dict().items()}, buf)
-    config = {"network_params": GEN2.params(),
+    config = {"network_params": params,
               "imgH": img_h, "lang_list": list(settings.lang_list), "character_list": charset}
     source = os.path.join(os.path.dirname(models.__file__), "crnn.py")
     with open(source, encoding="utf-8") as f:
@@ -142,7 +154,8 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, chars
         craft = here if os.path.isfile(here) and md5_file(here) == CRAFT.md5 else None
     files = {f"{name}.yaml": yaml.safe_dump(config, allow_unicode=True, sort_keys=False, width=1 << 20).encode(),
              f"{name}.py": code.encode(),
-             "README.md": _usage(name, img_h, len(charset) + 1, bundle, craft is not None).encode()}
+             "README.md": _usage(name, img_h, len(charset) + 1, bundle, craft is not None,
+                                 *([] if network == ModelSettings() else [network.name])).encode()}
     if craft and craft != os.path.join(bundle, CRAFT.filename):
         with open(craft, "rb") as f:
             files[CRAFT.filename] = f.read()
@@ -171,16 +184,20 @@ class BundleResult(StageResult):
         return storage.exists(self.pth)
 
 
-def export_bundle_fn(layout: Layout, trained, settings: ExportSettings, charset: str, img_h: int) -> BundleResult:
+def export_bundle_fn(layout: Layout, trained, settings: ExportSettings, charset: str, img_h: int,
+                     network: ModelSettings | None = None, img_w: int = 100,
+                     batch_max_length: int = 25) -> BundleResult:
     """The bundle of a training, in its run folder."""
-    return BundleResult(**export_easyocr_fn(trained.checkpoint, layout.bundle(trained.key), settings, charset, img_h))
+    return BundleResult(**export_easyocr_fn(trained.checkpoint, layout.bundle(trained.key), settings, charset, img_h,
+                                            network, img_w, batch_max_length))
 
 
 export_easyocr = stage(
     name="export_easyocr", code=CODE_VERSION, result=BundleResult,
-    key=lambda layout, trained, settings, charset, img_h: {
+    key=lambda layout, trained, settings, charset, img_h, network=None, img_w=100, batch_max_length=25: {
         "train": trained.key, "settings": settings.model_dump(mode="json"), "charset": charset_digest(charset),
-        "img_h": img_h},
+        "img_h": img_h, "network": (network or ModelSettings()).model_dump(mode="json"), "img_w": img_w,
+        "batch_max_length": batch_max_length},
     marker=lambda key, layout, trained, **_: storage.join(layout.bundle(trained.key), "export.json"),
     retries=2, retry_condition_fn=retry_transient,
 )(export_bundle_fn)

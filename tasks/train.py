@@ -116,9 +116,9 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
                  digests: dict[str, str], layout: Layout, *, key: str) -> TrainResult:
     run_dir = layout.run(key)
     log = get_run_logger()
-    from models.pretrained import resolve_pretrained
+    from models.pretrained import check_layout
 
-    resolve_pretrained(settings.pretrained)  # a missing or corrupt checkpoint fails before an MLflow run exists
+    check_layout(settings)  # a missing, corrupt or misfitting checkpoint fails before an MLflow run exists
     # A remote run folder trains in a local work folder (which also keeps last.pth for resuming on this machine)
     # and receives the checkpoints and, last, done.json.
     local_dir = (storage.local_path(run_dir) if storage.is_local(run_dir)
@@ -140,10 +140,9 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
                            augment=effects.augmenter(settings.augment))
         import torch
 
-        from models.charset import load_charset
-        from models.pretrained import network_for
+        from models.pretrained import build_for
 
-        model = network_for(settings.pretrained).build(len(load_charset(settings.charset)) + 1)
+        model = build_for(settings)
         best = os.path.join(local_dir, "best_accuracy.pth")
         if os.path.exists(best):
             state = torch.load(best, weights_only=True)

@@ -66,6 +66,18 @@ BAD_INPUT = [
     (["train", "--out", "o"], "lmdb/train holds no LMDB: run `hwocr data` with the same --out"),
     (["run", "--out", "o", "--set", "train.pretrained=missing.pth"], "pretrained weights 'missing.pth': no such file"),
     (["train", "--out", "o", "--set", "train.charset=nocharset.txt"], "character set 'nocharset.txt': no such"),
+    # the network (train.model)
+    (["train", "--set", "train.model.feature_extraction=resnet"],
+     "train.model.feature_extraction: Input should be 'VGG', 'RCNN' or 'ResNet' (did you mean ResNet?)"),
+    (["run", "--set", "train.model.prediction=Atn"], "Input should be 'CTC' or 'Attn' (did you mean Attn?)"),
+    (["train", "--set", "train.model.transformation=TSP"], "(did you mean TPS?)"),
+    (["train", "--set", "train.model.num_fiducial=2"], "train.model.num_fiducial: Input should be greater than or"),
+    (["train", "--set", "train.model.num_fiducial=21"], "train.model.num_fiducial: Input should be a multiple of 2"),
+    (["run", "--set", "train.model.feature_extraction=ResNet"],
+     "pretrained korean_g2 does not fit train.model (None-ResNet-BiLSTM-CTC, output_channel 256, hidden_size 256): "
+     "korean_g2 is None-VGG-BiLSTM-CTC"),
+    (["export", "--model", "m.pth", "--out", "b", "--set", "train.model.prediction=Attn"],
+     "EasyOCR cannot run an attention decoder"),
     # evaluate
     (["evaluate", "--model", "m.pth", "--data", "nodata"], "--data "),
     (["evaluate", "--model", "m.pth", "--data", "nofonts"], "neither an LMDB (data.mdb) nor a folder with gt.txt"),

@@ -66,7 +66,8 @@ def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):
     from models.pretrained import GEN2
 
     torch.save(GEN2.build(50).state_dict(), tmp_path / "small.pth")
-    with pytest.raises(HwocrError, match=r"small\.pth does not fit None-VGG-BiLSTM-CTC with 1009 classes"):
+    with pytest.raises(HwocrError, match=r"small\.pth does not fit train.model \(None-VGG-BiLSTM-CTC, output_channel "
+                       r"256, hidden_size 256\) with 1009 classes: 2 mismatching keys, first: Prediction.weight"):
         evaluate_checkpoint(str(tmp_path / "small.pth"), tiny_lmdb, str(tmp_path / "o"), S)
 
 

@@ -138,3 +138,29 @@ def test_a_pretrained_start_is_scored_beside_the_result(tmp_path, make_config):
     src, got = load_state_dict(resolve_pretrained("english_g2")), load_state_dict(result["start_checkpoint"])
     assert torch.equal(got["Prediction.weight"][ko.index("A") + 1], src["Prediction.weight"][en.index("A") + 1])
     assert torch.equal(got["FeatureExtraction.ConvNet.0.weight"], src["FeatureExtraction.ConvNet.0.weight"])
+
+
+def test_an_attn_pipeline_trains_tracks_and_skips_the_export(tmp_path, make_config):
+    """TPS-ResNet-BiLSTM-Attn, tiny, through hwocr run's flow: it trains, evaluates and logs to MLflow; EasyOCR cannot
+    run an attention decoder, so the export and its check are skipped and the summary says why."""
+    import mlflow
+
+    from flows.finetune import pipeline_flow
+    from flows.summary import PipelineSummary
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={uri}", "tracking.registered_model=''",
+                         "train.model.transformation=TPS", "train.model.feature_extraction=ResNet",
+                         "train.model.prediction=Attn", "train.model.output_channel=32", "train.model.hidden_size=16")
+    result = pipeline_flow(config=config)
+    assert result["export"] is None and "EasyOCR cannot run an attention decoder" in result["export_skipped"]
+    assert result["easyocr"] is None
+    lines = PipelineSummary.model_validate(result).lines()
+    assert any(line.startswith("EasyOCR bundle: not written (train.model.prediction is Attn") for line in lines)
+    train = result["train"]
+    assert train["iterations"] == 4 and train["evaluation"]["val"]["samples"] == 12
+    run = mlflow.MlflowClient(uri).get_run(train["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.params["train.model.prediction"] == "Attn"
+    assert [m.step for m in mlflow.MlflowClient(uri).get_metric_history(run.info.run_id, "accuracy")] == [2, 4]
+    again = pipeline_flow(config=config)
+    assert again["train"]["cached"] is True and again["export"] is None

@@ -92,29 +92,25 @@ def tiny_lmdb(tmp_path_factory):
 
 
 @pytest.mark.parametrize("combo", COMBOS, ids=["-".join(c) for c in COMBOS])
-def test_every_combination_trains_a_step_and_validates(tiny_lmdb, tmp_path, combo):
-    s = settings(model=model_settings(combo), num_iter=1, val_interval=1, batch_max_length=8)
-    result = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path), log=lambda m: None)
-    assert result["iterations"] == 1 and len(result["history"]) == 1
-    entry = result["history"][0]
-    assert torch.isfinite(torch.tensor([entry["train_loss"], entry["valid_loss"]])).all()
-    state = torch.load(tmp_path / "best_accuracy.pth", weights_only=True)
-    m = build_network(s.model, len(state[[k for k in state if "generator.weight" in k or k.endswith(
-        "Prediction.weight")][0]]), 32, 100, 8)
-    m.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
-
-
-@pytest.mark.parametrize("combo", [("TPS", "ResNet", "None", "Attn"), ("TPS", "RCNN", "BiLSTM", "CTC")],
-                         ids=lambda c: "-".join(c))
-def test_resume_is_exact(tiny_lmdb, tmp_path, combo):
-    s = settings(model=model_settings(combo), num_iter=3, val_interval=2, batch_max_length=8)
+def test_every_combination_trains_validates_and_resumes_exactly(tiny_lmdb, tmp_path, combo):
+    s = settings(model=model_settings(combo), num_iter=2, val_interval=1, batch_max_length=8)
     straight = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "a"), log=lambda m: None)
-    train(s.model_copy(update={"num_iter": 2}), [tiny_lmdb], tiny_lmdb, str(tmp_path / "b"), log=lambda m: None)
-    resumed = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "b"), log=lambda m: None)
-    assert resumed["history"][-1]["train_loss"] == straight["history"][-1]["train_loss"]
+    assert straight["iterations"] == 2 and len(straight["history"]) == 2
+    entry = straight["history"][-1]
+    assert torch.isfinite(torch.tensor([entry["train_loss"], entry["valid_loss"]])).all()
+    # 1 iteration, then a second run resumes from its last.pth: weight for weight the straight run's
+    train(s.model_copy(update={"num_iter": 1}), [tiny_lmdb], tiny_lmdb, str(tmp_path / "b"), log=lambda m: None)
+    said = []
+    resumed = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "b"), log=said.append)
+    assert any(m.startswith("resumed from ") and m.endswith("at iteration 1") for m in said), said
+    assert resumed["history"][-1]["train_loss"] == entry["train_loss"]
     a = torch.load(tmp_path / "a" / "last.pth", weights_only=False)["model"]
     b = torch.load(tmp_path / "b" / "last.pth", weights_only=False)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    state = torch.load(tmp_path / "a" / "best_accuracy.pth", weights_only=True)
+    m = build_network(s.model, len(state[[k for k in state if "generator.weight" in k or k.endswith(
+        "Prediction.weight")][0]]), 32, 100, 8)
+    m.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
 
 
 def test_a_checkpoint_of_another_layout_is_refused_naming_keys(tmp_path):

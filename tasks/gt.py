@@ -62,7 +62,7 @@ def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed
         rejected.update(shard.counts["rejected"])
         redrawn.setdefault(shard.font_sha, Counter()).update(shard.counts["rejected"])
         dropped.update(shard.counts["dropped"])
-    lines, sample_fonts = [], []
+    lines, labels, sample_fonts = [], [], []
     fonts = sorted(per_font)
     per_font_count: Counter = Counter()
     for j in range(max(needed.values(), default=0)):
@@ -75,6 +75,7 @@ def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed
                 dropped[problem] += 1
                 continue
             lines.append(f"{entry[0]}\t{entry[1]}\n")
+            labels.append(entry[1])
             sample_fonts.append(n)
             per_font_count[sha] += 1
     gt_url = layout.gt(split)
@@ -82,7 +83,7 @@ def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed
     return GtResult(split=split, gt=gt_url, samples=len(lines), dropped=dict(dropped),
                     rejected_and_redrawn=dict(rejected), per_font=dict(per_font_count),
                     redrawn_per_font={sha: dict(c) for sha, c in redrawn.items() if c},
-                    syllables=syllable_coverage([line.rsplit("\t", 1)[1][:-1] for line in lines], hangul(allowed)),
+                    syllables=syllable_coverage(labels, hangul(allowed)),
                     image_root=layout.out,
                     shards=len(shards), fonts=[{"sha256": sha, "name": names[sha]} for sha in fonts],
                     sample_fonts=sample_fonts)

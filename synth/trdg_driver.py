@@ -95,6 +95,17 @@ def _font(path: str, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(font=path, size=size)
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _metrics(path: str, size: int, c: str) -> tuple[int, int]:
+    """trdg's width of character c (_compute_character_width) and its bottom (getbbox): the same for every image."""
+    font = _font(path, size)
+    return _compute_character_width(font, c), font.getbbox(c)[3]
+
+
+def _gray(colour: tuple[int, int, int]) -> bool:
+    return colour[0] == colour[1] == colour[2]
+
+
 def _colour(spec: str, rnd: random.Random) -> tuple[int, int, int]:
     """A colour drawn in the box between the two ends of 'c1,c2' (or c1 itself), as trdg draws it."""
     colors = [ImageColor.getrgb(c) for c in spec.split(",")]
@@ -141,16 +152,18 @@ class _Jitter:
 
 
 def _text_image(word: str, font_path: str, s: PixelSettings, rnd: random.Random, jitter: _Jitter | None,
-                with_mask: bool) -> tuple[Image.Image, Image.Image | None]:
-    """The word in RGBA, and trdg's glyph mask when asked: trdg's _generate_horizontal_text (no word split).
+                with_mask: bool) -> tuple[Image.Image, Image.Image | None, bool]:
+    """The word in RGBA, trdg's glyph mask when asked (trdg's _generate_horizontal_text, no word split), and whether
+    its ink is gray (R = G = B in every pixel).
 
     With jitter, each glyph is drawn on its own onto a padded canvas, which is then cut back to the unpadded one,
     widened only where a glyph reaches beyond it: the word keeps trdg's scale."""
     font = _font(font_path, s.height)
     space = int(get_text_width(font, " ") * s.space_width)
-    widths = [_compute_character_width(font, c) if c != " " else space for c in word]
+    metrics = [_metrics(font_path, s.height, c) for c in word]
+    widths = [m[0] if c != " " else space for c, m in zip(word, metrics, strict=True)]
     width = sum(widths) + s.character_spacing * (len(word) - 1)
-    height = max(font.getbbox(c)[3] for c in word)  # trdg's get_text_height, via getsize, gone in Pillow 10
+    height = max(m[1] for m in metrics)  # trdg's get_text_height, via getsize, gone in Pillow 10
     pad_x, pad_y = (jitter.pad_x, jitter.pad_y) if jitter is not None else (0, 0)
     size = (width + 2 * pad_x, height + 2 * pad_y)
     img = Image.new("RGBA", size, (0, 0, 0, 0))
@@ -180,7 +193,7 @@ def _text_image(word: str, font_path: str, s: PixelSettings, rnd: random.Random,
                 max(box[3], img.height - pad_y))
         img = img.crop(crop)
         mask = mask.crop(crop) if mask is not None else None
-    return img, mask
+    return img, mask, _gray(fill) and (s.stroke_width == 0 or _gray(stroke))
 
 
 def _distort(img: Image.Image, mask: Image.Image | None, s: PixelSettings,
@@ -260,7 +273,7 @@ def render_one(word: str, font_path: str, s: PixelSettings, seed: int) -> Image.
     # trdg's mask serves only its contrast check, which cannot fail on backgrounds 0 and 1: their mean (RGBA
     # bands over 3) is above 300, the text's (two bands over 3) at most 170.
     check = s.background == 2
-    img, mask = _text_image(word, font_path, s, rnd, jitter, with_mask=check)
+    img, mask, gray = _text_image(word, font_path, s, rnd, jitter, with_mask=check)
     random_angle = rnd.randint(0 - s.skew_angle, s.skew_angle)
     angle = random_angle if s.random_skew else s.skew_angle
     img = img.rotate(angle, expand=1)
@@ -270,17 +283,35 @@ def render_one(word: str, font_path: str, s: PixelSettings, seed: int) -> Image.
     margin_top, margin_left, margin_bottom, margin_right = s.margins
     text_height = s.height - (margin_top + margin_bottom)
     new_width = int(img.size[0] * (float(text_height) / float(img.size[1])))
-    img = img.resize((new_width, text_height), Image.Resampling.LANCZOS)
-    background = _background(s, s.height, new_width + margin_left + margin_right, rnd, seed)
-    if check:
-        mask = mask.resize((new_width, text_height), Image.Resampling.NEAREST)
-        if abs(sum(_mean(img, mask.split()[2])[:2]) / 3 - sum(_mean(background)) / 3) < 15:
-            return None
-    # trdg ignores alignment when the width is its default (-1), as here: the word is pasted at the left margin.
-    background.paste(img, (margin_left, margin_top), img)
-    out = background.convert("L" if s.grayscale else "RGB")
+    width = new_width + margin_left + margin_right
+    if gray and not check:
+        out = _compose_gray(img, (new_width, text_height), s, width, rnd, seed)
+    else:
+        img = img.resize((new_width, text_height), Image.Resampling.LANCZOS)
+        background = _background(s, s.height, width, rnd, seed)
+        if check:
+            mask = mask.resize((new_width, text_height), Image.Resampling.NEAREST)
+            if abs(sum(_mean(img, mask.split()[2])[:2]) / 3 - sum(_mean(background)) / 3) < 15:
+                return None
+        # trdg ignores alignment when the width is its default (-1), as here: the word is pasted at the left margin.
+        background.paste(img, (margin_left, margin_top), img)
+        out = background.convert("L" if s.grayscale else "RGB")
     radius = s.blur if not s.random_blur else rnd.random() * s.blur
     return out.filter(ImageFilter.GaussianBlur(radius=radius)) if radius else out  # radius 0: Pillow copies
+
+
+def _compose_gray(img: Image.Image, size: tuple[int, int], s: PixelSettings, width: int, rnd: random.Random,
+                  seed: int) -> Image.Image:
+    """trdg's resize, paste and convert of a gray word onto a gray background, on one gray band and alpha instead of
+    four bands: the same bytes. Pillow premultiplies LA and RGBA with the same formula, resamples every band alike
+    and blends every band with the same alpha, so each of R, G and B equals L at every step."""
+    la = img.convert("LA").resize(size, Image.Resampling.LANCZOS)
+    if s.background == 1:  # trdg's plain_white before its convert to RGBA
+        background = Image.new("L", (width, s.height), 255)
+    else:
+        background = _background(s, s.height, width, rnd, seed).convert("L")
+    background.paste(la.convert("L"), (s.margins[1], s.margins[0]), la)
+    return background if s.grayscale else background.convert("RGB")
 
 
 def encode(img: Image.Image, s: PixelSettings) -> bytes:
@@ -292,10 +323,15 @@ def encode(img: Image.Image, s: PixelSettings) -> bytes:
     return buf.getvalue()
 
 
-def render_range(job: RenderJob) -> dict:
-    """Render indices [start, stop) of one font into job.dir/images; return labels, hashes and counts.
+def _piece(out: str, start: int) -> str:
+    return os.path.join(out, "images", f"{start:09d}.tar")
 
-    Labels already name the images as members of the shard's archive, which write_manifest builds."""
+
+def render_range(job: RenderJob) -> dict:
+    """Render indices [start, stop) of one font into job.dir/images/<start>.tar, the members of the shard's archive
+    (no end-of-archive blocks), and return labels, hashes and counts: one file per piece, not one per image.
+
+    Labels already name the images as members of the shard's archive, which write_manifest joins."""
     s = job.settings
     words = job.words
     covered = set(job.covered)
@@ -307,57 +343,70 @@ def render_range(job: RenderJob) -> dict:
     files: dict[str, str] = {}
     labels: list[str] = []
     pending = 0
-    for j in range(job.start, job.stop):
-        for attempt in range(MAX_ATTEMPTS):
-            r = random.Random(hashing.seed(s.seed, job.split, job.font_sha, j, attempt))
-            word = words[r.randrange(len(words))]  # drawn even when unused: the image's seeds stay the same
-            if j < len(job.first):
-                word = job.first[j]
-            if not covered.issuperset(word):
-                rejected["missing_glyph"] += 1
-                continue
-            img = render_one(word, job.font_path, s, r.getrandbits(63))
-            if img is None:
-                rejected["low_contrast"] += 1
-                continue
-            if s.effects is not None:
-                img = apply_effects(img, s.effects, r.getrandbits(63))
-            if is_blank(img):
-                rejected["blank"] += 1
-                continue
-            data = encode(img, s)
-            name = f"{j:09d}.{ext}"
-            with open(os.path.join(out, "images", name), "wb") as f:
-                f.write(data)
-            files[f"{ARCHIVE}/{name}"] = hashlib.sha256(data).hexdigest()
-            labels.append(f"{ARCHIVE}/{name}\t{word}\n")
-            break
-        else:
-            dropped["render_failed"] += 1
-        pending += 1
-        if _progress is not None and pending >= PROGRESS_EVERY:
-            _progress.put(pending)
-            pending = 0
+    with open(_piece(out, job.start), "wb") as piece:
+        for j in range(job.start, job.stop):
+            for attempt in range(MAX_ATTEMPTS):
+                r = random.Random(hashing.seed(s.seed, job.split, job.font_sha, j, attempt))
+                word = words[r.randrange(len(words))]  # drawn even when unused: the image's seeds stay the same
+                if j < len(job.first):
+                    word = job.first[j]
+                if not covered.issuperset(word):
+                    rejected["missing_glyph"] += 1
+                    continue
+                img = render_one(word, job.font_path, s, r.getrandbits(63))
+                if img is None:
+                    rejected["low_contrast"] += 1
+                    continue
+                if s.effects is not None:
+                    img = apply_effects(img, s.effects, r.getrandbits(63))
+                if is_blank(img):
+                    rejected["blank"] += 1
+                    continue
+                data = encode(img, s)
+                name = f"{j:09d}.{ext}"
+                piece.write(_member(name, data))
+                files[f"{ARCHIVE}/{name}"] = hashlib.sha256(data).hexdigest()
+                labels.append(f"{ARCHIVE}/{name}\t{word}\n")
+                break
+            else:
+                dropped["render_failed"] += 1
+            pending += 1
+            if _progress is not None and pending >= PROGRESS_EVERY:
+                _progress.put(pending)
+                pending = 0
     if _progress is not None and pending:
         _progress.put(pending)
-    return {"labels": labels, "files": files, "rejected": rejected, "dropped": dropped}
+    return {"start": job.start, "labels": labels, "files": files, "rejected": rejected, "dropped": dropped}
 
 
-def write_archive(out: str, names: list[str]) -> str:
-    """Move out/images/<name> into out/images.tar in the order given; headers carry no time or owner, so
-    the archive's bytes depend only on the images."""
+def _member(name: str, data: bytes) -> bytes:
+    """One archive member as tarfile's addfile writes it: header, data, zeros to the next block. The header carries
+    no time or owner, so the archive's bytes depend only on the images."""
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    header = info.tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape")
+    return header + data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
+
+
+def write_archive(out: str, starts: list[int]) -> str:
+    """Join the pieces out/images/<start>.tar, in the order given, into out/images.tar and end it as tarfile's
+    close does; return its sha256."""
     path = os.path.join(out, ARCHIVE)
-    with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for name in names:
-            src = os.path.join(out, "images", name)
-            info = tarfile.TarInfo(name)
-            info.size = os.path.getsize(src)
-            info.mode = 0o644
-            with open(src, "rb") as f:
-                tar.addfile(info, f)
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "wb") as f:
+        for start in starts:
+            with open(_piece(out, start), "rb") as piece:
+                data = piece.read()
+            h.update(data)
+            f.write(data)
+            size += len(data)
+        end = tarfile.NUL * (2 * tarfile.BLOCKSIZE + -(size + 2 * tarfile.BLOCKSIZE) % tarfile.RECORDSIZE)
+        h.update(end)
+        f.write(end)
     shutil.rmtree(os.path.join(out, "images"), ignore_errors=True)
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    return h.hexdigest()
 
 
 def write_manifest(job: RenderJob, parts: list[dict]) -> dict:
@@ -372,7 +421,7 @@ def write_manifest(job: RenderJob, parts: list[dict]) -> dict:
         files.update(part["files"])
         rejected.update(part["rejected"])
         dropped.update(part["dropped"])
-    archive_sha = write_archive(out, [line.split("\t", 1)[0].split("/", 1)[1] for line in labels])
+    archive_sha = write_archive(out, [part["start"] for part in parts])
     label_bytes = "".join(labels).encode("utf-8")
     with open(os.path.join(out, "labels.tsv"), "wb") as f:
         f.write(label_bytes)

@@ -38,8 +38,28 @@ def test_bytes_depend_only_on_index_not_on_range(tmp_path):
         data = images[rel.split("/", 1)[1]] if "/" in rel else open(tmp_path / "whole" / rel, "rb").read()
         assert hashlib.sha256(data).hexdigest() == sha
     assert set(whole["files"]) == {"labels.tsv", "images.tar"} | {f"images.tar/{n}" for n in images}
-    # Only the three files of the layout are left: the loose images went into the archive.
+    # Only the three files of the layout are left: the pieces went into the archive.
     assert sorted(os.listdir(tmp_path / "whole")) == ["images.tar", "labels.tsv", "manifest.json"]
+
+
+def test_archive_joined_from_pieces_is_the_one_tarfile_writes(tmp_path):
+    """Workers write archive members piece by piece; the joined archive has tarfile's bytes, so shard hashes stay."""
+    import io
+    import tarfile
+
+    spec = job(tmp_path, "whole", 0, 7)
+    parts = [trdg_driver.render_range(spec.model_copy(update={"start": a, "stop": b})) for a, b in ((0, 3), (3, 7))]
+    manifest = trdg_driver.write_manifest(spec, parts)
+    images = files(tmp_path / "whole")
+    assert len(images) == 7
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for name in sorted(images):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(images[name]), 0o644
+            tar.addfile(info, io.BytesIO(images[name]))
+    assert (tmp_path / "whole" / "images.tar").read_bytes() == buf.getvalue()
+    assert manifest["files"]["images.tar"] == __import__("hashlib").sha256(buf.getvalue()).hexdigest()
 
 
 def test_first_words_come_first_and_leave_the_rest_as_they_were(tmp_path):
@@ -111,12 +131,12 @@ with contextlib.redirect_stdout(io.StringIO()):
     from trdg.data_generator import FakeTextDataGenerator
 cases = json.loads(sys.argv[1])
 out = []
-for word, font, background, seed in cases:
+for word, font, background, seed, mode, margins in cases:
     random.seed(seed); np.random.seed(seed % (1 << 32)); cv2.setRNGSeed(seed % (1 << 31))
     with contextlib.redirect_stdout(io.StringIO()):
         img = FakeTextDataGenerator.generate(0, word, font, None, 80, "png", 15, True, 0, False, background, 0, 0,
-                                             False, 2, -1, 1, "#282828", 0, 1.0, 0, (0, 0, 0, 0), False, 0, False,
-                                             None, image_mode="L")
+                                             False, 2, -1, 1, "#282828", 0, 1.0, 0, tuple(margins), False, 0, False,
+                                             None, image_mode=mode)
     buf = io.BytesIO(); img.save(buf, "PNG"); out.append(hashlib.sha256(buf.getvalue()).hexdigest())
 print(json.dumps(out))
 """
@@ -130,15 +150,18 @@ def test_same_bytes_as_unpatched_trdg():
     import subprocess
     import sys
 
-    cases = [[w, FONTS[f], bg, 1000 * i + bg] for i, (w, f) in enumerate(
+    cases = [[w, FONTS[f], bg, 1000 * i + bg, "L", (0, 0, 0, 0)] for i, (w, f) in enumerate(
         [("한글", "pen"), ("안녕하세요", "pilgi"), ("Hello", "brush"), ("2024", "pen"), ("손글씨", "brush")])
         for bg in (0, 1)]
+    # Colour output and margins: the gray word is composed on one band, and still gives trdg's bytes.
+    cases += [["사랑", FONTS["pen"], 1, 77, "RGB", (0, 0, 0, 0)], ["글씨", FONTS["pilgi"], 0, 78, "L", (3, 5, 2, 4)]]
     proc = subprocess.run([sys.executable, "-c", _PLAIN_TRDG, json.dumps(cases)], capture_output=True, text=True,
                           check=True, timeout=120)
     expected = json.loads(proc.stdout)
     ours = []
-    for word, font, bg, seed in cases:
-        s = trdg_driver.PixelSettings.model_validate(RenderSettings(background=bg).pixel_settings())
+    for word, font, bg, seed, mode, margins in cases:
+        s = trdg_driver.PixelSettings.model_validate(
+            RenderSettings(background=bg, grayscale=mode == "L", margins=margins).pixel_settings())
         ours.append(hashlib.sha256(trdg_driver.encode(trdg_driver.render_one(word, font, s, seed), s)).hexdigest())
     assert ours == expected
 

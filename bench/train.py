@@ -154,7 +154,7 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     torch.set_num_threads(threads)
     from models.charset import load_charset
     from models.codec import CTCCodec
-    from models.data import LmdbDataset, MixedLoader, collate
+    from models.data import LmdbDataset, MixedLoader
     from models.pretrained import GEN2
     from models.settings import TrainSettings
     from models.trainer import train
@@ -174,7 +174,7 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
         codec = CTCCodec(load_charset("korean_g2"))
         data = LmdbDataset(lmdb_path, codec.charset, mode="pad")
         loader = MixedLoader([data], [1.0], BATCH, seed=1)
-        batches = [collate(next(loader)) for _ in range(iters + 1)]
+        batches = [next(loader) for _ in range(iters + 1)]
         torch.manual_seed(1)
         model = GEN2.build(codec.num_class).to(memory_format=torch.channels_last)
         opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-8)

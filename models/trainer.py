@@ -29,7 +29,7 @@ from models.charset import load_charset
 from models.codec import AttnCodec, CTCCodec, make_codec
 from models.crnn import Model, init_weights
 from models.data import LmdbDataset, MixedLoader, collate
-from models.distributed import World, all_sum, global_batchnorm, world_from_env
+from models.distributed import GlobalBatchNorm2d, World, all_sum, global_batchnorm, world_from_env
 from models.pretrained import (
     build_for,
     builtin_charset,
@@ -470,8 +470,9 @@ def _run(t: Trainer, val: LmdbDataset, info: dict, log: Callable[[str], None],
     if world.ddp:
         t.net = nn.parallel.DistributedDataParallel(t.model,
                                                     device_ids=[device.index] if device.type == "cuda" else None)
-        log(f"data-parallel over {world.size} processes ({torch.distributed.get_backend()}), "
-            f"{s.batch_size // world.size}+ samples each")
+        norms = sum(isinstance(m, (nn.SyncBatchNorm, GlobalBatchNorm2d)) for m in t.model.modules())
+        log(f"data-parallel over {world.size} processes ({torch.distributed.get_backend()}, {norms} global "
+            f"BatchNorm layers), {s.batch_size // world.size}+ samples each")
     if s.compile:
         t.net = torch.compile(t.net)  # t.model stays the plain module: checkpoints and validation use it
     log_every = max(1, min(s.val_interval // 10, 50))

@@ -83,7 +83,7 @@ def test_forced_ddp_in_one_process_trains_as_without_it(tiny_lmdb, tmp_path, mon
     monkeypatch.setenv("HWOCR_FORCE_DDP", "1")
     logs = []
     forced = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "forced"), log=logs.append)
-    assert any("data-parallel over 1 processes (gloo)" in m for m in logs)
+    assert any("data-parallel over 1 processes (gloo, 2 global BatchNorm layers)" in m for m in logs)
     assert not torch.distributed.is_initialized()  # torn down after training
     for a, b in zip(plain["history"], forced["history"]):
         assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)

@@ -5,7 +5,10 @@ seed's fixed width, `preprocess: pad`), and the same thread count. Each configur
 which reports its peak RSS. The bare loop is
 forward, CTC loss, backward and an Adadelta step on batches already in memory: what the hardware does with no
 data loading, clipping, logging or checkpointing. It is the practical limit, and the goal is a loop overhead under 10%.
-The augment row prices training-time augmentation: every effect on, at each effect's default probability (0.5).
+The compile row is the loop with `train.compile` (torch.compile), timed after a first one-step run that compiles
+(the timed run resumes from it and compiles again in the same process, from inductor's cache); the workers row is
+the loop with one loader worker process instead of decoding in-process (auto on CPU). The augment row prices
+training-time augmentation: every effect on, at each effect's default probability (0.5).
 The natural-width rows train as EasyOCR reads (`preprocess: easyocr`, each word at ceil(ratio) x img_h, batches
 bucketed by width) at height 80 and 64; their GFLOP/s counts the area they really compute, so it compares with the
 anchor's, while their samples/s says what a user gets.
@@ -36,6 +39,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 BATCH = 192
+KINDS = {"fp32": ("bare", "loop", "compile", "workers", "recompute", "augment", "natural80", "natural64"),
+         "bf16": ("bare", "loop", "recompute", "augment", "natural80", "natural64")}
+NAMES = {"bare": "bare forward+backward (anchor)", "loop": "hwocr training loop", "compile": "loop, train.compile",
+         "workers": "loop, loader_workers=1", "recompute": "loop, recompute_layers=3",
+         "augment": "loop, train.augment all on", "natural80": "loop, natural width, height 80",
+         "natural64": "loop, natural width, height 64"}
 RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convolution
 
 
@@ -164,9 +173,13 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     s = TrainSettings(pretrained="none", precision=precision, threads=threads, num_iter=iters + 1,
                       val_interval=iters + 1, batch_size=BATCH, preprocess="easyocr" if natural else "pad",
                       img_h=int(kind[len("natural"):]) if natural else 80,
-                      recompute_layers=RECOMPUTE if kind == "recompute" else 0,
+                      recompute_layers=RECOMPUTE if kind == "recompute" else 0, compile=kind == "compile",
+                      loader_workers=1 if kind == "workers" else "auto",
                       augment=EffectsSettings.all_on() if kind == "augment" else EffectsSettings())
-    if kind in ("loop", "recompute", "augment") or natural:
+    if kind in ("loop", "recompute", "augment", "compile", "workers") or natural:
+        if kind == "compile":  # compile in a first run of one step; the timed run resumes from it
+            train(s.model_copy(update={"num_iter": 1, "val_interval": 1}), [lmdb_path], lmdb_path, out_dir,
+                  log=lambda m: None)
         result = train(s, [lmdb_path], lmdb_path, out_dir, log=lambda m: None, augment=augmenter(s.augment))
         rate = result["history"][-1]["samples_per_s"]
         gflops = result["history"][-1]["gflops"]
@@ -223,7 +236,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hwocr-bench-train-", dir=ROOT) as tmp:
         lmdb_path = make_lmdb(tmp, BATCH * 6)
         for precision in ("fp32", "bf16"):
-            for kind in ("bare", "loop", "recompute", "augment", "natural80", "natural64"):
+            for kind in KINDS[precision]:
                 out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", kind,
                                       lmdb_path, precision, os.path.join(tmp, f"{kind}-{precision}"), str(args.iters)],
                                      capture_output=True, text=True, check=True)
@@ -232,12 +245,8 @@ def main() -> None:
     print(f"{'':34s} {'samples/s':>10s} {'vs bare':>8s} {'GFLOP/s':>8s} {'peak RSS':>10s}")
     for precision in ("fp32", "bf16"):
         bare = rows[("bare", precision)]["samples_per_s"]
-        for kind, name in (("bare", "bare forward+backward (anchor)"), ("loop", "hwocr training loop"),
-                           ("recompute", f"loop, recompute_layers={RECOMPUTE}"),
-                           ("augment", "loop, train.augment all on"),
-                           ("natural80", "loop, natural width, height 80"),
-                           ("natural64", "loop, natural width, height 64")):
-            r = rows[(kind, precision)]
+        for kind in KINDS[precision]:
+            name, r = NAMES[kind], rows[(kind, precision)]
             print(f"{name + ', ' + precision:34s} {r['samples_per_s']:10.1f} {r['samples_per_s'] / bare:7.2f}x "
                   f"{r['gflops']:8.0f} {r['peak_rss_mb']:8.0f} MB")
     fp32 = rows[("loop", "fp32")]["samples_per_s"]

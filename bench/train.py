@@ -210,12 +210,18 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def kinds(args, precision: str) -> list[str]:
+    return [k for k in KINDS[precision] if k == "bare" or not args.kinds or k in args.kinds]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=8, help="timed iterations of batch 192 per configuration")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--models", action="store_true", help="rows for train.model's main combinations")
     p.add_argument("--budget", type=int, default=0, help="iterations of the fixed-budget accuracy table")
+    p.add_argument("--kinds", nargs="+", choices=list(NAMES), help="these rows only (bare, the anchor, always runs)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--only", nargs="+", help="these combinations instead of the main ones (with --models/--budget)")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     p.add_argument("--model-child", nargs=6, help=argparse.SUPPRESS)
@@ -235,22 +241,26 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory(prefix="hwocr-bench-train-", dir=ROOT) as tmp:
         lmdb_path = make_lmdb(tmp, BATCH * 6)
-        for precision in ("fp32", "bf16"):
-            for kind in KINDS[precision]:
+        for precision in args.precisions:
+            for kind in kinds(args, precision):
                 out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", kind,
                                       lmdb_path, precision, os.path.join(tmp, f"{kind}-{precision}"), str(args.iters)],
                                      capture_output=True, text=True, check=True)
                 rows[(kind, precision)] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"train, batch {BATCH}, 80x100, {args.threads} threads, {args.iters} timed iterations")
     print(f"{'':34s} {'samples/s':>10s} {'vs bare':>8s} {'GFLOP/s':>8s} {'peak RSS':>10s}")
-    for precision in ("fp32", "bf16"):
+    for precision in args.precisions:
         bare = rows[("bare", precision)]["samples_per_s"]
-        for kind in KINDS[precision]:
+        for kind in kinds(args, precision):
             name, r = NAMES[kind], rows[(kind, precision)]
             print(f"{name + ', ' + precision:34s} {r['samples_per_s']:10.1f} {r['samples_per_s'] / bare:7.2f}x "
                   f"{r['gflops']:8.0f} {r['peak_rss_mb']:8.0f} MB")
-    fp32 = rows[("loop", "fp32")]["samples_per_s"]
-    print(f"bf16 loop vs fp32 loop: {rows[('loop', 'bf16')]['samples_per_s'] / fp32:.2f}x")
+    loop = rows.get(("loop", "fp32"), {}).get("samples_per_s")
+    for kind in ("compile", "workers"):
+        if loop and (kind, "fp32") in rows:
+            print(f"{NAMES[kind]} vs loop, fp32: {rows[(kind, 'fp32')]['samples_per_s'] / loop:.2f}x")
+    if loop and ("loop", "bf16") in rows:
+        print(f"bf16 loop vs fp32 loop: {rows[('loop', 'bf16')]['samples_per_s'] / loop:.2f}x")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,10 @@ seed's fixed width, `preprocess: pad`), and the same thread count. Each configur
 which reports its peak RSS. The bare loop is
 forward, CTC loss, backward and an Adadelta step on batches already in memory: what the hardware does with no
 data loading, clipping, logging or checkpointing. It is the practical limit, and the goal is a loop overhead under 10%.
-The augment row prices training-time augmentation: every effect on, at each effect's default probability (0.5).
+The compile row is the loop with `train.compile` (torch.compile), timed after a first one-step run that compiles
+(the timed run resumes from it and compiles again in the same process, from inductor's cache); the workers row is
+the loop with one loader worker process instead of decoding in-process (auto on CPU). The augment row prices
+training-time augmentation: every effect on, at each effect's default probability (0.5).
 The natural-width rows train as EasyOCR reads (`preprocess: easyocr`, each word at ceil(ratio) x img_h, batches
 bucketed by width) at height 80 and 64; their GFLOP/s counts the area they really compute, so it compares with the
 anchor's, while their samples/s says what a user gets.
@@ -36,6 +39,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 BATCH = 192
+KINDS = {"fp32": ("bare", "loop", "compile", "workers", "recompute", "augment", "natural80", "natural64"),
+         "bf16": ("bare", "loop", "recompute", "augment", "natural80", "natural64")}
+NAMES = {"bare": "bare forward+backward (anchor)", "loop": "hwocr training loop", "compile": "loop, train.compile",
+         "workers": "loop, loader_workers=1", "recompute": "loop, recompute_layers=3",
+         "augment": "loop, train.augment all on", "natural80": "loop, natural width, height 80",
+         "natural64": "loop, natural width, height 64"}
 RECOMPUTE = 3  # conv1, ReLU, pool1: the largest activations, the cheapest convolution
 
 
@@ -154,7 +163,7 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     torch.set_num_threads(threads)
     from models.charset import load_charset
     from models.codec import CTCCodec
-    from models.data import LmdbDataset, MixedLoader, collate
+    from models.data import LmdbDataset, MixedLoader
     from models.pretrained import GEN2
     from models.settings import TrainSettings
     from models.trainer import train
@@ -164,9 +173,13 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     s = TrainSettings(pretrained="none", precision=precision, threads=threads, num_iter=iters + 1,
                       val_interval=iters + 1, batch_size=BATCH, preprocess="easyocr" if natural else "pad",
                       img_h=int(kind[len("natural"):]) if natural else 80,
-                      recompute_layers=RECOMPUTE if kind == "recompute" else 0,
+                      recompute_layers=RECOMPUTE if kind == "recompute" else 0, compile=kind == "compile",
+                      loader_workers=1 if kind == "workers" else "auto",
                       augment=EffectsSettings.all_on() if kind == "augment" else EffectsSettings())
-    if kind in ("loop", "recompute", "augment") or natural:
+    if kind in ("loop", "recompute", "augment", "compile", "workers") or natural:
+        if kind == "compile":  # compile in a first run of one step; the timed run resumes from it
+            train(s.model_copy(update={"num_iter": 1, "val_interval": 1}), [lmdb_path], lmdb_path, out_dir,
+                  log=lambda m: None)
         result = train(s, [lmdb_path], lmdb_path, out_dir, log=lambda m: None, augment=augmenter(s.augment))
         rate = result["history"][-1]["samples_per_s"]
         gflops = result["history"][-1]["gflops"]
@@ -174,7 +187,7 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
         codec = CTCCodec(load_charset("korean_g2"))
         data = LmdbDataset(lmdb_path, codec.charset, mode="pad")
         loader = MixedLoader([data], [1.0], BATCH, seed=1)
-        batches = [collate(next(loader)) for _ in range(iters + 1)]
+        batches = [next(loader) for _ in range(iters + 1)]
         torch.manual_seed(1)
         model = GEN2.build(codec.num_class).to(memory_format=torch.channels_last)
         opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-8)
@@ -197,12 +210,18 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
+def kinds(args, precision: str) -> list[str]:
+    return [k for k in KINDS[precision] if k == "bare" or not args.kinds or k in args.kinds]
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--iters", type=int, default=8, help="timed iterations of batch 192 per configuration")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--models", action="store_true", help="rows for train.model's main combinations")
     p.add_argument("--budget", type=int, default=0, help="iterations of the fixed-budget accuracy table")
+    p.add_argument("--kinds", nargs="+", choices=list(NAMES), help="these rows only (bare, the anchor, always runs)")
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16"])
     p.add_argument("--only", nargs="+", help="these combinations instead of the main ones (with --models/--budget)")
     p.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     p.add_argument("--model-child", nargs=6, help=argparse.SUPPRESS)
@@ -222,26 +241,26 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory(prefix="hwocr-bench-train-", dir=ROOT) as tmp:
         lmdb_path = make_lmdb(tmp, BATCH * 6)
-        for precision in ("fp32", "bf16"):
-            for kind in ("bare", "loop", "recompute", "augment", "natural80", "natural64"):
+        for precision in args.precisions:
+            for kind in kinds(args, precision):
                 out = subprocess.run([sys.executable, __file__, "--threads", str(args.threads), "--child", kind,
                                       lmdb_path, precision, os.path.join(tmp, f"{kind}-{precision}"), str(args.iters)],
                                      capture_output=True, text=True, check=True)
                 rows[(kind, precision)] = json.loads(out.stdout.strip().splitlines()[-1])
     print(f"train, batch {BATCH}, 80x100, {args.threads} threads, {args.iters} timed iterations")
     print(f"{'':34s} {'samples/s':>10s} {'vs bare':>8s} {'GFLOP/s':>8s} {'peak RSS':>10s}")
-    for precision in ("fp32", "bf16"):
+    for precision in args.precisions:
         bare = rows[("bare", precision)]["samples_per_s"]
-        for kind, name in (("bare", "bare forward+backward (anchor)"), ("loop", "hwocr training loop"),
-                           ("recompute", f"loop, recompute_layers={RECOMPUTE}"),
-                           ("augment", "loop, train.augment all on"),
-                           ("natural80", "loop, natural width, height 80"),
-                           ("natural64", "loop, natural width, height 64")):
-            r = rows[(kind, precision)]
+        for kind in kinds(args, precision):
+            name, r = NAMES[kind], rows[(kind, precision)]
             print(f"{name + ', ' + precision:34s} {r['samples_per_s']:10.1f} {r['samples_per_s'] / bare:7.2f}x "
                   f"{r['gflops']:8.0f} {r['peak_rss_mb']:8.0f} MB")
-    fp32 = rows[("loop", "fp32")]["samples_per_s"]
-    print(f"bf16 loop vs fp32 loop: {rows[('loop', 'bf16')]['samples_per_s'] / fp32:.2f}x")
+    loop = rows.get(("loop", "fp32"), {}).get("samples_per_s")
+    for kind in ("compile", "workers"):
+        if loop and (kind, "fp32") in rows:
+            print(f"{NAMES[kind]} vs loop, fp32: {rows[(kind, 'fp32')]['samples_per_s'] / loop:.2f}x")
+    if loop and ("loop", "bf16") in rows:
+        print(f"bf16 loop vs fp32 loop: {rows[('loop', 'bf16')]['samples_per_s'] / loop:.2f}x")
 
 
 if __name__ == "__main__":

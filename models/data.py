@@ -12,8 +12,7 @@ import math
 import os
 import threading
 import unicodedata
-from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
 from typing import Literal
 
 import lmdb
@@ -289,26 +288,50 @@ def bucketed(perm: list[int], widths: Sequence[int], count: int, g: torch.Genera
     return out
 
 
+class _Batches(torch.utils.data.Dataset):
+    """What a loader worker runs: (indices, width) -> the collated batch. Picklable (LmdbDataset holds no handle,
+    Augmenter is plain settings), so workers start by spawn or forkserver."""
+
+    def __init__(self, datasets: list, augment: Callable | None, seed: int) -> None:
+        self.datasets, self.augment, self.seed = datasets, augment, seed
+
+    def __getitem__(self, item: tuple[list[tuple[int, int, int]], int]) -> tuple[torch.Tensor, list[str]]:
+        indices, width = item
+        if self.augment is None:
+            batch = [self.datasets[d][i] for d, i, _ in indices]
+        else:
+            # Seeded by (seed, dataset, epoch, sample): every epoch sees new variants, and a resumed run the same.
+            batch = [self.datasets[d].sample(i, self.augment, hashing.seed("hwocr-augment", self.seed, d, e, i))
+                     for d, i, e in indices]
+        return collate([(pad_to(x, width), label) for x, label in batch])
+
+
+WORKER_CONTEXT = "forkserver" if "forkserver" in torch.multiprocessing.get_all_start_methods() else "spawn"
+
+
 class MixedLoader:
     """Infinite mixed batches, the benchmark's Batch_Balanced_Dataset semantics, deterministic and resumable.
 
     Each batch takes max(int(batch_size * ratio), 1) samples from every dataset, in that dataset's order for the
     current epoch: a permutation drawn from a torch.Generator seeded from (seed, epoch, dataset index). Each
     dataset runs through its epochs independently; a batch that reaches the end of one continues into the next.
-    `next(loader)` returns a list of (image, label) samples (feed it to `collate`).
+    `next(loader)` returns a collated batch, (images [B, 1, H, W] float32, labels).
 
     state_dict() records (epoch, position) per dataset as of the last batch returned; a new loader given it
-    yields exactly the batches the original would have. With prefetch=k, a thread pool decodes the next k
-    batches ahead (their indices are still drawn in order here, so the batches are the same).
+    yields exactly the batches the original would have. Indices are always drawn here, in the main process, in
+    order; with workers=k a torch DataLoader decodes, augments and collates them in k processes (pinned memory
+    with pin=True), each batch's cursor kept until that batch is handed out. workers=0 decodes in-process.
     """
 
     def __init__(self, datasets: Sequence[torch.utils.data.Dataset], ratios: Sequence[float], batch_size: int,
-                 seed: int = 0, prefetch: int = 0, share: Callable[[list], list] | None = None,
-                 augment: Callable[[Image.Image, int], Image.Image] | None = None) -> None:
+                 seed: int = 0, workers: int = 0, share: Callable[[list], list] | None = None,
+                 augment: Callable[[Image.Image, int], Image.Image] | None = None, pin: bool = False) -> None:
         if not datasets:
             raise HwocrError("mixed loader: no datasets")
         if batch_size < 1:
             raise HwocrError(f"batch size {batch_size} must be at least 1")
+        if workers < 0:
+            raise HwocrError(f"loader workers {workers} must be 0 (in-process) or more")
         self.datasets = list(datasets)
         self.ratios = check_ratios(ratios, len(self.datasets))
         for d in self.datasets:
@@ -324,9 +347,10 @@ class MixedLoader:
         self._epoch = [0] * len(self.datasets)
         self._pos = [0] * len(self.datasets)
         self._perms: dict[int, tuple[int, list[int]]] = {}
-        self.prefetch = max(int(prefetch), 0)
-        self._pool: ThreadPoolExecutor | None = None
-        self._queue: collections.deque[tuple[Future, dict]] = collections.deque()
+        self.workers, self.pin = int(workers), pin
+        self._batches = _Batches(self.datasets, augment, self.seed)
+        self._iter: Iterator | None = None
+        self._cursors: collections.deque[dict] = collections.deque()  # one per batch drawn but not handed out
         self._consumed = self._cursor()
 
     # -- order ---------------------------------------------------------------------------------------------
@@ -362,43 +386,40 @@ class MixedLoader:
         """The widest input of a batch: every rank pads its share to the global batch's width."""
         return max((w[i] for d, i, _ in indices if (w := getattr(self.datasets[d], "widths", None))), default=0)
 
-    def fetch(self, indices: list[tuple[int, int, int]], width: int = 0) -> list[tuple[torch.Tensor, str]]:
-        if self.augment is None:
-            batch = [self.datasets[d][i] for d, i, _ in indices]
-        else:
-            # Seeded by (seed, dataset, epoch, sample): every epoch sees new variants, and a resumed run the same.
-            batch = [self.datasets[d].sample(i, self.augment, hashing.seed("hwocr-augment", self.seed, d, e, i))
-                     for d, i, e in indices]
-        return [(pad_to(x, width), label) for x, label in batch]
+    def _items(self) -> Iterator[tuple[list, int]]:
+        """The DataLoader's sampler: this rank's share of each next batch, drawn in the main process."""
+        while True:
+            indices = self.next_indices()
+            self._cursors.append(self._cursor())
+            yield self.share(indices), self.width(indices)
 
     # -- iteration -----------------------------------------------------------------------------------------
     def __iter__(self) -> MixedLoader:
         return self
 
-    def __next__(self) -> list[tuple[torch.Tensor, str]]:
-        if not self.prefetch:
-            indices = self.next_indices()
-            batch = self.fetch(self.share(indices), self.width(indices))
-            self._consumed = self._cursor()
-            return batch
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=self.prefetch, thread_name_prefix="hwocr-prefetch")
-        while len(self._queue) < self.prefetch + 1:
-            indices = self.next_indices()
-            self._queue.append((self._pool.submit(self.fetch, self.share(indices), self.width(indices)),
-                                self._cursor()))
-        future, cursor = self._queue.popleft()
-        batch = future.result()
-        self._consumed = cursor
+    def __next__(self) -> tuple[torch.Tensor, list[str]]:
+        if self._iter is None:
+            # batch_size=None: each sampler item is a whole batch. The sampler is infinite, so one iterator (and
+            # one set of workers) lasts the run. Workers start by forkserver or spawn, never fork: Prefect and
+            # torch run threads in this process, and a fork after threads can deadlock.
+            self._iter = iter(torch.utils.data.DataLoader(
+                self._batches, batch_size=None, sampler=self._items(), num_workers=self.workers,
+                pin_memory=self.pin, prefetch_factor=2 if self.workers else None,
+                multiprocessing_context=WORKER_CONTEXT if self.workers else None))
+        batch = next(self._iter)
+        self._consumed = self._cursors.popleft()
         return batch
 
     def close(self) -> None:
-        for future, _ in self._queue:
-            future.cancel()
-        self._queue.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Stop the workers and drop the batches decoded ahead; the cursor goes back to the last batch handed out,
+        so iterating on continues exactly."""
+        if self._iter is not None:
+            shutdown = getattr(self._iter, "_shutdown_workers", None)
+            if shutdown is not None:
+                shutdown()
+            self._iter = None
+        self._cursors.clear()
+        self._epoch, self._pos = list(self._consumed["epoch"]), list(self._consumed["pos"])
 
     # -- resume --------------------------------------------------------------------------------------------
     def state_dict(self) -> dict:

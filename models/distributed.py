@@ -1,9 +1,11 @@
 """Data-parallel training under torchrun: process-group setup and a BatchNorm that normalizes over the global batch.
 
-torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them training runs in one process. Every rank draws the same
-global batch from the loader and trains on its share; DDP averages the gradients. For that to equal one process on
-the same global batch, BatchNorm must use statistics of the whole batch: nn.SyncBatchNorm does this on CUDA only
-(torch refuses it on CPU modules), so on CPU the BatchNorm layers are swapped for GlobalBatchNorm2d, which
+torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them training runs in one process, without DDP unless
+HWOCR_FORCE_DDP=1 (a one-process check that the process group, DDP and SyncBatchNorm paths run; torch's
+SyncBatchNorm itself computes locally at world size 1). Every rank draws the same global batch from the loader and
+trains on its share; DDP averages the gradients. For that to equal one process on the same global batch,
+BatchNorm must use statistics of the whole batch: nn.SyncBatchNorm does this on CUDA only (torch refuses it on CPU
+modules), so on CPU the BatchNorm layers are swapped for GlobalBatchNorm2d, which
 all-reduces its sums with autograd so the backward pass is global too.
 """
 
@@ -17,12 +19,19 @@ import torch.distributed as dist
 from torch import nn
 from torch.autograd import Function
 
+from hwocr.errors import HwocrError
+
 
 @dataclass(frozen=True)
 class World:
     rank: int = 0
     size: int = 1
     local_rank: int = 0
+    forced: bool = False  # HWOCR_FORCE_DDP=1: the DDP path even with one process
+
+    @property
+    def ddp(self) -> bool:
+        return self.size > 1 or self.forced
 
     @property
     def main(self) -> bool:
@@ -35,21 +44,28 @@ class World:
 
 def world_from_env() -> World:
     size = int(os.environ.get("WORLD_SIZE", "1"))
-    return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")))
+    forced = os.environ.get("HWOCR_FORCE_DDP", "0")
+    if forced not in ("0", "1"):
+        raise HwocrError(f"HWOCR_FORCE_DDP is {forced!r}: set it to 1 (force DDP) or 0")
+    return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")), forced == "1")
 
 
 def init(world: World, device: torch.device) -> None:
-    if world.size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if world.ddp and not dist.is_initialized():
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        if world.size == 1 and "MASTER_ADDR" not in os.environ:  # forced, no torchrun: no rendezvous needed
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
+        else:
+            dist.init_process_group(backend)
 
 
 def shutdown(world: World) -> None:
-    if world.size > 1 and dist.is_initialized():
+    if world.ddp and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier(world: World) -> None:
-    if world.size > 1:
+    if world.ddp:
         dist.barrier()
 
 

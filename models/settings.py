@@ -111,6 +111,14 @@ class TrainSettings(BaseModel):
         1, description="Data-parallel processes (torchrun, DDP; one per GPU). The global batch stays batch_size."
     )
     channels_last: bool = Field(True, description="channels_last memory format for the convolutions.")
+    loader_workers: NonNegativeInt | Literal["auto"] = Field(
+        "auto", description="Processes that decode, augment and collate batches ahead (0: in the training "
+        "process). auto: min(4, cores per process) on CUDA; 0 on CPU, where workers take cores from the step."
+    )
+    compile: bool = Field(
+        False, description="torch.compile the network (the first steps compile it; each new input width in the "
+        "easyocr mode compiles again)."
+    )
     augment: EffectsSettings = Field(
         default_factory=EffectsSettings,
         description="Training-time augmentation: render effects applied to training images as batches are drawn, "

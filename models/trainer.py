@@ -29,7 +29,7 @@ from models.charset import load_charset
 from models.codec import AttnCodec, CTCCodec, make_codec
 from models.crnn import Model, init_weights
 from models.data import LmdbDataset, MixedLoader, collate
-from models.distributed import World, all_sum, global_batchnorm, world_from_env
+from models.distributed import GlobalBatchNorm2d, World, all_sum, global_batchnorm, world_from_env
 from models.pretrained import (
     build_for,
     builtin_charset,
@@ -282,7 +282,7 @@ class Window:
         self.reset()
 
     def reset(self) -> None:
-        self.t, self.n, self.px = time.monotonic(), 0, 0
+        self.t, self.n, self.px, self.wait = time.monotonic(), 0, 0, 0.0  # wait: seconds blocked on the loader
         self.loss = torch.zeros((), dtype=torch.float64, device=self.device)
         self.last = torch.zeros((), device=self.device)
         self.bad_at = torch.zeros((), dtype=torch.long, device=self.device)  # 1-based iteration, 0: none yet
@@ -321,8 +321,8 @@ def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str,
     for root, d in dropped.items():
         if any(d.values()):
             log(f"{root}: dropped {d}")
-    loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, prefetch=2, share=world.share,
-                         augment=augment)
+    loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, workers=loader_workers(s, device, world),
+                         share=world.share, augment=augment, pin=device.type == "cuda")
     model, report = build_model(s, codec, log)
     start_path = os.path.join(out_dir, START)
     if s.pretrained != "none" and world.main and not os.path.exists(start_path):
@@ -332,7 +332,7 @@ def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str,
     model.FeatureExtraction.recompute = s.recompute_layers
     if s.channels_last:
         model.to(memory_format=torch.channels_last)
-    if world.size > 1:
+    if world.ddp:
         model = global_batchnorm(model, device)
     optimizer = make_optimizer(s, filter(lambda p: p.requires_grad, model.parameters()))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
@@ -366,12 +366,17 @@ def save(t: Trainer, state: TrainState, elapsed_s: float) -> None:
                     "elapsed_s": elapsed_s, "charset": t.codec.charset, "settings": t.s.model_dump()}, tmp)
 
 
+def loader_workers(s: TrainSettings, device: torch.device, world: World) -> int:
+    if s.loader_workers != "auto":
+        return s.loader_workers
+    if device.type != "cuda":
+        return 0  # bench/loader.py: on CPU the step needs the cores, and one core decodes faster than it trains
+    return min(4, max(1, (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))))
+
+
 def next_batch(t: Trainer) -> tuple[torch.Tensor, list[str]]:
-    images, labels = collate(next(t.loader))
-    pin = t.device.type == "cuda"
-    if pin:
-        images = images.pin_memory()
-    images = images.to(t.device, non_blocking=pin)
+    images, labels = next(t.loader)  # pinned by the loader on CUDA, so the copy below runs asynchronously
+    images = images.to(t.device, non_blocking=images.is_pinned())
     if t.s.channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, labels
@@ -425,7 +430,8 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
         result = evaluate(t.model, val, t.codec, t.device, s.batch_size, t.amp_dtype, criterion_for(t.codec))
         entry = {"iteration": it, "train_loss": train_loss, "valid_loss": result["loss"],
                  "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
-                 "samples_per_s": window.n / dt, "lr": t.optimizer.param_groups[0]["lr"]}
+                 "samples_per_s": window.n / dt, "loader_wait": window.wait / dt,
+                 "lr": t.optimizer.param_groups[0]["lr"]}
         if not math.isnan(gflops):
             entry["gflops"] = gflops
         state.history.append(entry)
@@ -451,11 +457,24 @@ def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str
            on_eval: Callable[[int, dict], None] | None, world: World, device: torch.device,
            augment: Augment | None) -> dict:
     t, val, info = setup(s, train_roots, val_root, out_dir, log, world, device, augment)
+    try:
+        return _run(t, val, info, log, on_eval)
+    finally:
+        t.loader.close()  # its worker processes
+
+
+def _run(t: Trainer, val: LmdbDataset, info: dict, log: Callable[[str], None],
+         on_eval: Callable[[int, dict], None] | None) -> dict:
+    s, world, device, out_dir = t.s, t.world, t.device, t.out_dir
     state = resume(t, log)
-    if world.size > 1:
+    if world.ddp:
         t.net = nn.parallel.DistributedDataParallel(t.model,
                                                     device_ids=[device.index] if device.type == "cuda" else None)
-        log(f"data-parallel over {world.size} processes, {s.batch_size // world.size}+ samples each")
+        norms = sum(isinstance(m, (nn.SyncBatchNorm, GlobalBatchNorm2d)) for m in t.model.modules())
+        log(f"data-parallel over {world.size} processes ({torch.distributed.get_backend()}, {norms} global "
+            f"BatchNorm layers), {s.batch_size // world.size}+ samples each")
+    if s.compile:
+        t.net = torch.compile(t.net)  # t.model stays the plain module: checkpoints and validation use it
     log_every = max(1, min(s.val_interval // 10, 50))
     started = time.monotonic() - state.elapsed_s
     window = Window(device)
@@ -476,7 +495,9 @@ def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str
                 log(f"time budget of {s.max_minutes} minutes reached at iteration {state.iteration}")
                 break
             progress = max(progress, elapsed / (s.max_minutes * 60))
+        waited = time.monotonic()
         images, labels = next_batch(t)
+        window.wait += time.monotonic() - waited
         loss = train_step(t, images, labels, s.lr * lr_factor(s.lr_schedule, progress))
         state.iteration += 1
         n = t.loader.batch_samples
@@ -485,7 +506,8 @@ def _train(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str
             check_finite(t, state, window)
             dt = time.monotonic() - window.t
             log(f"iter {state.iteration}: loss {float(window.last):.4f}, {window.n / dt:.1f} samples/s"
-                + _gflops_text(window.px / dt * gflop_per_sample(s) / (80 * 100)))
+                + _gflops_text(window.px / dt * gflop_per_sample(s) / (80 * 100))
+                + f", loader wait {100 * window.wait / dt:.1f}%")
         if state.iteration % s.val_interval == 0 or state.iteration == s.num_iter:
             validate(t, state, val, window, started, log, on_eval)
             validated_at = state.iteration

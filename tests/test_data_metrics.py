@@ -220,7 +220,7 @@ def test_batches_are_grouped_by_width(tmp_path, charset):
 
     def run():
         loader = MixedLoader([ds], (1.0,), 8, seed=5)
-        return [collate(next(loader))[0] for _ in range(24)]  # two epochs
+        return [next(loader)[0] for _ in range(24)]  # two epochs
 
     batches = run()
     # 12 batches of 8 per epoch, each of one width: 3 of each; nothing padded.
@@ -249,7 +249,7 @@ def test_mixed_batch_counts(two_sets, ratios, counts):
     loader = MixedLoader(two_sets, ratios, 8, seed=1)
     assert loader.counts == list(counts)
     for _ in range(4):
-        labels = [t for _, t in next(loader)]
+        labels = next(loader)[1]
         assert len(labels) == sum(counts)
         assert sum(t.startswith("가") for t in labels) == counts[0]
         assert sum(t.startswith("나") for t in labels) == counts[1]
@@ -257,42 +257,44 @@ def test_mixed_batch_counts(two_sets, ratios, counts):
 
 def test_mixed_epochs_are_permutations(two_sets):
     loader = MixedLoader(two_sets, (0.5, 0.5), 2, seed=7)  # one sample of each per batch
-    firsts = [next(loader) for _ in range(10)]
-    a = [batch[0][1] for batch in firsts]
+    firsts = [next(loader)[1] for _ in range(10)]
+    a = [labels[0] for labels in firsts]
     assert sorted(a[:5]) == sorted(a[5:]) == [f"가{i}" for i in range(5)]
-    b = [batch[1][1] for batch in firsts]
+    b = [labels[1] for labels in firsts]
     assert sorted(b[:3]) == sorted(b[3:6]) == [f"나{i}" for i in range(3)]
 
 
 def test_mixed_is_deterministic_per_seed(two_sets):
     def run(seed):
         loader = MixedLoader(two_sets, (0.5, 0.5), 4, seed=seed)
-        return [[t for _, t in next(loader)] for _ in range(6)]
+        return [next(loader)[1] for _ in range(6)]
 
     assert run(3) == run(3)
     assert run(3) != run(4)
 
 
 def _labels_and_images(batch):
-    images, labels = collate(batch)
+    images, labels = batch
     return labels, images
 
 
-@pytest.mark.parametrize("prefetch", [0, 2])
-def test_resume_yields_the_same_batches(two_sets, prefetch):
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_yields_the_same_batches(two_sets, workers):
+    """Resuming bit for bit, also with worker processes decoding ahead (the cursor is the last batch handed out)."""
     reference = MixedLoader(two_sets, (0.75, 0.25), 4, seed=11)
     expected = [_labels_and_images(next(reference)) for _ in range(9)]
 
-    first = MixedLoader(two_sets, (0.75, 0.25), 4, seed=11, prefetch=prefetch)
+    first = MixedLoader(two_sets, (0.75, 0.25), 4, seed=11, workers=workers)
     for i in range(4):
         assert _labels_and_images(next(first))[0] == expected[i][0]
+    assert workers == 0 or first._cursors  # with workers, later batches were already drawn and being decoded
     buf = io.BytesIO()
     torch.save(first.state_dict(), buf)  # as the trainer checkpoints it
     buf.seek(0)
     state = torch.load(buf, weights_only=True)
     first.close()
 
-    resumed = MixedLoader(two_sets, (0.75, 0.25), 4, seed=11, prefetch=prefetch)
+    resumed = MixedLoader(two_sets, (0.75, 0.25), 4, seed=11, workers=workers)
     resumed.load_state_dict(state)
     for i in range(4, 9):
         labels, images = _labels_and_images(next(resumed))
@@ -372,7 +374,7 @@ def test_training_time_augmentation_is_seeded_per_epoch_and_resumable(two_sets):
                      "blur_jpeg": {"enabled": True, "probability": 1}})
 
     def images(loader, n):
-        return [collate(next(loader)) for _ in range(n)]
+        return [next(loader) for _ in range(n)]
 
     plain = images(MixedLoader(two_sets[:1], (1.0,), 5, seed=3), 2)  # one epoch of the first set is one batch
     one = images(MixedLoader(two_sets[:1], (1.0,), 5, seed=3, augment=aug), 2)
@@ -386,7 +388,9 @@ def test_training_time_augmentation_is_seeded_per_epoch_and_resumable(two_sets):
 
     first = MixedLoader(two_sets[:1], (1.0,), 5, seed=3, augment=aug)
     next(first)
-    resumed = MixedLoader(two_sets[:1], (1.0,), 5, seed=3, augment=aug)
-    resumed.load_state_dict(first.state_dict())
-    again = collate(next(resumed))
-    assert again[1] == one[1][1] and torch.equal(again[0], one[1][0])
+    for workers in (0, 1):  # augmented in a worker process, the same variants
+        resumed = MixedLoader(two_sets[:1], (1.0,), 5, seed=3, augment=aug, workers=workers)
+        resumed.load_state_dict(first.state_dict())
+        again = next(resumed)
+        resumed.close()
+        assert again[1] == one[1][1] and torch.equal(again[0], one[1][0])

@@ -8,6 +8,7 @@ import sys
 import pytest
 import torch
 
+from hwocr.errors import HwocrError
 from models.distributed import GlobalBatchNorm2d
 from models.trainer import train
 from tests.tiny import settings
@@ -72,3 +73,20 @@ def test_torchrun_reports_bad_input(tmp_path, tiny_lmdb):
     assert proc.returncode != 0
     assert "missing" in proc.stderr
     assert not (tmp_path / "result.json").exists()
+
+
+def test_forced_ddp_in_one_process_trains_as_without_it(tiny_lmdb, tmp_path, monkeypatch):
+    """HWOCR_FORCE_DDP=1 runs the process group, the DDP wrapper and the global BatchNorm with one process (the
+    GPU check's NCCL path); its losses are those of the plain loop."""
+    s = settings(num_iter=4, val_interval=2)
+    plain = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "plain"), log=lambda m: None)
+    monkeypatch.setenv("HWOCR_FORCE_DDP", "1")
+    logs = []
+    forced = train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "forced"), log=logs.append)
+    assert any("data-parallel over 1 processes (gloo, 2 global BatchNorm layers)" in m for m in logs)
+    assert not torch.distributed.is_initialized()  # torn down after training
+    for a, b in zip(plain["history"], forced["history"]):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-5)
+    monkeypatch.setenv("HWOCR_FORCE_DDP", "yes")
+    with pytest.raises(HwocrError, match="HWOCR_FORCE_DDP is 'yes'"):
+        train(s, [tiny_lmdb], tiny_lmdb, str(tmp_path / "bad"), log=lambda m: None)

@@ -180,3 +180,23 @@ def test_bf16_on_a_cpu_without_bf16_units_warns(tiny_lmdb, tmp_path):
           log=logs.append)
     warned = any("bf16 on a CPU without AVX512-BF16 or AMX" in m for m in logs)
     assert warned == (not cpu_has_bf16())
+
+
+def test_resume_with_loader_workers_is_bit_identical(tiny_lmdb, tmp_path):
+    """Worker processes decode batches ahead; a run stopped and resumed with them ends on the in-process run's
+    weights, bit for bit (the checkpoint holds the cursor of the last batch trained on, not of those decoded)."""
+    straight = tmp_path / "straight"
+    train(settings(num_iter=6, val_interval=3, loader_workers=0), [tiny_lmdb], tiny_lmdb, str(straight),
+          log=lambda m: None)
+    resumed, logs = tmp_path / "resumed", []
+    first = train(settings(num_iter=3, val_interval=3, loader_workers=2), [tiny_lmdb], tiny_lmdb, str(resumed),
+                  log=lambda m: None)
+    assert first["iterations"] == 3
+    train(settings(num_iter=6, val_interval=3, loader_workers=2), [tiny_lmdb], tiny_lmdb, str(resumed),
+          log=logs.append)
+    assert any("resumed from" in m and "iteration 3" in m for m in logs)
+    a = torch.load(straight / "last.pth", weights_only=False)
+    b = torch.load(resumed / "last.pth", weights_only=False)
+    assert a["iteration"] == b["iteration"] == 6 and a["loader"] == b["loader"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k

@@ -342,7 +342,6 @@ class MixedLoader:
         self.counts = [max(int(batch_size * r), 1) for r in self.ratios]
         self.batch_samples = sum(self.counts)
         self.share = share or (lambda items: items)  # a data-parallel rank decodes only its part of each batch
-        self.augment = augment  # augment(image, seed), applied to training samples as they are drawn
         self.lengths = [len(d) for d in self.datasets]
         self._epoch = [0] * len(self.datasets)
         self._pos = [0] * len(self.datasets)

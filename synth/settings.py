@@ -53,6 +53,10 @@ class RenderSettings(BaseModel):
         0, le=100, description="Draw every Hangul syllable the words use at least this many times in each split "
         "(0: words at random only): each font first draws its share of words chosen to do it, short ones first."
     )
+    train_syllable_draws: NonNegativeInt | None = Field(
+        None, le=100, description="The training split's own minimum (None: min_syllable_draws): rare syllables drawn "
+        "more often where the model learns them, while validation and test keep the text people write."
+    )
     generated: GeneratedSettings = Field(
         default_factory=GeneratedSettings,
         description="Generated forms added to the word list (numbers with counters, dates, times, prices, phone "
@@ -136,6 +140,11 @@ class RenderSettings(BaseModel):
         return ({"train": self.count, "val": self.val_count} | ({"test": self.test_count} if self.test_count else {})
                 | ({"regression": self.regression_count} if self.regression_count else {}))
 
+    def syllable_draws(self, split: str) -> int:
+        if split == "train" and self.train_syllable_draws is not None:
+            return self.train_syllable_draws
+        return self.min_syllable_draws
+
     def estimate(self, workers: int) -> dict:
         """The plan's images, its bytes on disk (shards and LMDB) and its render time on `workers` processes."""
         images = sum(self.splits().values())
@@ -148,7 +157,7 @@ class RenderSettings(BaseModel):
         scored on the same images."""
         skip = {"fonts", "test_fonts", "test_count", "words", "count", "val_count", "shards", "min_shard_images",
                 "workers", "font_missing", "charset", "batch_max_length", "language", "pool", "regression_count",
-                "regression_fonts", "generated", "min_syllable_draws"}
+                "regression_fonts", "generated", "min_syllable_draws", "train_syllable_draws"}
         plain = split in ("test", "regression")
         if plain or not self.effects.active():  # keys and bytes of plain renders stay as they were
             skip.add("effects")

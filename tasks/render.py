@@ -69,7 +69,7 @@ def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]],
         fonts = sorted(fonts_by_split[split], key=lambda f: f["sha256"])
         chunk = max(math.ceil(n / settings.shards), settings.min_shard_images)
         counts = split_count(n, [f.get("weight", 1.0) for f in fonts])
-        first = first_words(settings, words, fonts, counts)
+        first = first_words(settings, words, fonts, counts, split)
         for font, n_font in zip(fonts, counts, strict=True):
             for start in range(0, n_font, chunk):
                 reads = {"pixels": pixels, "words": words["sha256"], "font": font["sha256"],
@@ -86,13 +86,15 @@ def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]],
     return specs
 
 
-def first_words(settings: RenderSettings, words: dict, fonts: list[dict], counts: list[int]) -> dict[str, list[str]]:
+def first_words(settings: RenderSettings, words: dict, fonts: list[dict], counts: list[int],
+                split: str) -> dict[str, list[str]]:
     """Per font hash, the words its first images draw so that the split holds every syllable the word list uses
-    render.min_syllable_draws times (as far as the split has images for it)."""
-    if not settings.min_syllable_draws:
+    render.min_syllable_draws times (render.train_syllable_draws in train), as far as the split has room."""
+    n = settings.syllable_draws(split)
+    if not n:
         return {}
     cover = coverage.covering_words(list(_read_words(words["url"])), coverage.hangul(load_charset(settings.charset)),
-                                    settings.min_syllable_draws)
+                                    n)
     dealt, _ = coverage.deal(cover, [(f["sha256"], f["covered"], n) for f, n in zip(fonts, counts, strict=True)])
     return dealt
 

@@ -6,9 +6,11 @@ The data are trdg renders of the bundled words at the seed's settings, read as t
 (the workers' start-up) is printed apart. The step row is a bare forward, CTC loss, backward and Adadelta step of
 the default network on a batch already in memory, with every core; its samples/s is what the loop asks of the
 loader, and the loader's share is that demand over the loader's rate (the step time the loader would take if it ran
-in series).
+in series). The ceiling row runs two in-process loaders in two processes at once, one thread each, with no
+hand-off: what two decoding processes get from this machine, so it says how much of the gap from 2x is the
+DataLoader's and how much the machine's.
 
-    .venv/bin/python bench/loader.py [--batches 12] [--steps 3] [--augment]
+    .venv/bin/python bench/loader.py [--batches 48] [--steps 3] [--augment]
 """
 
 from __future__ import annotations
@@ -41,39 +43,44 @@ def loader_rate(data, batch: int, workers: int, batches: int, augment) -> tuple[
     return rate, first
 
 
-def step_rate(data, batch: int, steps: int) -> float:
-    """Samples/s of the bare training step (the first, warm-up step not timed)."""
+def _alone(data, batch: int, batches: int, barrier, results) -> None:
+    """One of the independent processes: an in-process loader on one thread, as a DataLoader worker runs."""
     import torch
-    from torch import nn
 
-    from models.codec import CTCCodec
+    torch.set_num_threads(1)
     from models.data import MixedLoader
-    from models.pretrained import GEN2
 
-    codec = CTCCodec(data.charset)
     loader = MixedLoader([data], [1.0], batch, seed=1)
-    batches = [next(loader) for _ in range(steps + 1)]
-    torch.manual_seed(1)
-    model = GEN2.build(codec.num_class).to(memory_format=torch.channels_last)
-    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-8)
-    ctc = nn.CTCLoss(zero_infinity=True)
-    for k, (images, labels) in enumerate(batches):
-        if k == 1:
-            start = time.perf_counter()
-        logits = model(images.contiguous(memory_format=torch.channels_last))
-        targets, lengths = codec.encode(labels)
-        loss = ctc(logits.log_softmax(2).permute(1, 0, 2), targets,
-                   torch.full((len(labels),), logits.size(1), dtype=torch.int), lengths)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return steps * batch / (time.perf_counter() - start)
+    next(loader)
+    barrier.wait()
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    results.put(batches * batch / (time.perf_counter() - start))
+
+
+def independent_rate(data, batch: int, batches: int, procs: int) -> float:
+    """Samples/s of `procs` in-process loaders in as many processes at once, started together: what the machine
+    gives `procs` decoding processes with no hand-off at all, the ceiling of `procs` workers."""
+    import multiprocessing
+
+    from models.data import WORKER_CONTEXT
+
+    ctx = multiprocessing.get_context(WORKER_CONTEXT)
+    barrier, results = ctx.Barrier(procs), ctx.Queue()
+    children = [ctx.Process(target=_alone, args=(data, batch, batches, barrier, results)) for _ in range(procs)]
+    for c in children:
+        c.start()
+    rates = [results.get(timeout=600) for _ in children]
+    for c in children:
+        c.join()
+    return sum(rates)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=192)
-    p.add_argument("--batches", type=int, default=12, help="timed batches per loader row")
+    p.add_argument("--batches", type=int, default=48, help="timed batches per loader row")
     p.add_argument("--steps", type=int, default=3, help="timed training steps of the anchor")
     p.add_argument("--images", type=int, default=1152, help="rendered images in the LMDB")
     p.add_argument("--augment", action="store_true", help="every train.augment effect on (default probability)")
@@ -81,7 +88,7 @@ def main() -> None:
 
     import torch
 
-    from bench.train import make_lmdb
+    from bench.train import bare_rate, make_lmdb
     from models.charset import load_charset
     from models.data import WORKER_CONTEXT, LmdbDataset
     from synth.effects import EffectsSettings, augmenter
@@ -91,16 +98,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="hwocr-bench-loader-", dir=ROOT) as tmp:
         data = LmdbDataset(make_lmdb(tmp, args.images), load_charset("korean_g2"), mode="pad")
         rows = {w: loader_rate(data, args.batch, w, args.batches, augment) for w in sorted({0, 1, 2, cores})}
+        ceiling = independent_rate(data, args.batch, args.batches, 2) if not augment else None
         torch.set_num_threads(cores)
-        demand = step_rate(data, args.batch, args.steps)
+        demand = bare_rate(data, args.batch, args.steps)
     print(f"loader, batch {args.batch}, 80x100 (pad){', augment all on' if augment else ''}, {args.batches} timed "
           f"batches, {cores} cores, workers by {WORKER_CONTEXT}")
     print("| loader | samples/s | vs 1 worker | start-up | step's demand / loader |\n|---|---:|---:|---:|---:|")
     for w, (rate, first) in rows.items():
         name = "in-process (0 workers)" if w == 0 else f"{w} worker{'s' if w > 1 else ''}"
         print(f"| {name} | {rate:.0f} | {rate / rows[1][0]:.2f}x | {first:.2f} s | {100 * demand / rate:.1f}% |")
+    if ceiling:
+        print(f"| 2 independent in-process loaders, 2 processes (no hand-off) | {ceiling:.0f} | "
+              f"{ceiling / rows[1][0]:.2f}x | | |")
     print(f"| training step, {cores} threads (anchor) | {demand:.1f} | | | |")
-    print(f"2 workers vs 1: {rows[2][0] / rows[1][0]:.2f}x")
+    print(f"2 workers vs 1: {rows[2][0] / rows[1][0]:.2f}x"
+          + (f"; 2 workers vs 2 independent processes: {rows[2][0] / ceiling:.2f}x" if ceiling else ""))
 
 
 if __name__ == "__main__":

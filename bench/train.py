@@ -40,7 +40,7 @@ sys.path.insert(0, ROOT)
 
 BATCH = 192
 KINDS = {"fp32": ("bare", "loop", "compile", "workers", "recompute", "augment", "natural80", "natural64"),
-         "bf16": ("bare", "loop", "recompute", "augment", "natural80", "natural64")}
+         "bf16": ("bare", "loop", "compile", "workers", "recompute", "augment", "natural80", "natural64")}
 NAMES = {"bare": "bare forward+backward (anchor)", "loop": "hwocr training loop", "compile": "loop, train.compile",
          "workers": "loop, loader_workers=1", "recompute": "loop, recompute_layers=3",
          "augment": "loop, train.augment all on", "natural80": "loop, natural width, height 80",
@@ -156,15 +156,47 @@ def run_models(args) -> None:
         print(f"| {name} | {r['samples_per_s']:.1f} | {ratio} | {r['parameters']:,} | {r['peak_rss_mb']:.0f} MB |")
 
 
-def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, out_dir: str) -> dict:
+def bare_rate(data, batch: int, steps: int, precision: str = "fp32", time_first: bool = False) -> float:
+    """Samples/s of the bare step (forward, CTC loss, backward, Adadelta) of the default network on `steps` + 1
+    batches of `data` already in memory; the first, warm-up step is timed only with time_first (as the loop's own
+    window counts it)."""
     import torch
     from torch import nn
 
+    from models.codec import CTCCodec
+    from models.data import MixedLoader
+    from models.pretrained import GEN2
+
+    codec = CTCCodec(data.charset)
+    loader = MixedLoader([data], [1.0], batch, seed=1)
+    batches = [next(loader) for _ in range(steps + 1)]
+    torch.manual_seed(1)
+    model = GEN2.build(codec.num_class).to(memory_format=torch.channels_last)
+    opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-8)
+    ctc = nn.CTCLoss(zero_infinity=True)
+    dtype = torch.bfloat16 if precision == "bf16" else None
+    start = time.perf_counter()
+    for k, (images, labels) in enumerate(batches):
+        if k == 1 and not time_first:
+            start = time.perf_counter()
+        targets, lengths = codec.encode(labels)
+        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
+            logits = model(images.contiguous(memory_format=torch.channels_last))
+        log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
+        loss = ctc(log_probs, targets, torch.full((len(labels),), logits.size(1), dtype=torch.int), lengths)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    timed = len(batches) if time_first else steps
+    return timed * batch / (time.perf_counter() - start)
+
+
+def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, out_dir: str) -> dict:
+    import torch
+
     torch.set_num_threads(threads)
     from models.charset import load_charset
-    from models.codec import CTCCodec
-    from models.data import LmdbDataset, MixedLoader
-    from models.pretrained import GEN2
+    from models.data import LmdbDataset
     from models.settings import TrainSettings
     from models.trainer import train
     from synth.effects import EffectsSettings, augmenter
@@ -184,27 +216,8 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
         rate = result["history"][-1]["samples_per_s"]
         gflops = result["history"][-1]["gflops"]
     else:
-        codec = CTCCodec(load_charset("korean_g2"))
-        data = LmdbDataset(lmdb_path, codec.charset, mode="pad")
-        loader = MixedLoader([data], [1.0], BATCH, seed=1)
-        batches = [next(loader) for _ in range(iters + 1)]
-        torch.manual_seed(1)
-        model = GEN2.build(codec.num_class).to(memory_format=torch.channels_last)
-        opt = torch.optim.Adadelta(model.parameters(), lr=1.0, rho=0.95, eps=1e-8)
-        ctc = nn.CTCLoss(zero_infinity=True)
-        dtype = torch.bfloat16 if precision == "bf16" else None
-        start = time.perf_counter()  # the first (warm-up) step counts, as it does in the loop's window
-        for images, labels in batches:
-            images = images.contiguous(memory_format=torch.channels_last)
-            targets, lengths = codec.encode(labels)
-            with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-                logits = model(images)
-            log_probs = logits.float().log_softmax(2).permute(1, 0, 2)
-            loss = ctc(log_probs, targets, torch.full((len(labels),), logits.size(1), dtype=torch.int), lengths)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-        rate = len(batches) * BATCH / (time.perf_counter() - start)
+        data = LmdbDataset(lmdb_path, load_charset("korean_g2"), mode="pad")
+        rate = bare_rate(data, BATCH, iters, precision, time_first=True)
         gflops = rate * 2.75
     return {"samples_per_s": rate, "gflops": gflops,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -255,10 +268,12 @@ def main() -> None:
             name, r = NAMES[kind], rows[(kind, precision)]
             print(f"{name + ', ' + precision:34s} {r['samples_per_s']:10.1f} {r['samples_per_s'] / bare:7.2f}x "
                   f"{r['gflops']:8.0f} {r['peak_rss_mb']:8.0f} MB")
+    for precision in args.precisions:
+        base = rows.get(("loop", precision), {}).get("samples_per_s")
+        for kind in ("compile", "workers"):
+            if base and (kind, precision) in rows:
+                print(f"{NAMES[kind]} vs loop, {precision}: {rows[(kind, precision)]['samples_per_s'] / base:.2f}x")
     loop = rows.get(("loop", "fp32"), {}).get("samples_per_s")
-    for kind in ("compile", "workers"):
-        if loop and (kind, "fp32") in rows:
-            print(f"{NAMES[kind]} vs loop, fp32: {rows[(kind, 'fp32')]['samples_per_s'] / loop:.2f}x")
     if loop and ("loop", "bf16") in rows:
         print(f"bf16 loop vs fp32 loop: {rows[('loop', 'bf16')]['samples_per_s'] / loop:.2f}x")
 

@@ -103,8 +103,8 @@ class TrainSettings(BaseModel):
     seed: int = Field(1111, description="Seed of weights init and data order (--manualSeed).")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when present.")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="auto: fp16 AMP on CUDA, fp32 on CPU. bf16 autocast is fast on CPUs with AVX512-BF16 "
-        "or AMX and about 20 times slower than fp32 on those without (training warns)."
+        "auto", description="auto: fp16 AMP on CUDA; on CPU bf16 autocast where the CPU has AVX512-BF16 or AMX "
+        "(2 to 3 times fp32), else fp32 (bf16 is then emulated, about 20 times slower; training warns)."
     )
     threads: NonNegativeInt = Field(0, description="CPU threads for torch per process (0: the cores shared out).")
     processes: PositiveInt = Field(
@@ -113,7 +113,7 @@ class TrainSettings(BaseModel):
     channels_last: bool = Field(True, description="channels_last memory format for the convolutions.")
     loader_workers: NonNegativeInt | Literal["auto"] = Field(
         "auto", description="Processes that decode, augment and collate batches ahead (0: in the training "
-        "process). auto: min(4, cores per process) on CUDA; 0 on CPU, where workers take cores from the step."
+        "process). auto: min(8, cores per process - 1) on CUDA; 0 on CPU, where workers take cores from the step."
     )
     compile: bool = Field(
         False, description="torch.compile the network (the first steps compile it; each new input width in the "

@@ -172,6 +172,15 @@ def test_freeze_refused_under_data_parallel():
         settings(freeze=["feature_extraction"], processes=2)
 
 
+def test_auto_precision_is_bf16_only_on_a_cpu_with_bf16_units():
+    from models.trainer import autocast_dtype, cpu_has_bf16
+
+    cpu = torch.device("cpu")
+    assert autocast_dtype("auto", cpu) is (torch.bfloat16 if cpu_has_bf16() else None)
+    assert autocast_dtype("auto", torch.device("cuda")) is torch.float16
+    assert autocast_dtype("fp32", cpu) is None and autocast_dtype("bf16", cpu) is torch.bfloat16
+
+
 def test_bf16_on_a_cpu_without_bf16_units_warns(tiny_lmdb, tmp_path):
     from models.trainer import cpu_has_bf16
 
@@ -180,6 +189,21 @@ def test_bf16_on_a_cpu_without_bf16_units_warns(tiny_lmdb, tmp_path):
           log=logs.append)
     warned = any("bf16 on a CPU without AVX512-BF16 or AMX" in m for m in logs)
     assert warned == (not cpu_has_bf16())
+
+
+def test_auto_loader_workers_leave_the_step_a_core(monkeypatch):
+    from models.distributed import World
+    from models.trainer import loader_workers
+
+    cuda, auto = torch.device("cuda"), settings(loader_workers="auto")
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    for cores, workers in ((2, 1), (1, 1), (6, 5), (16, 8), (64, 8)):
+        monkeypatch.setattr(os, "cpu_count", lambda c=cores: c)
+        assert loader_workers(auto, cuda, World()) == workers, cores
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert loader_workers(auto, cuda, World(size=4)) == 3  # four processes share the 16 cores
+    assert loader_workers(auto, torch.device("cpu"), World()) == 0
+    assert loader_workers(settings(loader_workers=3), torch.device("cpu"), World()) == 3
 
 
 def test_resume_with_loader_workers_is_bit_identical(tiny_lmdb, tmp_path):

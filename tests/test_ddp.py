@@ -39,8 +39,8 @@ def test_two_gloo_processes_equal_one_process(tiny_lmdb, tmp_path):
     assert two["iterations"] == one["iterations"] == 4
     assert [h["iteration"] for h in two["history"]] == [2, 4]
     for a, b in zip(one["history"], two["history"]):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-4)
-        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-4)
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=1e-3)
+        assert b["valid_loss"] == pytest.approx(a["valid_loss"], rel=1e-3)
 
     init = train(settings(num_iter=1, val_interval=1, optimizer="adadelta", lr=1e-12), [tiny_lmdb], tiny_lmdb,
                  str(tmp_path / "init"), log=lambda m: None)
@@ -54,8 +54,9 @@ def test_two_gloo_processes_equal_one_process(tiny_lmdb, tmp_path):
     for k in a:
         # BatchNorm running statistics included: they only agree when normalization spans both ranks' samples
         # atol: the ranks sum gradients in another order, and Adadelta's first steps magnify rounding in tiny
-        # gradients to a few 1e-5 (Kaiming init); still 100x under `moved`.
-        torch.testing.assert_close(b[k], a[k], rtol=1e-4, atol=1e-4, msg=k)
+        # gradients (Kaiming init): a few 1e-5 with AVX2 kernels, up to 1.3e-3 with AVX-512 ones; `moved` is
+        # about 1, 200 times the tolerance.
+        torch.testing.assert_close(b[k], a[k], rtol=1e-3, atol=5e-3, msg=k)
 
 
 def test_global_batchnorm_is_plain_batchnorm_in_one_process():

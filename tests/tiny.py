@@ -23,6 +23,7 @@ def make_tiny_lmdb(d) -> str:
 
 
 def settings(**over) -> TrainSettings:
+    # fp32: precision auto is bf16 on CPUs with AVX512-BF16 or AMX, and the figures compared must not hang on the CPU
     base = dict(pretrained="none", img_h=32, img_w=100, batch_size=2, optimizer="adam", lr=1e-3, threads=1,
-                channels_last=False)
+                channels_last=False, precision="fp32")
     return TrainSettings(**{**base, **over})

@@ -373,8 +373,9 @@ def loader_workers(s: TrainSettings, device: torch.device, world: World) -> int:
         return s.loader_workers
     if device.type != "cuda":
         return 0  # bench/loader.py: on CPU the step needs the cores, and one core decodes faster than it trains
-    # One worker decodes about 3,600 samples/s here (bench/loader.py): ten times the seed's GPU rate (11,430) needs
-    # more than four; one core stays with the training process and its pin-memory thread.
+    # One worker decodes about 4,800 samples/s here (bench/loader.py, no augmentation): ten times the seed's GPU
+    # rate (11,430) is 2.4 of them, so four left no room for augmentation or a slower host; one core stays with
+    # the training process and its pin-memory thread.
     cores = (os.cpu_count() or 1) // int(os.environ.get("LOCAL_WORLD_SIZE", world.size))
     return min(8, max(1, cores - 1))
 

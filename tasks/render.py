@@ -90,11 +90,11 @@ def first_words(settings: RenderSettings, words: dict, fonts: list[dict], counts
                 split: str) -> dict[str, list[str]]:
     """Per font hash, the words its first images draw so that the split holds every syllable the word list uses
     render.min_syllable_draws times (render.train_syllable_draws in train), as far as the split has room."""
-    n = settings.syllable_draws(split)
-    if not n:
+    draws = settings.syllable_draws(split)
+    if not draws:
         return {}
     cover = coverage.covering_words(list(_read_words(words["url"])), coverage.hangul(load_charset(settings.charset)),
-                                    n)
+                                    draws)
     dealt, _ = coverage.deal(cover, [(f["sha256"], f["covered"], n) for f, n in zip(fonts, counts, strict=True)])
     return dealt
 

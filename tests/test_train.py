@@ -31,11 +31,9 @@ def test_overfits_a_tiny_set(tiny_run):
 _TRAIN = """
 import sys
 sys.path.insert(0, {root!r})
-from models.settings import TrainSettings
 from models.trainer import train
-s = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=2, optimizer="adam", lr=1e-3, threads=1,
-                  channels_last=False, num_iter=16, val_interval=2, precision="fp32")
-train(s, [{lmdb!r}], {lmdb!r}, {out!r}, log=lambda m: None)
+from tests.tiny import settings
+train(settings(num_iter=16, val_interval=2), [{lmdb!r}], {lmdb!r}, {out!r}, log=lambda m: None)
 """
 
 

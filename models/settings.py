@@ -124,6 +124,11 @@ class TrainSettings(BaseModel):
         description="Training-time augmentation: render effects applied to training images as batches are drawn, "
         "seeded by (seed, epoch, sample), so repeated epochs see new variants. All off by default.",
     )
+    ema_decay: float = Field(
+        0, ge=0, lt=1, description="Validate, keep and export an exponential moving average of the weights, each "
+        "step decaying it by min(ema_decay, (1 + t) / (10 + t)) at iteration t (0: off; 0.999 averages about the "
+        "last thousand steps)."
+    )
     recompute_layers: NonNegativeInt = Field(
         0, le=20, description="Leading VGG modules (conv, ReLU, pool...) whose activations backward recomputes: "
         "less peak memory for a little compute."

@@ -2,13 +2,15 @@
 knob in TrainSettings. CTC trains with CTCLoss, Attn as the benchmark's train.py does: teacher forcing,
 CrossEntropyLoss ignoring [GO], greedy decoding to batch_max_length + 1 steps when it reads.
 
-Checkpoints in out_dir: best_accuracy.pth and best_norm_ED.pth (EasyOCR-loadable state_dicts, `module.` keys) and
-last.pth (model, optimizer, scaler, RNG and data-loader state, iteration, best scores), from which a re-run resumes
-exactly. Every file is written under a temp name and renamed.
+Checkpoints in out_dir: best_accuracy.pth and best_norm_ED.pth (EasyOCR-loadable state_dicts, `module.` keys; the
+weights' moving average when train.ema_decay is set) and last.pth (model, its average, optimizer, scaler, RNG and
+data-loader state, iteration, best scores), from which a re-run resumes exactly. Every file is written under a
+temp name and renamed.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import random
@@ -268,11 +270,34 @@ class Trainer:
     device: torch.device
     amp_dtype: torch.dtype | None
     out_dir: str
+    ema: Model | None = None  # the weights' moving average (train.ema_decay): what validates and is kept
     per_sample: nn.Module = field(default_factory=lambda: nn.CTCLoss(zero_infinity=True, reduction="none"))
 
     @property
     def last_path(self) -> str:
         return os.path.join(self.out_dir, "last.pth")
+
+    @property
+    def scored(self) -> Model:
+        """The weights validation reads and the best checkpoints keep."""
+        return self.ema if self.ema is not None else self.model
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """ema <- decay * ema + (1 - decay) * model, buffers included; integer buffers (BatchNorm's counts) copied."""
+    pairs = list(zip(ema.state_dict().values(), model.state_dict().values()))
+    floats = [(e, m) for e, m in pairs if e.is_floating_point()]
+    if floats:
+        torch._foreach_lerp_([e for e, _ in floats], [m for _, m in floats], 1.0 - decay)
+    for e, m in pairs:
+        if not e.is_floating_point():
+            e.copy_(m)
+
+
+def ema_decay_at(decay: float, iteration: int) -> float:
+    """The decay of the update after `iteration` steps: small at first, so the start's weights fade fast."""
+    return min(decay, (1 + iteration) / (10 + iteration))
 
 
 class Window:
@@ -338,7 +363,8 @@ def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str,
         model = global_batchnorm(model, device)
     optimizer = make_optimizer(s, filter(lambda p: p.requires_grad, model.parameters()))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
-    t = Trainer(s, model, model, optimizer, scaler, loader, codec, world, device, amp_dtype, out_dir)
+    ema = copy.deepcopy(model).requires_grad_(False) if s.ema_decay else None
+    t = Trainer(s, model, model, optimizer, scaler, loader, codec, world, device, amp_dtype, out_dir, ema)
     return t, val, {"dropped": dropped, "pretrained": report, "start": start_path}
 
 
@@ -350,6 +376,8 @@ def resume(t: Trainer, log: Callable[[str], None]) -> TrainState:
     except Exception as e:  # noqa: BLE001
         raise HwocrError(f"cannot resume from {t.last_path}: {type(e).__name__}: {e}") from None
     t.model.load_state_dict(state["model"])
+    if t.ema is not None:  # a run that began without an average starts one from its weights
+        t.ema.load_state_dict(state.get("ema") or state["model"])
     t.optimizer.load_state_dict(state["optimizer"])
     t.scaler.load_state_dict(state["scaler"])
     t.loader.load_state_dict(state["loader"])
@@ -362,7 +390,8 @@ def resume(t: Trainer, log: Callable[[str], None]) -> TrainState:
 def save(t: Trainer, state: TrainState, elapsed_s: float) -> None:
     state.saved_at = state.iteration
     with storage.atomic_path(t.last_path) as tmp:
-        torch.save({"model": t.model.state_dict(), "optimizer": t.optimizer.state_dict(),
+        torch.save({"model": t.model.state_dict(), "ema": t.ema.state_dict() if t.ema is not None else None,
+                    "optimizer": t.optimizer.state_dict(),
                     "scaler": t.scaler.state_dict(), "loader": t.loader.state_dict(), "rng": _rng_state(),
                     "iteration": state.iteration, "best": state.best, "history": state.history,
                     "elapsed_s": elapsed_s, "charset": t.codec.charset, "settings": t.s.model_dump()}, tmp)
@@ -433,7 +462,7 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
         gflops = window.px / dt * gflop_per_sample(s) / (80 * 100)  # compute scales with the input area
         train_loss = float(window.loss) / window.n
         log(f"[{it}/{s.num_iter}] {window.n / dt:.1f} samples/s{_gflops_text(gflops)}")
-        result = evaluate(t.model, val, t.codec, t.device, s.batch_size, t.amp_dtype, criterion_for(t.codec))
+        result = evaluate(t.scored, val, t.codec, t.device, s.batch_size, t.amp_dtype, criterion_for(t.codec))
         entry = {"iteration": it, "train_loss": train_loss, "valid_loss": result["loss"],
                  "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
                  "samples_per_s": window.n / dt, "loader_wait": window.wait / dt,
@@ -445,7 +474,7 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
             if result[name] > state.best[name]:
                 state.best[name] = result[name]
                 with storage.atomic_path(os.path.join(t.out_dir, file)) as tmp:
-                    torch.save(save_checkpoint_state(t.model), tmp)
+                    torch.save(save_checkpoint_state(t.scored), tmp)
         best = state.best
         log(f"[{it}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
             f"Elapsed_time: {time.monotonic() - started:0.1f}\n"
@@ -505,6 +534,8 @@ def _run(t: Trainer, val: LmdbDataset, info: dict, log: Callable[[str], None],
         images, labels = next_batch(t)
         window.wait += time.monotonic() - waited
         loss = train_step(t, images, labels, s.lr * lr_factor(s.lr_schedule, progress))
+        if t.ema is not None:
+            ema_update(t.ema, t.model, ema_decay_at(s.ema_decay, state.iteration))
         state.iteration += 1
         n = t.loader.batch_samples
         window.add(loss, n, n * images.shape[2] * images.shape[3], state.iteration)
@@ -533,5 +564,5 @@ def _run(t: Trainer, val: LmdbDataset, info: dict, log: Callable[[str], None],
             "best_norm_ed": state.best["norm_ed"], "history": state.history,
             "checkpoint": os.path.join(out_dir, "best_accuracy.pth"), "dropped": info["dropped"],
             "start": start if os.path.exists(start) else None, "pretrained": info["pretrained"],
-            "device": str(device), "precision": str(t.amp_dtype or "fp32"),
+            "device": str(device), "precision": str(t.amp_dtype or "fp32"), "ema_decay": s.ema_decay,
             "gflops": state.history[-1].get("gflops", math.nan) if state.history else math.nan}

@@ -222,3 +222,38 @@ def test_resume_with_loader_workers_is_bit_identical(tiny_lmdb, tmp_path):
     assert a["iteration"] == b["iteration"] == 6 and a["loader"] == b["loader"]
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
+
+
+def test_ema_update_averages_weights_and_buffers():
+    from models.trainer import ema_decay_at, ema_update
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    model(torch.randn(4, 3))  # moves the running statistics and the batch count
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    ema_update(ema, model, 0.75)
+    for k, v in ema.state_dict().items():
+        want = model.state_dict()[k] if not v.is_floating_point() else 0.75 * before[k] + 0.25 * model.state_dict()[k]
+        assert torch.allclose(v, want), k
+    assert int(ema.state_dict()["1.num_batches_tracked"]) == 1
+    assert ema_decay_at(0.999, 0) == pytest.approx(0.1) and ema_decay_at(0.999, 10**6) == 0.999
+
+
+def test_ema_validates_keeps_and_resumes_the_average(tiny_lmdb, tmp_path):
+    one = tmp_path / "one"
+    train(settings(num_iter=3, val_interval=3, ema_decay=0.9), [tiny_lmdb], tiny_lmdb, str(one), log=lambda m: None)
+    last = torch.load(one / "last.pth", weights_only=False)
+    best = _weights(one / "best_accuracy.pth")
+    assert last["ema"].keys() == last["model"].keys() == best.keys()
+    assert all(torch.equal(best[k], last["ema"][k]) for k in best)  # the checkpoint kept is the average
+    assert not torch.equal(best["Prediction.weight"], last["model"]["Prediction.weight"])
+    # Resumed after 3, the run ends with the straight run's weights and average, bit for bit.
+    train(settings(num_iter=6, val_interval=3, ema_decay=0.9), [tiny_lmdb], tiny_lmdb, str(one), log=lambda m: None)
+    straight = tmp_path / "straight"
+    train(settings(num_iter=6, val_interval=3, ema_decay=0.9), [tiny_lmdb], tiny_lmdb, str(straight),
+          log=lambda m: None)
+    a = torch.load(one / "last.pth", weights_only=False)
+    b = torch.load(straight / "last.pth", weights_only=False)
+    for part in ("model", "ema"):
+        assert all(torch.equal(a[part][k], b[part][k]) for k in a[part]), part

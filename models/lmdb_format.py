@@ -10,8 +10,11 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import functools
+import hashlib
 import io
+import json
 import os
+import threading
 from typing import Literal
 
 import lmdb
@@ -74,7 +77,38 @@ def _check_image(data: bytes) -> str | None:
     return None
 
 
-def _load_block(read, image_root: str, gt_url: str, on_bad: str, block: list[tuple[int, str, str]]) -> list:
+class ShardDigests:
+    """The sha256 that a render shard's manifest.json records for each image of its archive, by gt path.
+
+    An image whose bytes match its digest is the one the shard encoded, so packing skips decoding it (most of a
+    pack's time); an image outside a shard archive, or in a shard without a manifest, is decoded to check it.
+    """
+
+    def __init__(self, read) -> None:
+        self.read = read
+        self.by_dir: dict[str, dict[str, str]] = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, path: str) -> str | None:
+        cut = path.find(storage.ARCHIVE_MARK)
+        if cut < 0:
+            return None
+        shard, _, archive = path[:cut + len(storage.ARCHIVE_MARK) - 1].rpartition("/")
+        with self.lock:
+            files = self.by_dir.get(shard)
+        if files is None:
+            try:
+                manifest = json.loads(self.read(f"{shard}/manifest.json" if shard else "manifest.json"))
+                files = manifest["files"] if isinstance(manifest.get("files"), dict) else {}
+            except (OSError, ValueError, AttributeError, KeyError):
+                files = {}
+            with self.lock:
+                self.by_dir[shard] = files
+        return files.get(f"{archive}/{path[cut + len(storage.ARCHIVE_MARK):]}")
+
+
+def _load_block(read, digests: ShardDigests, image_root: str, gt_url: str, on_bad: str,
+                block: list[tuple[int, str, str]]) -> list:
     """(bytes, label) per row, or None for a skipped row; raises naming gt file and line otherwise."""
     out = []
     for n, path, label in block:
@@ -85,11 +119,18 @@ def _load_block(read, image_root: str, gt_url: str, on_bad: str, block: list[tup
         except ValueError as e:
             problem = str(e)
         else:
-            problem = _check_image(data)
-            if problem is None:
+            want = digests(path)
+            if want is not None:
+                if hashlib.sha256(data).hexdigest() == want:
+                    out.append((data, label))
+                    continue
+                problem = (f"image {storage.join(image_root, path)} is not the one its shard rendered (its sha256 "
+                           "differs from the shard's manifest.json)")
+            elif (problem := _check_image(data)) is None:
                 out.append((data, label))
                 continue
-            problem = f"image {storage.join(image_root, path)} cannot be decoded ({problem})"
+            else:
+                problem = f"image {storage.join(image_root, path)} cannot be decoded ({problem})"
         if on_bad != "skip":
             raise HwocrError(f"{gt_url} line {n}: {problem}")
         out.append(None)
@@ -97,12 +138,13 @@ def _load_block(read, image_root: str, gt_url: str, on_bad: str, block: list[tup
 
 
 def _samples(read: storage.Reader, image_root: str, gt_url: str, rows, on_bad: str, stats: dict):
-    """Read and decode-check images on threads (decoding releases the GIL), yielding them in gt order."""
+    """Read and check images on threads (decoding and hashing release the GIL), yielding them in gt order."""
     blocks = [rows[i:i + 256] for i in range(0, len(rows), 256)]
     ex = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+    load = functools.partial(_load_block, read, ShardDigests(read), image_root, gt_url, on_bad)
     try:
         row = 0
-        for result in ex.map(functools.partial(_load_block, read, image_root, gt_url, on_bad), blocks):
+        for result in ex.map(load, blocks):
             for item in result:
                 if item is None:
                     stats["skipped"] += 1

@@ -182,3 +182,30 @@ def test_bad_archive_names_the_gt_line(folder, tmp_path, archive, message):
     with pytest.raises(HwocrError, match=message):
         pack_gt(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "db"), PackSettings())
     assert not (tmp_path / "db").exists()
+
+
+def test_a_shard_manifest_vouches_for_its_images_and_catches_a_changed_one(folder, tmp_path):
+    """Images in a render shard's archive are checked against the sha256 its manifest.json records, not decoded;
+    one whose bytes changed after rendering is refused, naming the gt line, even when it still decodes."""
+    import hashlib
+    import json
+
+    images = {f"{i}.png": (folder / "img" / f"{i}.png").read_bytes() for i in range(4)}
+    shard = folder / "shard"
+    shard.mkdir()
+    (shard / "manifest.json").write_text(json.dumps(
+        {"files": {f"images.tar/{k}": hashlib.sha256(v).hexdigest() for k, v in images.items()}}), encoding="utf-8")
+    (folder / "gt_tar.txt").write_text((folder / "gt.txt").read_text(encoding="utf-8").replace(
+        "img/", "shard/images.tar/"), encoding="utf-8")
+    _tar(shard / "images.tar", images)
+    packed = pack_gt(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "a"), PackSettings())
+    pack_gt(str(folder / "gt.txt"), str(folder), str(tmp_path / "b"), PackSettings())
+    assert packed["samples"] == 4 and read_lmdb(tmp_path / "a") == read_lmdb(tmp_path / "b")
+
+    _tar(shard / "images.tar", {**images, "2.png": png(50, 3)})  # a valid PNG, but not the one rendered
+    with pytest.raises(HwocrError, match=r"gt_tar\.txt line 3: image .*shard/images\.tar/2\.png is not the one its "
+                                         r"shard rendered \(its sha256 differs from the shard's manifest\.json\)"):
+        pack_gt(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "c"), PackSettings())
+    assert not (tmp_path / "c").exists()
+    skipped = pack_gt(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "d"), PackSettings(bad_samples="skip"))
+    assert (skipped["samples"], skipped["skipped"]) == (3, 1)

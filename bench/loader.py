@@ -25,22 +25,29 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 
+def _timed(loader, warm: int, batches: int, batch: int, before_clock=lambda: None) -> tuple[float, float]:
+    """(samples/s over `batches` batches after `warm` warm-up batches, seconds of the warm-up)."""
+    start = time.perf_counter()
+    for _ in range(warm):
+        next(loader)
+    first = time.perf_counter() - start
+    before_clock()
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(loader)
+    return batches * batch / (time.perf_counter() - start), first
+
+
 def loader_rate(data, batch: int, workers: int, batches: int, augment) -> tuple[float, float]:
     """(samples/s over `batches` batches after the warm-up, seconds of the warm-up): the warm-up is one batch from
     each worker, so that every worker has started (imported torch, opened the LMDB) before the clock runs."""
     from models.data import MixedLoader
 
     loader = MixedLoader([data], [1.0], batch, seed=1, workers=workers, augment=augment)
-    start = time.perf_counter()
-    for _ in range(max(1, workers)):
-        next(loader)
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(loader)
-    rate = batches * batch / (time.perf_counter() - start)
-    loader.close()
-    return rate, first
+    try:
+        return _timed(loader, max(1, workers), batches, batch)
+    finally:
+        loader.close()
 
 
 def _alone(data, batch: int, batches: int, barrier, results) -> None:
@@ -51,12 +58,7 @@ def _alone(data, batch: int, batches: int, barrier, results) -> None:
     from models.data import MixedLoader
 
     loader = MixedLoader([data], [1.0], batch, seed=1)
-    next(loader)
-    barrier.wait()
-    start = time.perf_counter()
-    for _ in range(batches):
-        next(loader)
-    results.put(batches * batch / (time.perf_counter() - start))
+    results.put(_timed(loader, 1, batches, batch, before_clock=barrier.wait)[0])
 
 
 def independent_rate(data, batch: int, batches: int, procs: int) -> float:

@@ -152,9 +152,9 @@ class _Jitter:
 
 
 def _text_image(word: str, font_path: str, s: PixelSettings, rnd: random.Random, jitter: _Jitter | None,
-                with_mask: bool) -> tuple[Image.Image, Image.Image | None, bool]:
+                with_mask: bool, two_bands: bool = False) -> tuple[Image.Image, Image.Image | None, bool]:
     """The word in RGBA, trdg's glyph mask when asked (trdg's _generate_horizontal_text, no word split), and whether
-    its ink is gray (R = G = B in every pixel).
+    its ink is gray (R = G = B in every pixel). With two_bands, a gray word without jitter or mask comes in LA.
 
     With jitter, each glyph is drawn on its own onto a padded canvas, which is then cut back to the unpadded one,
     widened only where a glyph reaches beyond it: the word keeps trdg's scale."""
@@ -166,7 +166,6 @@ def _text_image(word: str, font_path: str, s: PixelSettings, rnd: random.Random,
     height = max(m[1] for m in metrics)  # trdg's get_text_height, via getsize, gone in Pillow 10
     pad_x, pad_y = (jitter.pad_x, jitter.pad_y) if jitter is not None else (0, 0)
     size = (width + 2 * pad_x, height + 2 * pad_y)
-    img = Image.new("RGBA", size, (0, 0, 0, 0))
     mask = mask_draw = None
     if with_mask:
         mask = Image.new("RGB", size, (0, 0, 0))
@@ -174,11 +173,19 @@ def _text_image(word: str, font_path: str, s: PixelSettings, rnd: random.Random,
         mask_draw.fontmode = "1"
     fill = _colour(s.text_color, rnd)
     stroke = _colour(s.stroke_fill, rnd)
+    gray = _gray(fill) and (s.stroke_width == 0 or _gray(stroke))
+    # A gray word drawn on gray and alpha gets the R (= G = B) and alpha of trdg's RGBA drawing: half the bands.
+    if gray and two_bands and jitter is None and not with_mask:
+        img = Image.new("LA", size, (0, 0))
+        ink, stroke_ink = (fill[0], 255), (stroke[0], 255)
+    else:
+        img = Image.new("RGBA", size, (0, 0, 0, 0))
+        ink, stroke_ink = fill, stroke
     draw = ImageDraw.Draw(img) if jitter is None else None
     for i, c in enumerate(word):
         x = sum(widths[0:i]) + i * s.character_spacing
         if jitter is None:
-            draw.text((x, 0), c, fill=fill, font=font, stroke_width=s.stroke_width, stroke_fill=stroke)
+            draw.text((x, 0), c, fill=ink, font=font, stroke_width=s.stroke_width, stroke_fill=stroke_ink)
         else:
             jitter.draw(img, x, c, fill, font, s.stroke_width, stroke)
         if mask_draw is not None:  # the mask keeps the unjittered glyph positions
@@ -193,7 +200,7 @@ def _text_image(word: str, font_path: str, s: PixelSettings, rnd: random.Random,
                 max(box[3], img.height - pad_y))
         img = img.crop(crop)
         mask = mask.crop(crop) if mask is not None else None
-    return img, mask, _gray(fill) and (s.stroke_width == 0 or _gray(stroke))
+    return img, mask, gray
 
 
 def _distort(img: Image.Image, mask: Image.Image | None, s: PixelSettings,
@@ -273,7 +280,7 @@ def render_one(word: str, font_path: str, s: PixelSettings, seed: int) -> Image.
     # trdg's mask serves only its contrast check, which cannot fail on backgrounds 0 and 1: their mean (RGBA
     # bands over 3) is above 300, the text's (two bands over 3) at most 170.
     check = s.background == 2
-    img, mask, gray = _text_image(word, font_path, s, rnd, jitter, with_mask=check)
+    img, mask, gray = _text_image(word, font_path, s, rnd, jitter, with_mask=check, two_bands=not s.distortion)
     random_angle = rnd.randint(0 - s.skew_angle, s.skew_angle)
     angle = random_angle if s.random_skew else s.skew_angle
     img = img.rotate(angle, expand=1)
@@ -305,7 +312,7 @@ def _compose_gray(img: Image.Image, size: tuple[int, int], s: PixelSettings, wid
     """trdg's resize, paste and convert of a gray word onto a gray background, on one gray band and alpha instead of
     four bands: the same bytes. Pillow premultiplies LA and RGBA with the same formula, resamples every band alike
     and blends every band with the same alpha, so each of R, G and B equals L at every step."""
-    la = img.convert("LA").resize(size, Image.Resampling.LANCZOS)
+    la = (img if img.mode == "LA" else img.convert("LA")).resize(size, Image.Resampling.LANCZOS)
     if s.background == 1:  # trdg's plain_white before its convert to RGBA
         background = Image.new("L", (width, s.height), 255)
     else:

@@ -15,6 +15,7 @@ import io
 import json
 import os
 import threading
+from collections.abc import Callable
 from typing import Literal
 
 import lmdb
@@ -35,6 +36,10 @@ class PackSettings(BaseModel):
     commit_every: PositiveInt = Field(1000, description="Samples per LMDB write transaction.")
     initial_map_mb: NonNegativeInt = Field(
         0, description="Initial LMDB map size in MiB; 0 sizes it from the data. It grows when full."
+    )
+    check: Literal["digest", "decode"] = Field(
+        "digest", description="How images are checked: digest, an image in a render shard's archive against the "
+        "sha256 its manifest.json records (the others decoded); decode, every image decoded."
     )
     bad_samples: Literal["error", "skip"] = Field(
         "error", description="A gt.txt line naming a missing or undecodable image: stop, or skip and count it."
@@ -107,7 +112,7 @@ class ShardDigests:
         return files.get(f"{archive}/{path[cut + len(storage.ARCHIVE_MARK):]}")
 
 
-def _load_block(read, digests: ShardDigests, image_root: str, gt_url: str, on_bad: str,
+def _load_block(read, digests: Callable[[str], str | None], image_root: str, gt_url: str, on_bad: str,
                 block: list[tuple[int, str, str]]) -> list:
     """(bytes, label) per row, or None for a skipped row; raises naming gt file and line otherwise."""
     out = []
@@ -137,11 +142,12 @@ def _load_block(read, digests: ShardDigests, image_root: str, gt_url: str, on_ba
     return out
 
 
-def _samples(read: storage.Reader, image_root: str, gt_url: str, rows, on_bad: str, stats: dict):
+def _samples(read: storage.Reader, image_root: str, gt_url: str, rows, settings: PackSettings, stats: dict):
     """Read and check images on threads (decoding and hashing release the GIL), yielding them in gt order."""
     blocks = [rows[i:i + 256] for i in range(0, len(rows), 256)]
     ex = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
-    load = functools.partial(_load_block, read, ShardDigests(read), image_root, gt_url, on_bad)
+    digests = ShardDigests(read) if settings.check == "digest" else lambda path: None
+    load = functools.partial(_load_block, read, digests, image_root, gt_url, settings.bad_samples)
     try:
         row = 0
         for result in ex.map(load, blocks):
@@ -200,7 +206,7 @@ def pack(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings) ->
                 with contextlib.suppress(OSError, ValueError):
                     probe.append(len(read(path)))
             estimate = int((sum(probe) / max(len(probe), 1) + 256) * len(rows) * 1.5) + (8 << 20)
-            with contextlib.closing(_samples(read, image_root, gt_url, rows, settings.bad_samples, stats)) as samples:
+            with contextlib.closing(_samples(read, image_root, gt_url, rows, settings, stats)) as samples:
                 count = _write(tmp, samples, settings, estimate)
             if count == 0:
                 raise HwocrError(f"{gt_url}: no usable sample (all {len(rows)} skipped)")

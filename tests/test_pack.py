@@ -209,3 +209,6 @@ def test_a_shard_manifest_vouches_for_its_images_and_catches_a_changed_one(folde
     assert not (tmp_path / "c").exists()
     skipped = pack_gt(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "d"), PackSettings(bad_samples="skip"))
     assert (skipped["samples"], skipped["skipped"]) == (3, 1)
+    # pack.check=decode decodes every image instead: the changed image still decodes, so it packs.
+    decoded = pack_gt(str(folder / "gt_tar.txt"), str(folder), str(tmp_path / "e"), PackSettings(check="decode"))
+    assert decoded["samples"] == 4

@@ -6,6 +6,7 @@ import os
 
 from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.utilities.annotations import quote
 from pydantic import PositiveInt
 
 from flows.config import PipelineConfig, Preset, config_from_form
@@ -15,16 +16,17 @@ from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from synth.inputs import check_space, describe_plan
 from tasks.contact_sheet import contact_sheet, effects_sheet
-from tasks.gt import assemble_gt
+from tasks.gt import SplitPlan, assemble_gt
 from tasks.inputs import prepare_words, survey_fonts
 from tasks.lmdb_pack import pack_lmdb
-from tasks.render import font_counts, plan_shards, render_shard, resolve_workers, shutdown_pool, stop_pool, warm_pool
+from tasks.render import plan_shards, render_shard, resolve_workers, shutdown_pool, stop_pool, warm_pool
 from tasks.stage import result_storage, was_cached
 
 
 def default_task_runner() -> ThreadPoolTaskRunner:
-    # Threads only wait on the render process pool; a few more than cores keeps it full.
-    return ThreadPoolTaskRunner(max_workers=(os.cpu_count() or 1) + 4)
+    # Threads only wait on the render process pool; a few more than cores keeps it full, and four more are for the
+    # packs (one a split at most) that wait on shards still rendering.
+    return ThreadPoolTaskRunner(max_workers=(os.cpu_count() or 1) + 4 + 4)
 
 
 def dask_task_runner(config: PipelineConfig):
@@ -100,10 +102,16 @@ def build_dataset(config: PipelineConfig) -> dict:
         own = {"test": fonts["test_fonts"], "regression": fonts["regression_fonts"]}  # train and val share fonts
         specs = plan_shards(r, {split: own.get(split, fonts["fonts"]) for split in r.splits()}, words, layout)
         log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
-        shards = {split: [render.submit(s, workers) for s in specs if s.split == split] for split in r.splits()}
-        gts = {split: assemble.submit(layout, split, shards[split], font_counts(specs, split), r.charset,
-                                      r.batch_max_length) for split in r.splits()}
-        packs = {split: pack.submit(gts[split], layout.lmdb(split), config.pack) for split in gts}
+        plans = {split: SplitPlan.of(layout, split, specs, r.charset, r.batch_max_length) for split in r.splits()}
+        # Each split's pack is queued right behind its shards and takes their rows as they finish (quoted: Prefect
+        # would wait for all of them first); a Dask worker cannot wait on this process's futures, so there it
+        # starts once they are done.
+        follow = quote if config.runner == "local" else (lambda futures: futures)
+        shards, packs = {}, {}
+        for split in r.splits():
+            shards[split] = [render.submit(s, workers) for s in specs if s.split == split]
+            packs[split] = pack.submit(plans[split], layout, follow(shards[split]), layout.lmdb(split), config.pack)
+        gts = {split: assemble.submit(plans[split], layout, shards[split]) for split in r.splits()}
         sheet = sheet_of.submit(gts["train"], layout.contact_sheet, label_font=fonts["fonts"][0]["path"])
         every_font = fonts["fonts"] + [{**f, "held_out": True} for f in fonts["test_fonts"]]
         fonts_sheet = effects_of.submit(every_font, words["url"], r.pixel_settings(),

@@ -7,15 +7,17 @@ from the data and grown on MapFullError; the database is built under a temp name
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import functools
 import hashlib
 import io
+import itertools
 import json
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Literal
 
 import lmdb
@@ -142,16 +144,39 @@ def _load_block(read, digests: Callable[[str], str | None], image_root: str, gt_
     return out
 
 
-def _samples(read: storage.Reader, image_root: str, gt_url: str, rows, settings: PackSettings, stats: dict):
-    """Read and check images on threads (decoding and hashing release the GIL), yielding them in gt order."""
-    blocks = [rows[i:i + 256] for i in range(0, len(rows), 256)]
-    ex = concurrent.futures.ThreadPoolExecutor(max_workers=os.cpu_count() or 1)
+def _blocks(rows: Iterable[tuple[int, str, str]], size: int = 256) -> Iterator[list[tuple[int, str, str]]]:
+    block = []
+    for row in rows:
+        block.append(row)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
+
+
+def _samples(read: storage.Reader, image_root: str, gt_url: str, rows: Iterable[tuple[int, str, str]],
+             settings: PackSettings, stats: dict):
+    """Read and check images on threads (decoding and hashing release the GIL), yielding them in gt order.
+
+    Rows are taken as they come, a few blocks ahead of the writer: a stream of rows (a split whose last shards
+    still render) is packed while it arrives.
+    """
+    workers = os.cpu_count() or 1
+    ex = concurrent.futures.ThreadPoolExecutor(max_workers=workers)
     digests = ShardDigests(read) if settings.check == "digest" else lambda path: None
     load = functools.partial(_load_block, read, digests, image_root, gt_url, settings.bad_samples)
+    ahead: collections.deque = collections.deque()
+    blocks = _blocks(rows)
     try:
         row = 0
-        for result in ex.map(load, blocks):
-            for item in result:
+        while True:
+            for block in itertools.islice(blocks, 2 * workers - len(ahead)):
+                ahead.append(ex.submit(load, block))
+            if not ahead:
+                return
+            for item in ahead.popleft().result():
+                stats["rows"] += 1
                 if item is None:
                     stats["skipped"] += 1
                 else:
@@ -196,20 +221,31 @@ def pack(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings) ->
     """Pack gt.txt's samples into an LMDB at lmdb_url; {"url", "samples", "skipped", "bytes", "kept"}, kept the
     0-based gt rows that went in, in order."""
     rows = read_gt(gt_url)
-    stats = {"skipped": 0, "kept": []}
+    return pack_rows(rows, len(rows), gt_url, image_root, lmdb_url, settings)
 
+
+def pack_rows(rows: Iterable[tuple[int, str, str]], expected: int, gt_url: str, image_root: str, lmdb_url: str,
+              settings: PackSettings) -> dict:
+    """pack() on (line number, path, label) rows of gt_url as they come (a list, or a stream still being
+    made); expected, about how many (it sizes the map)."""
+    rows = iter(rows)
+    stats = {"rows": 0, "skipped": 0, "kept": []}
     try:
         with storage.reader(image_root) as read, storage.staged_dir(lmdb_url, last=MARKER) as tmp:
-            # Size the map from a sample of the images: about 1.5x the data, grown on demand.
+            # Size the map from the first images: about 1.5x the data, grown on demand.
+            head = list(itertools.islice(rows, 50))
             probe = []
-            for _, path, _ in rows[:50]:
+            for _, path, _ in head:
                 with contextlib.suppress(OSError, ValueError):
                     probe.append(len(read(path)))
-            estimate = int((sum(probe) / max(len(probe), 1) + 256) * len(rows) * 1.5) + (8 << 20)
-            with contextlib.closing(_samples(read, image_root, gt_url, rows, settings, stats)) as samples:
+            estimate = int((sum(probe) / max(len(probe), 1) + 256) * max(expected, 1) * 1.5) + (8 << 20)
+            samples = _samples(read, image_root, gt_url, itertools.chain(head, rows), settings, stats)
+            with contextlib.closing(samples):
                 count = _write(tmp, samples, settings, estimate)
+            if stats["rows"] == 0:
+                raise HwocrError(f"gt file {gt_url} has no samples")
             if count == 0:
-                raise HwocrError(f"{gt_url}: no usable sample (all {len(rows)} skipped)")
+                raise HwocrError(f"{gt_url}: no usable sample (all {stats['rows']} skipped)")
             env = lmdb.open(tmp, **READER_OPTIONS)
             with env.begin() as txn:
                 stored = int(txn.get(b"num-samples"))

@@ -1,20 +1,136 @@
-"""assemble_gt: one benchmark-style gt.txt per split ("relative/path<TAB>label"), validated, with a report."""
+"""assemble_gt: one benchmark-style gt.txt per split ("relative/path<TAB>label"), validated, with a report; and the
+split's rows in order as its shards arrive, which pack_lmdb follows while the last shards still render."""
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable, Iterator
 
+from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
+from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from hwocr import hashing, storage
+from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models.charset import charset_digest, load_charset
 from synth.coverage import hangul, syllable_coverage
 from synth.labels import label_problem
-from tasks.render import ShardResult
+from tasks.render import ShardResult, ShardSpec, font_counts
 from tasks.stage import StageResult, retry_transient, stage
 
 CODE_VERSION = hashing.code_version(__file__)
+
+
+class SplitPlan(BaseModel):
+    """What a split's rows are made of, known before any shard renders: its shards (content key and start), the
+    images wanted per font and the label rule. assemble_gt and pack_lmdb both key on it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    split: str
+    gt: str  # the gt.txt whose line numbers name the rows
+    image_root: str
+    needed: dict[str, int]  # font hash -> images wanted; a longer shard serves
+    shards: list[tuple[str, int]]  # (key, start), sorted
+    charset: str
+    max_length: PositiveInt
+
+    @classmethod
+    def of(cls, layout: Layout, split: str, specs: list[ShardSpec], charset: str, max_length: int) -> SplitPlan:
+        return cls(split=split, gt=layout.gt(split), image_root=layout.out, needed=font_counts(specs, split),
+                   shards=sorted((s.key, s.start) for s in specs if s.split == split), charset=charset,
+                   max_length=max_length)
+
+    def reads(self) -> dict:
+        return {"split": self.split, "charset": charset_digest(self.charset), "max_length": self.max_length,
+                "shards": self.shards, "needed": self.needed}
+
+
+class ShardFailed(HwocrError):
+    """A shard the rows wait for failed; its own task reports why."""
+
+
+class SplitRows:
+    """A split's gt.txt rows, in order: index j of every font, fonts in hash order. Row group j is final once every
+    font that draws a j-th image has the shard covering it, so rows flow while later shards still render.
+
+    Iterating follow(shards) yields (line number, path, label); the counts fill in as it goes.
+    """
+
+    def __init__(self, plan: SplitPlan, layout: Layout):
+        self.plan, self.layout = plan, layout
+        self.allowed = set(load_charset(plan.charset))
+        self.fonts = sorted(plan.needed)
+        self.names: dict[str, str] = {}
+        self.rejected: Counter = Counter()
+        self.redrawn: dict[str, Counter] = {}
+        self.dropped: Counter = Counter()
+        self.per_font: Counter = Counter()
+        self.labels: list[str] = []
+        self.sample_fonts: list[int] = []
+        self.shards = 0
+
+    def follow(self, shards: Iterable[ShardResult | PrefectFuture]) -> Iterator[tuple[int, str, str]]:
+        needed = self.plan.needed
+        entries: dict[str, dict[int, tuple[str, str]]] = {sha: {} for sha in self.fonts}
+        ranges: dict[str, dict[int, int]] = {sha: {} for sha in self.fonts}
+        covered = dict.fromkeys(self.fonts, 0)
+        end = max(needed.values(), default=0)
+        j = 0
+        for shard in shards:
+            if isinstance(shard, PrefectFuture):
+                shard.wait()
+                state = shard.state
+                if not state.is_completed():
+                    raise ShardFailed(f"{self.plan.split}: a shard failed ({state.name}); no rows after it")
+                shard = shard.result()
+            self._read(shard, entries)
+            sha = shard.font_sha
+            ranges[sha][shard.start] = max(ranges[sha].get(shard.start, 0), shard.stop)
+            while covered[sha] in ranges[sha]:
+                stop = ranges[sha].pop(covered[sha])
+                if stop <= covered[sha]:
+                    break
+                covered[sha] = stop
+            while j < end and all(covered[f] > j or needed[f] <= j for f in self.fonts):
+                yield from self._group(j, entries)
+                j += 1
+        if j < end:
+            short = next(f for f in self.fonts if covered[f] <= j < needed[f])
+            raise HwocrError(f"{self.plan.split}: no shard holds image {j} of font {self.names.get(short, short)}")
+
+    def _read(self, shard: ShardResult, entries: dict[str, dict[int, tuple[str, str]]]) -> None:
+        self.shards += 1
+        rel_dir = self.layout.relative(shard.url)
+        self.names[shard.font_sha] = shard.font_name
+        want = self.plan.needed[shard.font_sha]
+        mine = entries[shard.font_sha]
+        for line in storage.read_text(storage.join(shard.url, "labels.tsv")).splitlines():
+            rel, label = line.split("\t", 1)
+            j = int(rel.rsplit("/", 1)[1].split(".")[0])
+            if j < want:
+                mine[j] = (f"{rel_dir}/{rel}", label)
+        self.rejected.update(shard.counts["rejected"])
+        self.redrawn.setdefault(shard.font_sha, Counter()).update(shard.counts["rejected"])
+        self.dropped.update(shard.counts["dropped"])
+
+    def _group(self, j: int, entries: dict[str, dict[int, tuple[str, str]]]) -> Iterator[tuple[int, str, str]]:
+        for n, sha in enumerate(self.fonts):
+            entry = entries[sha].pop(j, None)
+            if entry is None:
+                continue
+            problem = label_problem(entry[1], self.allowed, self.plan.max_length)
+            if problem:
+                self.dropped[problem] += 1
+                continue
+            self.labels.append(entry[1])
+            self.sample_fonts.append(n)
+            self.per_font[sha] += 1
+            yield len(self.labels), entry[0], entry[1]
+
+    def font_list(self) -> list[dict[str, str]]:
+        return [{"sha256": sha, "name": self.names.get(sha, sha)} for sha in self.fonts]
 
 
 class GtResult(StageResult):
@@ -37,65 +153,24 @@ class GtResult(StageResult):
         return storage.exists(self.gt)
 
 
-def assemble_gt_fn(layout: Layout, split: str, shards: list[ShardResult], needed: dict[str, int], charset: str,
-                   max_length: int) -> GtResult:
-    """Interleave fonts image by image (index j of every font, fonts in hash order) into the split's gt.txt.
-
-    needed maps font hash -> images wanted from that font; shards may hold more (a longer shard serves).
-    """
-    allowed = set(load_charset(charset))
-    per_font: dict[str, dict[int, tuple[str, str]]] = {}
-    names: dict[str, str] = {}
-    rejected: Counter = Counter()
-    redrawn: dict[str, Counter] = {}
-    dropped: Counter = Counter()
-    for shard in shards:
-        rel_dir = layout.relative(shard.url)
-        entries = per_font.setdefault(shard.font_sha, {})
-        names[shard.font_sha] = shard.font_name
-        want = needed[shard.font_sha]
-        for line in storage.read_text(storage.join(shard.url, "labels.tsv")).splitlines():
-            rel, label = line.split("\t", 1)
-            j = int(rel.rsplit("/", 1)[1].split(".")[0])
-            if j < want:
-                entries[j] = (f"{rel_dir}/{rel}", label)
-        rejected.update(shard.counts["rejected"])
-        redrawn.setdefault(shard.font_sha, Counter()).update(shard.counts["rejected"])
-        dropped.update(shard.counts["dropped"])
-    lines, labels, sample_fonts = [], [], []
-    fonts = sorted(per_font)
-    per_font_count: Counter = Counter()
-    for j in range(max(needed.values(), default=0)):
-        for n, sha in enumerate(fonts):
-            entry = per_font[sha].get(j)
-            if entry is None:
-                continue
-            problem = label_problem(entry[1], allowed, max_length)
-            if problem:
-                dropped[problem] += 1
-                continue
-            lines.append(f"{entry[0]}\t{entry[1]}\n")
-            labels.append(entry[1])
-            sample_fonts.append(n)
-            per_font_count[sha] += 1
-    gt_url = layout.gt(split)
-    storage.write_text(gt_url, "".join(lines))
-    return GtResult(split=split, gt=gt_url, samples=len(lines), dropped=dict(dropped),
-                    rejected_and_redrawn=dict(rejected), per_font=dict(per_font_count),
-                    redrawn_per_font={sha: dict(c) for sha, c in redrawn.items() if c},
-                    syllables=syllable_coverage(labels, hangul(allowed)),
-                    image_root=layout.out,
-                    shards=len(shards), fonts=[{"sha256": sha, "name": names[sha]} for sha in fonts],
-                    sample_fonts=sample_fonts)
+def assemble_gt_fn(plan: SplitPlan, layout: Layout, shards: list[ShardResult]) -> GtResult:
+    """Write the split's rows (SplitRows) as its gt.txt."""
+    rows = SplitRows(plan, layout)
+    lines = [f"{path}\t{label}\n" for _, path, label in rows.follow(shards)]
+    storage.write_text(plan.gt, "".join(lines))
+    return GtResult(split=plan.split, gt=plan.gt, samples=len(lines), dropped=dict(rows.dropped),
+                    rejected_and_redrawn=dict(rows.rejected), per_font=dict(rows.per_font),
+                    redrawn_per_font={sha: dict(c) for sha, c in rows.redrawn.items() if c},
+                    syllables=syllable_coverage(rows.labels, hangul(rows.allowed)),
+                    image_root=plan.image_root, shards=rows.shards, fonts=rows.font_list(),
+                    sample_fonts=rows.sample_fonts)
 
 
 assemble_gt = stage(
     name="assemble_gt", code=CODE_VERSION, result=GtResult,
-    key=lambda layout, split, shards, needed, charset, max_length: {
-        "split": split, "charset": charset_digest(charset), "max_length": max_length,
-        "shards": sorted((s.key, s.start) for s in shards), "needed": needed},
-    marker=lambda key, layout, split, **_: layout.gt_result(split),
-    task_run_name="assemble_gt {split}",
+    key=lambda plan, layout, shards: plan.reads(),
+    marker=lambda key, plan, layout, **_: layout.gt_result(plan.split),
+    task_run_name="assemble_gt {plan.split}",
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_condition_fn=retry_transient,

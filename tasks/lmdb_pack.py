@@ -1,20 +1,26 @@
-"""pack_lmdb: the stage that packs a split's gt.txt into deep-text-recognition-benchmark's LMDB
-(models/lmdb_format.py), with the font of every sample."""
+"""pack_lmdb: the stage that packs a split's rows into deep-text-recognition-benchmark's LMDB
+(models/lmdb_format.py), with the font of every sample. It follows the split's shards as they finish, so packing
+runs behind rendering instead of after the last shard."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from prefect.futures import PrefectFuture
 from prefect.tasks import exponential_backoff
 
 from hwocr import hashing, storage
-from models.lmdb_format import MARKER, PackSettings, pack
-from tasks.gt import GtResult
+from hwocr.layout import Layout
+from models.lmdb_format import MARKER, PackSettings, pack_rows
+from tasks.gt import SplitPlan, SplitRows
+from tasks.render import ShardResult
 from tasks.stage import StageResult, retry_transient, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 
 
 class PackResult(StageResult):
-    """An LMDB folder, with the font of every sample when gt.txt came from assemble_gt."""
+    """An LMDB folder, with the font of every sample when its rows came from render shards."""
 
     url: str
     samples: int
@@ -28,20 +34,23 @@ class PackResult(StageResult):
         return storage.exists(storage.join(self.url, "data.mdb"))
 
 
-def pack_lmdb_fn(gt: GtResult, lmdb_url: str, settings: PackSettings) -> PackResult:
-    packed = pack(gt.gt, gt.image_root, lmdb_url, settings)
-    return PackResult(url=lmdb_url, samples=packed["samples"], skipped=packed["skipped"], gt=gt.gt,
-                      bytes=packed["bytes"], fonts=gt.fonts,
-                      sample_fonts=[gt.sample_fonts[i] for i in packed["kept"]]
-                      if len(gt.sample_fonts) == gt.samples else [])
+def pack_lmdb_fn(plan: SplitPlan, layout: Layout, shards: Iterable[ShardResult | PrefectFuture], lmdb_url: str,
+                 settings: PackSettings) -> PackResult:
+    """Pack the split's rows (SplitRows, the lines of the gt.txt that assemble_gt writes) in shard order: shards
+    may be futures still running, in wave order (every font's first shard, then the seconds, ...)."""
+    rows = SplitRows(plan, layout)
+    packed = pack_rows(rows.follow(shards), sum(plan.needed.values()), plan.gt, plan.image_root, lmdb_url, settings)
+    return PackResult(url=lmdb_url, samples=packed["samples"], skipped=packed["skipped"], gt=plan.gt,
+                      bytes=packed["bytes"], fonts=rows.font_list(),
+                      sample_fonts=[rows.sample_fonts[i] for i in packed["kept"]])
 
 
 pack_lmdb = stage(
     name="pack_lmdb", code=CODE_VERSION, result=PackResult,
-    key=lambda gt, lmdb_url, settings: {"gt": gt.key, "pack": settings.model_dump()},
-    marker=lambda key, gt, lmdb_url, settings: storage.join(lmdb_url, MARKER),
+    key=lambda plan, layout, shards, lmdb_url, settings: {"rows": plan.reads(), "pack": settings.model_dump()},
+    marker=lambda key, plan, layout, shards, lmdb_url, settings: storage.join(lmdb_url, MARKER),
     task_run_name="pack_lmdb {lmdb_url}",
     retries=2,
     retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_condition_fn=retry_transient,
+    retry_condition_fn=retry_transient,  # a failed shard (ShardFailed) is not packing's to retry
 )(pack_lmdb_fn)

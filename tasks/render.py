@@ -62,9 +62,13 @@ def split_count(n: int, weights: list[float]) -> list[int]:
 
 def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]], words: dict,
                 layout: Layout) -> list[ShardSpec]:
-    """Split every split's images over its fonts (sorted by content hash) by weight, in chunks of count/shards."""
+    """Split every split's images over its fonts (sorted by content hash) by weight, in chunks of count/shards.
+
+    Each split's shards come in waves, every font's first shard, then every font's second, ...: the order the rows of
+    gt.txt need them (index j of every font), so packing can follow rendering."""
     specs = []
     for split, n in settings.splits().items():
+        wave_start = len(specs)
         pixels = settings.pixel_settings(split)
         fonts = sorted(fonts_by_split[split], key=lambda f: f["sha256"])
         chunk = max(math.ceil(n / settings.shards), settings.min_shard_images)
@@ -83,6 +87,7 @@ def plan_shards(settings: RenderSettings, fonts_by_split: dict[str, list[dict]],
                     start=start, stop=min(start + chunk, n_font), reads=reads,
                     url=layout.shard(split, key), words_url=words["url"], settings=pixels,
                 ))
+        specs[wave_start:] = sorted(specs[wave_start:], key=lambda s: s.start)  # stable: fonts stay in hash order
     return specs
 
 

@@ -273,3 +273,107 @@ def test_regression_split_is_plain_print_and_leaves_the_other_splits_alone(tmp_p
         assert read_lmdb(plain["splits"][split]["lmdb"]) == read_lmdb(without["splits"][split]["lmdb"])
     assert read_lmdb(varied["splits"]["regression"]["lmdb"]) == read_lmdb(plain["splits"]["regression"]["lmdb"])
     assert read_lmdb(varied["splits"]["train"]["lmdb"]) != read_lmdb(plain["splits"]["train"]["lmdb"])
+
+
+def _shards(out, split):
+    from tasks.render import ShardResult
+
+    root = out / "shards" / split
+    return [ShardResult.model_validate_json((root / name / "manifest.json").read_text())
+            for name in os.listdir(root) if not name.startswith(".")]
+
+
+def test_rows_come_wave_by_wave_as_shards_arrive(tmp_path, make_config):
+    from hwocr.layout import Layout
+    from models.lmdb_format import read_gt
+    from tasks.gt import SplitPlan, SplitRows
+
+    out = tmp_path / "out"
+    config = make_config(out, "render.count=1200", "render.shards=4", "render.min_shard_images=1")
+    dataset_flow(config=config)
+    # Two fonts, 600 images each in shards of 300: wave 0 is both fonts' [0:300].
+    shards = sorted(_shards(out, "train"), key=lambda s: (s.start, s.font_sha))
+    assert [(s.start, s.stop) for s in shards] == [(0, 300), (0, 300), (300, 600), (300, 600)]
+    layout = Layout.at(str(out))
+    plan = SplitPlan(split="train", gt=layout.gt("train"), image_root=layout.out,
+                     needed={s.font_sha: 600 for s in shards}, shards=[(s.key, s.start) for s in shards],
+                     charset=config.render.charset, max_length=config.render.batch_max_length)
+    arrived = []
+
+    def feed():
+        for s in shards:
+            arrived.append(s)
+            yield s
+
+    rows = SplitRows(plan, layout)
+    seen = [(int(path.rsplit("/", 1)[1].split(".")[0]), len(arrived), n, path, label)
+            for n, path, label in rows.follow(feed())]
+    # Every row of images 0-299 comes once the first wave is in, before the second wave is asked for.
+    assert {a for j, a, *_ in seen if j < 300} == {2} and {a for j, a, *_ in seen if j >= 300} == {4}
+    # The rows are gt.txt's lines, numbered as in it.
+    assert [(n, path, label) for _, _, n, path, label in seen] == read_gt(layout.gt("train"))
+    assert rows.per_font == {s.font_sha: 600 for s in shards}
+
+
+def test_pack_starts_before_the_last_shard_is_rendered(tmp_path, make_config):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    config = make_config(tmp_path / "out", "render.count=1600", "render.shards=8", "render.workers=1",
+                         "render.min_shard_images=1")
+    state = dataset_flow(config=config, return_state=True)
+    assert state.is_completed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    pack = next(r for r in runs if r.name.startswith("pack_lmdb") and r.name.endswith("/train"))
+    renders = [r for r in runs if r.name.startswith("render train")]
+    assert len(renders) == 8
+    # Prefect would start a task whose inputs are futures only once all of them finished.
+    assert pack.start_time < max(r.end_time for r in renders)
+
+
+def test_a_failed_shard_fails_its_pack_at_once_and_leaves_no_lmdb(tmp_path, make_config):
+    from prefect import flow, task
+    from prefect.utilities.annotations import quote
+
+    from hwocr.layout import Layout
+    from models.lmdb_format import PackSettings
+    from tasks.gt import SplitPlan
+    from tasks.lmdb_pack import pack_lmdb
+
+    out = tmp_path / "out"
+    config = make_config(out, "render.count=600", "render.shards=4")
+    dataset_flow(config=config)
+    shards = sorted(_shards(out, "train"), key=lambda s: (s.start, s.font_sha))
+    layout = Layout.at(str(out))
+    plan = SplitPlan(split="train", gt=layout.gt("train"), image_root=layout.out,
+                     needed={s.font_sha: 300 for s in shards}, shards=[(s.key, s.start) for s in shards],
+                     charset=config.render.charset, max_length=config.render.batch_max_length)
+
+    @task
+    def rendered(i):
+        return shards[i]
+
+    @task
+    def broken():  # a shard whose render failed
+        raise HwocrError("render failed")
+
+    @flow
+    def one_broken():
+        futures = [rendered.submit(0), rendered.submit(1), broken.submit(), rendered.submit(3)]
+        return pack_lmdb.submit(plan, layout, quote(futures), str(tmp_path / "lmdb"), PackSettings(),
+                                return_state=True).wait() or "done"
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    state = one_broken(return_state=True)
+    assert state.is_failed()
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
+    pack = next(r for r in runs if r.name.startswith("pack_lmdb"))
+    assert pack.state.is_failed() and pack.run_count == 1  # not retried: the shard's failure is not packing's
+    assert "a shard failed" in pack.state.message
+    assert os.listdir(tmp_path) and not [n for n in os.listdir(tmp_path) if "lmdb" in n]

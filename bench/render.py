@@ -1,7 +1,9 @@
 """Render throughput: hwocr's render stage vs the trdg CLI (anchor) vs a bare PIL loop (practical limit).
 
 All draw the same words with the same fonts at the seed's settings (80 px, plain white, no margins,
-random skew within 15 degrees), PNG, on all cores. Prints images/s and ratios against the trdg CLI.
+random skew within 15 degrees), PNG, on all cores. Prints images/s and ratios against the trdg CLI. hwocr and the
+PIL loop are timed on process pools already started, as the dataset flow starts its render pool while it plans;
+the CLI starts its own.
 
     .venv/bin/python bench/render.py [--count 6000] [--workers N]
 """
@@ -52,21 +54,52 @@ def trdg_cli(words: str, count: int, workers: int, tmp: str) -> float:
     return elapsed
 
 
+def _warm(ex: concurrent.futures.ProcessPoolExecutor, workers: int, fn) -> None:
+    """Start every worker of ex and run fn in it (its imports) before the timing, as the dataset flow warms its
+    render pool while it plans (tasks/render.warm_pool)."""
+    while len(set(ex.map(fn, range(4 * workers)))) < workers:
+        pass
+
+
+def _hwocr_ready(_) -> int:
+    return os.getpid()  # the pool's initializer imported synth.trdg_driver
+
+
 def hwocr_stage(words: list[str], count: int, workers: int, tmp: str) -> float:
+    """The render stage as the flow runs it: shards of count / 32 images per font, each cut into pieces
+    (tasks/render.py) on the warm process pool, joined into images.tar, labels.tsv and manifest.json by threads."""
+    from tasks.render import PIECE_IMAGES
+
     settings = RenderSettings(workers=workers).pixel_settings()
     per_font = count // len(FONTS)
-    chunk = max(1, per_font // 4)
-    jobs = [trdg_driver.RenderJob(settings=settings, words=words, covered="".join(set("".join(words))), split="train",
-                                  font_sha=f"{i:064d}", font_path=f, start=s, stop=min(s + chunk, per_font),
-                                  key="bench", dir=os.path.join(tmp, "hw", f"{i}-{s}"))
-            for i, f in enumerate(FONTS) for s in range(0, per_font, chunk)]
-    t = time.perf_counter()
+    chunk = -(-count // 32)
+    shards = [trdg_driver.RenderJob(settings=settings, words=words, covered="".join(set("".join(words))),
+                                    split="train", font_sha=f"{i:064d}", font_path=f, start=s,
+                                    stop=min(s + chunk, per_font), key="bench", dir=os.path.join(tmp, "hw", f"{i}-{s}"))
+              for s in range(0, per_font, chunk) for i, f in enumerate(FONTS)]
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=trdg_driver.init_worker) as ex:
-        done = sum(len(part["labels"]) for part in ex.map(trdg_driver.render_range, jobs))
-    elapsed = time.perf_counter() - t
+    with concurrent.futures.ProcessPoolExecutor(workers, mp_context=ctx, initializer=trdg_driver.init_worker) as ex, \
+            concurrent.futures.ThreadPoolExecutor(workers + 4) as threads:
+        _warm(ex, workers, _hwocr_ready)
+
+        def shard(job):
+            step = max(PIECE_IMAGES, -(-(job.stop - job.start) // 4))
+            parts = [ex.submit(trdg_driver.render_range, job.model_copy(update={"start": a, "stop": min(a + step,
+                                                                                                    job.stop)}))
+                     for a in range(job.start, job.stop, step)]
+            return trdg_driver.write_manifest(job, [p.result() for p in parts])["counts"]["images"]
+
+        t = time.perf_counter()
+        done = sum(threads.map(shard, shards))
+        elapsed = time.perf_counter() - t
     assert done == per_font * len(FONTS)
     return elapsed
+
+
+def _pil_ready(_) -> int:
+    from PIL import Image, ImageDraw, ImageFont  # noqa: F401
+
+    return os.getpid()
 
 
 def _pil_chunk(args) -> int:
@@ -93,10 +126,11 @@ def _pil_chunk(args) -> int:
 def pil_loop(words: list[str], count: int, workers: int, tmp: str) -> float:
     per_font = count // len(FONTS)
     jobs = [(words, f, per_font, i, os.path.join(tmp, "pil", str(i))) for i, f in enumerate(FONTS)]
-    t = time.perf_counter()
     with concurrent.futures.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as ex:
+        _warm(ex, workers, _pil_ready)
+        t = time.perf_counter()
         assert sum(ex.map(_pil_chunk, jobs)) == per_font * len(FONTS)
-    return time.perf_counter() - t
+        return time.perf_counter() - t
 
 
 def file_creation_ms(folder: str, n: int = 2000) -> float:

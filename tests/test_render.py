@@ -62,6 +62,19 @@ def test_archive_joined_from_pieces_is_the_one_tarfile_writes(tmp_path):
     assert manifest["files"]["images.tar"] == __import__("hashlib").sha256(buf.getvalue()).hexdigest()
 
 
+def test_member_headers_are_tarfiles_for_every_name_and_size():
+    """The template header (name, size and checksum patched) against tarfile's own, across field widths."""
+    import tarfile
+
+    for size in (0, 1, 511, 512, 513, 70_000, 8**7, 8**8 + 5):
+        for name in ("000000001.png", "a", "x" * 99, "x" * 100, "d" * 60 + "/" + "y" * 60, "한글.png"):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = size, 0o644
+            data = bytes(size)
+            want = info.tobuf(tarfile.USTAR_FORMAT, tarfile.ENCODING, "surrogateescape")
+            assert trdg_driver._member(name, data) == want + data + bytes(-size % 512), (name, size)
+
+
 def test_first_words_come_first_and_leave_the_rest_as_they_were(tmp_path):
     """render.min_syllable_draws: a font's images 0.. draw the words dealt to it; later images are unchanged."""
     plain = job(tmp_path, "plain", 0, 6, covered="한글사랑Hello2024바다하늘")

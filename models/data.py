@@ -253,7 +253,8 @@ def collate(batch: Sequence[tuple[torch.Tensor, str]]) -> tuple[torch.Tensor, li
     if not batch:
         raise ValueError("collate: empty batch")
     width = max(img.shape[-1] for img, _ in batch)
-    images = torch.stack([pad_to(img, width) for img, _ in batch]).to(torch.float32)
+    # default_collate stacks a loader worker's batch straight into shared memory, so sending it copies nothing.
+    images = torch.utils.data.default_collate([pad_to(img, width) for img, _ in batch]).to(torch.float32)
     return images, [label for _, label in batch]
 
 

@@ -144,6 +144,21 @@ def quiet_console() -> None:
                 h.addFilter(_QuietWhenStopping())
 
 
+# uvicorn, stopped (SIGTERM, its orderly stop) once the pipe named by argv[1] reads EOF: its parent has exited.
+_ON_LIFELINE = """
+import os, signal, sys, threading
+fd = int(sys.argv.pop(1))
+def watch():
+    while os.read(fd, 1):
+        pass
+    os.kill(os.getpid(), signal.SIGTERM)
+threading.Thread(target=watch, daemon=True).start()
+sys.argv[0] = "uvicorn"
+from uvicorn.main import main
+main()
+"""
+
+
 def own_server(log_path: str | None) -> None:
     """Make the temporary Prefect server one that a terminal's Ctrl-C does not reach (see the module's doc), its
     output in the run's log file (when it is stopped mid-write it prints tracebacks).
@@ -172,20 +187,27 @@ def own_server(log_path: str | None) -> None:
                 super().start(timeout)
 
         def _run_uvicorn_command(self) -> subprocess.Popen:
-            # Prefect 3.8.8's command (pinned in pyproject.toml), in a process group of its own.
+            # Prefect 3.8.8's command (pinned in pyproject.toml), in a process group of its own, on a lifeline: the
+            # server holds the read end of a pipe whose only write end is this process's, and stops at its EOF, so
+            # a CLI killed outright (SIGKILL, no chance to stop it) leaves no server behind.
             import prefect
             from prefect.settings import get_current_settings
 
+            read_end, self._lifeline = os.pipe()  # both non-inheritable: no other child holds the write end
             # The child writes to its own copy of the file descriptor.
-            with open(log_path, "a", encoding="utf-8") if log_path else contextlib.nullcontext() as output:
-                return subprocess.Popen(
-                    args=[sys.executable, "-m", "uvicorn", "--app-dir", str(prefect.__module_path__.parent),
-                          "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
-                          str(self.port), "--log-level", "error", "--lifespan", "on"],
-                    env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
-                         "PREFECT__SERVER_FINAL": "1",
-                         **get_current_settings().to_environment_variables(exclude_unset=True)},
-                    stdout=output, stderr=output, process_group=0)
+            try:
+                with open(log_path, "a", encoding="utf-8") if log_path else contextlib.nullcontext() as output:
+                    return subprocess.Popen(
+                        args=[sys.executable, "-c", _ON_LIFELINE, str(read_end), "--app-dir",
+                              str(prefect.__module_path__.parent), "--factory",
+                              "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port",
+                              str(self.port), "--log-level", "error", "--lifespan", "on"],
+                        env={**os.environ, "PREFECT_UI_ENABLED": "0", "PREFECT__SERVER_EPHEMERAL": "1",
+                             "PREFECT__SERVER_FINAL": "1",
+                             **get_current_settings().to_environment_variables(exclude_unset=True)},
+                        stdout=output, stderr=output, process_group=0, pass_fds=(read_end,))
+            finally:
+                os.close(read_end)
 
     if None not in SubprocessASGIServer._instances:
         Server()

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from conftest import FONTS, read_lmdb
+from hwocr.interrupt import descendants
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers
 
@@ -43,6 +44,22 @@ def _wait_for(predicate, proc=None, limit=180.0) -> None:
         time.sleep(0.002)
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def _run_json(args, env) -> dict:
     proc = subprocess.run(args, capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -56,9 +73,12 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, words_file):
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         _wait_for(lambda: _partial_shard(out), proc)
+        below = descendants(proc.pid)  # the render workers, and the temporary Prefect server in a group of its own
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+    assert any("prefect.server.api.server:create_app" in _cmdline(pid) for pid in below)
+    _wait_for(lambda: not [pid for pid in below if _alive(pid)], limit=30)  # nothing outlives the killed run
     # Packing follows rendering, so a staging folder may be there: never an LMDB or a gt.txt.
     lmdbs = os.listdir(out / "lmdb") if (out / "lmdb").exists() else []
     assert not [n for n in lmdbs if not n.startswith(".")] and not (out / "train" / "gt.txt").exists()

@@ -186,6 +186,12 @@ def own_server(log_path: str | None) -> None:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # dropped when the file closes, or the process dies
                 super().start(timeout)
 
+        def stop(self) -> None:
+            super().stop()
+            if getattr(self, "_lifeline", None) is not None:
+                os.close(self._lifeline)
+                self._lifeline = None
+
         def _run_uvicorn_command(self) -> subprocess.Popen:
             # Prefect 3.8.8's command (pinned in pyproject.toml), in a process group of its own, on a lifeline: the
             # server holds the read end of a pipe whose only write end is this process's, and stops at its EOF, so

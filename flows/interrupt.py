@@ -186,11 +186,16 @@ def own_server(log_path: str | None) -> None:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # dropped when the file closes, or the process dies
                 super().start(timeout)
 
-        def stop(self) -> None:
-            super().stop()
-            if getattr(self, "_lifeline", None) is not None:
+        _lifeline: int | None = None
+
+        def _cut_lifeline(self) -> None:
+            if self._lifeline is not None:
                 os.close(self._lifeline)
                 self._lifeline = None
+
+        def stop(self) -> None:
+            super().stop()
+            self._cut_lifeline()
 
         def _run_uvicorn_command(self) -> subprocess.Popen:
             # Prefect 3.8.8's command (pinned in pyproject.toml), in a process group of its own, on a lifeline: the
@@ -199,6 +204,7 @@ def own_server(log_path: str | None) -> None:
             import prefect
             from prefect.settings import get_current_settings
 
+            self._cut_lifeline()  # a server Prefect restarts: the one before goes
             read_end, self._lifeline = os.pipe()  # both non-inheritable: no other child holds the write end
             # The child writes to its own copy of the file descriptor.
             try:

@@ -169,20 +169,18 @@ def _samples(read: storage.Reader, image_root: str, gt_url: str, rows: Iterable[
     ahead: collections.deque = collections.deque()
     blocks = _blocks(rows)
     try:
-        row = 0
         while True:
             for block in itertools.islice(blocks, 2 * workers - len(ahead)):
                 ahead.append(ex.submit(load, block))
             if not ahead:
                 return
             for item in ahead.popleft().result():
-                stats["rows"] += 1
                 if item is None:
                     stats["skipped"] += 1
                 else:
-                    stats["kept"].append(row)
+                    stats["kept"].append(stats["rows"])
                     yield item
-                row += 1
+                stats["rows"] += 1
     finally:  # a failed pack stops reading at once instead of draining every queued block
         ex.shutdown(wait=True, cancel_futures=True)
 

@@ -362,8 +362,7 @@ def test_a_failed_shard_fails_its_pack_at_once_and_leaves_no_lmdb(tmp_path, make
     @flow
     def one_broken():
         futures = [rendered.submit(0), rendered.submit(1), broken.submit(), rendered.submit(3)]
-        return pack_lmdb.submit(plan, layout, quote(futures), str(tmp_path / "lmdb"), PackSettings(),
-                                return_state=True).wait() or "done"
+        return pack_lmdb.submit(plan, layout, quote(futures), str(tmp_path / "lmdb"), PackSettings()).result()
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId

@@ -3,40 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(fonts-dejavu-core fonts-nanum fonts-nanum-extra fonts-unfonts-core fonts-unfonts-extra fonts-alee
-              libgl1 libglib2.0-0)
-missing=()
-for p in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
-done
-# The rest of the font catalogue's Debian packages (hwocr/data/korean_fonts.yaml; pools opt in to them with
-# pool.sources): about 350 MB installed, fonts-lxgw-wenkai (98 MB), fonts-noto-cjk (91 MB) and fonts-nanum-eco (57 MB)
-# the largest. One that cannot be installed is skipped with a warning; a pool that asks for its fonts then fails
-# naming the file. HWOCR_FONTS=base installs only the packages above.
-FONT_PACKAGES=(fonts-woowa-bm fonts-baekmuk fonts-lexi-gulim fonts-lexi-saebom fonts-naver-d2coding fonts-noto-cjk
-               fonts-wqy-microhei fonts-wqy-zenhei fonts-unifont fonts-lxgw-wenkai fonts-droid-fallback fonts-nanum-eco)
-[ "${HWOCR_FONTS:-all}" = base ] && FONT_PACKAGES=()
-missing_fonts=()
-for p in "${FONT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing_fonts+=("$p")
-done
-SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-apt_install() { DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null; }
-if ((${#missing[@]} + ${#missing_fonts[@]})); then
-  $SUDO apt-get update -qq
-fi
-if ((${#missing[@]})); then
-  echo "bootstrap: installing ${missing[*]}"
-  apt_install "${missing[@]}"
-fi
-if ((${#missing_fonts[@]})); then
-  echo "bootstrap: installing ${missing_fonts[*]}"
-  if ! apt_install "${missing_fonts[@]}" 2>/dev/null; then
-    for p in "${missing_fonts[@]}"; do
-      apt_install "$p" 2>/dev/null || echo "bootstrap: warning: font package $p could not be installed; skipped" >&2
-    done
-  fi
-fi
+# System fonts and libraries: the base font packages, then the rest of the font catalogue's (about 350 MB;
+# HWOCR_FONTS=base installs only the base five). One catalogue package that cannot be installed is skipped with a
+# warning; a pool that asks for its fonts then fails naming the file.
+bash scripts/fonts.sh apt
 
 # trdg 1.8.0 requires opencv-python, OpenCV's GUI build (it links libGL); hwocr declares opencv-python-headless.
 # Both install the same cv2 package, and pip has no way to leave a dependency's requirement out, so it installs
@@ -130,7 +100,7 @@ fi
 fetch_npm_fonts() {
   local venv_pid=$1
   while [ -n "$venv_pid" ] && kill -0 "$venv_pid" 2>/dev/null; do sleep 1; done
-  .venv/bin/python -m synth.npm_fonts
+  bash scripts/fonts.sh npm .venv/bin/python
 }
 if [ "${HWOCR_FONTS:-all}" != base ]; then
   venv_pid=""

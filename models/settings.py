@@ -127,7 +127,8 @@ class TrainSettings(BaseModel):
     ema_decay: float = Field(
         0, ge=0, lt=1, description="Validate, keep and export an exponential moving average of the weights, each "
         "step decaying it by min(ema_decay, (1 + t) / (10 + t)) at iteration t (0: off; 0.999 averages about the "
-        "last thousand steps)."
+        "last thousand steps). Validation scores the raw weights too (raw_valid_loss, raw_accuracy, raw_norm_ed "
+        "in the history and MLflow), so a run measures what the average gives."
     )
     recompute_layers: NonNegativeInt = Field(
         0, le=20, description="Leading VGG modules (conv, ReLU, pool...) whose activations backward recomputes: "

@@ -469,6 +469,9 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
                  "lr": t.optimizer.param_groups[0]["lr"]}
         if not math.isnan(gflops):
             entry["gflops"] = gflops
+        if t.ema is not None:  # the raw weights too, on the same images: every averaged run measures the average
+            raw = evaluate(t.model, val, t.codec, t.device, s.batch_size, t.amp_dtype, criterion_for(t.codec))
+            entry.update(raw_valid_loss=raw["loss"], raw_accuracy=raw["accuracy"], raw_norm_ed=raw["norm_ed"])
         state.history.append(entry)
         for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
             if result[name] > state.best[name]:
@@ -480,6 +483,8 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
             f"Elapsed_time: {time.monotonic() - started:0.1f}\n"
             f"Current_accuracy : {result['accuracy']:0.3f}, Current_norm_ED  : {result['norm_ed']:0.4f}\n"
             f"Best_accuracy    : {best['accuracy']:0.3f}, Best_norm_ED     : {best['norm_ed']:0.4f}\n"
+            + (f"Raw_accuracy     : {entry['raw_accuracy']:0.3f}, Raw_norm_ED      : {entry['raw_norm_ed']:0.4f} "
+               "(the weights the average follows)\n" if t.ema is not None else "")
             + sample_table(result))
         save(t, state, time.monotonic() - started)
         if on_eval:

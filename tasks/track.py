@@ -63,7 +63,9 @@ def log_eval(step: int, entry: dict) -> None:
     import mlflow
 
     mlflow.log_metrics({k: float(entry[k]) for k in ("train_loss", "valid_loss", "accuracy", "norm_ed", "cer",
-                                                       "samples_per_s", "lr") if k in entry}, step=step)
+                                                       "samples_per_s", "lr", "raw_valid_loss", "raw_accuracy",
+                                                       "raw_norm_ed")
+                        if k in entry}, step=step)
     result = entry.get("result")
     if result:
         rows = ["ground_truth\tprediction\tconfidence\tcorrect"]

@@ -1,5 +1,6 @@
 """The training loop on CPU: it learns, it resumes exactly after a kill, it stops cleanly on NaN."""
 
+import math
 import os
 import signal
 import subprocess
@@ -242,7 +243,14 @@ def test_ema_update_averages_weights_and_buffers():
 
 def test_ema_validates_keeps_and_resumes_the_average(tiny_lmdb, tmp_path):
     one = tmp_path / "one"
-    train(settings(num_iter=3, val_interval=3, ema_decay=0.9), [tiny_lmdb], tiny_lmdb, str(one), log=lambda m: None)
+    lines = []
+    result = train(settings(num_iter=3, val_interval=3, ema_decay=0.9), [tiny_lmdb], tiny_lmdb, str(one),
+                   log=lines.append)
+    # validation scores the raw weights beside the average
+    (entry,) = result["history"]
+    assert 0 <= entry["raw_accuracy"] <= 1 and 0 <= entry["raw_norm_ed"] <= 1
+    assert math.isfinite(entry["raw_valid_loss"]) and entry["raw_valid_loss"] != entry["valid_loss"]
+    assert any(line.startswith("Raw_accuracy") for text in lines for line in text.splitlines())
     last = torch.load(one / "last.pth", weights_only=False)
     best = _weights(one / "best_accuracy.pth")
     assert last["ema"].keys() == last["model"].keys() == best.keys()

@@ -25,7 +25,7 @@ sys.path.insert(0, ROOT)
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-INK = 48  # darker than the paper by this much counts as ink (synth.effects' pad_crop uses the same)
+from synth.effects import ink_extent  # noqa: E402  - the ink as pad_crop sees it
 
 
 def recrop(img: Image.Image, margin: float) -> Image.Image:
@@ -33,8 +33,7 @@ def recrop(img: Image.Image, margin: float) -> Image.Image:
     gray = img.convert("L")
     a = np.asarray(gray)
     paper = int(a.max())
-    ink = a < paper - INK
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    rows, cols = ink_extent(a)
     if not rows.size:
         return gray
     m = int(round(margin * (rows[-1] - rows[0] + 1)))
@@ -57,9 +56,10 @@ def main() -> int:
     args = p.parse_args()
 
     from flows.config import load_config
+    from models import metrics
     from models.charset import load_charset
     from models.data import LmdbDataset
-    from tasks.evaluate import evaluate_checkpoint
+    from tasks.evaluate import _fonts_of, evaluate_checkpoint
 
     settings = load_config(args.config, args.set).train
     margins = [float(m) for m in args.margins.split(",")]
@@ -81,7 +81,7 @@ def main() -> int:
             name = "as rendered" if margin is None else f"ink + {margin:g} x height"
             reports[name] = evaluate_checkpoint(args.model, folder, os.path.join(args.out, f"margin-{margin}"),
                                                 settings)
-    fonts = _fonts(args.data, len(data))
+    fonts = _fonts_of(args.data, len(data))
     fonts = fonts[:n] if fonts else None
     anchor = reports["as rendered"]
     print(f"{n} images of {args.data}, {args.model}")
@@ -92,13 +92,9 @@ def main() -> int:
     if fonts:
         print(f"  {'per font':<34} " + " ".join(f"{'anchor' if k == 'as rendered' else k.split()[2]:>6}"
                                                 for k in reports))
-        for font in sorted(set(fonts)):
-            cells = []
-            for r in reports.values():
-                pred = _predictions(r["predictions"])
-                idx = [i for i in range(n) if fonts[i] == font]
-                cells.append(f"{100 * sum(pred[i][0] == pred[i][1] for i in idx) / len(idx):5.1f}%")
-            print(f"  {font:<34} " + " ".join(cells))
+        per_font = [metrics.breakdown(preds, gts, fonts) for gts, preds in map(_predictions, reports.values())]
+        for font in per_font[0]:
+            print(f"  {font:<34} " + " ".join(f"{b[font]['accuracy']:5.1f}%" for b in per_font))
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "crop_geometry.json"), "w", encoding="utf-8") as f:
         json.dump({k: {x: r[x] for x in ("samples", "accuracy", "norm_ed", "cer")} for k, r in reports.items()}, f,
@@ -106,15 +102,11 @@ def main() -> int:
     return 0
 
 
-def _fonts(lmdb: str, n: int) -> list[str] | None:
-    from tasks.evaluate import _fonts_of
-
-    return _fonts_of(lmdb, n)
-
-
-def _predictions(path: str) -> list[tuple[str, str]]:
-    with open(path, encoding="utf-8") as f:
-        return [tuple(line.rstrip("\n").split("\t")[1:3]) for line in list(f)[1:]]
+def _predictions(report: dict) -> tuple[list[str], list[str]]:
+    """(labels, predictions) of an evaluation, in the split's order, from its predictions.tsv."""
+    with open(report["predictions"], encoding="utf-8") as f:
+        rows = [line.rstrip("\n").split("\t") for line in list(f)[1:]]
+    return [r[1] for r in rows], [r[2] for r in rows]
 
 
 if __name__ == "__main__":

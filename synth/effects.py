@@ -145,14 +145,18 @@ def _blur_jpeg(a: np.ndarray, s: BlurJpegSettings, rng: np.random.Generator) -> 
     return a
 
 
+def ink_extent(gray: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The rows and the columns holding ink: pixels darker than the paper (the lightest tone) by more than 48."""
+    ink = gray < gray.max() - 48
+    return np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+
+
 def _pad_crop(a: np.ndarray, s: PadCropSettings, rng: np.random.Generator) -> np.ndarray:
     h, w = a.shape[:2]
     most = s.max_fraction * h
     top, bottom, left, right = (int(round(v)) for v in rng.uniform(-most if s.allow_crop else 0, most, size=4))
     # A crop takes only blank margin, never ink: a cut glyph would no longer match its label.
-    gray = a if a.ndim == 2 else a.mean(axis=2)
-    ink = gray < gray.max() - 48
-    rows, cols = np.flatnonzero(ink.any(axis=1)), np.flatnonzero(ink.any(axis=0))
+    rows, cols = ink_extent(a if a.ndim == 2 else a.mean(axis=2))
     if rows.size:
         top, bottom = max(top, -int(rows[0])), max(bottom, -(h - 1 - int(rows[-1])))
         left, right = max(left, -int(cols[0])), max(right, -(w - 1 - int(cols[-1])))

@@ -55,13 +55,14 @@ def main() -> int:
     p.add_argument("--out", default=os.path.join(ROOT, ".bench-tmp", "crop_geometry"))
     args = p.parse_args()
 
-    from flows.config import load_config
+    from flows.config import given_keys, load_config
     from models import metrics
     from models.charset import load_charset
     from models.data import LmdbDataset
     from tasks.evaluate import _fonts_of, evaluate_checkpoint
 
-    settings = load_config(args.config, args.set).train
+    config = load_config(args.config, args.set)
+    settings = config.train
     margins = [float(m) for m in args.margins.split(",")]
     data = LmdbDataset(args.data, load_charset(settings.charset), settings.batch_max_length)
     n = min(args.limit or len(data), len(data))
@@ -80,7 +81,7 @@ def main() -> int:
                 f.write("\n".join(rows) + "\n")
             name = "as rendered" if margin is None else f"ink + {margin:g} x height"
             reports[name] = evaluate_checkpoint(args.model, folder, os.path.join(args.out, f"margin-{margin}"),
-                                                settings)
+                                                settings, given_keys(settings, "train."))
     fonts = _fonts_of(args.data, len(data))
     fonts = fonts[:n] if fonts else None
     anchor = reports["as rendered"]

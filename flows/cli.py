@@ -73,8 +73,8 @@ def check_prefect_api() -> None:
 
 
 def check_checkpoint(url: str) -> None:
-    """A local checkpoint exists and looks like one (torch.save writes a zip archive, older torch a pickle), checked
-    without torch; the load checks the rest."""
+    """A local checkpoint exists and looks like one (torch.save writes a zip archive, older torch a pickle), or is
+    the folder of an exported bundle; checked without torch, the load checks the rest."""
     import zipfile
 
     from hwocr import storage
@@ -82,14 +82,25 @@ def check_checkpoint(url: str) -> None:
     if not storage.is_local(url):
         return
     path = storage.local_path(url)
+    if os.path.isdir(path):
+        from models.easyocr_venv import bundle_name
+
+        bundle_name(path)  # one NAME.yaml beside NAME.pth, else it says what a bundle holds
+        return
     if not os.path.isfile(path):
-        raise HwocrError(f"checkpoint {url}: " + ("is a folder, not a .pth file" if os.path.isdir(path)
-                                                  else "no such file"))
+        raise HwocrError(f"checkpoint {url}: no such file")
     with open(path, "rb") as f:
         pickled = f.read(1) == b"\x80"
     if not (pickled or zipfile.is_zipfile(path)):
         raise HwocrError(f"checkpoint {url}: not a PyTorch checkpoint (neither the zip archive torch.save writes "
                          "nor a pickle)")
+
+
+def given_train_keys(config) -> set[str]:
+    """The train.* settings the user's --config or --set gave: those a model's reading contract is checked against."""
+    from flows.config import given_keys
+
+    return given_keys(config.train, "train.")
 
 
 def check_data(url: str) -> None:
@@ -101,6 +112,19 @@ def check_data(url: str) -> None:
                                               "neither an LMDB (data.mdb) nor a folder with gt.txt"))
 
 
+def settings_source(args) -> str:
+    """Where the settings came from, for a message: `--config quick`, `--set`, or both."""
+    return " and ".join(filter(None, (args.config and f"--config {args.config}", args.overrides and "--set"))) or \
+        "the settings"
+
+
+def check_reading(model: str, config, args):
+    """How the model is read (its reading contract), found without torch and checked against the settings given."""
+    from models.reading import open_model
+
+    return open_model(model, config.train, given_train_keys(config), settings_source(args))[1]
+
+
 def check_command(args, config) -> None:
     """The arguments of evaluate, export and pack, checked before torch loads."""
     from hwocr import storage
@@ -108,12 +132,11 @@ def check_command(args, config) -> None:
     if args.command == "evaluate":
         check_data(storage.normalize(args.data))
         model = storage.normalize(args.model)
-        if args.engine == "hwocr":
-            check_checkpoint(model)
-        elif storage.is_local(model) and not any(n.endswith(".pth") for n in (
-                os.listdir(storage.local_path(model)) if os.path.isdir(storage.local_path(model)) else [])):
+        if args.engine == "easyocr" and storage.is_local(model) and not os.path.isdir(storage.local_path(model)):
             raise HwocrError(f"--model {args.model}: with --engine easyocr, the folder of an exported bundle "
                              "(NAME.pth, NAME.yaml, NAME.py; `hwocr export` writes one)")
+        check_checkpoint(model)
+        check_reading(model, config, args)
     elif args.command == "export":
         export_settings(args, config)
         if config.train.model.prediction != "CTC":
@@ -122,6 +145,10 @@ def check_command(args, config) -> None:
             raise HwocrError(ATTN_REFUSED)
         check_checkpoint(storage.normalize(args.model))
         storage.not_a_file(storage.normalize(args.out))
+        if check_reading(storage.normalize(args.model), config, args).network.prediction != "CTC":
+            from models.settings import ATTN_REFUSED
+
+            raise HwocrError(ATTN_REFUSED)
     elif args.command == "serve" and args.cron:
         from prefect.client.schemas.schedules import CronSchedule
         from pydantic import ValidationError
@@ -270,9 +297,10 @@ def cmd_evaluate(args, config) -> dict:
     out = storage.normalize(args.out or os.path.join(
         "hwocr-out", "evaluation", hashing.digest([storage.normalize(args.model), storage.normalize(args.data),
                                                    args.engine])[:12]))
-    report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, engine=args.engine,
-                                 page_words=args.pages)
+    report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, given_train_keys(config),
+                                 engine=args.engine, page_words=args.pages)
     if not args.json:
+        print(f"read as {report['reading']}")
         print(f"{report['samples']} samples: accuracy {report['accuracy']:.2f}%, norm_ED {report['norm_ed']:.4f}, "
               f"CER {report['cer']:.4f}")
         for title, table in (("by font", report["by_font"]), ("by label length", report["by_length"])):
@@ -316,9 +344,7 @@ def cmd_export(args, config) -> dict:
     from tasks.export import export_easyocr_fn
 
     out = storage.normalize(args.out)
-    t = config.train
-    result = export_easyocr_fn(storage.normalize(args.model), out, settings, t.charset, t.img_h, t.model, t.img_w,
-                               t.batch_max_length)
+    result = export_easyocr_fn(storage.normalize(args.model), out, settings, config.train, given_train_keys(config))
     if not args.json:
         print(f"wrote {result['pth']}, {result['yaml']}, {result['py']}\n"
               f"load it: easyocr.Reader(['ko'], recog_network='{settings.name}', user_network_directory='{out}', "

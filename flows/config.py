@@ -171,6 +171,15 @@ def _choice_hint(err: dict) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
+def given_keys(model: BaseModel, prefix: str = "") -> set[str]:
+    """The dotted keys of the settings a preset, a form or --set gave, rather than left at their defaults."""
+    keys: set[str] = set()
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        keys |= given_keys(value, f"{prefix}{name}.") if isinstance(value, BaseModel) else {prefix + name}
+    return keys
+
+
 def load_config(path: str | None = None, overrides: list[str] = (), out: str | None = None) -> PipelineConfig:
     data = _preset_data(path)
     return _validated(data, overrides, out, resolve_preset(path) if path else None)

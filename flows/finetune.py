@@ -60,8 +60,7 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
         trained = trained.model_copy(update={"mlflow_run_id": None})
     # Every split overall, per font, per length; from a pretrained start, the start itself (its head remapped to
     # this charset) on the same splits.
-    runs = {(split, start): evaluate.submit(layout, trained, split, data, digests[data], config.train,
-                                            config.tracking, start)
+    runs = {(split, start): evaluate.submit(layout, trained, split, data, digests[data], config.tracking, start)
             for split, data in scored.items() for start in (False, True) if not start or trained.start_checkpoint}
     scores = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if not start}
     starts = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if start}
@@ -115,8 +114,7 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     if t.model.prediction != "CTC":  # EasyOCR decodes CTC only: the run ends without a bundle instead of failing
         get_run_logger().warning("EasyOCR export skipped: %s", ATTN_REFUSED)
     else:
-        bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained,
-                                   config.export, t.charset, t.img_h, t.model, t.img_w, t.batch_max_length)
+        bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained, config.export)
         if not cached:
             log_bundle(config.tracking, trained.mlflow_run_id, bundle)
     why = easyocr_available()
@@ -128,8 +126,8 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
         # The bundle read by the real easyocr on the test split (else validation), beside hwocr's own figure.
         split = "test" if "test" in train.evaluation else "val"
         check = easyocr_check.with_options(result_storage=results)(
-            layout, bundle, trained, split, layout.lmdb(split), train.evaluation[split].digest, config.train,
-            config.tracking, train.evaluation[split].accuracy)
+            layout, bundle, trained, split, layout.lmdb(split), train.evaluation[split].digest, config.tracking,
+            train.evaluation[split].accuracy)
         if check.mismatch:
             get_run_logger().warning(
                 "EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does not read "

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # torch is imported where weights are read: the CLI checks a 
     from torch import nn
 
     from models.crnn import Model
+    from models.reading import Reading
     from models.settings import ModelSettings
 
 
@@ -395,7 +396,11 @@ def load_pretrained(model: nn.Module, path: str, charset: str, source_charset: s
     return {"kept_classes": kept, "new_classes": n_dst - kept, "dropped_classes": n_src - kept}
 
 
-def save_checkpoint_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The state_dict as EasyOCR saves it: every key under `module.` (on CPU it cuts the first 7 characters)."""
+def save_checkpoint_state(model: nn.Module, reading: Reading | None = None) -> dict[str, torch.Tensor]:
+    """The state_dict as EasyOCR saves it: every key under `module.` (on CPU it cuts the first 7 characters),
+    carrying its reading contract when given (models/reading.py)."""
+    from models.reading import attach
+
     model = getattr(model, "module", model)  # already wrapped in DataParallel
-    return {PREFIX + k: v for k, v in model.state_dict().items()}
+    state = {PREFIX + k: v for k, v in model.state_dict().items()}
+    return attach(state, reading) if reading is not None else state

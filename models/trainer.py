@@ -3,7 +3,8 @@ knob in TrainSettings. CTC trains with CTCLoss, Attn as the benchmark's train.py
 CrossEntropyLoss ignoring [GO], greedy decoding to batch_max_length + 1 steps when it reads.
 
 Checkpoints in out_dir: best_accuracy.pth and best_norm_ED.pth (EasyOCR-loadable state_dicts, `module.` keys; the
-weights' moving average when train.ema_decay is set) and last.pth (model, its average, optimizer, scaler, RNG and
+weights' moving average when train.ema_decay is set; each carries its reading contract, models/reading.py) and
+last.pth (model, its average, optimizer, scaler, RNG and
 data-loader state, iteration, best scores), from which a re-run resumes exactly. Every file is written under a
 temp name and renamed.
 """
@@ -37,9 +38,11 @@ from models.pretrained import (
     builtin_charset,
     check_fits,
     load_pretrained,
+    pretrained_digest,
     resolve_pretrained,
     save_checkpoint_state,
 )
+from models.reading import Reading
 from models.settings import ModelSettings, TrainSettings
 
 START = "start.pth"  # the pretrained weights as training began, in this run's character set
@@ -270,6 +273,7 @@ class Trainer:
     device: torch.device
     amp_dtype: torch.dtype | None
     out_dir: str
+    reading: Reading  # how the checkpoints are read: every one written carries it
     ema: Model | None = None  # the weights' moving average (train.ema_decay): what validates and is kept
     per_sample: nn.Module = field(default_factory=lambda: nn.CTCLoss(zero_infinity=True, reduction="none"))
 
@@ -351,10 +355,11 @@ def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str,
     loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, workers=loader_workers(s, device, world),
                          share=world.share, augment=augment, pin=device.type == "cuda")
     model, report = build_model(s, codec, log)
+    reading = Reading.of(s, pretrained_digest(s.pretrained))
     start_path = os.path.join(out_dir, START)
     if s.pretrained != "none" and world.main and not os.path.exists(start_path):
         with storage.atomic_path(start_path) as tmp:  # the start, head remapped: scored beside the result
-            torch.save(save_checkpoint_state(model), tmp)
+            torch.save(save_checkpoint_state(model, reading), tmp)
     model.to(device)
     model.FeatureExtraction.recompute = s.recompute_layers
     if s.channels_last:
@@ -364,7 +369,7 @@ def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str,
     optimizer = make_optimizer(s, filter(lambda p: p.requires_grad, model.parameters()))
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype is torch.float16)
     ema = copy.deepcopy(model).requires_grad_(False) if s.ema_decay else None
-    t = Trainer(s, model, model, optimizer, scaler, loader, codec, world, device, amp_dtype, out_dir, ema)
+    t = Trainer(s, model, model, optimizer, scaler, loader, codec, world, device, amp_dtype, out_dir, reading, ema)
     return t, val, {"dropped": dropped, "pretrained": report, "start": start_path}
 
 
@@ -375,6 +380,13 @@ def resume(t: Trainer, log: Callable[[str], None]) -> TrainState:
         state = torch.load(t.last_path, map_location="cpu", weights_only=False)
     except Exception as e:  # noqa: BLE001
         raise HwocrError(f"cannot resume from {t.last_path}: {type(e).__name__}: {e}") from None
+    if "reading" in state and (was := Reading.model_validate(state["reading"])) != t.reading:
+        differ = [f"{k} {getattr(was, k)!r} (now {getattr(t.reading, k)!r})" for k in Reading.model_fields
+                  if k != "charset" and getattr(was, k) != getattr(t.reading, k)]
+        if was.charset != t.reading.charset:
+            differ.append("the character set")
+        raise HwocrError(f"cannot resume from {t.last_path}: it was trained to be read otherwise ("
+                         f"{'; '.join(differ)}); train into another folder, or delete it to start over")
     t.model.load_state_dict(state["model"])
     if t.ema is not None:  # a run that began without an average starts one from its weights
         t.ema.load_state_dict(state.get("ema") or state["model"])
@@ -394,7 +406,8 @@ def save(t: Trainer, state: TrainState, elapsed_s: float) -> None:
                     "optimizer": t.optimizer.state_dict(),
                     "scaler": t.scaler.state_dict(), "loader": t.loader.state_dict(), "rng": _rng_state(),
                     "iteration": state.iteration, "best": state.best, "history": state.history,
-                    "elapsed_s": elapsed_s, "charset": t.codec.charset, "settings": t.s.model_dump()}, tmp)
+                    "elapsed_s": elapsed_s, "charset": t.codec.charset, "settings": t.s.model_dump(),
+                    "reading": t.reading.model_dump(mode="json")}, tmp)
 
 
 def loader_workers(s: TrainSettings, device: torch.device, world: World) -> int:
@@ -477,7 +490,7 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
             if result[name] > state.best[name]:
                 state.best[name] = result[name]
                 with storage.atomic_path(os.path.join(t.out_dir, file)) as tmp:
-                    torch.save(save_checkpoint_state(t.scored), tmp)
+                    torch.save(save_checkpoint_state(t.scored, t.reading), tmp)
         best = state.best
         log(f"[{it}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
             f"Elapsed_time: {time.monotonic() - started:0.1f}\n"

@@ -114,38 +114,39 @@ def agreement(preds: list[str], others: list[str]) -> float:
 PAGE_WORDS = 200  # words of a split composed into pages for readtext: the detector costs seconds a page on CPU
 
 
-def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, batch_size: int = 192,
-                        worst: int = 24, engine: str = "hwocr",
+def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=None, given: set[str] = frozenset(),
+                        batch_size: int = 192, worst: int = 24, engine: str = "hwocr",
                         page_words: int = PAGE_WORDS) -> dict:
-    """Score a checkpoint (engine hwocr) or an exported bundle read by the real easyocr (engine easyocr: float,
+    """Score a checkpoint or a bundle (engine hwocr), or a bundle read by the real easyocr (engine easyocr: float,
     int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
-    the bundle's detector)."""
+    the bundle's detector). The model is read as its reading contract says; `settings` (TrainSettings) and `given`
+    (the train.* keys the user set) are checked against it, and read a checkpoint that has none."""
     import torch
 
-    from models.charset import load_charset
-    from models.codec import make_codec
-    from models.data import LmdbDataset
-    from models.pretrained import build_for, describe, layout_mismatch, load_state_dict
+    from models.pretrained import describe, layout_mismatch, load_state_dict
+    from models.reading import open_model
     from models.trainer import evaluate
 
-    charset = load_charset(settings.charset)
-    codec = make_codec(settings.model.prediction, charset, settings.batch_max_length)
-    if engine == "hwocr":
-        model = build_for(settings)
-        state = load_state_dict(storage.local_copy(model_url, "checkpoints"))
-        if bad := layout_mismatch(model.state_dict(), state):
-            raise HwocrError(f"{model_url} does not fit train.model ({describe(settings.model)}) with "
-                             f"{codec.num_class} classes: {len(bad)} mismatching keys, first: {', '.join(bad[:3])}"
-                             "; pass the model's settings (--set train.model.KEY=VALUE)")
-        model.load_state_dict(state)
-    elif engine != "easyocr":
+    if engine not in ("hwocr", "easyocr"):
         raise HwocrError(f"unknown engine {engine!r} (hwocr or easyocr)")
+    pth, reading = open_model(model_url, settings, given)
+    bundle = os.path.dirname(pth) if os.path.isdir(storage.local_copy(model_url, "models")) else None
+    if engine == "easyocr" and bundle is None:
+        raise HwocrError(f"--model {model_url}: the easyocr engine reads an exported bundle (the folder `hwocr "
+                         "export` writes), not a checkpoint")
+    codec = reading.codec()
+    if engine == "hwocr":
+        model = reading.build()
+        state = load_state_dict(pth)
+        if bad := layout_mismatch(model.state_dict(), state):
+            raise HwocrError(f"{model_url} does not fit {describe(reading.network)} with {codec.num_class} classes "
+                             f"(its reading): {len(bad)} mismatching keys, first: {', '.join(bad[:3])}")
+        model.load_state_dict(state)
     with tempfile.TemporaryDirectory(prefix="hwocr-eval-") as scratch:
         lmdb_path, names = _resolve_lmdb(storage.normalize(data_url), scratch)
-        data = LmdbDataset(lmdb_path, charset, settings.batch_max_length, settings.img_h, settings.img_w,
-                           settings.preprocess, settings.max_width)
+        data = reading.dataset(lmdb_path)
         if engine == "easyocr":
-            readings = easyocr_predictions(model_url, data, scratch, page_words)
+            readings = easyocr_predictions(bundle, data, scratch, page_words)
             result, int8 = readings["float"], readings["int8"]
         else:
             result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
@@ -163,7 +164,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings, b
         if rows:
             failure_grid(data, rows, grid)
     report = {
-        "model": model_url, "data": data_url,
+        "model": model_url, "data": data_url, "reading": reading.describe(),
         "samples": len(gts), "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
         "predictions": predictions, "worst_failures": grid if rows else None, "dropped": data.dropped,
         "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
@@ -198,18 +199,19 @@ class EvalResult(StageResult):
     by_length: dict
     by_font: dict | None
     easyocr: dict | None = None
+    reading: str | None = None  # how the model was read (its reading contract)
 
     def complete(self) -> bool:
         return storage.exists(self.predictions)
 
 
-def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: str, digest: str, settings, tracking,
+def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: str, digest: str, tracking,
                       start: bool = False) -> EvalResult:
     """Score the fine-tuned checkpoint (or, with start, the pretrained start with its head remapped) on a split
     and add its figures to the fine-tune's MLflow run, named <split>_<metric> (start_<split>_<metric>)."""
     out_url, prefix = layout.eval(trained.key, split, start), "start_" if start else ""
     report = EvalResult(**evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, data,
-                                              out_url, settings))
+                                              out_url))
     if trained.mlflow_run_id:
         from tasks.track import connect
 
@@ -227,7 +229,7 @@ def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: st
 
 evaluate_split = stage(
     name="evaluate", code=CODE_VERSION, result=EvalResult,
-    key=lambda layout, trained, split, data, digest, settings, tracking, start=False: {
+    key=lambda layout, trained, split, data, digest, tracking, start=False: {
         "train": trained.key, "data": digest, "start": start},
     marker=lambda key, layout, trained, split, start=False, **_: storage.join(layout.eval(trained.key, split, start),
                                                                               "evaluation.json"),
@@ -282,13 +284,13 @@ class CheckResult(StageResult):
 
 
 def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult, split: str, data: str, digest: str,
-                     settings, tracking, hwocr_accuracy: float) -> CheckResult:
+                     tracking, hwocr_accuracy: float) -> CheckResult:
     """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure.
 
     The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS of hwocr's; the MLflow run gets
     the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
     out_url = layout.easyocr_check(trained.key, split)
-    report = evaluate_checkpoint(bundle.dir, data, out_url, settings, engine="easyocr")
+    report = evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr")
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
     check = CheckResult(split=split, samples=report["samples"], hwocr_accuracy=hwocr_accuracy, float=e["float"],
@@ -326,7 +328,7 @@ def easyocr_available() -> str | None:
 
 easyocr_check = stage(
     name="easyocr_check", code=CODE_VERSION, result=CheckResult,
-    key=lambda layout, bundle, trained, split, data, digest, settings, tracking, hwocr_accuracy: {
+    key=lambda layout, bundle, trained, split, data, digest, tracking, hwocr_accuracy: {
         "bundle": bundle.key, "data": digest},
     marker=lambda key, layout, trained, split, **_: storage.join(layout.easyocr_check(trained.key, split),
                                                                  "check.json"),

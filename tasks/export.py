@@ -25,9 +25,8 @@ import models
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
-from models.charset import charset_digest
 from models.pretrained import CRAFT
-from models.settings import ATTN_REFUSED, ModelSettings
+from models.settings import ATTN_REFUSED, ModelSettings, TrainSettings
 from tasks.settings import ExportSettings
 from tasks.stage import StageResult, retry_transient, stage
 
@@ -105,40 +104,44 @@ layers to int8 by default; pass `quantize=False` for the exact float results hwo
 """
 
 
-def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, charset_name: str = "korean_g2",
-                      img_h: int = 80, network: ModelSettings | None = None, img_w: int = 100,
-                      batch_max_length: int = 25) -> dict:
+def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, train: TrainSettings | None = None,
+                      given: set[str] = frozenset()) -> dict:
     """Write NAME.pth, NAME.yaml, NAME.py, README.md and, when found, craft_mlt_25k.pth under `out`; returns
-    their URLs (`detector`: the bundle's copy of the detector, or None when export found none). `network` is the
-    checkpoint's train.model (None-VGG-BiLSTM-CTC by default)."""
+    their URLs (`detector`: the bundle's copy of the detector, or None when export found none). The checkpoint is
+    read as its reading contract says; `train` and `given` (the train.* keys the user set) are checked against it,
+    and read a checkpoint that has none."""
     import torch
 
-    from models.charset import load_charset
-    from models.pretrained import PREFIX, build_network, describe, layout_mismatch, load_state_dict, network_params
+    from models.pretrained import describe, layout_mismatch, load_state_dict, network_params, save_checkpoint_state
+    from models.reading import bundle_section, open_model
 
-    network = network or ModelSettings()
+    pth, reading = open_model(checkpoint, train, given)
+    network = reading.network
     if network.prediction != "CTC":
         raise HwocrError(ATTN_REFUSED)
-
-    charset = load_charset(charset_name)
-    state = load_state_dict(storage.local_copy(checkpoint, "checkpoints"))
+    charset = reading.charset
+    state = load_state_dict(pth)
     head = state.get("Prediction.weight")
     if head is None or head.shape[0] != len(charset) + 1:
         got = "no Prediction.weight" if head is None else f"{head.shape[0]} output classes"
-        raise HwocrError(f"{checkpoint}: {got}, but the character set {charset_name!r} has {len(charset)} "
-                         f"characters (+1 blank = {len(charset) + 1}); export it with the charset it was trained on")
-    params = network_params(network, img_h, img_w, batch_max_length)
-    model = build_network(network, len(charset) + 1, img_h, img_w, batch_max_length)
+        raise HwocrError(f"{checkpoint}: {got}, but its character set {reading.charset_name or ''} has "
+                         f"{len(charset)} characters (+1 blank = {len(charset) + 1}); export it with the charset it "
+                         "was trained on")
+    img_h = reading.img_h
+    params = network_params(network, img_h, reading.img_w, reading.batch_max_length)
+    model = reading.build()
     if bad := layout_mismatch(model.state_dict(), state):
-        raise HwocrError(f"{checkpoint}: not a checkpoint of train.model ({describe(network)}): {len(bad)} "
-                         f"mismatching keys, first: {', '.join(bad[:3])}; pass its settings with --set train.model.*")
+        raise HwocrError(f"{checkpoint}: not a checkpoint of {describe(network)}: {len(bad)} mismatching keys, "
+                         f"first: {', '.join(bad[:3])}; pass its settings with --set train.model.*")
     model.load_state_dict(state)
 
     name = settings.name
     buf = io.BytesIO()
-    torch.save({PREFIX + k: v for k, v in model.state_dict().items()}, buf)
-    config = {"network_params": params,
-              "imgH": img_h, "lang_list": list(settings.lang_list), "character_list": charset}
+    torch.save(save_checkpoint_state(model, reading), buf)
+    # EasyOCR reads network_params, imgH, lang_list and character_list, and ignores the hwocr section: the rest
+    # of the reading contract (models/reading.py).
+    config = {"network_params": params, "imgH": img_h, "lang_list": list(settings.lang_list),
+              "character_list": charset, "hwocr": bundle_section(reading)}
     source = os.path.join(os.path.dirname(models.__file__), "crnn.py")
     with open(source, encoding="utf-8") as f:
         code = f.read()
@@ -184,20 +187,14 @@ class BundleResult(StageResult):
         return storage.exists(self.pth)
 
 
-def export_bundle_fn(layout: Layout, trained, settings: ExportSettings, charset: str, img_h: int,
-                     network: ModelSettings | None = None, img_w: int = 100,
-                     batch_max_length: int = 25) -> BundleResult:
-    """The bundle of a training, in its run folder."""
-    return BundleResult(**export_easyocr_fn(trained.checkpoint, layout.bundle(trained.key), settings, charset, img_h,
-                                            network, img_w, batch_max_length))
+def export_bundle_fn(layout: Layout, trained, settings: ExportSettings) -> BundleResult:
+    """The bundle of a training, in its run folder: the checkpoint says how it is read."""
+    return BundleResult(**export_easyocr_fn(trained.checkpoint, layout.bundle(trained.key), settings))
 
 
 export_easyocr = stage(
     name="export_easyocr", code=CODE_VERSION, result=BundleResult,
-    key=lambda layout, trained, settings, charset, img_h, network=None, img_w=100, batch_max_length=25: {
-        "train": trained.key, "settings": settings.model_dump(mode="json"), "charset": charset_digest(charset),
-        "img_h": img_h, "network": (network or ModelSettings()).model_dump(mode="json"), "img_w": img_w,
-        "batch_max_length": batch_max_length},
+    key=lambda layout, trained, settings: {"train": trained.key, "settings": settings.model_dump(mode="json")},
     marker=lambda key, layout, trained, **_: storage.join(layout.bundle(trained.key), "export.json"),
     retries=2, retry_condition_fn=retry_transient,
 )(export_bundle_fn)

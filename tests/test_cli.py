@@ -83,7 +83,23 @@ BAD_INPUT = [
     (["evaluate", "--model", "m.pth", "--data", "nofonts"], "neither an LMDB (data.mdb) nor a folder with gt.txt"),
     (["evaluate", "--model", "missing.pth", "--data", "evaldata"], "missing.pth: no such file"),
     (["evaluate", "--model", "gt.txt", "--data", "evaldata"], "gt.txt: not a PyTorch checkpoint"),
-    (["evaluate", "--model", "nofonts", "--data", "evaldata", "--engine", "easyocr"], "folder of an exported bundle"),
+    (["evaluate", "--model", "nofonts", "--data", "evaldata", "--engine", "easyocr"], "nofonts: not an EasyOCR bundle"),
+    (["evaluate", "--model", "nofonts", "--data", "evaldata"], "nofonts: not an EasyOCR bundle (one NAME.yaml"),
+    (["evaluate", "--model", "m.pth", "--data", "evaldata", "--engine", "easyocr"], "the folder of an exported bundle"),
+    # the reading contract: a model says how it is read
+    (["evaluate", "--model", "m.pth", "--data", "evaldata"],
+     "m.pth carries no reading contract (hwocr did not write it): say how it is read, --set "
+     "train.img_h=... and --set train.charset=..."),
+    (["evaluate", "--model", "m.pth", "--data", "evaldata", "--set", "train.img_h=64"],
+     "say how it is read, --set train.charset=... (the height"),
+    (["evaluate", "--model", "at32.pth", "--data", "evaldata", "--set", "train.img_h=80"],
+     "at32.pth says how it is read (None-VGG-BiLSTM-CTC at height 32, preprocess easyocr, 1008 characters "
+     "(korean_g2)), but --set asked for train.img_h 80 (the model's 32): drop them"),
+    (["evaluate", "--model", "at32.pth", "--data", "evaldata", "--set", "train.charset=english_g2"],
+     "asked for train.charset english_g2 (the model's korean_g2: 1008 characters"),
+    (["export", "--model", "at32.pth", "--out", "b", "--config", "quick"],
+     "--config quick asked for train.img_h 64 (the model's 32)"),
+    (["export", "--model", "m.pth", "--out", "b"], "m.pth carries no reading contract"),
     (["evaluate", "--model", "m.pth", "--data", "evaldata", "--pages", "-1"], "argument --pages: expected 0 or more"),
     (["evaluate", "--data", "evaldata"], "the following arguments are required: --model"),
     (["evaluate", "--model", "m.pth", "--data", "evaldata", "--engine", "paddle"], "argument --engine: invalid choice"),
@@ -129,6 +145,14 @@ def inputs(folder) -> None:
     (folder / "evaldata" / "gt.txt").write_text("a.png\t한글\n", encoding="utf-8")
     with zipfile.ZipFile(folder / "m.pth", "w") as z:  # torch.save's container, enough for the checks before torch
         z.writestr("archive/data.pkl", b"")
+    import torch
+
+    from models.charset import load_charset
+    from models.reading import Reading, attach
+
+    # A checkpoint with a reading contract (one tensor: the contract is checked before the weights are read).
+    torch.save(attach({"module.x": torch.zeros(1)}, Reading(img_h=32, charset=load_charset("korean_g2"),
+                                                           charset_name="korean_g2")), folder / "at32.pth")
 
 
 def tree(folder) -> dict[str, int]:

@@ -66,9 +66,16 @@ def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):
     from models.pretrained import GEN2
 
     torch.save(GEN2.build(50).state_dict(), tmp_path / "small.pth")
-    with pytest.raises(HwocrError, match=r"small\.pth does not fit train.model \(None-VGG-BiLSTM-CTC, output_channel "
-                       r"256, hidden_size 256\) with 1009 classes: 2 mismatching keys, first: Prediction.weight"):
+    # No reading contract (hwocr did not write it): it is read only with its height and characters given ...
+    with pytest.raises(HwocrError, match=r"small\.pth carries no reading contract .*--set train.img_h=\.\.\. and "
+                       r"--set train.charset=\.\.\."):
         evaluate_checkpoint(str(tmp_path / "small.pth"), tiny_lmdb, str(tmp_path / "o"), S)
+    # ... and then it must fit them.
+    with pytest.raises(HwocrError, match=r"small\.pth does not fit None-VGG-BiLSTM-CTC, output_channel 256, "
+                       r"hidden_size 256 with 1009 classes \(its reading\): 2 mismatching keys, first: "
+                       r"Prediction.weight"):
+        evaluate_checkpoint(str(tmp_path / "small.pth"), tiny_lmdb, str(tmp_path / "o"), S,
+                            {"train.img_h", "train.charset"})
 
 
 def test_retention_counts_what_the_start_read_and_the_fine_tuned_model_lost(tmp_path):

@@ -43,7 +43,7 @@ print(json.dumps(out, ensure_ascii=False))
 def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path, monkeypatch):
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
-    files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_test"), img_h=32)
+    files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_test"))
     # The detector travels with the bundle whenever export can find it (tests/test_readme_snippets.py requires it).
     detector = ["craft_mlt_25k.pth"] if _craft_path() else []
     assert sorted(os.listdir(tmp_path / "bundle")) == ["README.md", *detector, "hwocr_test.pth", "hwocr_test.py",
@@ -114,17 +114,24 @@ def test_a_squashing_model_reads_worse_in_easyocr_than_it_reports(tiny_lmdb, tmp
     fixed = settings(num_iter=240, val_interval=60, preprocess="pad", img_w=48)
     result = train(fixed, [tiny_lmdb], tiny_lmdb, str(out), log=lambda m: None)
     assert result["best_accuracy"] == 100.0  # at its own squashed width
-    export_easyocr_fn(str(out / "best_accuracy.pth"), str(tmp_path / "bundle"), ExportSettings(), img_h=32)
+    export_easyocr_fn(str(out / "best_accuracy.pth"), str(tmp_path / "bundle"), ExportSettings())
     theirs = evaluate_checkpoint(str(tmp_path / "bundle"), tiny_lmdb, str(tmp_path / "eval"), fixed,
                                  engine="easyocr")
     assert theirs["accuracy"] < 100.0
 
 
 def test_export_refuses_a_charset_mismatch_and_bad_names(trained, tmp_path):
-    with pytest.raises(HwocrError, match=r"1009 output classes, but the character set .* has 3 characters"):
-        charset = tmp_path / "abc.txt"
-        charset.write_text("abc", encoding="utf-8")
-        export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(), charset_name=str(charset))
+    charset = tmp_path / "abc.txt"
+    charset.write_text("abc", encoding="utf-8")
+    abc = settings(charset=str(charset))
+    # The checkpoint knows its characters: another set given is refused, naming both.
+    with pytest.raises(HwocrError, match=r"asked for train.charset .*abc.txt \(the model's korean_g2: 1008 characters"):
+        export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(), abc, {"train.charset"})
+    # One without a contract is read with the set given, and its head must fit it.
+    torch.save(load_state_dict(trained), tmp_path / "plain.pth")
+    with pytest.raises(HwocrError, match=r"1009 output classes, but its character set .*abc.txt has 3 characters"):
+        export_easyocr_fn(str(tmp_path / "plain.pth"), str(tmp_path / "bundle"), ExportSettings(), abc,
+                          {"train.charset", "train.img_h"})
     assert not (tmp_path / "bundle").exists()
     for bad, why in (("my-model", "identifier"), ("한글", "ASCII"), ("torch", "shadow"), ("json", "shadow"),
                      ("class", "identifier")):

@@ -162,12 +162,16 @@ def test_the_model_is_part_of_the_training_key():
 
 
 def test_attn_export_is_refused(tmp_path):
+    from models.charset import load_charset
+    from models.reading import Reading
     from tasks.export import export_easyocr_fn
     from tasks.settings import ExportSettings
 
+    reading = Reading(network=ModelSettings(prediction="Attn"), img_h=32, charset=load_charset("korean_g2"))
+    m = build_network(reading.network, reading.codec().num_class)
+    torch.save(save_checkpoint_state(m, reading), tmp_path / "attn.pth")
     with pytest.raises(HwocrError, match="EasyOCR cannot run an attention decoder"):
-        export_easyocr_fn(str(tmp_path / "none.pth"), str(tmp_path / "b"), ExportSettings(name="x"),
-                          network=ModelSettings(prediction="Attn"))
+        export_easyocr_fn(str(tmp_path / "attn.pth"), str(tmp_path / "b"), ExportSettings(name="x"))
     assert not (tmp_path / "b").exists()
 
 
@@ -203,6 +207,7 @@ def test_every_ctc_combination_reads_in_easyocr_as_in_hwocr(tiny_lmdb, tmp_path)
     from models.charset import load_charset
     from models.codec import CTCCodec
     from models.easyocr_compat import recognize
+    from models.reading import Reading
     from models.trainer import init_weights
     from tasks.export import export_easyocr_fn
     from tasks.settings import ExportSettings
@@ -221,9 +226,9 @@ def test_every_ctc_combination_reads_in_easyocr_as_in_hwocr(tiny_lmdb, tmp_path)
                 if "running_" in k:
                     t.copy_(torch.rand_like(t) * 0.5 + (0.75 if "var" in k else -0.25))
         path = tmp_path / f"m{i}.pth"
-        torch.save(save_checkpoint_state(m), path)
-        export_easyocr_fn(str(path), str(tmp_path / "bundles" / f"b{i}"), ExportSettings(name=f"hwocr_m{i}"),
-                          img_h=32, network=model_settings(combo), img_w=100)
+        reading = Reading(network=model_settings(combo), img_h=32, charset=codec.charset)
+        torch.save(save_checkpoint_state(m, reading), path)
+        export_easyocr_fn(str(path), str(tmp_path / "bundles" / f"b{i}"), ExportSettings(name=f"hwocr_m{i}"))
         ours.append([recognize(m, codec, cv2.imread(p, cv2.IMREAD_GRAYSCALE), 32) for p in images])
     proc = subprocess.run([EASYOCR_PYTHON, "-c", READ_ALL, str(tmp_path / "bundles"), str(len(CTC)), *images],
                           capture_output=True, text=True, timeout=900, env={**os.environ, "PYTHONPATH": ""})

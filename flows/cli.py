@@ -167,6 +167,17 @@ def check_command(args, config) -> None:
         storage.not_a_file(storage.normalize(args.out))
 
 
+def check_real_sources(config) -> None:
+    """Each real source's label file read and its labels checked (not its images, which packing decodes): a
+    malformed row, a path out of its folder or too many labels outside the character set fail here."""
+    from models.charset import load_charset
+    from models.sources import check_labels, read_source
+
+    for s in config.real.sources:
+        check_labels(read_source(s), load_charset(config.train.charset), config.train.batch_max_length,
+                     config.real.max_dropped)
+
+
 def check_inputs(command: str, config) -> dict | None:
     """What the config names is checked here, before Prefect starts, so that bad input fails in a second or two;
     the stages check it again for runs started from a deployment or the UI. Returns the render plan's estimate
@@ -182,6 +193,7 @@ def check_inputs(command: str, config) -> dict | None:
             load_charset(name)
         check_fits(config.train.pretrained, config.train.model)
         check_pretrained(config.train.pretrained)
+        check_real_sources(config)
     if command == "train":
         layout = Layout.at(config.out)
         for split in ("train", "val"):
@@ -195,6 +207,11 @@ def check_inputs(command: str, config) -> dict | None:
         storage.not_a_file(config.out)
         storage.check_creatable(config.out)
         check_words_and_fonts(config.render, load_charset(config.render.charset))
+        if command == "run" and config.real.sources:
+            from synth.inputs import font_sources
+            from synth.scans import check_scan_leak
+
+            check_scan_leak(font_sources(config.render)[0], [s.url for s in config.real.sources])
         return check_space(config.render, config.out, config.render.workers or os.cpu_count() or 1)
     return None
 

@@ -15,6 +15,7 @@ from hwocr import storage
 from hwocr.errors import HwocrError
 from models.lmdb_format import PackSettings
 from models.settings import TrainSettings
+from models.sources import RealSettings
 from synth.settings import RenderSettings
 from tasks.settings import ExportSettings, TrackingSettings
 
@@ -28,6 +29,10 @@ class PipelineConfig(BaseModel):
     render: RenderSettings = Field(default_factory=RenderSettings)
     pack: PackSettings = Field(default_factory=PackSettings)
     train: TrainSettings = Field(default_factory=TrainSettings)
+    real: RealSettings = Field(
+        default_factory=RealSettings, description="Your own handwriting: labeled crops and pages to train on "
+        "(mixed into every batch by ratio) and to score the model on (the headline figures)."
+    )
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
     runner: Literal["local", "dask"] = Field(

@@ -7,11 +7,13 @@ from pydantic import PositiveInt
 
 from flows.config import PipelineConfig, Preset, config_from_form
 from flows.dataset import dataset_flow_for
-from flows.summary import DatasetSummary, PipelineSummary, TrainingSummary
+from flows.summary import DatasetSummary, PipelineSummary, RealScore, TrainingSummary
 from hwocr import storage
 from hwocr.layout import Layout
+from models.sources import source_digest
 from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, log_retention, retention
 from tasks.export import ATTN_REFUSED, export_easyocr, log_bundle
+from tasks.real import SourceResult, import_real
 from tasks.stage import result_storage, run_stage
 from tasks.track import holds_run, log_dataset
 from tasks.train import TrainResult, fine_tune, lmdb_digest
@@ -42,17 +44,22 @@ def finetune_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
 def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, val_lmdb: str | None) -> dict:
     """The finetune flow's body, on a config already whole; returns a TrainingSummary as JSON."""
     layout = Layout.at(config.out)
+    results = result_storage(config.results_url())
     train_lmdbs = [storage.normalize(u) for u in train_lmdbs] if train_lmdbs else [layout.lmdb("train")]
     val_lmdb = storage.normalize(val_lmdb) if val_lmdb else layout.lmdb("val")
+    sources = import_sources(config, layout, results)
+    settings, train_lmdbs = mixed(config, train_lmdbs, sources)
+    # A real validation split, when there is one, picks the best checkpoint and drives early stopping.
+    chooser = next((r.lmdb("val") for r in sources.values() if r.lmdb("val")), val_lmdb)
     scored = {"val": val_lmdb}
     for split in ("test", "regression"):  # the held-out-font and print splits, when the dataset has them
         if storage.exists(storage.join(layout.lmdb(split), "data.mdb")):
             scored[split] = layout.lmdb(split)
+    scored |= {real_split(name): r.lmdb("test") for name, r in sources.items() if r.lmdb("test")}
     # One read (or hash) per LMDB: keys, MLflow lineage and evaluation all use these.
-    digests = {u: lmdb_digest(u) for u in [*train_lmdbs, *scored.values()]}
-    results = result_storage(config.results_url())
+    digests = {u: lmdb_digest(u) for u in {*train_lmdbs, chooser, *scored.values()}}
     train, evaluate = (t.with_options(result_storage=results) for t in (fine_tune, evaluate_split))
-    trained, cached = run_stage(train, config.train, config.tracking, train_lmdbs, val_lmdb, digests, layout)
+    trained, cached = run_stage(train, settings, config.tracking, train_lmdbs, chooser, digests, layout)
     if cached and not holds_run(config.tracking, trained.mlflow_run_id):
         get_run_logger().warning(
             "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
@@ -69,9 +76,39 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
         forgetting = retention(starts["regression"]["predictions"], scores["regression"]["predictions"])
         if not cached:
             log_retention(config.tracking, trained.mlflow_run_id, forgetting)
+    real = {name: RealScore(format=r.format, dropped=r.dropped, splits={k: v["samples"] for k, v in r.splits.items()},
+                            lmdb=r.lmdb("test"), hwocr=scores.pop(real_split(name), None),
+                            start=starts.pop(real_split(name), None), pages=r.splits.get("test", {}).get("pages"))
+            for name, r in sources.items()}
     return TrainingSummary(**trained.model_dump(exclude={"history"}), cached=cached, pretrained=config.train.pretrained,
                            tracking_uri=config.tracking.tracking_uri, evaluation=scores, start=starts or None,
-                           forgetting=forgetting).model_dump(mode="json")
+                           forgetting=forgetting, real=real or None,
+                           validated_on=chooser if chooser != val_lmdb else None).model_dump(mode="json")
+
+
+def real_split(name: str) -> str:
+    """The name a real source's test split is scored under (folders, MLflow metrics: real_<name>_accuracy)."""
+    return f"real_{name}"
+
+
+def import_sources(config: PipelineConfig, layout: Layout, results) -> dict[str, SourceResult]:
+    """Every real source read, checked, split and packed, each on its own content key (in parallel)."""
+    task = import_real.with_options(result_storage=results)
+    t = config.train
+    futures = {s.name: task.submit(layout, s, config.real, t.charset, t.batch_max_length, config.pack,
+                                   source_digest(s)) for s in config.real.sources}
+    return {name: f.result() for name, f in futures.items()}
+
+
+def mixed(config: PipelineConfig, train_lmdbs: list[str], sources: dict[str, SourceResult]):
+    """(the training settings, the training LMDBs) with the real train splits mixed in by their ratios: the
+    synthetic LMDBs keep their batch_ratio among themselves, scaled to the share the real ones leave."""
+    real = [(s.ratio, sources[s.name].lmdb("train")) for s in config.real.sources if s.ratio]
+    if not real:
+        return config.train, train_lmdbs
+    rest = 1 - sum(r for r, _ in real)
+    ratio = [b * rest for b in config.train.batch_ratio] + [r for r, _ in real]
+    return config.train.model_copy(update={"batch_ratio": ratio}), train_lmdbs + [u for _, u in real]
 
 
 def _score(report: EvalResult, digest: str) -> dict:
@@ -118,6 +155,7 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
         if not cached:
             log_bundle(config.tracking, trained.mlflow_run_id, bundle)
     why = easyocr_available()
+    real = train.real or {}
     if bundle is None:
         pass
     elif why:
@@ -133,12 +171,26 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
                 "EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does not read "
                 "in EasyOCR as hwocr measured it", split, check.float["accuracy"], check.int8["accuracy"],
                 check.hwocr_accuracy)
+        real = {name: r.model_copy(update={"easyocr": easyocr_real(layout, bundle, trained, name, r, config, results)})
+                for name, r in real.items()}
     summary = PipelineSummary(dataset=data, train=train,
                               export={**bundle.model_dump(), "cached": cached} if bundle else None,
                               export_skipped=None if bundle else ATTN_REFUSED,
-                              easyocr=check.model_dump() if check else None)
+                              easyocr=check.model_dump() if check else None, real=real or None)
     publish_artifacts(summary)
     return summary.model_dump(mode="json")
+
+
+def easyocr_real(layout: Layout, bundle, trained: TrainResult, name: str, r: RealScore, config: PipelineConfig,
+                 results) -> dict | None:
+    """A real source's test split read by EasyOCR itself with the bundle: float, int8 and, for a source of pages,
+    its pages through readtext."""
+    if r.hwocr is None:
+        return None
+    check = easyocr_check.with_options(result_storage=results)(
+        layout, bundle, trained, real_split(name), r.lmdb, r.hwocr.digest, config.tracking, r.hwocr.accuracy,
+        page_words=0, real_pages=r.pages)
+    return {"float": check.float, "int8": check.int8, "pages": check.pages}
 
 
 def publish_artifacts(summary: PipelineSummary) -> None:

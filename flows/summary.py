@@ -95,6 +95,46 @@ class Forgetting(_Model):
                 f"reads {self.still_correct} ({self.retained:.2f}%; forgot {self.forgotten})")
 
 
+class RealScore(_Model):
+    """One real source: what it held, and its test split read by the model, by the start, and by EasyOCR."""
+
+    format: str
+    dropped: dict[str, int]
+    splits: dict[str, int]  # samples per split
+    lmdb: str | None  # the test split's LMDB
+    hwocr: Score | None  # None: the source has no test split
+    start: Score | None
+    pages: list[dict] | None = None  # a pages source's test pages, for readtext
+    easyocr: dict | None = None  # {"float", "int8", "pages"}: filled in by the pipeline's EasyOCR check
+
+    def lines(self, name: str, pretrained: str) -> list[str]:
+        where = f"real {name} ({self.format}; {', '.join(f'{k} {v}' for k, v in self.splits.items())} words"
+        where += f"; dropped {json.dumps(self.dropped)})" if self.dropped else ")"
+        if self.hwocr is None:
+            return [f"{where}: no test split to score"]
+        h = self.hwocr
+        out = [f"{where}: {h.samples} test words, accuracy {h.accuracy:.2f}%, CER {h.cer:.4f}"
+               + (f"; {pretrained} before fine-tuning {self.start.accuracy:.2f}% "
+                  f"({h.accuracy - self.start.accuracy:+.2f} points)" if self.start else "")]
+        if self.easyocr:
+            e = self.easyocr
+            out.append(f"  read by EasyOCR itself: {e['float']['accuracy']:.2f}% (int8 {e['int8']['accuracy']:.2f}%)"
+                       + (f"; its pages through readtext: {e['pages']['word_accuracy']:.2f}% of words, detection "
+                          f"recall {e['pages']['detection_recall']:.2f}%" if e.get("pages") else ""))
+        return out
+
+    def rows(self, name: str) -> list[dict]:
+        rows = [self.hwocr.row(f"real {name}", "all")] if self.hwocr else []
+        if self.start:
+            rows.append(self.start.row(f"real {name}", "all, start (not fine-tuned)"))
+        for kind in ("float", "int8") if self.easyocr else ():
+            f = self.easyocr[kind]
+            rows.append({"split": f"real {name}", "font": f"all, EasyOCR {kind}", "samples": self.hwocr.samples,
+                         "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4),
+                         "cer": round(f["cer"], 4)})
+        return rows
+
+
 class TrainingSummary(TrainResult):
     """The training stage's result (its history left out), as this run used it, with its scores."""
 
@@ -104,6 +144,8 @@ class TrainingSummary(TrainResult):
     evaluation: dict[str, Score]
     start: dict[str, Score] | None
     forgetting: Forgetting | None
+    real: dict[str, RealScore] | None = None  # the user's own handwriting, by source: the headline
+    validated_on: str | None = None  # the real validation LMDB that chose the checkpoint, when not the synthetic one
 
     def mlflow_line(self) -> str:
         if not self.mlflow_run_id:
@@ -112,9 +154,15 @@ class TrainingSummary(TrainResult):
         return (f"MLflow run {self.mlflow_run_id}: .venv/bin/mlflow ui --backend-store-uri {self.tracking_uri}  "
                 "(then open http://127.0.0.1:5000)")
 
-    def lines(self) -> list[str]:
-        out = [f"trained {self.iterations} iterations" + (" (cached)" if self.cached else "")
-               + f"; best validation accuracy {self.best_accuracy:.2f}%, checkpoint {self.checkpoint}"]
+    def real_lines(self) -> list[str]:
+        return [line for name, r in (self.real or {}).items() for line in r.lines(name, self.pretrained)]
+
+    def lines(self, real: bool = True) -> list[str]:
+        out = self.real_lines() if real else []
+        out.append(f"trained {self.iterations} iterations" + (" (cached)" if self.cached else "")
+                   + f"; best validation accuracy {self.best_accuracy:.2f}%"
+                   + (f" (on the real {self.validated_on})" if self.validated_on else "")
+                   + f", checkpoint {self.checkpoint}")
         for split, r in self.evaluation.items():
             out.append(f"{split}: {r.samples} samples, accuracy {r.accuracy:.2f}%, norm_ED {r.norm_ed:.4f}, "
                        f"CER {r.cer:.4f}; predictions {r.predictions}")
@@ -135,7 +183,7 @@ class TrainingSummary(TrainResult):
                              "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4),
                              "cer": round(f["cer"], 4)})
         rows += [r.row(split, "all, start (not fine-tuned)") for split, r in (self.start or {}).items()]
-        return rows
+        return [row for name, r in (self.real or {}).items() for row in r.rows(name)] + rows
 
 
 class Bundle(BundleResult):
@@ -188,6 +236,7 @@ class PipelineSummary(_Model):
     export: Bundle | None
     export_skipped: str | None = None  # why there is no bundle (an Attn model)
     easyocr: Check | None
+    real: dict[str, RealScore] | None = None  # train.real with EasyOCR's readings: the headline
 
     def lines(self) -> list[str]:
         if self.export is None:
@@ -195,7 +244,10 @@ class PipelineSummary(_Model):
         else:
             bundle = [f"EasyOCR bundle: {self.export.dir} (recog_network='{self.export.name}'; its README.md says "
                       "how to load it)", self.easyocr.line() if self.easyocr else NO_EASYOCR]
-        return [*self.dataset.lines(), *self.train.lines(), *bundle, self.train.mlflow_line()]
+        # The user's own handwriting first: that is the figure that counts.
+        real = [line for name, r in (self.real or {}).items() for line in r.lines(name, self.train.pretrained)]
+        return [*real, *self.dataset.lines(), *self.train.lines(real=False), *bundle, self.train.mlflow_line()]
 
     def rows(self) -> list[dict]:
-        return self.train.rows() + (self.easyocr.rows() if self.easyocr else [])
+        train = self.train.model_copy(update={"real": self.real}) if self.real else self.train
+        return train.rows() + (self.easyocr.rows() if self.easyocr else [])

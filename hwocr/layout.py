@@ -8,7 +8,8 @@ from hwocr import storage
 
 
 class Layout(BaseModel):
-    """<out>/words, shards, <split>/gt.txt, lmdb, runs/<key>/{eval, easyocr}, dataset.json, prefect-results."""
+    """<out>/words, shards, <split>/gt.txt, lmdb, real/<source>, runs/<key>/{eval, easyocr}, dataset.json,
+    prefect-results."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -39,6 +40,10 @@ class Layout(BaseModel):
 
     def lmdb(self, split: str) -> str:
         return self.join("lmdb", split)
+
+    def real(self, name: str) -> str:
+        """A real source's LMDBs, one per split (<split>/), and its report."""
+        return self.join("real", name)
 
     def run(self, key: str) -> str:
         return self.join("runs", key[:16])

@@ -89,6 +89,30 @@ def decode_text(data: bytes, what: str) -> str:
         raise HwocrError(f"{what} line {line} is not UTF-8 (byte 0x{data[e.start]:02x}){hint}") from None
 
 
+def inside(root: str, rel: str, where: str, allow_outside: bool = False) -> str:
+    """rel, a path a list file names, as a clean path below root; a path that leaves root (an absolute path, `..`,
+    or a symlink out) is refused naming `where` (file and line), unless allowed. Returns the path to read, relative
+    to root (absolute when allowed outside)."""
+    import posixpath
+
+    if allow_outside:
+        return rel
+    if os.path.isabs(rel) or "://" in rel or rel.startswith("~"):
+        raise HwocrError(f"{where}: path {rel!r} is absolute; the files a list names must lie in its folder {root} "
+                         "(name them relative to it, or allow paths outside)")
+    clean = posixpath.normpath(rel.replace("\\", "/"))
+    if clean == ".." or clean.startswith("../"):
+        raise HwocrError(f"{where}: path {rel!r} leaves the folder {root} (the files a list names must lie in it, "
+                         "or allow paths outside)")
+    if is_local(root):
+        base = os.path.realpath(local_path(root))
+        real = os.path.realpath(os.path.join(base, clean))
+        if real != base and not real.startswith(base + os.sep):
+            raise HwocrError(f"{where}: path {rel!r} is a symlink to {real}, outside the folder {root} (the files a "
+                             "list names must lie in it, or allow paths outside)")
+    return clean
+
+
 def read_bytes(url: str) -> bytes:
     fs, path = url_to_fs(url)
     return fs.cat_file(path)

@@ -23,7 +23,7 @@ from PIL import Image
 from hwocr import hashing
 from hwocr.errors import HwocrError
 from models import easyocr_compat
-from models.lmdb_format import READER_OPTIONS
+from models.lmdb_format import READER_OPTIONS, check_lmdb_file
 from synth.labels import label_problem
 
 MODES = ("easyocr", "pad", "stretch")
@@ -33,6 +33,7 @@ _BICUBIC = Image.Resampling.BICUBIC
 def _open_env(root: str) -> lmdb.Environment:
     if not os.path.exists(root):
         raise HwocrError(f"{root}: no such LMDB directory")
+    check_lmdb_file(root)  # a truncated file would be mapped, and end the process with SIGBUS on a read
     try:
         return lmdb.open(root, **READER_OPTIONS)
     except lmdb.Error as e:

@@ -215,6 +215,67 @@ def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
         env.close()
 
 
+def pack_samples(samples: Iterable[tuple[bytes, str]], expected: int, lmdb_url: str, settings: PackSettings) -> dict:
+    """Pack (encoded image, label) samples, already checked, into an LMDB at lmdb_url, built aside and moved into
+    place whole; {"url", "samples", "bytes"}. expected: about how many (it sizes the map)."""
+    samples = iter(samples)
+    try:
+        with storage.staged_dir(lmdb_url, last=MARKER) as tmp:
+            head = list(itertools.islice(samples, 50))
+            mean = sum(len(d) for d, _ in head) / max(len(head), 1)
+            estimate = int((mean + 256) * max(expected, 1) * 1.5) + (8 << 20)
+            count = _write(tmp, itertools.chain(head, samples), settings, estimate)
+            if count == 0:
+                raise HwocrError(f"{lmdb_url}: no sample to pack")
+            size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
+    except lmdb.Error as e:
+        raise HwocrError(f"packing {lmdb_url} failed: {type(e).__name__}: {e} (nothing was written)") from None
+    return {"url": lmdb_url, "samples": count, "bytes": size}
+
+
+META_MAGIC = 0xBEEFC0DE  # LMDB's meta pages (0 and 1): page header, then mm_magic, mm_version, ..., mm_last_pg
+
+
+def check_lmdb_file(folder: str) -> None:
+    """An LMDB folder's data.mdb is one, whole: its meta pages' magic, and a size that holds every page the newer
+    meta says is in use. Mapping a truncated file would end the process with SIGBUS on the first read past its end;
+    this makes it an error naming the file."""
+    import struct
+
+    path = os.path.join(folder, "data.mdb")
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(16 + 152)
+            metas = []
+            for offset in (0, None):
+                if offset is None:  # the second meta page sits at the page size the first one records
+                    if len(metas) != 1:
+                        break
+                    f.seek(metas[0][0])
+                    head = f.read(16 + 152)
+                if len(head) < 16 + 152:
+                    break
+                magic, version = struct.unpack_from("<II", head, 16)
+                psize = struct.unpack_from("<I", head, 40)[0]  # mm_dbs[FREE_DBI].md_pad holds the page size
+                last_pg, txnid = struct.unpack_from("<QQ", head, 136)
+                if magic != META_MAGIC:
+                    break
+                metas.append((psize, last_pg, txnid))
+    except FileNotFoundError:
+        raise HwocrError(f"{folder}: not an LMDB (no data.mdb)") from None
+    except OSError as e:
+        raise HwocrError(f"{path}: cannot be read ({e})") from None
+    if not metas:
+        raise HwocrError(f"{path}: not an LMDB data file (no LMDB header; {size} bytes)")
+    if len(metas) < 2:
+        raise HwocrError(f"{path}: a truncated or damaged LMDB ({size} bytes: its second header page is missing)")
+    psize, last_pg, _ = max(metas, key=lambda m: m[2])
+    need = (last_pg + 1) * psize
+    if size < need:
+        raise HwocrError(f"{path}: a truncated LMDB ({size:,} bytes, its header says {need:,}); pack or copy it again")
+
+
 def pack(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings) -> dict:
     """Pack gt.txt's samples into an LMDB at lmdb_url; {"url", "samples", "skipped", "bytes", "kept"}, kept the
     0-based gt rows that went in, in order."""

@@ -46,7 +46,7 @@ class Word:
 
 @dataclass
 class Page:
-    image: Image.Image  # mode "L"
+    image: Image.Image | None  # mode "L"; None for a real page, read from its file
     words: list[Word] = field(default_factory=list)
 
     def lines(self) -> dict[int, list[Word]]:
@@ -217,6 +217,31 @@ def readtext_job(bundle_dir: str, page_paths: list[str], quantize: bool = False)
     """run_in_easyocr's job reading pages with readtext; checks now that the bundle has the detector."""
     _require_detector(bundle_dir)  # before EasyOCR starts: it would fail only after loading the recognizer
     return {"read": "readtext", "quantize": quantize, "paths": page_paths}
+
+
+def labeled_pages(page_list: list[dict], local: list[str]) -> list[Page]:
+    """Real pages (models/sources.py's page list: each page's word boxes, as quadrilaterals, and labels) as Pages to
+    score readtext against: a word's box is its quadrilateral's bounding rectangle, and words fall into lines by
+    their vertical centres (a word more than half a line's height below the line's centre starts another)."""
+    pages = []
+    for entry, path in zip(page_list, local):
+        with Image.open(path) as im:
+            size = im.size
+        frame = entry.get("frame")
+        scale = (size[0] / frame[0], size[1] / frame[1]) if frame else (1.0, 1.0)
+        rects = []
+        for quad, label in zip(entry["boxes"], entry["labels"]):
+            xs, ys = [p[0] * scale[0] for p in quad], [p[1] * scale[1] for p in quad]
+            rects.append(((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1), label))
+        page = Page(image=None)
+        line, centre, height = -1, None, 0.0
+        for rect, label in sorted(rects, key=lambda r: (r[0][1] + r[0][3]) / 2):
+            cy, h = (rect[1] + rect[3]) / 2, rect[3] - rect[1]
+            if centre is None or cy - centre > 0.5 * height:
+                line, centre, height = line + 1, cy, h
+            page.words.append(Word(label, rect, line))
+        pages.append(page)
+    return pages
 
 
 def write_pages(images: list[Image.Image], labels: list[str], scratch_dir: str, seed: int = 0,

@@ -71,11 +71,13 @@ def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str)
 BATCH_SIZE = 8  # recognize(batch_size > 1), as on a GPU, is checked against box-by-box reading (EasyOCR #1038)
 
 
-def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0) -> dict[str, dict]:
+def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0,
+                        real_pages: list[dict] | None = None) -> dict[str, dict]:
     """Read every sample through the real easyocr package (its own venv, one process for all readings) with the
     exported bundle: "float" (quantize=False), "int8" (quantize=True, EasyOCR's CPU default) and, from the first
     page_words samples: "batch", BATCH_SIZE boxes a batch through recognize's batched branch, and "pages", the
-    figures of readtext (float) on them composed into pages (models/pages.py)."""
+    figures of readtext (float) on them composed into pages (models/pages.py); with real_pages (a real source's
+    pages and their word boxes), "pages" is readtext on those pages instead."""
     bundle = storage.local_copy(bundle_url, "bundles")
     name = bundle_name(bundle)
     paths, gts = [], []
@@ -84,24 +86,32 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
         data.raw_image(i).save(path)
         paths.append(path)
         gts.append(data.labels[i])
-    jobs = [{"read": "recognize", "quantize": False, "paths": paths},
-            {"read": "recognize", "quantize": True, "paths": paths}]
-    if page_words:
-        from models.pages import readtext_job, score_pages, write_pages
+    from models.pages import labeled_pages, readtext_job, score_pages, write_pages
 
+    jobs = {"float": {"read": "recognize", "quantize": False, "paths": paths},
+            "int8": {"read": "recognize", "quantize": True, "paths": paths}}
+    pages = None
+    if page_words:
         n = min(page_words, len(data))
         pages, page_paths = write_pages([data.raw_image(i) for i in range(n)], gts[:n], os.path.join(scratch, "pages"))
-        jobs += [{"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]},
-                 readtext_job(bundle, page_paths)]
-    reads = run_in_easyocr(bundle, name, jobs)
+        jobs["batch"] = {"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]}
+        jobs["pages"] = readtext_job(bundle, page_paths)
+    if real_pages:
+        page_paths = [storage.local_copy(p["page"], "pages") for p in real_pages]
+        pages = labeled_pages(real_pages, page_paths)
+        jobs["pages"] = readtext_job(bundle, page_paths)
+    reads = dict(zip(jobs, run_in_easyocr(bundle, name, list(jobs.values()))))
     out = {}
-    for kind, read in zip(("float", "int8", "batch"), reads):
+    for kind in ("float", "int8", "batch"):
+        if kind not in reads:
+            continue
+        read = reads[kind]
         preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(read)]
         out[kind] = {"preds": preds, "gts": truth, "confidences": confs,
                      "accuracy": metrics.word_accuracy(preds, truth),
                      "norm_ed": metrics.norm_ed(preds, truth), "cer": metrics.cer(preds, truth)}
-    if page_words:
-        scores = score_pages(pages, reads[3])
+    if pages is not None:
+        scores = score_pages(pages, reads["pages"])
         out["pages"] = {k: scores[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
     return out
 
@@ -116,7 +126,7 @@ PAGE_WORDS = 200  # words of a split composed into pages for readtext: the detec
 
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=None, given: set[str] = frozenset(),
                         batch_size: int = 192, worst: int = 24, engine: str = "hwocr",
-                        page_words: int = PAGE_WORDS) -> dict:
+                        page_words: int = PAGE_WORDS, real_pages: list[dict] | None = None) -> dict:
     """Score a checkpoint or a bundle (engine hwocr), or a bundle read by the real easyocr (engine easyocr: float,
     int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
     the bundle's detector). The model is read as its reading contract says; `settings` (TrainSettings) and `given`
@@ -146,7 +156,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
         lmdb_path, names = _resolve_lmdb(storage.normalize(data_url), scratch)
         data = reading.dataset(lmdb_path)
         if engine == "easyocr":
-            readings = easyocr_predictions(bundle, data, scratch, page_words)
+            readings = easyocr_predictions(bundle, data, scratch, page_words, real_pages)
             result, int8 = readings["float"], readings["int8"]
         else:
             result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
@@ -175,7 +185,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
                              "int8_agreement": agreement(int8["preds"], preds), "pages": readings.get("pages"),
                              "batch": {"samples": len(readings["batch"]["preds"]), "batch_size": BATCH_SIZE,
                                        "agreement": agreement(readings["batch"]["preds"], preds),
-                                       **_figures(readings["batch"])} if page_words else None}
+                                       **_figures(readings["batch"])} if "batch" in readings else None}
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
     return report
 
@@ -284,13 +294,15 @@ class CheckResult(StageResult):
 
 
 def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult, split: str, data: str, digest: str,
-                     tracking, hwocr_accuracy: float) -> CheckResult:
+                     tracking, hwocr_accuracy: float, page_words: int = PAGE_WORDS,
+                     real_pages: list[dict] | None = None) -> CheckResult:
     """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure.
 
     The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS of hwocr's; the MLflow run gets
     the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
     out_url = layout.easyocr_check(trained.key, split)
-    report = evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr")
+    report = evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr", page_words=page_words,
+                                 real_pages=real_pages)
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
     check = CheckResult(split=split, samples=report["samples"], hwocr_accuracy=hwocr_accuracy, float=e["float"],
@@ -328,8 +340,8 @@ def easyocr_available() -> str | None:
 
 easyocr_check = stage(
     name="easyocr_check", code=CODE_VERSION, result=CheckResult,
-    key=lambda layout, bundle, trained, split, data, digest, tracking, hwocr_accuracy: {
-        "bundle": bundle.key, "data": digest},
+    key=lambda layout, bundle, trained, split, data, digest, tracking, hwocr_accuracy, page_words=PAGE_WORDS,
+    real_pages=None: {"bundle": bundle.key, "data": digest, "page_words": page_words, "pages": real_pages},
     marker=lambda key, layout, trained, split, **_: storage.join(layout.easyocr_check(trained.key, split),
                                                                  "check.json"),
     task_run_name="easyocr {split}",

@@ -1,4 +1,4 @@
-"""hwocr command line: `hwocr data`, `train`, `run`, `evaluate`, `export`, `serve`, `pack`."""
+"""hwocr command line: `hwocr data`, `train`, `run`, `evaluate`, `export`, `serve`, `pack`, `scans`."""
 
 from __future__ import annotations
 
@@ -158,6 +158,10 @@ def check_command(args, config) -> None:
         except ValidationError as e:
             raise HwocrError(f"--cron {args.cron!r}: {e.errors()[0]['msg'].removeprefix('Value error, ')} "
                              "(five fields: minute hour day month weekday, e.g. '0 3 * * 1')") from None
+    elif args.command == "scans":
+        storage.not_a_file(storage.normalize(args.out))
+        if os.path.isdir(args.out) and os.listdir(args.out):
+            raise HwocrError(f"--out {args.out} already holds files: stand-ins go into a new (or empty) folder")
     elif args.command == "pack":
         gt, images = storage.normalize(args.gt), storage.normalize(args.images)
         if not storage.exists(gt):
@@ -211,7 +215,7 @@ def check_inputs(command: str, config) -> dict | None:
             from synth.inputs import font_sources
             from synth.scans import check_scan_leak
 
-            check_scan_leak(font_sources(config.render)[0], [s.url for s in config.real.sources])
+            check_scan_leak(font_sources(config.render)[0], [s.location() for s in config.real.sources])
         return check_space(config.render, config.out, config.render.workers or os.cpu_count() or 1)
     return None
 
@@ -396,6 +400,30 @@ def cmd_serve(args, config) -> dict:
     return {}
 
 
+STANDIN_FAMILIES = ["un-vada", "hi-melody", "black-and-white-picture"]  # held out by cpu-reference, not default fonts
+
+
+def cmd_scans(args, config) -> dict:
+    import importlib.resources
+
+    from synth.scans import families_fonts, make_scans
+
+    fonts = list(args.fonts) or families_fonts(args.families.split(",") if args.families else STANDIN_FAMILIES)
+    if args.words:
+        from hwocr import storage
+
+        text = storage.decode_text(storage.read_bytes(storage.normalize(args.words)), f"word list {args.words}")
+    else:
+        text = importlib.resources.files("hwocr").joinpath("data", "words_ko_freq.txt").read_text(encoding="utf-8")
+    words = [w.strip() for w in text.splitlines() if w.strip()]
+    result = make_scans(args.out, fonts, words, pages=args.pages, seed=args.seed)
+    if not args.json:
+        print(f"wrote {result['pages']} stand-in pages ({result['words']} words, {result['fonts']} fonts) under "
+              f"{result['dir']}: pages/Label.txt, easyocr/labels.csv, labelstudio.json\n"
+              f"use them: --set \"real.sources=[{{name: standin, url: {result['dir']}/pages, ratio: 0.3}}]\"")
+    return result
+
+
 def cmd_pack(args, config) -> dict:
     from hwocr import storage
     from models.lmdb_format import pack
@@ -449,6 +477,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--limit", type=_at_least(1), default=1,
                    help="flow runs at once (default 1: training takes every core)")
     p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("scans", help="draw stand-in scans (fonts made to look photographed) with their labels in "
+                       "PPOCRLabel, EasyOCR and Label Studio formats")
+    p.add_argument("--out", required=True, help="folder to create (it must not hold files)")
+    p.add_argument("--pages", type=_at_least(1), default=20, help="pages to draw (default 20)")
+    p.add_argument("--seed", type=int, default=0, help="seed of words, layout and photographic look")
+    p.add_argument("--fonts", nargs="*", default=[], metavar="FONT",
+                   help="font files to write with (default: the catalogue families of --families)")
+    p.add_argument("--families", help=f"catalogue family_groups to write with, comma-separated (default: "
+                   f"{','.join(STANDIN_FAMILIES)})")
+    p.add_argument("--words", help="word list, one a line (default: the bundled frequency list)")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    p.set_defaults(func=cmd_scans, overrides=[], config=None)
     p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")

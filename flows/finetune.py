@@ -11,6 +11,7 @@ from flows.summary import DatasetSummary, PipelineSummary, RealScore, TrainingSu
 from hwocr import storage
 from hwocr.layout import Layout
 from models.sources import source_digest
+from tasks.champion import judge_champion
 from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, log_retention, retention
 from tasks.export import ATTN_REFUSED, export_easyocr, log_bundle
 from tasks.real import SourceResult, import_real
@@ -173,12 +174,28 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
                 check.hwocr_accuracy)
         real = {name: r.model_copy(update={"easyocr": easyocr_real(layout, bundle, trained, name, r, config, results)})
                 for name, r in real.items()}
+    decision = None
+    if config.real.sources and config.tracking.registered_model:
+        decision = judge_champion(config.tracking, layout, trained.registered_version, trained.mlflow_run_id,
+                                  *_contest(layout, train, real))
     summary = PipelineSummary(dataset=data, train=train,
                               export={**bundle.model_dump(), "cached": cached} if bundle else None,
                               export_skipped=None if bundle else ATTN_REFUSED,
-                              easyocr=check.model_dump() if check else None, real=real or None)
+                              easyocr=check.model_dump() if check else None, real=real or None, champion=decision)
     publish_artifacts(summary)
     return summary.model_dump(mode="json")
+
+
+def _contest(layout: Layout, train: TrainingSummary, real: dict[str, RealScore]) -> tuple[dict, dict | None]:
+    """What the champion rule compares: each real test split and the print regression split, with the model's
+    accuracy and its start's."""
+    sources = {n: {"lmdb": r.lmdb, "accuracy": r.hwocr.accuracy, "start": r.start.accuracy if r.start else None}
+               for n, r in real.items() if r.hwocr is not None}
+    reg = train.evaluation.get("regression")
+    start = (train.start or {}).get("regression")
+    regression = {"lmdb": layout.lmdb("regression"), "accuracy": reg.accuracy,
+                  "start": start.accuracy if start else None} if reg else None
+    return sources, regression
 
 
 def easyocr_real(layout: Layout, bundle, trained: TrainResult, name: str, r: RealScore, config: PipelineConfig,

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from tasks.champion import Decision
 from tasks.evaluate import CheckResult
 from tasks.export import BundleResult
 from tasks.train import TrainResult
@@ -237,6 +238,7 @@ class PipelineSummary(_Model):
     export_skipped: str | None = None  # why there is no bundle (an Attn model)
     easyocr: Check | None
     real: dict[str, RealScore] | None = None  # train.real with EasyOCR's readings: the headline
+    champion: Decision | None = None  # whether the registry's champion alias moved to this model, and why
 
     def lines(self) -> list[str]:
         if self.export is None:
@@ -246,6 +248,8 @@ class PipelineSummary(_Model):
                       "how to load it)", self.easyocr.line() if self.easyocr else NO_EASYOCR]
         # The user's own handwriting first: that is the figure that counts.
         real = [line for name, r in (self.real or {}).items() for line in r.lines(name, self.train.pretrained)]
+        if self.champion:
+            real.append(self.champion.line())
         return [*real, *self.dataset.lines(), *self.train.lines(real=False), *bundle, self.train.mlflow_line()]
 
     def rows(self) -> list[dict]:

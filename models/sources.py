@@ -66,6 +66,14 @@ class SourceSettings(BaseModel):
         "are no pages, by writer where the format names one), seeded and stable as the source grows.")
     allow_outside: bool = Field(False, description="Let the label file name images outside the source folder.")
 
+    def location(self) -> str:
+        """url with environment variables and ~ expanded (a preset can say `$HWOCR_SCANS`), normalized."""
+        url = os.path.expandvars(self.url)
+        if "$" in url:
+            raise HwocrError(f"real source {self.name}: url {self.url!r} names an environment variable that is not "
+                             "set; set it to the folder of your scans")
+        return storage.normalize(url)
+
 
 class RealSettings(BaseModel):
     """The user's own handwriting: sources, how an auto split divides them, and what a source may drop."""
@@ -128,7 +136,7 @@ class Source:
 
 # Telling formats apart.
 
-def detect(url: str) -> str:
+def detect(url: str, name: str = "") -> str:
     """The format of the source at url, from its files."""
     fs, path = storage.fs_and_path(url)
     if fs.isfile(path):
@@ -140,7 +148,7 @@ def detect(url: str) -> str:
             return "easyocr"
         return "paddle"
     if not fs.isdir(path):
-        raise HwocrError(f"real source {url}: no such file or folder")
+        raise HwocrError(f"real source {name or url}: {url} does not exist")
     names = set(os.path.basename(p.rstrip("/")) for p in fs.ls(path, detail=False))
     for marker, fmt in (("data.mdb", "lmdb"), ("Label.txt", "pages"), ("labels.csv", "easyocr"), ("gt.txt", "gt")):
         if marker in names:
@@ -151,8 +159,8 @@ def detect(url: str) -> str:
     txts = sorted(n for n in names if n.endswith(".txt"))
     if len(txts) == 1:
         return "paddle"
-    raise HwocrError(f"real source {url}: cannot tell its format (no data.mdb, Label.txt, labels.csv or gt.txt, "
-                     f"and {len(jsons)} .json and {len(txts)} .txt files); set its format")
+    raise HwocrError(f"real source {name or url}: cannot tell the format of {url} (no data.mdb, Label.txt, "
+                     f"labels.csv or gt.txt, and {len(jsons)} .json and {len(txts)} .txt files); set its format")
 
 
 def _label_file(url: str, fmt: str) -> tuple[str, str]:
@@ -408,8 +416,8 @@ READERS: dict[str, Callable[[Source, bool], None]] = {
 
 def read_source(s: SourceSettings) -> Source:
     """The source's entries, its files and rows checked for shape and place (not yet its images)."""
-    url = storage.normalize(s.url)
-    fmt = detect(url) if s.format == "auto" else s.format
+    url = s.location()
+    fmt = detect(url, s.name) if s.format == "auto" else s.format
     root, label_file = _label_file(url, fmt)
     if fmt == "lmdb":
         label_file = None
@@ -471,7 +479,7 @@ def assign(src: Source, s: SourceSettings, real: RealSettings) -> dict[str, list
 def source_digest(s: SourceSettings) -> str:
     """What the source's content is, cheaply: its label file's bytes and the listing of its folder (sizes and
     the store's fingerprints), so one edited label or one replaced image is a new digest."""
-    url = storage.normalize(s.url)
+    url = s.location()
     fs, path = storage.fs_and_path(url)
     if not fs.exists(path):
         raise HwocrError(f"real source {s.name}: {url} does not exist (it was there when the config was made?)")
@@ -606,7 +614,7 @@ def import_source(s: SourceSettings, real: RealSettings, charset: str, batch_max
         splits[split] = {"lmdb": url, "samples": packed["samples"], "groups": len({e.group for e in entries})}
         if src.format in ("pages", "labelstudio"):
             splits[split]["pages"] = _page_list(src, entries)
-    return {"name": s.name, "format": src.format, "url": storage.normalize(s.url), "samples": len(src.entries),
+    return {"name": s.name, "format": src.format, "url": s.location(), "samples": len(src.entries),
             "dropped": dropped, "splits": splits}
 
 

@@ -1,5 +1,6 @@
 """The command line: the whole pipeline from one command, and bad input (exit status 2, the problem named)."""
 
+import json
 import os
 import resource
 import socket
@@ -109,6 +110,23 @@ BAD_INPUT = [
     (["export", "--model", "missing.pth", "--out", "b"], "missing.pth: no such file"),
     (["export", "--model", "gt.txt", "--out", "b"], "gt.txt: not a PyTorch checkpoint"),
     (["export", "--model", "m.pth", "--out", "gt.txt"], "gt.txt' is a file; the output is a folder"),
+    # real sources (your own handwriting)
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: nosuch}]"], "nosuch does not exist"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: nosuch, format: gt}]"],
+     "nosuch/gt.txt does not exist (format gt)"),
+    (["train", "--set", "real.sources=[{name: a, url: x, ratio: 0.6}, {name: b, url: y, ratio: 0.5}]"],
+     "real.sources' ratios add up to 1.1"),
+    (["run", "--out", "o", "--set", "real.sources=[{name: a, url: escape}]"],
+     "escape/gt.txt line 1: path '../gt.txt' leaves the folder"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: latin}]"],
+     "real source a: 2 of 2 labels dropped ({'out_of_charset': 2})"),
+    (["run", "--out", "o", *SMALL, "--set", "real.sources=[{name: a, url: standin/pages}]"],
+     "pages was drawn in Nanum Pen (its manifest.json), and the synthetic training renders"),
+    # stand-in scans
+    (["scans", "--out", "gt.txt"], "gt.txt' is a file; the output is a folder"),
+    (["scans", "--out", "nofonts"], "--out nofonts already holds files"),
+    (["scans", "--out", "o", "--families", "gaegu"], "'Gaegu' is a reserved font family"),
+    (["scans", "--out", "o", "--pages", "0"], "argument --pages: expected 1 or more"),
     # pack
     (["pack", "--gt", "gt.txt", "--images", ".", "--out", "db"], "gt.txt line 1: expected 'path<TAB>label'"),
     (["pack", "--gt", "cp949.txt", "--images", ".", "--out", "db"], "decodes as cp949: convert it with `iconv"),
@@ -145,6 +163,17 @@ def inputs(folder) -> None:
     (folder / "evaldata" / "gt.txt").write_text("a.png\t한글\n", encoding="utf-8")
     with zipfile.ZipFile(folder / "m.pth", "w") as z:  # torch.save's container, enough for the checks before torch
         z.writestr("archive/data.pkl", b"")
+    (folder / "escape").mkdir()
+    (folder / "escape" / "gt.txt").write_text("../gt.txt\t한글\n", encoding="utf-8")
+    (folder / "latin").mkdir()
+    (folder / "latin" / "gt.txt").write_text("a.png\tÆsir\nb.png\tØre\n", encoding="utf-8")
+    (folder / "standin" / "pages").mkdir(parents=True)
+    (folder / "standin" / "pages" / "Label.txt").write_text(
+        'pages/p.jpg\t[{"transcription": "한글", "points": [[1, 1], [9, 1], [9, 5], [1, 5]]}]\n', encoding="utf-8")
+    from synth.font_pool import font_sha256
+
+    (folder / "standin" / "manifest.json").write_text(json.dumps(
+        {"fonts": [{"file": PEN, "sha256": font_sha256(PEN), "family": "Nanum Pen"}]}), encoding="utf-8")
     import torch
 
     from models.charset import load_charset

@@ -41,6 +41,6 @@ def test_every_preset_passes_the_json_schema_the_prefect_server_enforces():
     from flows.config import load_config
 
     schema = PipelineConfig.model_json_schema()
-    for preset in ("quick", "seed", "cpu-reference", "smoke"):
+    for preset in ("quick", "seed", "cpu-reference", "smoke", "retrain"):
         jsonschema.validate(load_config(preset, []).model_dump(mode="json"), schema)
     jsonschema.validate(PipelineConfig().model_dump(mode="json"), schema)

@@ -11,6 +11,13 @@ hand-off: what two decoding processes get from this machine, so it says how much
 DataLoader's and how much the machine's.
 
     .venv/bin/python bench/loader.py [--batches 48] [--repeat 3] [--steps 3] [--augment]
+
+With --real DIR (a stand-in set, `hwocr scans --out DIR`): mixing instead. The set's pages are packed as a real
+source (models/sources.py) and the in-process loader draws 30% of each batch from it and 70% from the renders,
+against the renders alone (the anchor); the row says what mixing adds to a training step (the step's compute from
+the same run, plus the loader's time per batch).
+
+    .venv/bin/python bench/loader.py --real /tmp/standin [--repeat 3]
 """
 
 from __future__ import annotations
@@ -79,6 +86,43 @@ def independent_rate(data, batch: int, batches: int, procs: int) -> float:
     return sum(rates)
 
 
+def mix_rows(data, real_dir: str, tmp: str, args) -> None:
+    """The renders alone against 70% renders and 30% real crops, in-process; what that adds to a training step."""
+    import torch
+
+    from bench.train import bare_rate
+    from models.charset import load_charset
+    from models.data import LmdbDataset, MixedLoader
+    from models.lmdb_format import PackSettings
+    from models.sources import RealSettings, SourceSettings, import_source
+
+    s = SourceSettings(name="bench", url=os.path.join(real_dir, "pages"), split="train")
+    report = import_source(s, RealSettings(sources=[s]), load_charset("korean_g2"), 25, os.path.join(tmp, "real"),
+                           PackSettings())
+    real = LmdbDataset(report["splits"]["train"]["lmdb"], load_charset("korean_g2"), mode="pad")
+    rows: dict[str, list[float]] = {"renders alone (anchor)": [], "70% renders, 30% real crops": []}
+    for _ in range(args.repeat):
+        for name in rows:
+            sets, ratio = ([data], [1.0]) if name.startswith("renders") else ([data, real], [0.7, 0.3])
+            loader = MixedLoader(sets, ratio, args.batch, seed=1)
+            try:
+                rows[name].append(_timed(loader, 1, args.batches, args.batch)[0])
+            finally:
+                loader.close()
+    torch.set_num_threads(os.cpu_count() or 1)
+    demand = bare_rate(data, args.batch, args.steps)
+    best = {name: max(r) for name, r in rows.items()}
+    print(f"mixing, batch {args.batch}, 80x100 (pad), in-process, {args.batches} timed batches, best of "
+          f"{args.repeat}; {len(real)} real crops from {real_dir}")
+    print("| loader | samples/s | vs anchor | a training step, loader included |\n|---|---:|---:|---:|")
+    step = {name: 1 / demand + 1 / rate for name, rate in best.items()}  # seconds a sample: compute, then loading
+    anchor = "renders alone (anchor)"
+    for name, rate in best.items():
+        print(f"| {name} | {rate:.0f} | {rate / best[anchor]:.2f}x | {1000 * step[name]:.2f} ms/sample, "
+              f"{100 * (step[name] / step[anchor] - 1):+.1f}% |")
+    print(f"| training step, {os.cpu_count()} threads, compute only | {demand:.1f} | | |")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=192)
@@ -87,6 +131,7 @@ def main() -> None:
     p.add_argument("--images", type=int, default=1152, help="rendered images in the LMDB")
     p.add_argument("--augment", action="store_true", help="every train.augment effect on (default probability)")
     p.add_argument("--repeat", type=int, default=3, help="interleaved rounds; each row prints its best")
+    p.add_argument("--real", help="a stand-in set (hwocr scans): time mixing real crops into the renders instead")
     args = p.parse_args()
 
     import torch
@@ -100,6 +145,9 @@ def main() -> None:
     augment = augmenter(EffectsSettings.all_on()) if args.augment else None
     with tempfile.TemporaryDirectory(prefix="hwocr-bench-loader-", dir=ROOT) as tmp:
         data = LmdbDataset(make_lmdb(tmp, args.images), load_charset("korean_g2"), mode="pad")
+        if args.real:
+            mix_rows(data, args.real, tmp, args)
+            return
         # Interleaved rounds, the best of each row: this machine's speed drifts by tens of percent over minutes,
         # which one round would read as a difference between rows.
         runs: dict[int, list[tuple[float, float]]] = {w: [] for w in sorted({0, 1, 2, cores})}

@@ -60,16 +60,16 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
     # One read (or hash) per LMDB: keys, MLflow lineage and evaluation all use these.
     digests = {u: lmdb_digest(u) for u in {*train_lmdbs, chooser, *scored.values()}}
     train, evaluate = (t.with_options(result_storage=results) for t in (fine_tune, evaluate_split))
-    trained, cached = run_stage(train, settings, config.tracking, train_lmdbs, chooser, digests, layout)
-    if cached and not holds_run(config.tracking, trained.mlflow_run_id):
-        get_run_logger().warning(
-            "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
-            "bundle and dataset are not logged to MLflow", trained.mlflow_run_id, config.tracking.tracking_uri)
-        trained = trained.model_copy(update={"mlflow_run_id": None})
+    first, cached = _trained(train, config, settings, train_lmdbs, chooser, digests, layout)
+    trained = first
+    if config.real.refine.iterations:  # then the real train splits alone, from the first stage's best checkpoint
+        refine, refine_lmdbs = refined(config, settings, first, sources)
+        trained, cached = _trained(train, config, refine, refine_lmdbs, chooser, digests, layout)
     # Every split overall, per font, per length; from a pretrained start, the start itself (its head remapped to
     # this charset) on the same splits.
-    runs = {(split, start): evaluate.submit(layout, trained, split, data, digests[data], config.tracking, start)
-            for split, data in scored.items() for start in (False, True) if not start or trained.start_checkpoint}
+    runs = {(split, start): evaluate.submit(layout, first if start else trained, split, data, digests[data],
+                                            config.tracking, start)
+            for split, data in scored.items() for start in (False, True) if not start or first.start_checkpoint}
     scores = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if not start}
     starts = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if start}
     forgetting = None
@@ -84,7 +84,31 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
     return TrainingSummary(**trained.model_dump(exclude={"history"}), cached=cached, pretrained=config.train.pretrained,
                            tracking_uri=config.tracking.tracking_uri, evaluation=scores, start=starts or None,
                            forgetting=forgetting, real=real or None,
-                           validated_on=chooser if chooser != val_lmdb else None).model_dump(mode="json")
+                           validated_on=chooser if chooser != val_lmdb else None,
+                           refined_from=first.checkpoint if trained is not first else None).model_dump(mode="json")
+
+
+def _trained(train, config: PipelineConfig, settings, train_lmdbs: list[str], val: str, digests: dict,
+             layout: Layout) -> tuple[TrainResult, bool]:
+    """A training stage run (or its cache hit), its MLflow run dropped when another store tracked it."""
+    trained, cached = run_stage(train, settings, config.tracking, train_lmdbs, val, digests, layout)
+    if cached and not holds_run(config.tracking, trained.mlflow_run_id):
+        get_run_logger().warning(
+            "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
+            "bundle and dataset are not logged to MLflow", trained.mlflow_run_id, config.tracking.tracking_uri)
+        trained = trained.model_copy(update={"mlflow_run_id": None})
+    return trained, cached
+
+
+def refined(config: PipelineConfig, settings, first: TrainResult, sources: dict[str, SourceResult]):
+    """(the settings, the LMDBs) of real.refine: the real train splits alone, by their ratios, from the first
+    stage's best checkpoint, everything unfrozen."""
+    real = [(s.ratio, sources[s.name].lmdb("train")) for s in config.real.sources if s.ratio]
+    total, r = sum(w for w, _ in real), config.real.refine
+    update = {"pretrained": first.checkpoint, "source_charset": None, "num_iter": r.iterations, "lr": r.lr,
+              "batch_ratio": [w / total for w, _ in real], "freeze": [], "freeze_iterations": 0, "max_minutes": 0,
+              "val_interval": min(settings.val_interval, r.iterations)}
+    return settings.model_copy(update=update), [u for _, u in real]
 
 
 def real_split(name: str) -> str:

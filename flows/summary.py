@@ -147,6 +147,7 @@ class TrainingSummary(TrainResult):
     forgetting: Forgetting | None
     real: dict[str, RealScore] | None = None  # the user's own handwriting, by source: the headline
     validated_on: str | None = None  # the real validation LMDB that chose the checkpoint, when not the synthetic one
+    refined_from: str | None = None  # real.refine: the first stage's checkpoint this model was refined from
 
     def mlflow_line(self) -> str:
         if not self.mlflow_run_id:
@@ -160,6 +161,8 @@ class TrainingSummary(TrainResult):
 
     def lines(self, real: bool = True) -> list[str]:
         out = self.real_lines() if real else []
+        if self.refined_from:
+            out.append(f"refined on the real train splits alone, from {self.refined_from}")
         out.append(f"trained {self.iterations} iterations" + (" (cached)" if self.cached else "")
                    + f"; best validation accuracy {self.best_accuracy:.2f}%"
                    + (f" (on the real {self.validated_on})" if self.validated_on else "")

@@ -36,7 +36,7 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveFloat, model_validator
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
@@ -75,6 +75,15 @@ class SourceSettings(BaseModel):
         return storage.normalize(url)
 
 
+class RefineSettings(BaseModel):
+    """A second training stage on the real train splits alone, from the best checkpoint of the first."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    iterations: NonNegativeInt = Field(0, description="Iterations of the real-only stage (0: none).")
+    lr: PositiveFloat = Field(0.0002, description="Its learning rate (the optimizer and schedule are train's).")
+
+
 class RealSettings(BaseModel):
     """The user's own handwriting: sources, how an auto split divides them, and what a source may drop."""
 
@@ -87,6 +96,7 @@ class RealSettings(BaseModel):
     seed: int = Field(0, description="Seed of the auto split (a page's side depends on it and its own name only).")
     max_dropped: float = Field(0.5, ge=0, le=1, description="The largest share of a source's labels that may be "
                                "dropped (outside the character set, too long, don't-care) before it is an error.")
+    refine: RefineSettings = Field(default_factory=RefineSettings)
 
     @model_validator(mode="after")
     def _check(self) -> RealSettings:
@@ -99,6 +109,9 @@ class RealSettings(BaseModel):
         if (total := sum(s.ratio for s in self.sources)) >= 1:
             raise ValueError(f"real.sources' ratios add up to {total:g}: they are shares of each training batch and "
                              "must leave the synthetic data a share (below 1 in all)")
+        if self.refine.iterations and not total:
+            raise ValueError("real.refine trains on the real train splits alone, but no source has a ratio: give the "
+                             "sources to refine on a ratio (their shares of each refining batch)")
         for s in self.sources:
             if s.ratio and s.split in ("val", "test"):
                 raise ValueError(f"real source {s.name}: ratio {s.ratio:g} trains on it, but its split is {s.split} "

@@ -35,7 +35,8 @@ def test_a_pages_source_is_mixed_in_scored_first_and_repacked_alone(tmp_path, ma
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     source = f"real.sources=[{{name: mine, url: {scans / 'pages'}, ratio: 0.3}}]"
     # Seed 5 splits the ten pages 7 / 1 / 2 (train, val, test): a hash of each page's name, so small sets vary.
-    config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={uri}", source, "real.seed=5")
+    config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={uri}", source, "real.seed=5",
+                         "real.refine.iterations=2")
     result = pipeline_flow(config=config)
     real = result["real"]["mine"]
     assert real["format"] == "pages" and sum(real["splits"].values()) >= 40 and set(real["splits"]) == {
@@ -50,10 +51,18 @@ def test_a_pages_source_is_mixed_in_scored_first_and_repacked_alone(tmp_path, ma
     lines = PipelineSummary.model_validate(result).lines()
     assert lines[0].startswith(f"real mine (pages; train {real['splits']['train']}")  # the headline comes first
     assert "read by EasyOCR itself" in lines[1]
-    # Mixed by its ratio: the synthetic LMDB keeps the rest of every batch.
-    run = mlflow.MlflowClient(uri).get_run(result["train"]["mlflow_run_id"])
-    assert json.loads(run.data.params["train.batch_ratio"].replace("'", '"')) == [0.7, 0.3]
-    assert run.data.metrics["real_mine_accuracy"] == real["hwocr"]["accuracy"]
+    # Mixed by its ratio (the synthetic LMDB keeps the rest of every batch), then refined on the real train split
+    # alone from the first stage's best checkpoint: the refined model is the one scored and exported.
+    client = mlflow.MlflowClient(uri)
+    refined = client.get_run(result["train"]["mlflow_run_id"])
+    [mixed] = [r for r in client.search_runs([refined.info.experiment_id]) if r.info.run_id != refined.info.run_id]
+    assert json.loads(mixed.data.params["train.batch_ratio"]) == [0.7, 0.3]
+    assert json.loads(refined.data.params["train.batch_ratio"]) == [1.0]
+    assert refined.data.params["train.num_iter"] == "2" and refined.data.params["train.freeze"] == "[]"
+    assert result["train"]["refined_from"].endswith("best_accuracy.pth")
+    assert refined.data.params["train.pretrained"] == result["train"]["refined_from"]
+    assert refined.data.metrics["real_mine_accuracy"] == real["hwocr"]["accuracy"]
+    assert any(line.startswith("refined on the real train splits alone") for line in lines)
 
     # Nothing changed: every stage is a cache hit.
     again = pipeline_flow(config=config)

@@ -103,13 +103,20 @@ def given_train_keys(config) -> set[str]:
     return given_keys(config.train, "train.")
 
 
-def check_data(url: str) -> None:
-    """--data of evaluate: an LMDB folder or a folder with gt.txt."""
+def check_data(url: str, allow_outside: bool = False) -> None:
+    """--data of evaluate: an LMDB folder or a folder with gt.txt, whose paths stay in it."""
     from hwocr import storage
 
-    if not (storage.exists(storage.join(url, "data.mdb")) or storage.exists(storage.join(url, "gt.txt"))):
+    if storage.exists(storage.join(url, "data.mdb")):
+        return
+    gt = storage.join(url, "gt.txt")
+    if not storage.exists(gt):
         raise HwocrError(f"--data {url}: " + ("no such folder" if not storage.exists(url) else
                                               "neither an LMDB (data.mdb) nor a folder with gt.txt"))
+    from models.lmdb_format import read_gt
+
+    for n, path, _ in read_gt(gt):
+        storage.inside(url, path, f"{gt} line {n}", allow_outside)
 
 
 def settings_source(args) -> str:
@@ -130,7 +137,7 @@ def check_command(args, config) -> None:
     from hwocr import storage
 
     if args.command == "evaluate":
-        check_data(storage.normalize(args.data))
+        check_data(storage.normalize(args.data), args.allow_outside)
         model = storage.normalize(args.model)
         if args.engine == "easyocr" and storage.is_local(model) and not os.path.isdir(storage.local_path(model)):
             raise HwocrError(f"--model {args.model}: with --engine easyocr, the folder of an exported bundle "
@@ -168,6 +175,10 @@ def check_command(args, config) -> None:
             raise HwocrError(f"gt file {gt} does not exist")
         if storage.is_local(images) and not os.path.isdir(storage.local_path(images)):
             raise HwocrError(f"--images {args.images}: no such folder (the folder gt.txt's paths are relative to)")
+        from models.lmdb_format import read_gt
+
+        for n, path, _ in read_gt(gt):
+            storage.inside(images, path, f"{gt} line {n}", args.allow_outside)
         storage.not_a_file(storage.normalize(args.out))
 
 
@@ -319,7 +330,7 @@ def cmd_evaluate(args, config) -> dict:
         "hwocr-out", "evaluation", hashing.digest([storage.normalize(args.model), storage.normalize(args.data),
                                                    args.engine])[:12]))
     report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, given_train_keys(config),
-                                 engine=args.engine, page_words=args.pages)
+                                 engine=args.engine, page_words=args.pages, allow_outside=args.allow_outside)
     if not args.json:
         print(f"read as {report['reading']}")
         print(f"{report['samples']} samples: accuracy {report['accuracy']:.2f}%, norm_ED {report['norm_ed']:.4f}, "
@@ -432,7 +443,7 @@ def cmd_pack(args, config) -> dict:
     out = storage.normalize(args.out)
     gt = storage.normalize(args.gt)
     # Your own files may have changed behind the same names: an explicit pack always packs.
-    result = pack(gt, images, out, config.pack)
+    result = pack(gt, images, out, config.pack, args.allow_outside)
     del result["kept"]
     if not args.json:
         print(f"packed {result['samples']} samples into {out}"
@@ -463,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
                    "with readtext (0: skip both)")
     p.add_argument("--out", help="where predictions.tsv and the report go (default: a folder under "
                    "hwocr-out/evaluation/ named from the model, the data and the engine)")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let gt.txt name images outside its folder (absolute paths, ..); refused otherwise")
     _config_args(p, "train section (image size, preprocessing, charset)")
     p.set_defaults(func=cmd_evaluate)
     p = sub.add_parser("export", help="write a checkpoint as an EasyOCR custom network (NAME.pth/.yaml/.py)")
@@ -493,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")
     p.add_argument("--out", required=True, help="LMDB folder to create")
+    p.add_argument("--allow-outside", action="store_true",
+                   help="let gt.txt name images outside the --images folder (absolute paths, ..); refused otherwise")
     _config_args(p, "pack section")
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)

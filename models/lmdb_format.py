@@ -276,10 +276,12 @@ def check_lmdb_file(folder: str) -> None:
         raise HwocrError(f"{path}: a truncated LMDB ({size:,} bytes, its header says {need:,}); pack or copy it again")
 
 
-def pack(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings) -> dict:
+def pack(gt_url: str, image_root: str, lmdb_url: str, settings: PackSettings, allow_outside: bool = False) -> dict:
     """Pack gt.txt's samples into an LMDB at lmdb_url; {"url", "samples", "skipped", "bytes", "kept"}, kept the
-    0-based gt rows that went in, in order."""
-    rows = read_gt(gt_url)
+    0-based gt rows that went in, in order. A path that leaves image_root (`..`, absolute, a symlink out) is refused
+    naming its line, unless allow_outside."""
+    rows = [(n, storage.inside(image_root, path, f"{gt_url} line {n}", allow_outside), label)
+            for n, path, label in read_gt(gt_url)]
     return pack_rows(rows, len(rows), gt_url, image_root, lmdb_url, settings)
 
 

@@ -25,7 +25,7 @@ from tasks.train import TrainResult
 CODE_VERSION = hashing.code_version(__file__, SCRIPT)
 
 
-def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
+def _resolve_lmdb(data_url: str, scratch: str, allow_outside: bool = False) -> tuple[str, list[str]]:
     """A local LMDB path for data_url and the name of every sample (LMDB key, or image path from gt.txt)."""
     if storage.exists(storage.join(data_url, "data.mdb")):
         if storage.is_local(data_url):
@@ -37,7 +37,7 @@ def _resolve_lmdb(data_url: str, scratch: str) -> tuple[str, list[str]]:
     if not storage.exists(gt):
         raise HwocrError(f"{data_url}: neither an LMDB (data.mdb) nor a folder with gt.txt")
     out = os.path.join(scratch, "lmdb")
-    pack(gt, data_url, out, PackSettings())
+    pack(gt, data_url, out, PackSettings(), allow_outside)
     return out, [path for _, path, _ in read_gt(gt)]
 
 
@@ -126,7 +126,8 @@ PAGE_WORDS = 200  # words of a split composed into pages for readtext: the detec
 
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=None, given: set[str] = frozenset(),
                         batch_size: int = 192, worst: int = 24, engine: str = "hwocr",
-                        page_words: int = PAGE_WORDS, real_pages: list[dict] | None = None) -> dict:
+                        page_words: int = PAGE_WORDS, real_pages: list[dict] | None = None,
+                        allow_outside: bool = False) -> dict:
     """Score a checkpoint or a bundle (engine hwocr), or a bundle read by the real easyocr (engine easyocr: float,
     int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
     the bundle's detector). The model is read as its reading contract says; `settings` (TrainSettings) and `given`
@@ -153,7 +154,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
                              f"(its reading): {len(bad)} mismatching keys, first: {', '.join(bad[:3])}")
         model.load_state_dict(state)
     with tempfile.TemporaryDirectory(prefix="hwocr-eval-") as scratch:
-        lmdb_path, names = _resolve_lmdb(storage.normalize(data_url), scratch)
+        lmdb_path, names = _resolve_lmdb(storage.normalize(data_url), scratch, allow_outside)
         data = reading.dataset(lmdb_path)
         if engine == "easyocr":
             readings = easyocr_predictions(bundle, data, scratch, page_words, real_pages)

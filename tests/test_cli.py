@@ -128,6 +128,14 @@ BAD_INPUT = [
     (["scans", "--out", "o", "--families", "gaegu"], "'Gaegu' is a reserved font family"),
     (["scans", "--out", "o", "--pages", "0"], "argument --pages: expected 1 or more"),
     # pack
+    (["pack", "--gt", "escape/gt.txt", "--images", "escape", "--out", "db"],
+     "escape/gt.txt line 1: path '../gt.txt' leaves the folder"),
+    (["pack", "--gt", "absolute/gt.txt", "--images", "absolute", "--out", "db"],
+     "absolute/gt.txt line 1: path '/etc/passwd' is absolute"),
+    (["pack", "--gt", "linked/gt.txt", "--images", "linked", "--out", "db"],
+     "linked/gt.txt line 1: path 'out.png' is a symlink to "),
+    (["evaluate", "--model", "at32.pth", "--data", "absolute"],
+     "absolute/gt.txt line 1: path '/etc/passwd' is absolute"),
     (["pack", "--gt", "gt.txt", "--images", ".", "--out", "db"], "gt.txt line 1: expected 'path<TAB>label'"),
     (["pack", "--gt", "cp949.txt", "--images", ".", "--out", "db"], "decodes as cp949: convert it with `iconv"),
     (["pack", "--gt", "nogt.txt", "--images", ".", "--out", "db"], "nogt.txt does not exist"),
@@ -165,6 +173,11 @@ def inputs(folder) -> None:
         z.writestr("archive/data.pkl", b"")
     (folder / "escape").mkdir()
     (folder / "escape" / "gt.txt").write_text("../gt.txt\t한글\n", encoding="utf-8")
+    (folder / "absolute").mkdir()
+    (folder / "absolute" / "gt.txt").write_text("/etc/passwd\t한글\n", encoding="utf-8")
+    (folder / "linked").mkdir()
+    (folder / "linked" / "gt.txt").write_text("out.png\t한글\n", encoding="utf-8")
+    os.symlink(folder / "words.txt", folder / "linked" / "out.png")
     (folder / "latin").mkdir()
     (folder / "latin" / "gt.txt").write_text("a.png\tÆsir\nb.png\tØre\n", encoding="utf-8")
     (folder / "standin" / "pages").mkdir(parents=True)

@@ -246,3 +246,15 @@ def test_settings_refuse_ratios_that_do_not_add_up():
     ):
         with pytest.raises(ValidationError, match=message.replace("(", r"\(").replace(")", r"\)")):
             RealSettings(sources=sources)
+
+
+def test_pack_keeps_paths_in_their_folder_unless_allowed(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    Image.new("L", (40, 20), 255).save(tmp_path / "outside.png")
+    (images / "gt.txt").write_text("../outside.png\t한글\n", encoding="utf-8")
+    with pytest.raises(HwocrError, match=r"gt.txt line 1: path '../outside.png' leaves the folder"):
+        pack(str(images / "gt.txt"), str(images), str(tmp_path / "db"), PackSettings())
+    assert not (tmp_path / "db").exists()
+    assert pack(str(images / "gt.txt"), str(images), str(tmp_path / "db"), PackSettings(),
+                allow_outside=True)["samples"] == 1

@@ -198,9 +198,15 @@ def check_inputs(command: str, config) -> dict | None:
     the stages check it again for runs started from a deployment or the UI. Returns the render plan's estimate
     for data and run."""
     from hwocr import storage
+    from hwocr.errors import machine_memory
     from hwocr.layout import Layout
     from models.charset import load_charset
 
+    cores = os.cpu_count() or 1
+    if command in ("train", "run", "serve"):
+        config.train.check_machine(cores, machine_memory())
+    if command in ("data", "run", "serve"):
+        config.render.check_machine(cores)
     if command in ("train", "run"):
         from models.pretrained import check_fits, check_pretrained
 

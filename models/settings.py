@@ -52,6 +52,12 @@ class ModelSettings(BaseModel):
         return self
 
 
+# Peak memory of a training step per input pixel of the batch, forward, backward and Adam's state of
+# None-VGG-BiLSTM-CTC on CPU in fp32: 980 to 1,360 bytes measured at 64x256 and 80x400, batches 16 to 64.
+TRAIN_BYTES_PER_PIXEL = 1200
+MAX_LOADER_WORKERS_PER_CORE = 4  # a loader worker is a process with its own copy of the decoding state
+
+
 class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -148,6 +154,26 @@ class TrainSettings(BaseModel):
     early_stop_metric: Literal["accuracy", "norm_ed"] = Field(
         "accuracy", description="Validation metric early stopping watches."
     )
+
+    def peak_bytes(self) -> int:
+        """An estimate of the peak memory of a step: its widest batch (every word as wide as max_width, in the easyocr
+        mode) at TRAIN_BYTES_PER_PIXEL."""
+        width = self.max_width if self.preprocess == "easyocr" else self.img_w
+        return TRAIN_BYTES_PER_PIXEL * self.img_h * width * self.batch_size
+
+    def check_machine(self, cores: int, memory: int) -> None:
+        """Sizes this machine cannot hold are refused before anything allocates, with the estimate."""
+        from hwocr.errors import HwocrError, gib
+
+        need = self.peak_bytes()
+        if need > memory:
+            width = f"up to {self.max_width} px wide" if self.preprocess == "easyocr" else f"{self.img_w} px wide"
+            raise HwocrError(f"train.batch_size {self.batch_size:,} at train.img_h {self.img_h} ({width}) needs about "
+                             f"{gib(need)} of memory for a training step ({TRAIN_BYTES_PER_PIXEL} bytes a pixel), and "
+                             f"this machine has {gib(memory)}: lower train.batch_size (or train.max_width)")
+        if self.loader_workers != "auto" and self.loader_workers > MAX_LOADER_WORKERS_PER_CORE * cores:
+            raise HwocrError(f"train.loader_workers {self.loader_workers:,}: each is a process, and this machine has "
+                             f"{cores} cores; at most {MAX_LOADER_WORKERS_PER_CORE * cores}")
 
     @model_validator(mode="after")
     def _check(self) -> TrainSettings:

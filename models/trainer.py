@@ -26,7 +26,7 @@ from PIL import Image
 from torch import nn
 
 from hwocr import storage
-from hwocr.errors import HwocrError
+from hwocr.errors import HwocrError, machine_memory
 from models import distributed, easyocr_compat, metrics
 from models.charset import load_charset
 from models.codec import AttnCodec, CTCCodec, make_codec
@@ -337,6 +337,8 @@ def check_finite(t: Trainer, state: TrainState, window: Window) -> None:
 def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str, log: Callable[[str], None],
           world: World, device: torch.device, augment: Augment | None) -> tuple[Trainer, LmdbDataset, dict]:
     """The datasets, the model from its pretrained start (saved as start.pth), its optimizer; what was dropped."""
+    s.check_machine(os.cpu_count() or 1, torch.cuda.get_device_properties(device).total_memory
+                    if device.type == "cuda" else machine_memory())  # a run from the UI skipped the CLI's check
     amp_dtype = autocast_dtype(s.precision, device)
     if amp_dtype is torch.bfloat16 and device.type == "cpu" and not cpu_has_bf16():
         log("WARNING: train.precision bf16 on a CPU without AVX512-BF16 or AMX: oneDNN emulates it, about 20 times "

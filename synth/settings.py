@@ -145,6 +145,14 @@ class RenderSettings(BaseModel):
             return self.train_syllable_draws
         return self.min_syllable_draws
 
+    def check_machine(self, cores: int) -> None:
+        """A render process count this machine cannot run is refused before any starts."""
+        from hwocr.errors import HwocrError
+
+        if self.workers > 4 * cores:
+            raise HwocrError(f"render.workers {self.workers:,}: each is a process with its own fonts and trdg, and "
+                             f"this machine has {cores} cores; at most {4 * cores} (0: one a core)")
+
     def estimate(self, workers: int) -> dict:
         """The plan's images, its bytes on disk (shards and LMDB) and its render time on `workers` processes."""
         images = sum(self.splits().values())

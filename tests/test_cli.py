@@ -63,6 +63,11 @@ BAD_INPUT = [
     (["data", "--out", "gt.txt/o", *SMALL], "gt.txt is a file, so no folder can be made below it"),
     (["data", "--out", "o", *SMALL, "--set", "render.count=10000000", "--set", "render.height=512"],
      "the plan needs about "),
+    # sizes the machine cannot hold
+    (["train", "--set", "train.batch_size=1000000000"],
+     "train.batch_size 1,000,000,000 at train.img_h 80 (up to 800 px wide) needs about "),
+    (["run", "--set", "train.loader_workers=100000"], "train.loader_workers 100,000: each is a process"),
+    (["data", "--set", "render.workers=100000"], "render.workers 100,000: each is a process"),
     # training inputs
     (["train", "--out", "o"], "lmdb/train holds no LMDB: run `hwocr data` with the same --out"),
     (["run", "--out", "o", "--set", "train.pretrained=missing.pth"], "pretrained weights 'missing.pth': no such file"),

@@ -531,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
         # Settings are checked first, in about a second: nothing heavy (Prefect, torch, MLflow) is imported yet.
         flow = args.command in ("data", "train", "run", "serve")
         config = load_config(args.config, args.overrides, args.out if flow else None)
+        from hwocr import remote
+
+        remote.configure(config.remote)  # before any filesystem is made, here or in a child process
         plan = check_inputs(args.command, config)
         check_command(args, config)
         if plan and not args.json:
@@ -564,7 +567,15 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as e:
         signum = interrupt.received() or interrupt.signal_of(e)
         if signum is None:
-            raise
+            from hwocr import remote
+
+            said = remote.problem(e) if isinstance(e, Exception) else None
+            if said is None:
+                raise
+            print(f"hwocr: error: {said}", file=sys.stderr)  # a remote failure a stage did not word
+            if log:
+                print(f"hwocr: log: {log.baseFilename}", file=sys.stderr)
+            return 2
         return interrupt.stopped(signum, args.command, config)
     finally:
         if log:

@@ -11,8 +11,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from hwocr import storage
+from hwocr import remote, storage
 from hwocr.errors import HwocrError
+from hwocr.remote import RemoteSettings
 from models.lmdb_format import PackSettings
 from models.settings import TrainSettings
 from models.sources import RealSettings
@@ -35,6 +36,9 @@ class PipelineConfig(BaseModel):
     )
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    remote: RemoteSettings = Field(
+        default_factory=RemoteSettings, description="Timeouts of every call to a remote store (S3, HTTP)."
+    )
     runner: Literal["local", "dask"] = Field(
         "local", description="Where render shards run: local processes, or a Dask cluster (prefect-dask)."
     )
@@ -114,14 +118,17 @@ Preset = Literal[PRESETS]  # the Prefect UI's choice of preset
 def config_from_form(preset: str | None, knobs: dict, settings: list[str] = (),
                      config: PipelineConfig | None = None) -> PipelineConfig:
     """The config a Prefect form describes: `config` when given, else the preset; then the knobs (dotted key ->
-    value, None for unset) and `settings` (KEY=VALUE, as --set) over it."""
+    value, None for unset) and `settings` (KEY=VALUE, as --set) over it. Its remote timeouts apply to this process
+    (a deployment's run, on a worker) from here on."""
     data = config.model_dump(mode="json") if config is not None else _preset_data(preset)
     given = {}
     for key, value in knobs.items():
         if value is not None:
             _set_dotted(data, key, value)
             given[key] = f"the form's {key}"
-    return _validated(data, settings, None, f"preset {preset}" if config is None and preset else None, given)
+    config = _validated(data, settings, None, f"preset {preset}" if config is None and preset else None, given)
+    remote.configure(config.remote)
+    return config
 
 
 def _preset_data(path: str | None) -> dict:

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 import fsspec
 from fsspec.core import url_to_fs
 
+from hwocr import remote
 from hwocr.errors import HwocrError
 
 TMP_MARK = ".tmp-"
@@ -56,6 +57,26 @@ def join(url: str, *parts: str) -> str:
     return out
 
 
+def _told(fn):
+    """Remote failures of fn as errors that say what to check (hwocr/remote.py); others as they are."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(url: str, *args, **kwargs):
+        try:
+            return fn(url, *args, **kwargs)
+        except (HwocrError, FileNotFoundError):
+            raise
+        except Exception as e:
+            said = remote.problem(e, url)
+            if said is None:
+                raise
+            raise said from None
+
+    return wrapper
+
+
+@_told
 def exists(url: str) -> bool:
     fs, path = url_to_fs(url)
     return fs.exists(path)
@@ -113,6 +134,7 @@ def inside(root: str, rel: str, where: str, allow_outside: bool = False) -> str:
     return clean
 
 
+@_told
 def read_bytes(url: str) -> bytes:
     fs, path = url_to_fs(url)
     return fs.cat_file(path)
@@ -246,6 +268,7 @@ def atomic_path(path: str) -> Iterator[str]:
         raise
 
 
+@_told
 def write_bytes(url: str, data: bytes) -> None:
     """Write a whole file so that readers see the old content or the new one, never a part."""
     fs, path = url_to_fs(url)
@@ -346,10 +369,13 @@ def check_bucket(fs, url: str, path: str) -> None:
     except FileNotFoundError:
         raise HwocrError(f"{url}: bucket {bucket!r} does not exist (hwocr never creates buckets: create it, or fix "
                          "the name)") from None
-    except PermissionError as e:
-        raise HwocrError(f"{url}: access to bucket {bucket!r} is denied ({e}); check the credentials in the "
-                         "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)") from None
-    except Exception as e:  # noqa: BLE001 - connection errors come as many types
+    except Exception as e:  # noqa: BLE001 - credentials, endpoint and network errors come as many types
+        said = remote.problem(e, url)
+        if said is not None:
+            raise HwocrError(str(said)) from None  # before a run: no stage is there to retry it
+        if isinstance(e, PermissionError):
+            raise HwocrError(f"{url}: access to bucket {bucket!r} is denied ({e}); check the credentials in the "
+                             "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)") from None
         raise HwocrError(f"{url}: the object store does not answer ({type(e).__name__}: {e}); check the endpoint "
                          "(AWS_ENDPOINT_URL) and the network") from None
 
@@ -443,6 +469,7 @@ def staged_dir(url: str, last: str = "manifest.json") -> Iterator[str]:
 CACHE_DIR = os.path.join(os.path.expanduser("~"), ".cache", "hwocr")
 
 
+@_told
 def identity(url: str) -> str:
     """A digest of url and the store's own fingerprint of the object there now (ETag, or size and time: one
     metadata request): another when the object is replaced at the same URL."""
@@ -453,6 +480,7 @@ def identity(url: str) -> str:
         raise HwocrError(f"{url}: no such file or folder") from None
 
 
+@_told
 def local_copy(url: str, kind: str, key: str | None = None, *, folder: str | None = None,
                download: bool = True) -> str:
     """A local path for url (a file or a folder): itself when local, else a copy fetched once into

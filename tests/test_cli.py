@@ -347,3 +347,57 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert f"MLflow run {result['train']['mlflow_run_id']} is not in {other}" in elsewhere.stderr
     fresh = mlflow.MlflowClient(other)
     assert fresh.search_runs([e.experiment_id for e in fresh.search_experiments()]) == []
+
+
+@pytest.fixture
+def silent_store():
+    """A TCP server on loopback that accepts connections and never answers (an object store hung mid-request)."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    server.settimeout(0.2)
+    held, stop = [], threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for c in held:
+        c.close()
+    server.close()
+
+
+def test_remote_faults_say_what_to_check_in_one_line(tmp_path, silent_store):
+    """Credentials, endpoint and network told apart, within the timeouts, nothing written."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    inputs(tmp_path)
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    keys = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+    cases = [
+        (["data", "--out", "s3://bucket/x", *SMALL], {"AWS_ENDPOINT_URL": closed},
+         "s3://bucket/x: no credentials for the object store: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY", 8),
+        (["data", "--out", "s3://bucket/x", *SMALL], {**keys, "AWS_ENDPOINT_URL": closed},
+         f"s3://bucket/x: cannot connect to {closed} (EndpointConnectionError", 8),
+        (["data", "--out", "s3://bucket/x", *SMALL, "--set", "remote.read_timeout=2"],
+         {**keys, "AWS_ENDPOINT_URL": silent_store},
+         f"s3://bucket/x: {silent_store} accepted the connection but sent nothing for 2 s (remote.read_timeout)", 12),
+        (["data", "--out", "o", "--set", f"render.fonts=[{PEN}]", "--set", f"render.words={closed}/words.txt"], {},
+         f"{closed}/words.txt: cannot connect to {closed} (ClientConnectorError", 8),
+    ]
+    before = tree(tmp_path)
+    for args, env, message, limit in cases:
+        p, wall, _ = fail(args, tmp_path, {**base, **env})
+        assert_one_line(p, message)
+        assert wall < limit and tree(tmp_path) == before, (args, wall)

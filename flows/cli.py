@@ -132,6 +132,19 @@ def check_reading(model: str, config, args):
     return open_model(model, config.train, given_train_keys(config), settings_source(args))[1]
 
 
+def check_not_replacing(args, what: str) -> None:
+    """An explicit --out that already holds files is refused unless --overwrite says to replace them."""
+    from hwocr import storage
+
+    if not args.out or getattr(args, "overwrite", False):
+        return
+    out = storage.normalize(args.out)
+    fs, path = storage.fs_and_path(out)
+    if fs.isdir(path) and fs.ls(path, detail=False):
+        raise HwocrError(f"--out {args.out} already holds files ({what}?): name another folder, or add --overwrite to "
+                         "replace them")
+
+
 def check_command(args, config) -> None:
     """The arguments of evaluate, export and pack, checked before torch loads."""
     from hwocr import storage
@@ -144,6 +157,7 @@ def check_command(args, config) -> None:
                              "(NAME.pth, NAME.yaml, NAME.py; `hwocr export` writes one)")
         check_checkpoint(model)
         check_reading(model, config, args)
+        check_not_replacing(args, "an evaluation")
     elif args.command == "export":
         export_settings(args, config)
         if config.train.model.prediction != "CTC":
@@ -152,6 +166,7 @@ def check_command(args, config) -> None:
             raise HwocrError(ATTN_REFUSED)
         check_checkpoint(storage.normalize(args.model))
         storage.not_a_file(storage.normalize(args.out))
+        check_not_replacing(args, "a bundle")
         if check_reading(storage.normalize(args.model), config, args).network.prediction != "CTC":
             from models.settings import ATTN_REFUSED
 
@@ -180,6 +195,7 @@ def check_command(args, config) -> None:
         for n, path, _ in read_gt(gt):
             storage.inside(images, path, f"{gt} line {n}", args.allow_outside)
         storage.not_a_file(storage.normalize(args.out))
+        check_not_replacing(args, "an LMDB")
 
 
 def check_real_sources(config) -> None:
@@ -479,7 +495,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="easyocr engine: read the first N words with recognize(batch_size=8) and, composed into pages, "
                    "with readtext (0: skip both)")
     p.add_argument("--out", help="where predictions.tsv and the report go (default: a folder under "
-                   "hwocr-out/evaluation/ named from the model, the data and the engine)")
+                   "hwocr-out/evaluation/ named from the model, the data and the engine, replaced by a re-run)")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out already holds")
     p.add_argument("--allow-outside", action="store_true",
                    help="let gt.txt name images outside its folder (absolute paths, ..); refused otherwise")
     _config_args(p, "train section (image size, preprocessing, charset)")
@@ -488,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="checkpoint (.pth state_dict, with or without module.)")
     p.add_argument("--out", required=True, help="folder or URL for the bundle")
     p.add_argument("--name", default="hwocr_korean", help="network name: easyocr.Reader(recog_network=NAME)")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out already holds")
     _config_args(p, "train section (charset, img_h)")
     p.set_defaults(func=cmd_export)
     p = sub.add_parser("serve", help="serve the pipeline, dataset and finetune deployments from this process")
@@ -512,11 +530,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")
     p.add_argument("--out", required=True, help="LMDB folder to create")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out already holds")
     p.add_argument("--allow-outside", action="store_true",
                    help="let gt.txt name images outside the --images folder (absolute paths, ..); refused otherwise")
     _config_args(p, "pack section")
     p.set_defaults(func=cmd_pack)
     args = parser.parse_args(argv)
+    for name, value in vars(args).items():  # an empty --out would be the current folder, an empty --config none
+        if isinstance(value, str) and not value.strip() and name != "command":
+            parser.error(f"argument --{name.replace('_', '-')}: is empty")
     from flows import interrupt
 
     log = config = None

@@ -120,6 +120,14 @@ class RenderSettings(BaseModel):
         "leave the font out, or keep it and draw only the words it covers.",
     )
 
+    @field_validator("words")
+    @classmethod
+    def _words(cls, v: str | None) -> str | None:
+        if v is not None and not v.strip():
+            raise ValueError("is empty: name a word list (a file or URL, or seed, or frequency), or leave it unset for "
+                             "the default")
+        return v
+
     @field_validator("fonts", "test_fonts", "regression_fonts", mode="before")
     @classmethod
     def _one_or_many(cls, v):

@@ -146,7 +146,18 @@ BAD_INPUT = [
     (["pack", "--gt", "nogt.txt", "--images", ".", "--out", "db"], "nogt.txt does not exist"),
     (["pack", "--gt", "evaldata/gt.txt", "--images", "noimages", "--out", "db"], "--images noimages: no such folder"),
     (["pack", "--gt", "evaldata/gt.txt", "--images", "evaldata", "--out", "gt.txt"], "is a file; the output is a"),
+    # outputs that exist are not replaced unless asked
+    (["pack", "--gt", "evaldata/gt.txt", "--images", "evaldata", "--out", "nofonts"],
+     "--out nofonts already holds files (an LMDB?): name another folder, or add --overwrite"),
+    (["export", "--model", "at32.pth", "--out", "nofonts"], "--out nofonts already holds files (a bundle?)"),
+    (["evaluate", "--model", "at32.pth", "--data", "evaldata", "--out", "nofonts"],
+     "--out nofonts already holds files (an evaluation?)"),
     # the command line itself
+    (["data", "--out", ""], "argument --out: is empty"),
+    (["data", "--config", " "], "argument --config: is empty"),
+    (["pack", "--gt", "", "--images", ".", "--out", "db"], "argument --gt: is empty"),
+    (["evaluate", "--model", "", "--data", "evaldata"], "argument --model: is empty"),
+    (["data", "--set", "render.words=''"], "render.words: Value error, is empty: name a word list"),
     (["nope"], "argument command: invalid choice: 'nope'"),
     (["data", "--runner", "spark"], "argument --runner: invalid choice: 'spark'"),
     (["serve", "--limit", "0"], "argument --limit: expected 1 or more, got 0"),

@@ -19,6 +19,8 @@ import os
 import random
 import shutil
 import tarfile
+import threading
+import time
 from collections import Counter
 from typing import Literal
 
@@ -284,6 +286,15 @@ def _mean(img: Image.Image, mask: Image.Image | None = None) -> list[float]:
 def init_worker(progress_queue=None) -> None:
     global _progress
     _progress = progress_queue
+    threading.Thread(target=_follow_parent, args=(os.getppid(),), daemon=True).start()
+
+
+def _follow_parent(parent: int) -> None:
+    """End this worker once its parent is gone: a run killed outright (SIGKILL) cannot end its workers, and an
+    orphan would render on for minutes. The parent's death reparents the worker, which changes getppid()."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 def is_blank(img: Image.Image) -> bool:

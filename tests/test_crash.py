@@ -1,5 +1,6 @@
 """Crash safety: a killed run or a killed render worker never leaves a shard or LMDB taken for complete."""
 
+import contextlib
 import json
 import os
 import signal
@@ -120,3 +121,24 @@ def test_killed_render_worker_is_retried(tmp_path, make_config):
     dataset_flow(config=make_config(tmp_path / "clean", "render.count=1200"))
     assert result["splits"]["train"]["samples"] == 1200
     assert read_lmdb(out / "lmdb" / "train") == read_lmdb(tmp_path / "clean" / "lmdb" / "train")
+
+
+def test_a_cli_killed_alone_takes_its_render_workers_with_it(tmp_path, words_file):
+    """SIGKILL to the CLI's process alone (a supervisor's kill -9), not its group: its render workers see their
+    parent gone and end within a second or so, rather than render on as orphans."""
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    out = tmp_path / "crash"
+    proc = subprocess.Popen(_args(words_file, out, count=20000), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_for(lambda: _partial_shard(out), proc)
+        workers = [pid for pid in descendants(proc.pid) if "multiprocessing" in _cmdline(pid)]
+        assert workers
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        start = time.monotonic()
+        _wait_for(lambda: not [pid for pid in workers if _alive(pid)], limit=20)
+        assert time.monotonic() - start < 10
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)

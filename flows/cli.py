@@ -108,6 +108,10 @@ def check_data(url: str, allow_outside: bool = False) -> None:
     from hwocr import storage
 
     if storage.exists(storage.join(url, "data.mdb")):
+        if storage.is_local(url):
+            from models.lmdb_format import check_lmdb_file
+
+            check_lmdb_file(storage.local_path(url))
         return
     gt = storage.join(url, "gt.txt")
     if not storage.exists(gt):
@@ -184,6 +188,8 @@ def check_command(args, config) -> None:
         storage.not_a_file(storage.normalize(args.out))
         if os.path.isdir(args.out) and os.listdir(args.out):
             raise HwocrError(f"--out {args.out} already holds files: stand-ins go into a new (or empty) folder")
+        if args.words and not storage.exists(storage.normalize(args.words)):
+            raise HwocrError(f"word list {args.words} does not exist")
     elif args.command == "pack":
         gt, images = storage.normalize(args.gt), storage.normalize(args.images)
         if not storage.exists(gt):
@@ -237,6 +243,10 @@ def check_inputs(command: str, config) -> dict | None:
             if not storage.exists(storage.join(layout.lmdb(split), "data.mdb")):
                 raise HwocrError(f"{layout.lmdb(split)} holds no LMDB: run `hwocr data` with the same --out and "
                                  "--config first, or `hwocr run` for both")
+            if storage.is_local(layout.lmdb(split)):
+                from models.lmdb_format import check_lmdb_file
+
+                check_lmdb_file(storage.local_path(layout.lmdb(split)))
     if command in ("data", "run"):
         from synth.inputs import check_inputs as check_words_and_fonts
         from synth.inputs import check_space

@@ -180,7 +180,7 @@ def _label_file(url: str, fmt: str) -> tuple[str, str]:
     """(the folder paths are relative to, the label file) of a source."""
     fs, path = storage.fs_and_path(url)
     if fs.isfile(path):
-        return storage.join(url, ".."), url
+        return _parent(url), url
     if fmt == "lmdb":
         return url, storage.join(url, "data.mdb")
     fixed = {"gt": "gt.txt", "easyocr": "labels.csv", "pages": "Label.txt"}

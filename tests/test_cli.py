@@ -127,6 +127,50 @@ BAD_INPUT = [
      "real source a: 2 of 2 labels dropped ({'out_of_charset': 2})"),
     (["run", "--out", "o", *SMALL, "--set", "real.sources=[{name: a, url: standin/pages}]"],
      "pages was drawn in Nanum Pen (its manifest.json), and the synthetic training renders"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/header}]"],
+     "header/labels.csv line 1: expected EasyOCR's header 'filename,words', found file, text"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/tabbed}]"],
+     "(a tab-separated file? give format paddle)"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/fields}]"],
+     "fields/labels.csv line 2: 3 fields, the header has 2 (quote a label holding a comma)"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/notjson}]"],
+     "notjson/Label.txt line 1: its boxes are not JSON"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/nopoints}]"],
+     "nopoints/Label.txt line 1 box 1: expected {\"transcription\", \"points\"}"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/onepoint}]"],
+     "onepoint/Label.txt line 1 box 1: a box needs at least 4 points, got 1"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/template}]"],
+     "region r: a box without a transcription: not an export of Label Studio's OCR template"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/noimage}]"], "task 3: no image in its data"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/lost}]"],
+     "task 3: image '/data/upload/1/0a1b2c3d-page.jpg' is not in"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: absolute}]"], "path '/etc/passwd' is absolute"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: linked}]"], "path 'out.png' is a symlink to"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs/korean, format: gt}]"],
+     "korean/gt.txt line 1 is not UTF-8 (byte 0x"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: nofonts, format: pages}]"],
+     "nofonts/Label.txt does not exist (format pages)"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: rs}]"], "cannot tell the format of"),
+    (["train", "--set", "real.sources=[{name: a, url: x}, {name: a, url: y}]"], "the name 'a' is used twice"),
+    (["train", "--set", "real.sources=[{name: a, url: x, ratio: 0.3, split: test}]"], "its split is test (held out)"),
+    (["train", "--set", "real.sources=[{name: My Scans, url: x}]"], "real.sources.0.name: String should match"),
+    (["train", "--out", "o", "--set", "real.sources=[{name: a, url: $HWOCR_NOPE_SCANS}]"],
+     "real source a: url '$HWOCR_NOPE_SCANS' names an environment variable that is not set"),
+    (["train", "--set", "real.train_fraction=0.9", "--set", "real.val_fraction=0.1"],
+     "real.train_fraction 0.9 + val_fraction 0.1 must be below 1"),
+    (["train", "--set", "real.sources=[{name: a, url: x}]", "--set", "real.refine.iterations=10"],
+     "real.refine trains on the real train splits alone, but no source has a ratio"),
+    (["data", "--set", "remote.read_timeout=0"], "remote.read_timeout: Input should be greater than 0"),
+    # models and data that cannot be read as asked
+    (["evaluate", "--model", "badbundle", "--data", "evaldata"], "badbundle/b.yaml: not an EasyOCR network yaml"),
+    (["evaluate", "--model", "at32.pth", "--data", "evaldata", "--set", "train.preprocess=pad"],
+     "asked for train.preprocess pad (the model's easyocr)"),
+    (["export", "--model", "at32.pth", "--out", "b", "--set", "train.model.hidden_size=128"],
+     "asked for train.model.hidden_size 128 (the model's 256)"),
+    (["evaluate", "--model", "at32.pth", "--data", "truncated"], "truncated/data.mdb: a truncated LMDB"),
+    (["train", "--out", "cut"], "cut/lmdb/train/data.mdb: a truncated LMDB"),
+    (["scans", "--out", "o", "--fonts", "nofont.ttf"], "nofont.ttf"),
+    (["scans", "--out", "o", "--words", "nowords.txt"], "word list nowords.txt does not exist"),
     # stand-in scans
     (["scans", "--out", "gt.txt"], "gt.txt' is a file; the output is a folder"),
     (["scans", "--out", "nofonts"], "--out nofonts already holds files"),
@@ -203,6 +247,40 @@ def inputs(folder) -> None:
 
     (folder / "standin" / "manifest.json").write_text(json.dumps(
         {"fonts": [{"file": PEN, "sha256": font_sha256(PEN), "family": "Nanum Pen"}]}), encoding="utf-8")
+    rs = folder / "rs"
+    for name, file, text in (
+        ("header", "labels.csv", "file,text\na.png,한글\n"), ("tabbed", "labels.csv", "filename\twords\na.png\t한글\n"),
+        ("fields", "labels.csv", "filename,words\na.png,한,글\n"), ("notjson", "Label.txt", "p.jpg\tnot json\n"),
+        ("nopoints", "Label.txt", 'p.jpg\t[{"transcription": "한글"}]\n'),
+        ("onepoint", "Label.txt", 'p.jpg\t[{"transcription": "한글", "points": [[1, 2]]}]\n'),
+        ("template", "export.json", json.dumps([{"id": 3, "data": {"image": "/data/upload/1/p.jpg"}, "annotations": [
+            {"result": [{"id": "r", "type": "rectanglelabels", "value": {"x": 1, "y": 1, "width": 5, "height": 5,
+                                                                         "rectanglelabels": ["cat"]}}]}]}])),
+        ("noimage", "export.json", json.dumps([{"id": 3, "data": {"x": 1}, "annotations": [{"result": []}]}])),
+        ("lost", "export.json", json.dumps([{"id": 3, "data": {"ocr": "/data/upload/1/0a1b2c3d-page.jpg"},
+                                              "annotations": [{"result": []}]}])),
+    ):
+        (rs / name).mkdir(parents=True)
+        (rs / name / file).write_text(text, encoding="utf-8")
+    (rs / "template" / "p.jpg").write_bytes(b"")
+    (rs / "korean").mkdir()
+    (rs / "korean" / "gt.txt").write_bytes("a.png\t한글\n".encode("cp949"))
+    (folder / "badbundle").mkdir()
+    for ext in ("pth", "py"):
+        (folder / "badbundle" / f"b.{ext}").write_bytes(b"")
+    (folder / "badbundle" / "b.yaml").write_text("imgH: 64\n", encoding="utf-8")
+    import lmdb
+
+    for where in (folder / "truncated", folder / "cut" / "lmdb" / "train", folder / "cut" / "lmdb" / "val"):
+        where.mkdir(parents=True)
+        env = lmdb.open(str(where), map_size=1 << 20)
+        with env.begin(write=True) as txn:
+            txn.put(b"num-samples", b"1")
+            txn.put(b"label-000000001", "한글".encode())
+            txn.put(b"image-000000001", b"x" * 20000)
+        env.close()
+        size = os.path.getsize(where / "data.mdb")
+        os.truncate(where / "data.mdb", size - 4096)
     import torch
 
     from models.charset import load_charset

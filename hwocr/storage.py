@@ -137,6 +137,17 @@ def inside(root: str, rel: str, where: str, allow_outside: bool = False) -> str:
 @_told
 def read_bytes(url: str) -> bytes:
     fs, path = url_to_fs(url)
+    if is_local(url):
+        import stat
+
+        try:
+            mode = os.stat(path).st_mode
+        except FileNotFoundError:
+            raise FileNotFoundError(path) from None
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(path)
+        if not stat.S_ISREG(mode):  # a pipe or a device would block, or never end
+            raise HwocrError(f"{url} is {'a pipe' if stat.S_ISFIFO(mode) else 'a device'}, not a file to read")
     return fs.cat_file(path)
 
 

@@ -203,7 +203,9 @@ def check_pretrained(spec: str) -> None:
         with _remote_errors(spec, "read"):
             storage.identity(spec)
     else:
-        resolve_pretrained(spec)
+        from models.reading import check_state_file
+
+        check_state_file(resolve_pretrained(spec), f"pretrained weights {spec}")
 
 
 def resolve_pretrained(spec: str, cache_dir: str | None = None, download: bool = True) -> str | None:
@@ -218,6 +220,8 @@ def resolve_pretrained(spec: str, cache_dir: str | None = None, download: bool =
         with _remote_errors(spec, "fetched"):
             return storage.local_copy(spec, "pretrained", folder=cache_dir, download=download)
     path = os.path.expanduser(spec)
+    if os.path.isdir(path):
+        raise HwocrError(f"pretrained weights {spec!r}: {path} is a folder, not a checkpoint file")
     if not os.path.isfile(path):
         raise HwocrError(f"pretrained weights {spec!r}: no such file (expected 'none', "
                          f"{', '.join(map(repr, BUILTINS))}, a path or a URL)")
@@ -353,6 +357,10 @@ def load_pretrained(model: nn.Module, path: str, charset: str, source_charset: s
     initialization. Counts include the blank: kept + new = model classes, kept + dropped = checkpoint classes.
     """
     sd = load_state_dict(path)
+    bad = [k for k, v in sd.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:  # training would report "loss became nan at iteration 1", not the file
+        raise HwocrError(f"checkpoint {path}: {len(bad)} tensors hold NaN or infinite values (first: {bad[0]}): a "
+                         "damaged file, or one saved from a diverged run; start from another")
     own = model.state_dict()
     ctc = "Prediction.weight" in own
     bad = layout_mismatch(own, sd, HEAD if ctc else ())

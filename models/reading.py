@@ -147,6 +147,36 @@ class _Skim(pickle.Unpickler):
         return None
 
 
+def check_state_file(path: str, what: str) -> None:
+    """A file torch.load would read as a state_dict of tensors, checked without torch: torch.save's zip archive
+    whose object tree is a dict of tensors (or holds one under "model" or "state_dict"), or an older torch's
+    pickle. What it is not is said here, in a millisecond, rather than by the training it would start."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except IsADirectoryError:
+        raise HwocrError(f"{what}: {path} is a folder, not a checkpoint file") from None
+    if head[:1] == b"\x80":
+        return  # an older torch's pickle: torch reads it, and says what is wrong with it
+    try:
+        with zipfile.ZipFile(path) as z:
+            name = next((n for n in z.namelist() if n.count("/") == 1 and n.endswith("/data.pkl")), None)
+            if name is None:
+                raise HwocrError(f"{what}: {path} is a zip archive but not one torch.save wrote (no data.pkl)")
+            with z.open(name) as f:
+                obj = _Skim(f).load()
+    except zipfile.BadZipFile:
+        raise HwocrError(f"{what}: {path} is not a PyTorch checkpoint (neither the zip archive torch.save writes "
+                         "nor a pickle)") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as e:
+        raise HwocrError(f"{what}: {path} holds something other than tensors ({type(e).__name__}: "
+                         f"{str(e)[:80]})") from None
+    if isinstance(obj, dict):
+        obj = next((obj[k] for k in ("model", "state_dict") if isinstance(obj.get(k), dict)), obj)
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, _Stub) for v in obj.values()):
+        raise HwocrError(f"{what}: {path} holds no state_dict of tensors")
+
+
 def peek(path: str) -> Reading | None:
     """The reading a checkpoint file carries, read without torch (milliseconds); None when it carries none or is
     not torch.save's zip archive (torch's load then says what it is)."""

@@ -351,9 +351,13 @@ def setup(s: TrainSettings, train_roots: list[str], val_root: str, out_dir: str,
                 for r in train_roots]
     val = LmdbDataset(val_root, charset, s.batch_max_length, s.img_h, s.img_w, s.preprocess, s.max_width)
     dropped = {r: d.dropped for r, d in zip(train_roots, datasets)} | {val_root: val.dropped}
-    for root, d in dropped.items():
+    for (root, d), data in zip(dropped.items(), [*datasets, val]):
         if any(d.values()):
             log(f"{root}: dropped {d}")
+        if sum(d.values()) > len(data):  # most of it cannot be trained on as asked: not what anyone meant
+            raise HwocrError(f"{root}: {sum(d.values()):,} of {sum(d.values()) + len(data):,} samples dropped ({d}): "
+                             "its labels do not fit train.charset or train.batch_max_length (or its images "
+                             "train.max_width); check the charset it was made for")
     loader = MixedLoader(datasets, s.batch_ratio, s.batch_size, seed=s.seed, workers=loader_workers(s, device, world),
                          share=world.share, augment=augment, pin=device.type == "cuda")
     model, report = build_model(s, codec, log)

@@ -176,7 +176,10 @@ def survey(urls: list[str], font_missing: str, charset: str, used: set[str], wha
                        f"{missing[:40]!r}")
         if problem:
             if font_missing == "error" or info["hangul"] == 0 and font_missing == "skip_words":
-                raise HwocrError(problem + " (render.font_missing decides: error, skip_font, skip_words)")
+                advice = ("take it out of the fonts, or set render.font_missing=skip_font to leave it out"
+                          if info["hangul"] == 0 else "set render.font_missing=skip_font to leave it out, or "
+                          "skip_words to draw only the words it can")
+                raise HwocrError(f"{problem} (render.font_missing is {font_missing}): {advice}")
             skipped.append({"url": url, "name": info["name"], "reason": problem})
             continue
         covered = "".join(sorted(used & set(info["covered"])))

@@ -51,6 +51,10 @@ BAD_INPUT = [
     (["data", "--out", "o", "--set", "render.words=nowords.txt"], "word list nowords.txt does not exist"),
     (["run", "--out", "o", "--set", "render.words=."], "word list . is a folder"),
     (["data", "--out", "o", "--set", "render.words=empty.txt"], "word list empty.txt is empty"),
+    (["data", "--out", "o", "--set", "render.words=pipe"], "pipe is a pipe, not a file to read"),
+    (["data", "--out", "o", "--set", f"render.fonts=[{LATIN}]", "--set", "render.font_missing=error"],
+     "draws no Hangul (render.font_missing is error): take it out of the fonts, or set "
+     "render.font_missing=skip_font"),
     (["data", "--out", "o", "--set", "render.words=blank.txt"], "word list blank.txt is empty"),
     (["data", "--out", "o", "--set", "render.words=cp949-words.txt"], "it decodes as cp949: convert it with `iconv"),
     (["data", "--out", "o", "--set", "render.words=utf16.txt"], "is UTF-16 text; expected UTF-8: convert it"),
@@ -71,6 +75,9 @@ BAD_INPUT = [
     # training inputs
     (["train", "--out", "o"], "lmdb/train holds no LMDB: run `hwocr data` with the same --out"),
     (["run", "--out", "o", "--set", "train.pretrained=missing.pth"], "pretrained weights 'missing.pth': no such file"),
+    (["train", "--out", "o", "--set", "train.pretrained=gt.txt"], "gt.txt is not a PyTorch checkpoint"),
+    (["train", "--out", "o", "--set", "train.pretrained=m.pth"], "m.pth holds something other than tensors"),
+    (["train", "--out", "o", "--set", "train.pretrained=nofonts"], "nofonts is a folder, not a checkpoint file"),
     (["train", "--out", "o", "--set", "train.charset=nocharset.txt"], "character set 'nocharset.txt': no such"),
     # the network (train.model)
     (["train", "--set", "train.model.feature_extraction=resnet"],
@@ -231,6 +238,7 @@ def inputs(folder) -> None:
     (folder / "evaldata" / "gt.txt").write_text("a.png\t한글\n", encoding="utf-8")
     with zipfile.ZipFile(folder / "m.pth", "w") as z:  # torch.save's container, enough for the checks before torch
         z.writestr("archive/data.pkl", b"")
+    os.mkfifo(folder / "pipe")  # a word list that would block a reader forever
     (folder / "escape").mkdir()
     (folder / "escape" / "gt.txt").write_text("../gt.txt\t한글\n", encoding="utf-8")
     (folder / "absolute").mkdir()

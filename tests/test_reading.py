@@ -176,3 +176,23 @@ def test_evaluate_with_no_flags_reads_what_easyocr_reads_from_the_bundle(tiny_lm
         proc = hwocr("evaluate", "--model", str(ckpt), "--data", tiny_lmdb, "--set", "train.img_h=80", cwd=tmp_path)
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
         assert "--set asked for train.img_h 80 (the model's 64)" in proc.stderr
+
+
+def test_a_pretrained_file_with_nan_is_named_before_training(model, tmp_path):
+    from models.pretrained import load_pretrained
+
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["Prediction.bias"][3] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    with pytest.raises(HwocrError, match=r"nan.pth: 1 tensors hold NaN or infinite values \(first: Prediction.bias\)"):
+        load_pretrained(GEN2.build(len(KOREAN) + 1), str(tmp_path / "nan.pth"), KOREAN)
+
+
+def test_training_on_data_that_mostly_does_not_fit_its_charset_is_refused(tiny_lmdb, tmp_path):
+    from models.trainer import train
+
+    (tmp_path / "latin.txt").write_text("0123456789", encoding="utf-8")
+    with pytest.raises(HwocrError, match=r"lmdb: 3 of 4 samples dropped \({'too_long': 0, 'out_of_charset': 3"):
+        train(settings(num_iter=2, charset=str(tmp_path / "latin.txt")), [tiny_lmdb], tiny_lmdb, str(tmp_path / "r"),
+              log=lambda m: None)
+    assert not (tmp_path / "r" / "last.pth").exists()

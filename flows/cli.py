@@ -14,7 +14,7 @@ for _k, _v in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "fals
                "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
     os.environ.setdefault(_k, _v)
 
-from hwocr.errors import HwocrError  # noqa: E402
+from hwocr.errors import HwocrError, NoSpace  # noqa: E402
 
 
 class _Parser(argparse.ArgumentParser):
@@ -483,6 +483,23 @@ def cmd_pack(args, config) -> dict:
     return result
 
 
+def plan_need(args, config) -> int | None:
+    """Bytes the render plan still needs under a local --out, for a full disk's message; None when not rendering."""
+    from hwocr import storage
+
+    if config is None or args.command not in ("data", "run") or not storage.is_local(config.out):
+        return None
+    plan = config.render.estimate(config.render.workers or os.cpu_count() or 1)
+    return max(0, plan["bytes"] - storage.used_bytes(config.out)) or None
+
+
+def storage_no_space(e: BaseException, args, config):
+    """A full disk met outside a stage, with what the plan needs when it renders."""
+    from hwocr import storage
+
+    return storage.no_space(e, plan_need(args, config))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _Parser(prog="hwocr", description="Synthetic Korean handwriting for EasyOCR.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -590,8 +607,12 @@ def main(argv: list[str] | None = None) -> int:
         if interrupt.received():  # `serve` returns normally after Ctrl-C
             return interrupt.stopped(interrupt.received(), args.command, config)
     except HwocrError as e:
+        from hwocr.storage import no_space_error
+
         if interrupt.received():  # what failed was the stop
             return interrupt.stopped(interrupt.received(), args.command, config)
+        if isinstance(e, NoSpace) and (need := plan_need(args, config)):  # a stage's: the plan is known here
+            e = no_space_error(e.path, need)
         print(f"hwocr: error: {e}", file=sys.stderr)
         if log:
             print(f"hwocr: log: {log.baseFilename}", file=sys.stderr)
@@ -601,7 +622,7 @@ def main(argv: list[str] | None = None) -> int:
         if signum is None:
             from hwocr import remote
 
-            said = remote.problem(e) if isinstance(e, Exception) else None
+            said = (remote.problem(e) or storage_no_space(e, args, config)) if isinstance(e, Exception) else None
             if said is None:
                 raise
             print(f"hwocr: error: {said}", file=sys.stderr)  # a remote failure a stage did not word

@@ -119,6 +119,10 @@ def build_dataset(config: PipelineConfig) -> dict:
                                            layout.fonts_sheet)
         splits = {}
         for split in gts:
+            for shard in shards[split]:  # a failed shard's own error, where the pack only says that one failed
+                shard.wait()
+                if shard.state.is_failed():
+                    shard.result()
             gt, packed = gts[split].result(), packs[split].result()
             names = {f["sha256"]: f["name"] for f in gt.fonts}
             splits[split] = {"lmdb": packed.url, "gt": gt.gt, "samples": packed.samples,

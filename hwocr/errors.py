@@ -5,6 +5,17 @@ class HwocrError(Exception):
     """
 
 
+class NoSpace(HwocrError):
+    """A write the disk refused (full, over quota, over a file size limit), at path."""
+
+    def __init__(self, message: str, path: str = "") -> None:
+        super().__init__(message, path)  # both in args: the error crosses processes (Dask, Prefect) whole
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.args[0]
+
+
 class TransientError(HwocrError):
     """A failure worth retrying (network, flaky storage, a crashed worker process)."""
 

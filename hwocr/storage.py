@@ -23,7 +23,7 @@ import fsspec
 from fsspec.core import url_to_fs
 
 from hwocr import remote
-from hwocr.errors import HwocrError
+from hwocr.errors import HwocrError, NoSpace
 
 TMP_MARK = ".tmp-"
 ARCHIVE_MARK = ".tar/"
@@ -389,6 +389,34 @@ def check_bucket(fs, url: str, path: str) -> None:
                              "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)") from None
         raise HwocrError(f"{url}: the object store does not answer ({type(e).__name__}: {e}); check the endpoint "
                          "(AWS_ENDPOINT_URL) and the network") from None
+
+
+NO_SPACE = {28, 122, 27}  # ENOSPC, EDQUOT, EFBIG: a write the disk (or a quota, or a file size limit) refused
+
+
+def no_space(e: BaseException, need: int | None = None, where: str | None = None) -> NoSpace | None:
+    """A full disk, as one line naming the path and the bytes there are (and those needed, when known); None for
+    any other error. The writer's staging was removed as it failed: nothing half-written is kept."""
+    err = next((x for x in _causes(e) if isinstance(x, OSError) and x.errno in NO_SPACE), None)
+    if err is None:
+        return None
+    return no_space_error(str(err.filename or where or "the output"), need, os.strerror(err.errno))
+
+
+def no_space_error(path: str, need: int | None = None, why: str = os.strerror(28)) -> NoSpace:
+    free = free_bytes(path) if os.path.isabs(path) else None
+    have = f"{free:,} bytes free" if free is not None else "no space left"
+    want = f", about {need:,} more needed" if need else ""
+    return NoSpace(f"no space left writing {path} ({have}{want}; {why}): nothing half-written was kept; free some "
+                   "space or write elsewhere (--out), then run the same command again", path)
+
+
+def _causes(e: BaseException):
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        yield e
+        e = e.__cause__ or e.__context__
 
 
 def _clean_stale(local_dest: str) -> None:

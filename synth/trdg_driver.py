@@ -378,7 +378,10 @@ def render_range(job: RenderJob) -> dict:
     covered = set(job.covered)
     ext = "jpg" if s.image_format == "jpg" else "png"
     out = job.dir
-    os.makedirs(os.path.join(out, "images"), exist_ok=True)
+    try:  # mkdir, not makedirs: a piece that starts after its shard failed must not make the staging folder again
+        os.mkdir(os.path.join(out, "images"))
+    except FileExistsError:
+        pass
     rejected: Counter = Counter()
     dropped: Counter = Counter()
     files: dict[str, str] = {}

@@ -46,8 +46,28 @@ class _MessageOnly(logging.Filter):
         return True
 
 
+# Prefect's words for a task ended by another's failure, and for a failure the run ends with: the CLI says the cause
+# in one line (`hwocr: error: ...`, or the traceback of an unexpected error).
+CONSEQUENCES = ("cancelled by the task runner", "did not reach a 'COMPLETED' state", "Finished in state Failed(",
+                "Encountered exception during execution")
+
+
+class _Consequence(logging.Filter):
+    """Tasks the runner cancels because the flow already failed, those whose upstream failed, and each failure on its
+    way up to the run's end are logged at INFO (the log file keeps them), not among the errors on the console,
+    where the run's end says the one cause."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if record.levelno >= logging.ERROR and any(m in message for m in CONSEQUENCES):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.exc_info = record.exc_text = None
+        return True
+
+
 for _name in ("prefect.task_runs", "prefect.flow_runs"):  # the loggers of Prefect's task and flow engines
     logging.getLogger(_name).addFilter(_MessageOnly())
+    logging.getLogger(_name).addFilter(_Consequence())
 
 
 class StageResult(BaseModel):
@@ -114,8 +134,15 @@ def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], mar
         def run(*args, **kwargs) -> R:
             params = dict(zip(names, args)) | kwargs
             k = key_of(params)
-            done = (fn(**params, key=k) if wants_key else fn(**params)).model_copy(update={"key": k})
-            storage.write_json(marker(k, **params), done.model_dump(mode="json"))
+            try:
+                done = (fn(**params, key=k) if wants_key else fn(**params)).model_copy(update={"key": k})
+                storage.write_json(marker(k, **params), done.model_dump(mode="json"))
+            except OSError as e:  # a full disk is the user's to fix, in one line: not a stack, not a retry
+                said = storage.no_space(e, where=storage.local_path(marker(k, **params)).rsplit("/", 1)[0]
+                                        if storage.is_local(marker(k, **params)) else None)
+                if said is None:
+                    raise
+                raise said from None
             return done
 
         run.__signature__ = signature.replace(parameters=[p for p in signature.parameters.values() if p.name != "key"])

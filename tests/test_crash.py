@@ -142,3 +142,44 @@ def test_a_cli_killed_alone_takes_its_render_workers_with_it(tmp_path, words_fil
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 70 MB tmpfs of its own: a disk that fills up (mount needs root, as CI and the dev machines have)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=70m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("no permission to mount a tmpfs here: the full-disk test needs root")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], capture_output=True)
+
+
+def test_a_disk_that_fills_during_rendering_ends_in_one_line_and_keeps_nothing_half_written(small_disk, words_file,
+                                                                                              tmp_path):
+    """The plan fits when it is checked; then something else takes the disk. One `hwocr: error:` line names the
+    path, the bytes free and those the plan still needs; exit 2; no staging folder is left."""
+    import shutil
+
+    out = small_disk / "out"
+    args = _args(words_file, out, count=4000)
+    args[args.index("render.shards=3")] = "render.shards=8"
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    proc = subprocess.Popen(args[:args.index("--json")] + args[args.index("--json") + 1:], env=env, text=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        _wait_for(lambda: (out / "shards").exists(), proc, limit=120)
+        free = shutil.disk_usage(small_disk).free
+        subprocess.run(["fallocate", "-l", str(free - 200_000), str(small_disk / "filler")], check=True)
+        _, err = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    errors = [line for line in err.splitlines() if "ERROR" in line or line.startswith("hwocr: error")]
+    assert proc.returncode == 2, err[-3000:]
+    assert len(errors) == 1 and errors[0].startswith(f"hwocr: error: no space left writing {out}/shards/"), err[-3000:]
+    assert "bytes free, about " in errors[0] and " more needed" in errors[0] and "Traceback" not in err
+    left = [os.path.join(root, d) for root, dirs, _ in os.walk(out) for d in dirs if d.startswith(".")]
+    assert not left and not (out / "lmdb" / "train" / "data.mdb").exists()

@@ -13,7 +13,16 @@ from PIL import Image, ImageDraw, ImageFont
 from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.lmdb_format import PackSettings, pack
-from models.sources import RealSettings, SourceSettings, detect, easyocr_crop, import_source, read_source, split_of
+from models.sources import (
+    RealSettings,
+    SourceSettings,
+    assign,
+    detect,
+    easyocr_crop,
+    import_source,
+    read_source,
+    split_of,
+)
 from tests.conftest import read_lmdb
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -258,3 +267,22 @@ def test_pack_keeps_paths_in_their_folder_unless_allowed(tmp_path):
     assert not (tmp_path / "db").exists()
     assert pack(str(images / "gt.txt"), str(images), str(tmp_path / "db"), PackSettings(),
                 allow_outside=True)["samples"] == 1
+
+
+def test_a_writer_column_keeps_a_writers_images_on_one_side(tmp_path):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rows = [["filename", "words", "writer"]]
+    for i in range(60):
+        Image.new("L", (60, 30), 255).save(crops / f"{i}.png")
+        rows.append([f"{i}.png", WORDS[i % 6], f"w{i % 6}"])
+    with open(crops / "labels.csv", "w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows(rows)
+    s = SourceSettings(name="s", url=str(crops))
+    src = read_source(s)
+    sides = assign(src, s, RealSettings(sources=[s]))
+    by_writer = {}
+    for split, entries in sides.items():
+        for e in entries:
+            by_writer.setdefault(e.group, set()).add(split)
+    assert set(by_writer) == {f"writer:w{k}" for k in range(6)} and all(len(v) == 1 for v in by_writer.values())

@@ -53,7 +53,8 @@ def configure(settings: RemoteSettings) -> None:
         fsspec.config.conf.setdefault(protocol, {}).setdefault("client_kwargs", {})["timeout"] = timeout
 
 
-def _chain(e: BaseException):
+def causes(e: BaseException):
+    """e, then what caused it, and so on (each once)."""
     seen = set()
     while e is not None and id(e) not in seen:
         seen.add(id(e))
@@ -77,7 +78,7 @@ def problem(e: BaseException, url: str | None = None) -> HwocrError | None:
     not a remote failure."""
     where = f"{url}: " if url else ""
     endpoint = _endpoint(url)
-    for err in _chain(e):
+    for err in causes(e):
         name = type(err).__name__
         text = str(err)
         if name in ("NoCredentialsError", "PartialCredentialsError") or "Unable to locate credentials" in text:

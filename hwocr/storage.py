@@ -397,7 +397,7 @@ NO_SPACE = {28, 122, 27}  # ENOSPC, EDQUOT, EFBIG: a write the disk (or a quota,
 def no_space(e: BaseException, need: int | None = None, where: str | None = None) -> NoSpace | None:
     """A full disk, as one line naming the path and the bytes there are (and those needed, when known); None for
     any other error. The writer's staging was removed as it failed: nothing half-written is kept."""
-    err = next((x for x in _causes(e) if isinstance(x, OSError) and x.errno in NO_SPACE), None)
+    err = next((x for x in remote.causes(e) if isinstance(x, OSError) and x.errno in NO_SPACE), None)
     if err is None:
         return None
     return no_space_error(str(err.filename or where or "the output"), need, os.strerror(err.errno))
@@ -409,14 +409,6 @@ def no_space_error(path: str, need: int | None = None, why: str = os.strerror(28
     want = f", about {need:,} more needed" if need else ""
     return NoSpace(f"no space left writing {path} ({have}{want}; {why}): nothing half-written was kept; free some "
                    "space or write elsewhere (--out), then run the same command again", path)
-
-
-def _causes(e: BaseException):
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        yield e
-        e = e.__cause__ or e.__context__
 
 
 def _clean_stale(local_dest: str) -> None:

@@ -215,6 +215,12 @@ def _write(env_dir: str, samples, settings: PackSettings, estimate: int) -> int:
         env.close()
 
 
+def _packing_failed(lmdb_url: str, e: lmdb.Error) -> HwocrError:
+    if os.strerror(28) in str(e):  # LMDB reports a full disk as its own error, with the system's words
+        return storage.no_space_error(storage.local_path(lmdb_url) if storage.is_local(lmdb_url) else lmdb_url)
+    return HwocrError(f"packing {lmdb_url} failed: {type(e).__name__}: {e} (nothing was written)")
+
+
 def pack_samples(samples: Iterable[tuple[bytes, str]], expected: int, lmdb_url: str, settings: PackSettings) -> dict:
     """Pack (encoded image, label) samples, already checked, into an LMDB at lmdb_url, built aside and moved into
     place whole; {"url", "samples", "bytes"}. expected: about how many (it sizes the map)."""
@@ -229,7 +235,7 @@ def pack_samples(samples: Iterable[tuple[bytes, str]], expected: int, lmdb_url: 
                 raise HwocrError(f"{lmdb_url}: no sample to pack")
             size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
     except lmdb.Error as e:
-        raise HwocrError(f"packing {lmdb_url} failed: {type(e).__name__}: {e} (nothing was written)") from None
+        raise _packing_failed(lmdb_url, e) from None
     return {"url": lmdb_url, "samples": count, "bytes": size}
 
 
@@ -315,7 +321,7 @@ def pack_rows(rows: Iterable[tuple[int, str, str]], expected: int, gt_url: str, 
                 raise HwocrError(f"{lmdb_url}: wrote {count} samples but num-samples reads {stored}")
             size = sum(os.path.getsize(os.path.join(tmp, f)) for f in os.listdir(tmp))
     except lmdb.Error as e:
-        raise HwocrError(f"packing {lmdb_url} failed: {type(e).__name__}: {e} (nothing was written)") from None
+        raise _packing_failed(lmdb_url, e) from None
     except OSError as e:
         if isinstance(e, FileNotFoundError):
             raise

@@ -89,6 +89,7 @@ class RenderJob(BaseModel):
     stop: int
     key: str
     dir: str
+    staged: bool = False  # dir is a staging folder its shard made: a piece that starts after it went never remakes it
 
 
 @functools.lru_cache(maxsize=64)
@@ -378,10 +379,13 @@ def render_range(job: RenderJob) -> dict:
     covered = set(job.covered)
     ext = "jpg" if s.image_format == "jpg" else "png"
     out = job.dir
-    try:  # mkdir, not makedirs: a piece that starts after its shard failed must not make the staging folder again
-        os.mkdir(os.path.join(out, "images"))
-    except FileExistsError:
-        pass
+    if job.staged:  # mkdir, not makedirs: a piece that starts after its shard failed must not remake the staging
+        try:
+            os.mkdir(os.path.join(out, "images"))
+        except FileExistsError:
+            pass
+    else:
+        os.makedirs(os.path.join(out, "images"), exist_ok=True)
     rejected: Counter = Counter()
     dropped: Counter = Counter()
     files: dict[str, str] = {}

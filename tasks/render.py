@@ -265,7 +265,7 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
             settings=spec.settings, words=_read_words(spec.words_url), first=spec.first, covered=spec.covered,
             split=spec.split,
             font_sha=spec.font_sha, font_path=spec.font_path, start=spec.start, stop=spec.stop, key=spec.key,
-            dir=tmp,
+            dir=tmp, staged=True,
         )
         if _in_dask_worker():  # the cluster is the process pool: render here
             manifest = trdg_driver.write_manifest(job, [trdg_driver.render_range(job)])

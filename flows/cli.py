@@ -583,8 +583,9 @@ def main(argv: list[str] | None = None) -> int:
         from hwocr import remote
 
         remote.configure(config.remote)  # before any filesystem is made, here or in a child process
-        plan = check_inputs(args.command, config)
-        check_command(args, config)
+        with remote.checking():  # each remote call once: a check fails within one timeout
+            plan = check_inputs(args.command, config)
+            check_command(args, config)
         if plan and not args.json:
             from synth.inputs import describe_plan
 
@@ -599,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in ("data", "run"):
                 from hwocr import storage
 
-                storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
+                with remote.checking():
+                    storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
             if args.command != "serve":
                 log = log_to_file(args.command, config.out, verbose=not quiet)
             interrupt.prepare(args.command, log and log.baseFilename)

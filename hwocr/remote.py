@@ -2,13 +2,15 @@
 failure is told as what the user must check: the credentials, the endpoint, or the network.
 
 Timeouts are fsspec configuration, set once per process before any filesystem is made and passed to child
-processes (render workers, torchrun's ranks) through FSSPEC_S3, which fsspec reads when it is imported. Each call is
-tried once: the stages that may meet a passing hiccup retry themselves (tasks/stage.py's retry_transient), and the
-checks before a run starts should fail in seconds, not after s3fs's five tries of botocore's retries.
+processes (render workers, torchrun's ranks) through FSSPEC_S3, which fsspec reads when it is imported. botocore tries
+each request once and s3fs's own loop (five tries, backing off) retries a cut connection, so a call against a store
+that never answers ends after at most five read timeouts; the checks before a run starts try once (checking()), so
+they fail within one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from urllib.parse import urlparse
@@ -39,18 +41,29 @@ def configure(settings: RemoteSettings) -> None:
     os.environ["FSSPEC_S3"] = json.dumps(s3)
     fsspec.config.conf.setdefault("s3", {}).update(s3)
     try:
-        import s3fs
-    except ImportError:
-        pass
-    else:
-        s3fs.S3FileSystem.retries = 1  # its own loop around botocore's (5 tries by default); no keyword sets it
-    try:
         import aiohttp
     except ImportError:
         return
     timeout = aiohttp.ClientTimeout(sock_connect=settings.connect_timeout, sock_read=settings.read_timeout)
     for protocol in ("http", "https"):
         fsspec.config.conf.setdefault(protocol, {}).setdefault("client_kwargs", {})["timeout"] = timeout
+
+
+@contextlib.contextmanager
+def checking():
+    """Within: every S3 call is tried once, so the checks before a run fail within one timeout, not after s3fs's
+    five tries (it reads its `retries` class attribute per call; no keyword sets it)."""
+    try:
+        import s3fs
+    except ImportError:
+        yield
+        return
+    before = s3fs.S3FileSystem.retries
+    s3fs.S3FileSystem.retries = 1
+    try:
+        yield
+    finally:
+        s3fs.S3FileSystem.retries = before
 
 
 def causes(e: BaseException):
@@ -98,7 +111,7 @@ def problem(e: BaseException, url: str | None = None) -> HwocrError | None:
             return TransientError(f"{where}no connection to {endpoint} within {ACTIVE.connect_timeout:g} s "
                                   "(remote.connect_timeout): check the endpoint (AWS_ENDPOINT_URL) and the network")
         if name in ("EndpointConnectionError", "ClientConnectorError", "ConnectionRefusedError", "gaierror",
-                    "ClientConnectorDNSError", "ClientOSError", "ServerDisconnectedError"):
+                    "ClientConnectorDNSError", "ClientOSError", "ServerDisconnectedError", "ConnectionClosedError"):
             return TransientError(f"{where}cannot connect to {endpoint} ({name}: {text.splitlines()[0][:150]}): "
                                   "check the endpoint (AWS_ENDPOINT_URL, or the URL's host) and the network")
     return None

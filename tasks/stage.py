@@ -208,7 +208,7 @@ def is_transient(exc: BaseException) -> bool:
         return False
     # botocore/aiohttp network errors surface as OSError subclasses with these names.
     return type(exc).__name__ in {"ClientConnectorError", "ServerDisconnectedError", "EndpointConnectionError",
-                                  "ReadTimeoutError", "ConnectTimeoutError"}
+                                  "ReadTimeoutError", "ConnectTimeoutError", "ConnectionClosedError"}
 
 
 def retry_transient(task, task_run, state) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -278,6 +279,8 @@ def log_to_file(command: str, out: str, verbose: bool) -> logging.FileHandler:
     folder = os.path.join(storage.local_path(out) if storage.is_local(out) else "hwocr-out", "logs")
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, f"{command}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log")
+    # A log on a disk that fills must not spray "--- Logging error ---" stacks: the run's end says the cause.
+    logging.raiseExceptions = False
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
     head = "%(asctime)s | %(levelname)-7s |"
@@ -636,7 +639,8 @@ def main(argv: list[str] | None = None) -> int:
         if log:
             logging.getLogger().removeHandler(log)
             logging.getLogger("py.warnings").removeHandler(log)
-            log.close()
+            with contextlib.suppress(OSError):  # its disk may be the full one
+                log.close()
         interrupt.restore(signals)
     if log:
         print(f"log: {log.baseFilename}", flush=True)

@@ -9,10 +9,9 @@ import logging
 import os
 import sys
 
-# Offline and quiet unless the user says otherwise; set before Prefect is imported. The temporary server gets 90 s
-# to start rather than Prefect's 20: on 2 busy cores (a Dask cluster, a training beside it) 20 is seen to run out.
+# Offline and quiet unless the user says otherwise; set before Prefect is imported.
 for _k, _v in {"DO_NOT_TRACK": "true", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-               "MLFLOW_DISABLE_TELEMETRY": "true", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90"}.items():
+               "MLFLOW_DISABLE_TELEMETRY": "true"}.items():
     os.environ.setdefault(_k, _v)
 
 from hwocr.errors import HwocrError, NoSpace  # noqa: E402
@@ -420,8 +419,6 @@ def cmd_export(args, config) -> dict:
 
 
 def cmd_serve(args, config) -> dict:
-    from prefect import serve
-
     from flows.config import PRESETS
     from flows.dataset import dataset_flow
     from flows.finetune import finetune_flow, pipeline_flow
@@ -439,10 +436,9 @@ def cmd_serve(args, config) -> dict:
         finetune_flow.to_deployment("finetune", parameters=form, description="Fine-tune, evaluate, track"),
     ]
     print("serving hwocr-pipeline/pipeline, hwocr-dataset/dataset, hwocr-finetune/finetune; Ctrl-C stops", flush=True)
-    from flows import interrupt
+    from flows import signals
 
-    with interrupt.serving():
-        serve(*deployments, limit=args.limit, print_starting_message=False)
+    signals.serve(deployments, args.limit)
     return {}
 
 
@@ -569,10 +565,11 @@ def main(argv: list[str] | None = None) -> int:
     for name, value in vars(args).items():  # an empty --out would be the current folder, an empty --config none
         if isinstance(value, str) and not value.strip() and name != "command":
             parser.error(f"argument --{name.replace('_', '-')}: is empty")
-    from flows import interrupt
+    from flows import signals
 
     log = config = None
-    signals = interrupt.install()  # Ctrl-C and SIGTERM: one orderly stop (flows/interrupt.py)
+    stack = contextlib.ExitStack()  # the temporary Prefect server, when the run needs one
+    handlers = signals.install()  # Ctrl-C and SIGTERM: one orderly stop (flows/signals.py)
     try:
         if getattr(args, "runner", None):
             args.overrides.append(f"runner={args.runner}")
@@ -607,15 +604,18 @@ def main(argv: list[str] | None = None) -> int:
                     storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
             if args.command != "serve":
                 log = log_to_file(args.command, config.out, verbose=not quiet)
-            interrupt.prepare(args.command, log and log.baseFilename)
+            from flows import server
+
+            stack.enter_context(server.temporary(log and log.baseFilename, scheduler=args.command == "serve"))
+            signals.quiet_console()
         result = args.func(args, config)
-        if interrupt.received():  # `serve` returns normally after Ctrl-C
-            return interrupt.stopped(interrupt.received(), args.command, config)
+        if signals.received():  # `serve` returns normally after Ctrl-C
+            return signals.stopped(signals.received(), args.command, config)
     except HwocrError as e:
         from hwocr.storage import no_space_error
 
-        if interrupt.received():  # what failed was the stop
-            return interrupt.stopped(interrupt.received(), args.command, config)
+        if signals.received():  # what failed was the stop
+            return signals.stopped(signals.received(), args.command, config)
         if isinstance(e, NoSpace) and (need := plan_need(args, config)):  # a stage's: the plan is known here
             e = no_space_error(e.path, need)
         print(f"hwocr: error: {e}", file=sys.stderr)
@@ -623,7 +623,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"hwocr: log: {log.baseFilename}", file=sys.stderr)
         return 2
     except BaseException as e:
-        signum = interrupt.received() or interrupt.signal_of(e)
+        signum = signals.received() or signals.signal_of(e)
         if signum is None:
             from hwocr import remote
 
@@ -634,14 +634,16 @@ def main(argv: list[str] | None = None) -> int:
             if log:
                 print(f"hwocr: log: {log.baseFilename}", file=sys.stderr)
             return 2
-        return interrupt.stopped(signum, args.command, config)
+        return signals.stopped(signum, args.command, config)
     finally:
+        with signals.ignored():  # the stop's own end (the server's) is not cut short by another Ctrl-C
+            stack.close()
         if log:
             logging.getLogger().removeHandler(log)
             logging.getLogger("py.warnings").removeHandler(log)
             with contextlib.suppress(OSError):  # its disk may be the full one
                 log.close()
-        interrupt.restore(signals)
+        signals.restore(handlers)
     if log:
         print(f"log: {log.baseFilename}", flush=True)
     if args.json:

@@ -195,7 +195,7 @@ def test_signal_stops_serve(tmp_path, started, sig, group):
 
     def serving() -> bool:  # the temporary server answers and holds the three deployments
         for p in _processes(proc.pid):
-            if "uvicorn" in p and (port := re.search(r"--port (\d+)", p)):
+            if "server start" in p and (port := re.search(r"--port (\d+)", p)):
                 try:
                     r = httpx.post(f"http://127.0.0.1:{port.group(1)}/api/deployments/filter", json={}, timeout=2)
                     return r.status_code == 200 and len(r.json()) == 3

@@ -594,8 +594,9 @@ def main(argv: list[str] | None = None) -> int:
             # A run's console shows hwocr's lines (serve, a server's, keeps Prefect's); read when Prefect
             # configures its logging, on import.
             quiet = args.command != "serve" and not args.verbose
-            if quiet:
+            if quiet:  # MLflow's INFO lines (creating its database, an experiment) are not the run's news
                 os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
+                os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
             check_prefect_api()
             if args.command in ("data", "run"):
                 from hwocr import storage

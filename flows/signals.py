@@ -43,35 +43,49 @@ def install() -> dict:
 def serve(deployments: list, limit: int | None) -> None:
     """Prefect's runner for the deployments until a signal (what `prefect.serve` does), then its own orderly stop.
 
-    Once its event loop runs, a signal cancels the runner's task there (as asyncio does on Ctrl-C) instead of raising
-    at an arbitrary point of it, which can leave the runner waiting forever; `received()` then tells the CLI why
-    `serve` returned. The runner puts its own SIGTERM handler in place (it exits with status 0) when it starts:
-    ours replaces it as soon as the runner has taken its first step."""
+    The runner's event loop runs in a thread of its own, so the runner leaves the signals to us (started in the main
+    thread, it puts in its own SIGTERM handler, which exits with status 0 while it is starting). A signal cancels
+    the runner's task on its loop (as asyncio does on Ctrl-C), never raises at an arbitrary point of it, which can
+    leave the runner waiting forever; `received()` then tells the CLI why `serve` returned."""
+    import threading
+
     from prefect.runner import Runner
 
     runner = Runner(limit=limit, pause_on_shutdown=True)
     for deployment in deployments:
         runner.add_deployment(deployment)
+    ready, running, failed = threading.Event(), {}, []
 
-    async def run() -> None:
-        loop = asyncio.get_running_loop()
-        task = asyncio.ensure_future(runner.start())
-        await asyncio.sleep(0)
+    async def main() -> None:
+        running["loop"], running["task"] = asyncio.get_running_loop(), asyncio.current_task()
+        ready.set()
+        if not _received:  # a signal before the loop ran: nothing to stop
+            await runner.start()
 
-        def stop(signum: int) -> None:
-            _received.append(signum)
-            interrupt.stopping.set()
-            task.cancel()
-
-        for s in SIGNALS:
-            loop.add_signal_handler(s, stop, s)
+    def run() -> None:
         try:
-            await task
+            asyncio.run(main())
         except asyncio.CancelledError:
-            if not _received:
-                raise
+            pass  # the stop
+        except BaseException as e:  # noqa: BLE001 - raised again in the main thread
+            failed.append(e)
 
-    asyncio.run(run())
+    def stop(signum, frame) -> None:
+        _received.append(signum)
+        interrupt.stopping.set()
+        if ready.is_set():
+            running["loop"].call_soon_threadsafe(running["task"].cancel)
+
+    old = {s: signal.signal(s, stop) for s in SIGNALS}
+    try:
+        thread = threading.Thread(target=run, name="hwocr-serve")
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.5)  # a signal is handled between two waits
+    finally:
+        restore(old)
+    if failed:
+        raise failed[0]
 
 
 @contextlib.contextmanager

@@ -1,11 +1,14 @@
 """Content hashes: cache keys are built from what a stage reads, never from paths or timestamps."""
 
-import ast
+import functools
 import hashlib
 import importlib.metadata
+import importlib.util
 import json
 import os
 from typing import Any
+
+import grimp
 
 from hwocr import storage
 
@@ -50,52 +53,72 @@ def _sha256_stream(url: str, chunk: int) -> str:
     return h.hexdigest()
 
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("hwocr", "synth", "models", "tasks", "flows")
+_distributions = functools.cache(importlib.metadata.packages_distributions)  # import name -> distributions
 
 
-def _module_file(name: str, root: str) -> str | None:
-    """The source file of a project module by dotted name, or None for anything outside the project."""
-    if name.split(".")[0] not in PACKAGES:
-        return None
-    base = os.path.join(root, *name.split("."))
-    for path in (base + ".py", os.path.join(base, "__init__.py")):
-        if os.path.isfile(path):
-            return path
+@functools.cache
+def project_packages() -> tuple[str, ...]:
+    """The top-level packages installed with this one (its distribution's), so the ground names no upper layer."""
+    provides = _distributions()
+    ours = set(provides[__name__.partition(".")[0]])
+    return tuple(sorted(name for name, dists in provides.items() if ours & set(dists)))
+
+
+@functools.cache
+def _graph(folders: tuple[tuple[str, str], ...]) -> grimp.ImportGraph:
+    # Keyed by the folders the packages are found in: the same packages elsewhere are another graph.
+    return grimp.build_graph(*(name for name, _ in folders), cache_dir=None)
+
+
+def _module_path(module: str, folders: dict[str, str]) -> str:
+    top, _, rest = module.partition(".")
+    base = os.path.join(folders[top], *rest.split(".")) if rest else folders[top]
+    return base + ".py" if os.path.isfile(base + ".py") else os.path.join(base, "__init__.py")
+
+
+def _module_name(path: str, folders: dict[str, str]) -> str | None:
+    path = os.path.realpath(path)
+    for name, folder in folders.items():
+        rel = os.path.relpath(path, os.path.realpath(folder))
+        if not rel.startswith(os.pardir) and rel.endswith(".py"):
+            parts = [name, *rel[:-3].split(os.sep)]
+            return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
     return None
 
 
-def _imports(path: str, root: str) -> set[str]:
-    """The project files a source file imports, at any depth of its body (lazy imports count)."""
-    with open(path, encoding="utf-8") as f:
-        tree = ast.parse(f.read(), path)
-    names = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            names.add(node.module)
-            names.update(f"{node.module}.{a.name}" for a in node.names)  # `from synth import effects`
-    return {f for n in names if (f := _module_file(n, root))}
+def _folders() -> dict[str, str]:
+    return {name: spec.submodule_search_locations[0] for name in project_packages()
+            if (spec := importlib.util.find_spec(name)) and spec.submodule_search_locations}
 
 
-def code_version(*files: str, libraries: tuple[str, ...] = (), root: str = ROOT) -> str:
-    """The code version of a cache key: the source of the given files and of every project module they import,
-    transitively, plus the installed version of each library (by import name: whichever distribution provides it,
-    e.g. cv2 from opencv-python-headless). Derived, so no list can miss a helper."""
-    seen, todo = set(), [os.path.abspath(f) for f in files]
-    while todo:
-        path = todo.pop()
-        if path not in seen:
-            seen.add(path)
-            todo.extend(_imports(path, root))
+def project_modules(*files: str) -> set[str]:
+    """The project modules that running the given files runs: theirs, every one they import, transitively, lazy
+    imports too (grimp's import graph, as the layer contract in pyproject.toml reads it), and their packages."""
+    folders = _folders()
+    graph = _graph(tuple(sorted(folders.items())))
+    modules = set()
+    for f in files:
+        module = _module_name(f, folders)
+        if module is None:
+            raise ValueError(f"{f} is not a module of {', '.join(folders)}")
+        modules |= {module, *graph.find_upstream_modules(module)}
+    for module in list(modules):  # importing a module runs its packages' __init__ first
+        parts = module.split(".")
+        modules.update(".".join(parts[:i]) for i in range(1, len(parts)))
+    return modules
+
+
+def code_version(*files: str, libraries: tuple[str, ...] = ()) -> str:
+    """The code version of a cache key: the source of project_modules(*files), plus the installed version of each
+    library (by import name: whichever distribution provides it, e.g. cv2 from opencv-python-headless). Derived,
+    so no list can miss a helper."""
+    folders = _folders()
     h = hashlib.sha256()
-    for path in sorted(seen):
-        h.update(os.path.relpath(path, root).encode("utf-8") + b"\0")
-        with open(path, "rb") as f:
+    for module in sorted(project_modules(*files)):
+        h.update(module.encode("utf-8") + b"\0")
+        with open(_module_path(module, folders), "rb") as f:
             h.update(f.read() + b"\0")
-    provides = importlib.metadata.packages_distributions() if libraries else {}
     for name in libraries:
-        for dist in sorted(provides.get(name, [name])):
+        for dist in sorted(_distributions().get(name, [name])):
             h.update(f"{name}:{dist}=={importlib.metadata.version(dist)}\0".encode())
     return h.hexdigest()[:16]

@@ -1,10 +1,10 @@
-"""Build hwocr/data/words_ko_freq.txt, the `frequency` word source: the most frequent Korean words of wordfreq,
+"""Build synth/data/words_ko_freq.txt, the `frequency` word source: the most frequent Korean words of wordfreq,
 kept to korean_g2 and with offensive words left out, then a word for each syllable the frequency list never uses.
 
 wordfreq is not one of hwocr's dependencies; run this in a scratch venv:
     python3 -m venv /tmp/wf && /tmp/wf/bin/pip install wordfreq==3.1.1
     /tmp/wf/bin/python scripts/build_freq_words.py
-Same inputs, same file byte for byte. hwocr/data/WORDS.md describes the result and its licence.
+Same inputs, same file byte for byte. synth/data/WORDS.md describes the result and its licence.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import unicodedata
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HANGUL_WORD = re.compile(r"[가-힣]{2,}")  # wordfreq's Korean tokens are morphemes: single syllables are particles
 TOP = 20_000
-SEED_LIST = os.path.join(ROOT, "hwocr", "data", "words_ko.txt")
+SEED_LIST = os.path.join(ROOT, "synth", "data", "words_ko.txt")
 
 
 def blocked(word: str, blocklist: dict[str, set[str]]) -> bool:
@@ -44,8 +44,8 @@ def main() -> None:
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--charset", default=os.path.join(ROOT, "models", "korean_g2.txt"))
-    ap.add_argument("--blocklist", default=os.path.join(ROOT, "hwocr", "data", "blocklist_ko.txt"))
-    ap.add_argument("--out", default=os.path.join(ROOT, "hwocr", "data", "words_ko_freq.txt"))
+    ap.add_argument("--blocklist", default=os.path.join(ROOT, "synth", "data", "blocklist_ko.txt"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "synth", "data", "words_ko_freq.txt"))
     args = ap.parse_args()
     with open(args.charset, encoding="utf-8") as f:
         charset = set(f.read().rstrip("\n"))

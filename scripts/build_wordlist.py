@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build hwocr's default word list, hwocr/data/words_ko.txt.
+"""Build hwocr's default word list, synth/data/words_ko.txt.
 
 The list mixes ~300 numbers, ~1,000 English words and ~7,000 Korean words,
 every one made only of characters of models/korean_g2.txt, NFC, at most 25
@@ -20,7 +20,7 @@ then, from the repository root:
         --dic /tmp/wl/ext/usr/share/hunspell/ko.dic \\
         --words /tmp/wl/ext/usr/share/dict/american-english
 
-Licences and provenance: hwocr/data/WORDS.md (the copyright files are in
+Licences and provenance: synth/data/WORDS.md (the copyright files are in
 /tmp/wl/ext/usr/share/doc/{hunspell-ko,wamerican}/copyright).
 """
 
@@ -34,7 +34,7 @@ import unicodedata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_CHARSET = os.path.join(ROOT, "models", "korean_g2.txt")
-DEFAULT_OUT = os.path.join(ROOT, "hwocr", "data", "words_ko.txt")
+DEFAULT_OUT = os.path.join(ROOT, "synth", "data", "words_ko.txt")
 
 SEED = 0
 MAX_LEN = 25
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dic", required=True, help="hunspell-ko ko.dic (usr/share/hunspell/ko.dic)")
     ap.add_argument("--words", required=True, help="wamerican word list (usr/share/dict/american-english)")
     ap.add_argument("--charset", default=DEFAULT_CHARSET, help="character set file (default: models/korean_g2.txt)")
-    ap.add_argument("--out", default=DEFAULT_OUT, help="output file (default: hwocr/data/words_ko.txt)")
+    ap.add_argument("--out", default=DEFAULT_OUT, help="output file (default: synth/data/words_ko.txt)")
     a = ap.parse_args(argv)
 
     charset = load_charset(a.charset)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The font catalogue's installer (hwocr/data/korean_fonts.yaml), one for every setup: scripts/bootstrap.sh and both
+# The font catalogue's installer (synth/data/korean_fonts.yaml), one for every setup: scripts/bootstrap.sh and both
 # Docker images call it, so a machine and an image render with the same pool.
 #   scripts/fonts.sh apt            Debian packages: the base five and the libraries trdg needs, then the rest of the
 #                                   catalogue's packages unless HWOCR_FONTS=base

@@ -1,4 +1,4 @@
-"""Font pool: the catalogue of Korean fonts (hwocr/data/korean_fonts.yaml), the train/test split by family
+"""Font pool: the catalogue of Korean fonts (synth/data/korean_fonts.yaml), the train/test split by family
 group, per-style sampling weights, the checks that refuse a leaky or broken pool, and a deterministic split
 of an image count over fonts (largest_remainder).
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.resources
 import logging
 import math
 import os
@@ -32,7 +33,7 @@ from synth.fonts import FONT_EXTS, inspect_font, reserved_family
 log = logging.getLogger(__name__)
 
 DEFAULT_ROOT = "/usr/share/fonts/truetype"
-BUNDLED_CATALOGUE = os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr", "data", "korean_fonts.yaml")
+BUNDLED_CATALOGUE = str(importlib.resources.files(__package__) / "data" / "korean_fonts.yaml")
 MODERN_SYLLABLES = 11172
 # Common syllables: a font that draws none of them cannot render Korean words.
 HANGUL_PROBE = "가나다라마바사아자차카타파하한글국어이는의에를고"
@@ -134,7 +135,7 @@ class FontPoolSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     catalogue: str | None = Field(
-        None, description="font catalogue YAML (format of hwocr/data/korean_fonts.yaml); None = the bundled "
+        None, description="font catalogue YAML (format of synth/data/korean_fonts.yaml); None = the bundled "
                           "catalogue of Korean fonts from Debian and npm packages")
     print_ratio: float = Field(
         0.0, ge=0, le=1, allow_inf_nan=False,

@@ -47,7 +47,7 @@ class RenderSettings(BaseModel):
     words: str | None = Field(
         None, description="Word list (trdg -i): UTF-8, one word a line, or a bundled one: seed (the default: the "
         "seed's mix of numbers, English and dictionary words) or frequency (the 20,000 most frequent Korean words, "
-        "offensive ones left out); hwocr/data/WORDS.md describes both."
+        "offensive ones left out); synth/data/WORDS.md describes both."
     )
     min_syllable_draws: NonNegativeInt = Field(
         0, le=100, description="Draw every Hangul syllable the words use at least this many times in each split "

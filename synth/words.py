@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import importlib.resources
 import unicodedata
 from collections import Counter
 
@@ -10,10 +10,10 @@ from hwocr import storage
 from hwocr.errors import HwocrError
 from synth.labels import label_problem
 
-DATA = os.path.join(os.path.dirname(os.path.dirname(__file__)), "hwocr", "data")
-BUNDLED_WORDS = os.path.join(DATA, "words_ko.txt")
-# render.words may name a bundled list (hwocr/data/WORDS.md)
-WORD_SOURCES = {"seed": BUNDLED_WORDS, "frequency": os.path.join(DATA, "words_ko_freq.txt")}
+DATA = importlib.resources.files(__package__) / "data"
+BUNDLED_WORDS = str(DATA / "words_ko.txt")
+# render.words may name a bundled list (synth/data/WORDS.md)
+WORD_SOURCES = {"seed": BUNDLED_WORDS, "frequency": str(DATA / "words_ko_freq.txt")}
 
 
 def _decode(url: str, data: bytes) -> str:

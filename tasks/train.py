@@ -13,14 +13,14 @@ from prefect import get_run_logger
 from hwocr import hashing, interrupt, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
+from models import ddp_train
 from models.settings import TrainSettings
 from synth import effects
 from tasks.settings import TrackingSettings
 from tasks.stage import StageResult, stage
 from tasks.track import end_failed, finish_run, log_eval, start_run
 
-# torchrun runs flows/ddp_train.py as a program, not an import.
-CODE_VERSION = hashing.code_version(__file__, os.path.join(hashing.ROOT, "flows", "ddp_train.py"))
+CODE_VERSION = hashing.code_version(__file__)  # ddp_train's too: imported here for torchrun's -m
 DONE = "done.json"
 WORK_DIRS: list[str] = []  # the run folders trained in by this process, for an interrupted run's last words
 
@@ -80,7 +80,7 @@ def _torchrun(settings: TrainSettings, train_dirs: list[str], val_dir: str, run_
     if os.path.exists(result_file):
         os.remove(result_file)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.processes}",
-           "-m", "flows.ddp_train", "--settings", settings_file, "--train", *train_dirs, "--val", val_dir,
+           "-m", ddp_train.__name__, "--settings", settings_file, "--train", *train_dirs, "--val", val_dir,
            "--out", run_dir, "--result", result_file]
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}

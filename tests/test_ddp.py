@@ -22,7 +22,7 @@ def torchrun(s, lmdb: str, out: str, result: str, nproc: int = 2) -> subprocess.
     env = {**os.environ, "PYTHONPATH": ROOT, "OMP_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-         "-m", "flows.ddp_train", "--settings", os.path.join(os.path.dirname(result), "settings.json"),
+         "-m", "models.ddp_train", "--settings", os.path.join(os.path.dirname(result), "settings.json"),
          "--train", lmdb, "--val", lmdb, "--out", out, "--result", result],
         env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
 

@@ -265,5 +265,5 @@ def test_excluded_entries_stay_out(tmp_path):
 
 
 def test_bundled_catalogue_path_is_in_package_data_dir():
-    assert BUNDLED_CATALOGUE.endswith(os.path.join("hwocr", "data", "korean_fonts.yaml"))
+    assert BUNDLED_CATALOGUE.endswith(os.path.join("synth", "data", "korean_fonts.yaml"))
     assert os.path.isfile(BUNDLED_CATALOGUE)

@@ -1,35 +1,23 @@
 """A non-dev install (`pip install .`, as both Docker images run it) has every library hwocr imports."""
 
-import ast
-import os
 import subprocess
 import sys
 
+import grimp
 import pytest
 
-from tests.conftest import ROOT
+from hwocr import hashing
 
 pytestmark = pytest.mark.slow  # needs .venv-plain, which scripts/test.sh builds
 
-LAYERS = ("hwocr", "synth", "models", "tasks", "flows")
 OWN_VENV = {"easyocr"}  # models/easyocr_read.py runs in .venv-easyocr, never in hwocr's environment
 
 
 def third_party_imports() -> set[str]:
     """Top-level names of every module the package's sources import, at any depth, less stdlib and our own."""
-    names = set()
-    for layer in LAYERS:
-        for folder, _, files in os.walk(os.path.join(ROOT, layer)):
-            for f in files:
-                if f.endswith(".py"):
-                    with open(os.path.join(folder, f), encoding="utf-8") as src:
-                        tree = ast.parse(src.read())
-                    for node in ast.walk(tree):
-                        if isinstance(node, ast.Import):
-                            names |= {a.name.split(".")[0] for a in node.names}
-                        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-                            names.add(node.module.split(".")[0])
-    return names - set(sys.stdlib_module_names) - set(LAYERS) - OWN_VENV - {"__future__"}
+    graph = grimp.build_graph(*hashing.project_packages(), include_external_packages=True, cache_dir=None)
+    external = {m for m in graph.modules if graph.is_module_squashed(m)}
+    return external - set(sys.stdlib_module_names) - OWN_VENV - {"__future__"}
 
 
 def test_plain_install_imports_what_hwocr_imports(plain_python):

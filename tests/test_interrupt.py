@@ -177,7 +177,7 @@ def test_interrupted_data_parallel_training_leaves_no_rank(tmp_path, tiny_lmdb, 
                 f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.registered_model=''"]
     proc = _start(_cli("train", "--out", str(out), *[a for s in settings for a in ("--set", s)]), tmp_path)
     started.append((proc, str(out)))
-    ranks = lambda: [p for p in _processes(proc.pid, str(out)) if " -m flows.ddp_train" in p  # noqa: E731
+    ranks = lambda: [p for p in _processes(proc.pid, str(out)) if " -m models.ddp_train" in p  # noqa: E731
                      and "torch.distributed.run" not in p]
     _wait_for(lambda: glob.glob(str(out / "runs" / "*" / "last.pth")) and len(ranks()) == 2, proc)
     stderr = _interrupt(proc, signal.SIGINT, group=True, marker=str(out))

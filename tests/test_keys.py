@@ -3,6 +3,7 @@ file and the bytes of a pretrained checkpoint, not their names or paths."""
 
 import os
 import shutil
+import sys
 
 from hwocr import hashing
 from models.charset import BUILTIN, load_charset
@@ -17,7 +18,7 @@ def write(path, text):
         f.write(text)
 
 
-def test_a_helper_the_stage_imports_changes_its_code_version(tmp_path):
+def test_a_helper_the_stage_imports_changes_its_code_version(tmp_path, monkeypatch):
     root = str(tmp_path)
     write(f"{root}/tasks/__init__.py", "")
     write(f"{root}/tasks/stage.py",
@@ -26,22 +27,30 @@ def test_a_helper_the_stage_imports_changes_its_code_version(tmp_path):
     write(f"{root}/tasks/other.py", "Y = 1\n")
     write(f"{root}/models/__init__.py", "")
     write(f"{root}/models/deep.py", "Z = 1\n")
-    version = hashing.code_version(f"{root}/tasks/stage.py", root=root)
+    # This tree's tasks/ and models/ stand in for the project's: found first on the path, not yet imported.
+    monkeypatch.syspath_prepend(root)
+    for name in ("tasks", "models"):
+        monkeypatch.delitem(sys.modules, name)
+    version = hashing.code_version(f"{root}/tasks/stage.py")
     write(f"{root}/tasks/other.py", "Y = 2\n")  # not imported: no change
-    assert hashing.code_version(f"{root}/tasks/stage.py", root=root) == version
+    assert hashing.code_version(f"{root}/tasks/stage.py") == version
     write(f"{root}/models/deep.py", "Z = 2\n")  # imported inside a function, two packages away
-    deep = hashing.code_version(f"{root}/tasks/stage.py", root=root)
+    deep = hashing.code_version(f"{root}/tasks/stage.py")
     assert deep != version
     write(f"{root}/tasks/helper.py", "X = 2\n")  # `from tasks import helper`
-    assert hashing.code_version(f"{root}/tasks/stage.py", root=root) not in (version, deep)
-    assert hashing.code_version(f"{root}/tasks/stage.py", libraries=("trdg",), root=root) != deep
+    assert hashing.code_version(f"{root}/tasks/stage.py") not in (version, deep)
+    write(f"{root}/models/__init__.py", "W = 1\n")  # a package's __init__ runs before its modules
+    assert hashing.code_version(f"{root}/tasks/stage.py") not in (version, deep)
+    assert hashing.code_version(f"{root}/tasks/stage.py", libraries=("trdg",)) != hashing.code_version(
+        f"{root}/tasks/stage.py")
 
 
 def test_the_real_stages_cover_their_helpers():
-    """The training key's code holds the whole model library and the torchrun entry, with no list to keep."""
+    """The training key's code holds the model library and the torchrun entry, with no list to keep."""
     from tasks import render, train
 
-    assert len(train.CODE_VERSION) == 16 and train.CODE_VERSION != hashing.code_version(train.__file__)
+    assert len(train.CODE_VERSION) == 16 and train.CODE_VERSION == hashing.code_version(train.__file__)
+    assert {"models.ddp_train", "models.trainer", "synth.effects"} <= hashing.project_modules(train.__file__)
     assert render.CODE_VERSION != hashing.code_version(render.trdg_driver.__file__)  # + trdg, Pillow, OpenCV, numpy
     # A library enters by import name, whichever distribution provides it (opencv-python or its headless build).
     assert hashing.code_version(render.trdg_driver.__file__, libraries=("cv2",)) not in (

@@ -1,6 +1,6 @@
 """One rank of a data-parallel fine-tune; torchrun starts one per process:
 
-    python -m torch.distributed.run --standalone --nproc_per_node 2 -m flows.ddp_train \\
+    python -m torch.distributed.run --standalone --nproc_per_node 2 -m models.ddp_train \\
         --settings train.json --train LMDB [LMDB ...] --val LMDB --out DIR --result result.json
 
 `hwocr train` does this itself when train.processes > 1. Rank 0 writes the result JSON (the trainer's summary

@@ -456,7 +456,7 @@ def cmd_scans(args, config) -> dict:
 
         text = storage.decode_text(storage.read_bytes(storage.normalize(args.words)), f"word list {args.words}")
     else:
-        text = importlib.resources.files("hwocr").joinpath("data", "words_ko_freq.txt").read_text(encoding="utf-8")
+        text = importlib.resources.files("synth").joinpath("data", "words_ko_freq.txt").read_text(encoding="utf-8")
     words = [w.strip() for w in text.splitlines() if w.strip()]
     result = make_scans(args.out, fonts, words, pages=args.pages, seed=args.seed)
     if not args.json:

@@ -11,7 +11,7 @@ from PIL import Image, ImageDraw, ImageFont
 from hwocr import hashing, storage
 from models.lmdb_format import read_gt
 from tasks.gt import GtResult
-from tasks.stage import StageResult, stage
+from tasks.stage import IO_RETRY, StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__, libraries=("trdg", "PIL", "cv2", "numpy"))
 
@@ -69,7 +69,7 @@ contact_sheet = stage(
     name="contact_sheet", code=CODE_VERSION, result=SheetResult,
     key=lambda gt, out_url, samples=48, columns=3, label_font=None: {
         "gt": gt.key, "samples": samples, "columns": columns, "label_font": label_font},
-    marker=_marker, retries=1,
+    marker=_marker, **IO_RETRY,
 )(contact_sheet_fn)
 
 
@@ -127,5 +127,5 @@ effects_sheet = stage(
     key=lambda fonts, words_url, pixels, effects, glyph_jitter, out_url, seed=0: {
         "fonts": [(f["sha256"], f["name"], f["covered"], bool(f.get("held_out"))) for f in fonts],
         "words": words_url, "pixels": pixels, "effects": effects, "glyph_jitter": glyph_jitter, "seed": seed},
-    marker=_marker, retries=1,
+    marker=_marker, **IO_RETRY,
 )(effects_sheet_fn)

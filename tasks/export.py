@@ -28,7 +28,7 @@ from hwocr.layout import Layout
 from models.pretrained import CRAFT
 from models.settings import ATTN_REFUSED, ModelSettings, TrainSettings
 from tasks.settings import ExportSettings
-from tasks.stage import StageResult, retry_transient, stage
+from tasks.stage import IO_RETRY, StageResult, stage
 
 # The bundle's NAME.py is models/crnn.py's text.
 CODE_VERSION = hashing.code_version(__file__, os.path.join(os.path.dirname(models.__file__), "crnn.py"))
@@ -196,7 +196,7 @@ export_easyocr = stage(
     name="export_easyocr", code=CODE_VERSION, result=BundleResult,
     key=lambda layout, trained, settings: {"train": trained.key, "settings": settings.model_dump(mode="json")},
     marker=lambda key, layout, trained, **_: storage.join(layout.bundle(trained.key), "export.json"),
-    retries=2, retry_condition_fn=retry_transient,
+    **IO_RETRY,
 )(export_bundle_fn)
 
 

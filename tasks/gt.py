@@ -7,7 +7,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 
 from prefect.futures import PrefectFuture
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, PositiveInt
 
 from hwocr import hashing, storage
@@ -17,7 +16,7 @@ from models.charset import charset_digest, load_charset
 from synth.coverage import hangul, syllable_coverage
 from synth.labels import label_problem
 from tasks.render import ShardResult, ShardSpec, font_counts
-from tasks.stage import StageResult, retry_transient, stage
+from tasks.stage import IO_RETRY, StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 
@@ -171,7 +170,5 @@ assemble_gt = stage(
     key=lambda plan, layout, shards: plan.reads(),
     marker=lambda key, plan, layout, **_: layout.gt_result(plan.split),
     task_run_name="assemble_gt {plan.split}",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_condition_fn=retry_transient,
+    **IO_RETRY,
 )(assemble_gt_fn)

@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from prefect.futures import PrefectFuture
-from prefect.tasks import exponential_backoff
 
 from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models.lmdb_format import MARKER, PackSettings, pack_rows
 from tasks.gt import SplitPlan, SplitRows
 from tasks.render import ShardResult
-from tasks.stage import StageResult, retry_transient, stage
+from tasks.stage import IO_RETRY, StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 
@@ -50,7 +49,5 @@ pack_lmdb = stage(
     key=lambda plan, layout, shards, lmdb_url, settings: {"rows": plan.reads(), "pack": settings.model_dump()},
     marker=lambda key, plan, layout, shards, lmdb_url, settings: storage.join(lmdb_url, MARKER),
     task_run_name="pack_lmdb {lmdb_url}",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
-    retry_condition_fn=retry_transient,  # a failed shard (ShardFailed) is not packing's to retry
+    **IO_RETRY,  # a failed shard (ShardFailed) is not packing's to retry
 )(pack_lmdb_fn)

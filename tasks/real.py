@@ -7,7 +7,7 @@ from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models.lmdb_format import MARKER, PackSettings
 from models.sources import RealSettings, SourceSettings
-from tasks.stage import StageResult, retry_transient, stage
+from tasks.stage import IO_RETRY, StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 REPORT = "source.json"
@@ -52,5 +52,5 @@ def _reads(layout, source, real, charset, batch_max_length, pack, digest) -> dic
 import_real = stage(
     name="import_real", code=CODE_VERSION, result=SourceResult, key=_reads,
     marker=lambda key, layout, source, **_: storage.join(layout.real(source.name), REPORT),
-    task_run_name="import_real {source.name}", retries=2, retry_condition_fn=retry_transient,
+    task_run_name="import_real {source.name}", **IO_RETRY,
 )(import_real_fn)

@@ -17,7 +17,6 @@ import signal
 import threading
 from fractions import Fraction
 
-from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, NonNegativeInt, PositiveInt
 
 from hwocr import hashing, interrupt, storage
@@ -27,7 +26,7 @@ from models.charset import load_charset
 from synth import coverage, trdg_driver
 from synth.font_pool import largest_remainder
 from synth.settings import RenderSettings
-from tasks.stage import StageResult, retry_transient, stage, stage_key
+from tasks.stage import IO_RETRY, StageResult, stage, stage_key
 
 CODE_VERSION = hashing.code_version(trdg_driver.__file__, libraries=("trdg", "PIL", "cv2", "numpy"))
 PIECE_IMAGES = 256
@@ -292,8 +291,6 @@ render_shard = stage(
     # Image j of a font does not depend on where its shard stops: a longer shard serves a shorter request.
     covers=lambda done, spec, workers: done.stop >= spec.stop,
     task_run_name="render {spec.split} {spec.font_name} [{spec.start}:{spec.stop}]",
-    retries=2,
-    retry_delay_seconds=exponential_backoff(backoff_factor=2),
     retry_jitter_factor=0.5,
-    retry_condition_fn=retry_transient,
+    **IO_RETRY,
 )(render_shard_fn)

@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
 from prefect.cache_policies import CacheKeyFnPolicy
+from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hwocr import hashing, storage
@@ -201,14 +202,30 @@ _TRANSIENT = (
 )
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The S3 clients' errors for a connection that failed or timed out (their own classes, not OSError's)."""
+    found: list[type[BaseException]] = []
+    try:
+        from botocore import exceptions as b
+
+        found += [b.EndpointConnectionError, b.ConnectTimeoutError, b.ReadTimeoutError, b.ConnectionClosedError]
+    except ImportError:
+        pass
+    try:
+        import aiohttp
+
+        found += [aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
 def is_transient(exc: BaseException) -> bool:
     if isinstance(exc, _TRANSIENT):
         return True
     if isinstance(exc, HwocrError):
         return False
-    # botocore/aiohttp network errors surface as OSError subclasses with these names.
-    return type(exc).__name__ in {"ClientConnectorError", "ServerDisconnectedError", "EndpointConnectionError",
-                                  "ReadTimeoutError", "ConnectTimeoutError", "ConnectionClosedError"}
+    return isinstance(exc, _network_errors())
 
 
 def retry_transient(task, task_run, state) -> bool:
@@ -218,6 +235,11 @@ def retry_transient(task, task_run, state) -> bool:
     except Exception as exc:  # noqa: BLE001
         return is_transient(exc)
     return False
+
+
+# The one retry preset of the stages that read and write storage: network hiccups and crashed workers, twice.
+IO_RETRY = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=2),
+            "retry_condition_fn": retry_transient}
 
 
 @functools.lru_cache(maxsize=8)

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import logging
 import os
 
 from hwocr.errors import HwocrError
 from tasks.settings import TrackingSettings
+
+log = logging.getLogger(__name__)
 
 
 def flatten(d: dict, prefix: str = "") -> dict[str, str]:
@@ -45,7 +50,10 @@ def start_run(settings: TrackingSettings, out_dir: str, params: dict, datasets: 
     connect(settings)
     mlflow.set_experiment(settings.experiment)
     id_file = os.path.join(out_dir, "mlflow_run_id")
-    run_id = open(id_file).read().strip() if os.path.exists(id_file) else None
+    run_id = None
+    if os.path.exists(id_file):
+        with open(id_file) as f:
+            run_id = f.read().strip()
     run = mlflow.start_run(run_id=run_id)
     if run_id is None:
         with open(id_file, "w") as f:
@@ -129,11 +137,17 @@ def finish_run(settings: TrackingSettings, out_dir: str, model, summary: dict) -
     mlflow.log_dict({k: v for k, v in summary.items() if k != "history"}, "summary.json")
     import torch
 
-    info = mlflow.pytorch.log_model(
-        model, name="model", serialization_format="pickle",
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        registered_model_name=settings.registered_model or None,
-    )
+    # The console is the run's: MLflow's warning about pickle (a choice made here, knowingly) and its registry
+    # lines on stderr go to the log file instead.
+    said = io.StringIO()
+    with _quiet("mlflow.pytorch"), contextlib.redirect_stderr(said):
+        info = mlflow.pytorch.log_model(
+            model, name="model", serialization_format="pickle",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+            registered_model_name=settings.registered_model or None,
+        )
+    for line in said.getvalue().splitlines():
+        log.info("mlflow: %s", line)
     version = None
     if settings.registered_model:
         client = mlflow.MlflowClient(settings.tracking_uri)
@@ -141,6 +155,19 @@ def finish_run(settings: TrackingSettings, out_dir: str, model, summary: dict) -
         version = max(int(v.version) for v in versions if v.run_id == mlflow.active_run().info.run_id)
     mlflow.end_run()
     return {"model_uri": info.model_uri, "registered_version": version}
+
+
+@contextlib.contextmanager
+def _quiet(name: str):
+    """A logger's lines to the log files only (MLflow's loggers print to stderr, and propagate no further)."""
+    logger = logging.getLogger(name)
+    propagate, handlers = logger.propagate, logger.handlers[:]
+    logger.propagate = False
+    logger.handlers = [h for h in logging.getLogger().handlers if isinstance(h, logging.FileHandler)]
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = handlers, propagate
 
 
 def end_failed() -> None:

@@ -8,22 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
 
+from rapidfuzz.distance import Levenshtein
+
 
 def edit_distance(a: str, b: str) -> int:
     """Levenshtein distance in characters (insert, delete, substitute: cost 1 each)."""
-    if a == b:
-        return 0
-    if len(a) < len(b):
-        a, b = b, a
-    if not b:
-        return len(a)
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
+    return Levenshtein.distance(a, b)
 
 
 def _check(preds: Sequence[str], gts: Sequence[str]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from prefect import flow, get_run_logger
 from pydantic import PositiveInt
 
@@ -253,4 +255,19 @@ def publish_artifacts(summary: PipelineSummary) -> None:
     web = uri.rstrip("/") if uri.startswith(("http://", "https://")) else "http://127.0.0.1:5000"
     local = web == "http://127.0.0.1:5000"
     text = f"MLflow run {run_id}" + (f" (after: mlflow ui --backend-store-uri {uri})" if local else "")
-    create_link_artifact(f"{web}/#/experiments/{experiment}/runs/{run_id}", link_text=text, key="hwocr-mlflow-run")
+    run_page = f"{web}/#/experiments/{experiment}/runs/{run_id}"
+    create_link_artifact(run_page, link_text=text, key="hwocr-mlflow-run")
+    create_markdown_artifact("\n".join(["# Pictures", *(f"- [{name}]({run_page}/artifactPath/{path})"
+                                                          for name, path in pictures(summary))]),
+                             key="hwocr-pictures", description="The run's pictures, in MLflow's artifact view")
+
+
+def pictures(summary: PipelineSummary) -> list[tuple[str, str]]:
+    """(what, artifact path in the MLflow run) of the pictures a run logs: the data, the worst failures per split."""
+    found = [(f"{what} ({os.path.basename(url)})", f"dataset/{os.path.basename(url)}")
+             for what, url in (("contact sheet", summary.dataset.contact_sheet),
+                               ("fonts and effects", summary.dataset.fonts_effects_sheet)) if url]
+    found += [(f"worst failures, {split}", f"evaluation/{split}/worst_failures.png")
+              for split, score in summary.train.evaluation.items()
+              if storage.exists(storage.join(score.predictions.rsplit("/", 1)[0], "worst_failures.png"))]
+    return found

@@ -8,6 +8,7 @@ import json
 import logging
 import os
 
+from hwocr import storage
 from hwocr.errors import HwocrError
 from tasks.settings import TrackingSettings
 
@@ -123,6 +124,10 @@ def _log_dataset(settings: TrackingSettings, run_id: str, render, summary: dict)
             "render.test_fonts": ", ".join(f["name"] for f in summary.get("test_fonts") or []) or "none"}
     for key, value in tags.items():
         client.set_tag(run_id, key, value[:5000])
+    for key in ("contact_sheet", "fonts_effects_sheet"):  # the pictures of the data, beside the run's figures
+        url = summary.get(key)
+        if url and storage.is_local(url) and storage.exists(url):
+            client.log_artifact(run_id, storage.local_path(url), "dataset")
 
 
 def finish_run(settings: TrackingSettings, out_dir: str, model, summary: dict) -> dict:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -39,7 +40,8 @@ with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
         schema = deployment.parameter_openapi_schema["properties"]
         results[name] = {"state": run.state.type.value, "artifacts": sorted(a.key for a in artifacts if a.key),
-                         "form": list(schema), "presets": schema["preset"]["enum"]}
+                         "form": list(schema), "presets": schema["preset"]["enum"],
+                         "pictures": [a.data for a in artifacts if a.key == "hwocr-pictures"]}
 print(json.dumps(results))
 """
 
@@ -68,7 +70,17 @@ def test_serve_and_run_deployment(tmp_path, prefect_server):
         "hwocr-dataset/dataset": "COMPLETED", "hwocr-pipeline/pipeline": "COMPLETED",
         "hwocr-finetune/finetune": "COMPLETED"}, served[-3000:]
     pipeline = results["hwocr-pipeline/pipeline"]
-    assert {"hwocr-summary", "hwocr-evaluation", "hwocr-mlflow-run"} <= set(pipeline["artifacts"])
+    assert {"hwocr-summary", "hwocr-evaluation", "hwocr-mlflow-run", "hwocr-pictures"} <= set(pipeline["artifacts"])
+    # Each picture the summary links is an artifact of the MLflow run, where MLflow's artifact view shows it.
+    [pictures] = pipeline["pictures"]
+    links = re.findall(r"/runs/([0-9a-f]+)/artifactPath/([^)]+)\)", pictures)
+    assert {path for _, path in links} >= {"dataset/contact_sheet.png", "dataset/fonts_effects.png"}, pictures
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for run_id, path in links:
+        folder, name = path.rsplit("/", 1)
+        assert name in {os.path.basename(f.path) for f in client.list_artifacts(run_id, folder)}, path
     assert pipeline["form"][:8] == ["preset", "out", "pretrained", "fonts", "words", "count", "val_count", "num_iter"]
     assert results["hwocr-dataset/dataset"]["form"][:6] == ["preset", "out", "fonts", "words", "count", "val_count"]
     assert results["hwocr-finetune/finetune"]["form"][:4] == ["preset", "out", "pretrained", "num_iter"]

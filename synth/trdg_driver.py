@@ -18,6 +18,7 @@ import math
 import os
 import random
 import shutil
+import signal
 import tarfile
 import threading
 import time
@@ -285,6 +286,9 @@ def _mean(img: Image.Image, mask: Image.Image | None = None) -> list[float]:
 
 
 def init_worker(progress_queue=None) -> None:
+    # A terminal's Ctrl-C goes to the whole process group: the parent ends its workers itself, and a worker
+    # interrupted while it waits for work would print multiprocessing's traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     global _progress
     _progress = progress_queue
     threading.Thread(target=_follow_parent, args=(os.getppid(),), daemon=True).start()

@@ -145,14 +145,18 @@ class _Pool:
             return self.executor
 
     def submit(self, workers: int, fn, *args) -> concurrent.futures.Future:
-        # Workers are spawned inside submit, by whichever thread calls it. They start with SIGINT blocked (a
-        # child inherits its parent thread's mask through exec), so a terminal's Ctrl-C, sent to the whole process
-        # group, never reaches them, even during their start-up; the parent ends them itself (stop()).
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        """Workers are spawned inside submit. From the main thread (warm(), the flow's) SIGINT is ignored while they
+        are: a disposition survives exec and Python then never turns SIGINT into KeyboardInterrupt, so a terminal's
+        Ctrl-C, sent to the whole group, cannot interrupt their start-up with a traceback (a Ctrl-C within those
+        milliseconds is lost to the parent too: pressed again, it stops the run). Each worker also ignores SIGINT
+        from its first step (trdg_driver.init_worker); the parent ends them itself (stop())."""
+        if threading.current_thread() is not threading.main_thread():
+            return self.get(workers).submit(fn, *args)
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
             return self.get(workers).submit(fn, *args)
         finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+            signal.signal(signal.SIGINT, old)
 
     def warm(self, workers: int) -> None:
         """Start the worker processes now, so their imports overlap with planning."""

@@ -235,3 +235,30 @@ def test_sigterm_before_the_runner_starts_stops_serve(tmp_path, started):
     assert stderr.strip().splitlines()[-1] == "hwocr: interrupted (SIGTERM): serving stopped"
     assert "Traceback" not in stderr, stderr[-3000:]
     _nothing_left(proc)
+
+
+def test_render_workers_cannot_be_interrupted_even_while_they_start():
+    """A terminal's Ctrl-C reaches the whole process group: render workers ignore SIGINT from their first
+    instruction (they inherit the disposition through exec, so Python installs no KeyboardInterrupt handler), and
+    the CLI's own handler is back once they are spawned."""
+    import psutil
+
+    from tasks.render import POOL
+
+    def handler(signum, frame):
+        raise AssertionError("not called")
+
+    old = signal.signal(signal.SIGINT, handler)
+    try:
+        POOL.warm(2)
+        assert signal.getsignal(signal.SIGINT) is handler
+        workers = [p for p in psutil.Process().children() if "spawn_main" in " ".join(p.cmdline())]
+        assert len(workers) == 2
+        for p in workers:
+            with open(f"/proc/{p.pid}/status") as f:
+                status = dict(line.split(":\t", 1) for line in f.read().splitlines() if ":\t" in line)
+            bit = 1 << (signal.SIGINT - 1)
+            assert int(status["SigIgn"], 16) & bit and not int(status["SigCgt"], 16) & bit, status
+    finally:
+        POOL.shutdown()
+        signal.signal(signal.SIGINT, old)

@@ -6,7 +6,8 @@ JOBS_FILE is JSON: a list of jobs {"read": KIND, "quantize": bool, "paths": [ima
 "batch": N). Every job runs in this one process, as `import easyocr` alone costs seconds. stdout gets one JSON
 line [job index, value] per path, job by job, in order. KIND is one of:
 
-- "recognize": recognize() on the grayscale image; value [text, confidence].
+- "recognize": what recognize() gives on the grayscale image, read as recognize_like (same-width images through one
+  get_text call, the network still run on each alone); value [text, confidence].
 - "batched": the images read N at a time as boxes of one stacked image through recognize's batched branch
   (every crop padded to the widest, batch_size N), which EasyOCR takes on a GPU with batch_size > 1 (EasyOCR
   #1038); value [text, confidence].
@@ -15,7 +16,7 @@ line [job index, value] per path, job by job, in order. KIND is one of:
   floats.
 
 The jobs of one quantize value share one Reader, which loads the detector only if one of them is readtext (the
-recognizer is the same either way).
+recognizer is the same either way). An image file is decoded once for all the jobs that read it.
 """
 
 import json
@@ -49,7 +50,19 @@ def main() -> int:
     return 0
 
 
+_GRAYS: dict = {}
+
+
 def gray(path):
+    """cv2_gray, decoded once per process: float, int8 and batched jobs read the same paths. Nothing downstream
+    writes into it (EasyOCR crops and resizes into copies)."""
+    if path not in _GRAYS:
+        _GRAYS[path] = cv2_gray(path)
+    return _GRAYS[path]
+
+
+def cv2_gray(path):
+    """The image as recognize() gets it from a user: OpenCV, grayscale."""
     import cv2
 
     img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
@@ -59,9 +72,62 @@ def gray(path):
 
 
 def recognize(reader, job):
-    for path in job["paths"]:
-        [(_, text, conf)] = reader.recognize(gray(path))
+    for text, conf in recognize_like(reader, [gray(path) for path in job["paths"]]):
         yield [text, float(conf)]
+
+
+GROUP = 256  # images a get_text call at most: its batch is stacked in memory (64 x max_width floats an image)
+
+
+def recognize_like(reader, images, group=GROUP):
+    """[(text, confidence)] equal, bit for bit, to [reader.recognize(im)[0][1:] for im in images] on a CPU.
+
+    recognize() on one image is get_image_list on the whole image (resized to the model height), then get_text
+    with the width it pads to (max_width) and batch_size 1. Images of one max_width so go through one get_text
+    call, as recognize() calls it but with batch_size the group's size: EasyOCR's own code crops, resizes, pads
+    each image alone (NormalizePAD), decodes and re-reads the low-confidence ones with more contrast. Only the
+    network sees a batch, and runs each image of it alone (_one_by_one): stacked images read differently (float:
+    the LSTM's matrix products round differently past one row, about 1e-6 on a confidence; int8: dynamic
+    quantization scales a whole batch's activations at once, which changes texts). What this saves is
+    recognize()'s per-call work, not the network's."""
+    import easyocr.easyocr
+    from easyocr.recognition import get_text
+    from easyocr.utils import get_image_list
+
+    imgH = easyocr.easyocr.imgH  # the module global a custom network's yaml sets, as recognize() reads it
+    ignore_char = "".join(set(reader.character) - set(reader.lang_char))
+    network = _one_by_one(reader.recognizer)
+    crops, by_width = [], {}
+    for k, im in enumerate(images):
+        y_max, x_max = im.shape
+        image_list, max_width = get_image_list([[0, x_max, 0, y_max]], [], im, model_height=imgH)
+        [crop] = image_list  # recognize() on an image with no box would fail as well
+        crops.append(crop)
+        by_width.setdefault(int(max_width), []).append(k)
+    out = [None] * len(images)
+    for width, ks in by_width.items():
+        for s in range(0, len(ks), group):
+            chunk = ks[s:s + group]
+            result = get_text(reader.character, imgH, width, network, reader.converter, [crops[k] for k in chunk],
+                              ignore_char, "greedy", 5, len(chunk), 0.1, 0.5, 0.003, 0, reader.device)
+            for k, (_, text, conf) in zip(chunk, result):
+                out[k] = (text, conf)
+    return out
+
+
+def _one_by_one(recognizer):
+    """The recognizer run on each image of a batch alone, as recognize() runs it on a CPU."""
+    import torch
+
+    class OneByOne(torch.nn.Module):
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, image, text):
+            return torch.cat([self.net(image[k:k + 1], text[k:k + 1]) for k in range(image.shape[0])])
+
+    return OneByOne(recognizer)
 
 
 def read_batched(reader, job):

@@ -80,20 +80,23 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
     pages and their word boxes), "pages" is readtext on those pages instead."""
     bundle = storage.local_copy(bundle_url, "bundles")
     name = bundle_name(bundle)
-    paths, gts = [], []
+    n = min(page_words, len(data))
+    paths, gts, first = [], [], []  # first: the images the pages are composed of, decoded once
     for i in range(len(data)):
         path = os.path.join(scratch, f"{i}.png")
-        data.raw_image(i).save(path)
+        image = data.raw_image(i)
+        image.save(path)
         paths.append(path)
         gts.append(data.labels[i])
+        if i < n:
+            first.append(image)
     from models.pages import labeled_pages, readtext_job, score_pages, write_pages
 
     jobs = {"float": {"read": "recognize", "quantize": False, "paths": paths},
             "int8": {"read": "recognize", "quantize": True, "paths": paths}}
     pages = None
     if page_words:
-        n = min(page_words, len(data))
-        pages, page_paths = write_pages([data.raw_image(i) for i in range(n)], gts[:n], os.path.join(scratch, "pages"))
+        pages, page_paths = write_pages(first, gts[:n], os.path.join(scratch, "pages"))
         jobs["batch"] = {"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]}
         jobs["pages"] = readtext_job(bundle, page_paths)
     if real_pages:

@@ -137,3 +137,48 @@ def test_export_refuses_a_charset_mismatch_and_bad_names(trained, tmp_path):
                      ("class", "identifier")):
         with pytest.raises(ValueError, match=why):
             ExportSettings(name=bad)
+
+
+SAME = """
+import json, sys, easyocr
+sys.path.insert(0, sys.argv[1])
+import easyocr_read
+bundle, images = sys.argv[2], sys.argv[3:]
+out = {}
+for quantize in (False, True):
+    reader = easyocr.Reader(["ko"], gpu=False, detector=False, recog_network="hwocr_test", quantize=quantize,
+                            user_network_directory=bundle, model_storage_directory=bundle, download_enabled=False,
+                            verbose=False)
+    grays = [easyocr_read.cv2_gray(p) for p in images]
+    out[quantize] = [[[t, float(c)] for _, t, c in (reader.recognize(g)[0] for g in grays)],
+                     [[t, float(c)] for t, c in easyocr_read.recognize_like(reader, grays, group=3)]]
+print(json.dumps(list(out.values()), ensure_ascii=False))
+"""
+
+
+def test_recognize_like_reads_as_recognize_does(trained, tiny_lmdb, tmp_path):
+    """The check's float and int8 readings (same-width images through one get_text call) are per-image
+    recognize()'s, bit for bit: images of several widths, some sharing one, a low-confidence one re-read with more
+    contrast, groups of 3 so that a width spans calls."""
+    import numpy as np
+
+    export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_test"))
+    images, rng = [], np.random.default_rng(0)
+    for i in range(len(WORDS)):
+        im = cv2.imread(os.path.join(os.path.dirname(tiny_lmdb), "img", f"{i}.png"), cv2.IMREAD_GRAYSCALE)
+        h, w = im.shape
+        variants = [im, cv2.resize(im, (w * 3 // 2, h)), cv2.resize(im, (w * 3, h)), im // 4 + 150,
+                    np.clip(im + rng.normal(0, 40, im.shape), 0, 255).astype(np.uint8)]
+        for k, v in enumerate(variants):
+            images.append(str(tmp_path / f"{i}-{k}.png"))
+            cv2.imwrite(images[-1], v)
+    images.append(str(tmp_path / "blank.png"))
+    cv2.imwrite(images[-1], rng.integers(200, 256, (32, 90)).astype(np.uint8))
+    proc = subprocess.run([EASYOCR_PYTHON, "-c", SAME, os.path.join(ROOT, "models"), str(tmp_path / "bundle"),
+                           *images], capture_output=True, text=True, timeout=600, env={**os.environ, "PYTHONPATH": ""})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for theirs, ours in json.loads(proc.stdout.strip().splitlines()[-1]):
+        assert ours == theirs
+        assert any(c < 0.1 for _, c in theirs)  # a reading get_text re-read with more contrast
+    widths = [-(-w // h) for h, w in (cv2.imread(p, cv2.IMREAD_GRAYSCALE).shape for p in images)]  # in heights
+    assert len(set(widths)) >= 3 and len(widths) > len(set(widths))

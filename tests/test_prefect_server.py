@@ -52,7 +52,8 @@ def test_serve_and_run_deployment(tmp_path, prefect_server):
     (one training in all); MLflow's store comes from the environment, as on a worker."""
     out = tmp_path / "out"
     env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+           "HWOCR_EASYOCR_PYTHON": str(tmp_path / "no-easyocr")}  # the EasyOCR check is test_cli's; skipped here
     log = open(tmp_path / "serve.log", "w")
     serve = subprocess.Popen([sys.executable, "-m", "flows.cli", "serve", "--config", "smoke"],
                              cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)

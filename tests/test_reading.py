@@ -1,6 +1,8 @@
 """The reading contract: a checkpoint knows how it is read, carries it into EasyOCR's format unchanged, and every
 reader follows it (models/reading.py)."""
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -136,9 +138,17 @@ def test_resume_refuses_a_run_folder_trained_to_be_read_otherwise(tiny_lmdb, tmp
 
 
 def hwocr(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600,
-                          cwd=cwd)
-    return proc
+    """The CLI in this process (its start-up, torch's import, is paid once), as a finished command."""
+    from flows import cli
+
+    out, err, here = io.StringIO(), io.StringIO(), os.getcwd()
+    os.chdir(cwd)
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = cli.main(list(args))
+    finally:
+        os.chdir(here)
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def predictions(result: dict) -> list[str]:

@@ -219,6 +219,7 @@ def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
     from hwocr import storage
 
     monkeypatch.setattr(storage, "CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("HWOCR_EASYOCR_PYTHON", str(tmp_path / "no-easyocr"))  # the EasyOCR check is test_cli's
     config = make_config("s3://hwocr-test/pipe", "train.pretrained=none", "train.img_h=32", "train.batch_size=8",
                          "train.num_iter=2", "train.val_interval=2", "train.threads=1", "tracking.registered_model=''",
                          f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")

@@ -15,10 +15,10 @@ pytestmark = pytest.mark.slow  # see pyproject.toml's markers
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 OVERLAY = ROOT / ".venv-lowest"
 # Prefect's caching (only changed stages run), a fine-tune tracked in MLflow and cached, `serve` on the temporary
-# server stopped by a signal, and the check that only public names of theirs are used.
+# server stopped by SIGTERM, and the check that only public names of theirs are used.
 PARTS = ["tests/test_dataset_flow.py::test_only_changed_stages_run",
          "tests/test_finetune.py::test_finetune_tracks_everything_and_caches",
-         "tests/test_interrupt.py::test_signal_stops_serve", "tests/test_arms_length.py"]
+         "tests/test_interrupt.py::test_signal_stops_serve[sigterm]", "tests/test_arms_length.py"]
 
 
 def test_prefect_and_mlflow_parts_on_the_lowest_versions_allowed():

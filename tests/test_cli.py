@@ -382,7 +382,7 @@ def test_run_end_to_end_then_cached(tmp_path):
             "--set", f"render.fonts=[{FONTS['pen']}]", "--set", "train.img_h=32", "--set", "train.batch_size=8",
             "--set", "train.num_iter=4", "--set", "train.val_interval=2", "--set", "train.threads=1",
             "--set", f"tracking.tracking_uri={uri}", "--set", "tracking.registered_model=''",
-            "--set", "render.effects.ink.enabled=true"]
+            "--set", "render.effects.ink.enabled=true", "--set", "render.regression_count=8"]
     first = subprocess.run([sys.executable, "-m", "flows.cli", *args, "--json"], capture_output=True, text=True,
                            timeout=600)
     assert first.returncode == 0, first.stderr[-3000:]

@@ -357,6 +357,7 @@ def cmd_run(args, config) -> dict:
 
 def cmd_evaluate(args, config) -> dict:
     from hwocr import hashing, storage
+    from models.metrics import Scores
     from tasks.evaluate import evaluate_checkpoint
 
     # One folder per model, data and engine: a second evaluation never replaces the first one's predictions.
@@ -367,16 +368,16 @@ def cmd_evaluate(args, config) -> dict:
                                  engine=args.engine, page_words=args.pages, allow_outside=args.allow_outside)
     if not args.json:
         print(f"read as {report['reading']}")
-        print(f"{report['samples']} samples: accuracy {report['accuracy']:.2f}%, norm_ED {report['norm_ed']:.4f}, "
-              f"CER {report['cer']:.4f}")
+        print(f"{report['samples']} samples: {Scores.model_validate(report).text()}")
         for title, table in (("by font", report["by_font"]), ("by label length", report["by_length"])):
             for key, row in sorted((table or {}).items(), key=lambda kv: str(kv[0])):
-                print(f"  {title} {key}: {row['samples']} samples, accuracy {row['accuracy']:.2f}%, "
-                      f"CER {row['cer']:.4f}")
+                scores = Scores.model_validate(row)
+                print(f"  {title} {key}: {scores.samples} samples, {scores.text('accuracy', 'cer')}")
         if "easyocr" in report:
             e = report["easyocr"]
-            print(f"EasyOCR int8 (quantize=True, its CPU default): accuracy {e['int8']['accuracy']:.2f}%, "
-                  f"CER {e['int8']['cer']:.4f}; {e['int8_agreement']:.1f}% of readings equal the float model's")
+            int8 = Scores(samples=report["samples"], **e["int8"])
+            print(f"EasyOCR int8 (quantize=True, its CPU default): {int8.text('accuracy', 'cer')}; "
+                  f"{e['int8_agreement']:.1f}% of readings equal the float model's")
             if e["batch"]:
                 from flows.summary import batch_line
 
@@ -387,7 +388,7 @@ def cmd_evaluate(args, config) -> dict:
                       f"{g['word_accuracy']:.2f}%, detection recall {g['detection_recall']:.2f}%, "
                       f"line CER {g['cer']:.4f}")
         print(f"predictions: {report['predictions']}\nworst failures: {report['worst_failures']}")
-    return {k: report[k] for k in ("samples", "accuracy", "norm_ed", "cer", "predictions")} | (
+    return {k: report[k] for k in (*Scores.model_fields, "predictions")} | (
         {"easyocr": report["easyocr"]} if "easyocr" in report else {})
 
 

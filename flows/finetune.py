@@ -12,6 +12,7 @@ from flows.dataset import dataset_flow_for
 from flows.summary import DatasetSummary, PipelineSummary, RealScore, TrainingSummary
 from hwocr import storage
 from hwocr.layout import Layout
+from models.metrics import Scores
 from models.sources import source_digest
 from tasks.champion import judge_champion
 from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, log_retention, retention
@@ -139,8 +140,8 @@ def mixed(config: PipelineConfig, train_lmdbs: list[str], sources: dict[str, Sou
 
 
 def _score(report: EvalResult, digest: str) -> dict:
-    return {"samples": report.samples, "accuracy": report.accuracy, "norm_ed": report.norm_ed, "cer": report.cer,
-            "by_font": report.by_font, "predictions": report.predictions, "digest": digest}
+    return {**report.model_dump(include=set(Scores.model_fields)), "by_font": report.by_font,
+            "predictions": report.predictions, "digest": digest}
 
 
 @flow(name="hwocr-pipeline", validate_parameters=True)

@@ -8,6 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from models.metrics import Scores
 from tasks.champion import Decision
 from tasks.evaluate import CheckResult
 from tasks.export import BundleResult
@@ -69,18 +70,18 @@ class DatasetSummary(_Model):
         return out
 
 
-class Score(_Model):
-    samples: int
-    accuracy: float
-    norm_ed: float
-    cer: float
-    by_font: dict | None
+class Score(_Model, Scores):
+    by_font: dict[str, Scores] | None
     predictions: str
     digest: str
 
     def row(self, split: str, what: str) -> dict:
-        return {"split": split, "font": what, "samples": self.samples, "accuracy": round(self.accuracy, 2),
-                "norm_ed": round(self.norm_ed, 4), "cer": round(self.cer, 4)}
+        return table_row(split, what, self)
+
+
+def table_row(split: str, what: str, scores: Scores) -> dict:
+    """A row of the evaluation table the Prefect artifact shows."""
+    return {"split": split, "font": what, **scores.rounded()}
 
 
 class Forgetting(_Model):
@@ -114,7 +115,7 @@ class RealScore(_Model):
         if self.hwocr is None:
             return [f"{where}: no test split to score"]
         h = self.hwocr
-        out = [f"{where}: {h.samples} test words, accuracy {h.accuracy:.2f}%, CER {h.cer:.4f}"
+        out = [f"{where}: {h.samples} test words, {h.text('accuracy', 'cer')}"
                + (f"; {pretrained} before fine-tuning {self.start.accuracy:.2f}% "
                   f"({h.accuracy - self.start.accuracy:+.2f} points)" if self.start else "")]
         if self.easyocr:
@@ -129,10 +130,8 @@ class RealScore(_Model):
         if self.start:
             rows.append(self.start.row(f"real {name}", "all, start (not fine-tuned)"))
         for kind in ("float", "int8") if self.easyocr else ():
-            f = self.easyocr[kind]
-            rows.append({"split": f"real {name}", "font": f"all, EasyOCR {kind}", "samples": self.hwocr.samples,
-                         "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4),
-                         "cer": round(f["cer"], 4)})
+            scores = Scores(samples=self.hwocr.samples, **self.easyocr[kind])
+            rows.append(table_row(f"real {name}", f"all, EasyOCR {kind}", scores))
         return rows
 
 
@@ -168,11 +167,10 @@ class TrainingSummary(TrainResult):
                    + (f" (on the real {self.validated_on})" if self.validated_on else "")
                    + f", checkpoint {self.checkpoint}")
         for split, r in self.evaluation.items():
-            out.append(f"{split}: {r.samples} samples, accuracy {r.accuracy:.2f}%, norm_ED {r.norm_ed:.4f}, "
-                       f"CER {r.cer:.4f}; predictions {r.predictions}")
+            out.append(f"{split}: {r.samples} samples, {r.text()}; predictions {r.predictions}")
             if split in (self.start or {}):
                 b = self.start[split]
-                out.append(f"  before fine-tuning ({self.pretrained}): accuracy {b.accuracy:.2f}%, CER {b.cer:.4f}; "
+                out.append(f"  before fine-tuning ({self.pretrained}): {b.text('accuracy', 'cer')}; "
                            f"fine-tuned {r.accuracy - b.accuracy:+.2f} points")
         if self.forgetting:
             out.append(self.forgetting.line())
@@ -182,10 +180,7 @@ class TrainingSummary(TrainResult):
         rows = []
         for split, r in self.evaluation.items():
             rows.append(r.row(split, "all"))
-            for font, f in sorted((r.by_font or {}).items()):
-                rows.append({"split": split, "font": font, "samples": f["samples"],
-                             "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4),
-                             "cer": round(f["cer"], 4)})
+            rows += [table_row(split, font, f) for font, f in sorted((r.by_font or {}).items())]
         rows += [r.row(split, "all, start (not fine-tuned)") for split, r in (self.start or {}).items()]
         return [row for name, r in (self.real or {}).items() for row in r.rows(name)] + rows
 
@@ -209,15 +204,13 @@ class Check(CheckResult):
         return line
 
     def rows(self) -> list[dict]:
-        rows = [{"split": self.split, "font": f"all, EasyOCR {kind}", "samples": self.samples,
-                 "accuracy": round(f["accuracy"], 2), "norm_ed": round(f["norm_ed"], 4), "cer": round(f["cer"], 4)}
+        rows = [table_row(self.split, f"all, EasyOCR {kind}", Scores(samples=self.samples, **f))
                 for kind, f in (("float", self.float), ("int8", self.int8))]
         if self.batch:
             b = self.batch
-            rows.append({"split": self.split, "font": f"first {b['samples']}, EasyOCR recognize(batch_size="
-                         f"{b['batch_size']}) ({b['agreement']:.1f}% equal to batch 1)", "samples": b["samples"],
-                         "accuracy": round(b["accuracy"], 2), "norm_ed": round(b["norm_ed"], 4),
-                         "cer": round(b["cer"], 4)})
+            rows.append(table_row(self.split, f"first {b['samples']}, EasyOCR recognize(batch_size="
+                                  f"{b['batch_size']}) ({b['agreement']:.1f}% equal to batch 1)",
+                                  Scores.model_validate(b)))
         if self.pages:
             g = self.pages
             rows.append({"split": self.split, "font": f"pages via readtext (detection recall "

@@ -1,4 +1,4 @@
-"""Recognition metrics, in one place: word accuracy, the benchmark's normalized edit distance, CER.
+"""Recognition metrics, in one place: word accuracy, the benchmark's normalized edit distance, CER; Scores holds them.
 
 All comparisons are case-sensitive and by Unicode code point (labels are NFC, as the codec stores them).
 An empty list of samples gives nan (no data, not a score).
@@ -6,8 +6,11 @@ An empty list of samples gives nan (no data, not a score).
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
+from pydantic import BaseModel
 from rapidfuzz.distance import Levenshtein
 
 
@@ -64,22 +67,71 @@ def cer(preds: Sequence[str], gts: Sequence[str]) -> float:
     return errors / chars
 
 
-def breakdown(preds: Sequence[str], gts: Sequence[str], keys: Sequence[Hashable]) -> dict:
-    """{key: {"samples", "accuracy", "norm_ed", "cer"}} over the samples sharing each key (font, length, ...).
+@dataclass(frozen=True)
+class Metric:
+    """A field of Scores: how it is computed from (preds, gts) and how it is printed."""
 
-    Keys come out sorted when they are comparable, else in order of first appearance.
-    """
-    _check(preds, gts)
-    if len(keys) != len(gts):
-        raise ValueError(f"{len(keys)} keys for {len(gts)} samples")
-    groups: dict = {}
-    for p, g, k in zip(preds, gts, keys):
-        ps, gs = groups.setdefault(k, ([], []))
-        ps.append(p)
-        gs.append(g)
-    try:
-        order = sorted(groups)
-    except TypeError:
-        order = list(groups)
-    return {k: {"samples": len(groups[k][1]), "accuracy": word_accuracy(*groups[k]),
-                "norm_ed": norm_ed(*groups[k]), "cer": cer(*groups[k])} for k in order}
+    compute: Callable[[Sequence[str], Sequence[str]], float]
+    label: str
+    digits: int
+    unit: str = ""
+
+
+class Scores(BaseModel):
+    """Predictions scored against their labels. Every figure hwocr reports is a field here: MLflow, the JSON, the
+    summary, the CLI and the Prefect tables iterate these fields, so a new metric is a new field and nothing else."""
+
+    samples: int
+    accuracy: Annotated[float, Metric(word_accuracy, "accuracy", 2, "%")]
+    norm_ed: Annotated[float, Metric(norm_ed, "norm_ED", 4)]
+    cer: Annotated[float, Metric(cer, "CER", 4)]
+
+    @classmethod
+    def measures(cls) -> dict[str, Metric]:
+        """The metric fields (samples is a count, not one), in order."""
+        return {name: m for name, f in cls.model_fields.items() for m in f.metadata if isinstance(m, Metric)}
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return list(cls.measures())
+
+    @classmethod
+    def of(cls, preds: Sequence[str], gts: Sequence[str]) -> Scores:
+        return cls(samples=len(gts), **{name: m.compute(preds, gts) for name, m in cls.measures().items()})
+
+    @classmethod
+    def grouped(cls, preds: Sequence[str], gts: Sequence[str], keys: Sequence[Hashable]) -> dict[Hashable, Scores]:
+        """Scores over the samples sharing each key (font, length, ...): sorted keys when they are comparable, else
+        in order of first appearance."""
+        _check(preds, gts)
+        if len(keys) != len(gts):
+            raise ValueError(f"{len(keys)} keys for {len(gts)} samples")
+        groups: dict = {}
+        for p, g, k in zip(preds, gts, keys):
+            ps, gs = groups.setdefault(k, ([], []))
+            ps.append(p)
+            gs.append(g)
+        try:
+            order = sorted(groups)
+        except TypeError:
+            order = list(groups)
+        return {k: cls.of(*groups[k]) for k in order}
+
+    def metrics(self, prefix: str = "") -> dict[str, float]:
+        """The metrics as MLflow logs them, each name prefixed: metrics("val_") -> {"val_accuracy": ...}."""
+        return {prefix + name: float(getattr(self, name)) for name in self.names()}
+
+    def text(self, *names: str) -> str:
+        """`accuracy 42.50%, norm_ED 0.7183, CER 0.2295` (the given metrics only, when named)."""
+        shown = self.measures()
+        return ", ".join(f"{shown[n].label} {getattr(self, n):.{shown[n].digits}f}{shown[n].unit}"
+                         for n in names or shown)
+
+    def rounded(self) -> dict:
+        """samples and each metric rounded as it is printed: a row of a Prefect table."""
+        return {"samples": self.samples} | {n: round(getattr(self, n), m.digits) for n, m in self.measures().items()}
+
+
+def breakdown(preds: Sequence[str], gts: Sequence[str], keys: Sequence[Hashable]) -> dict:
+    """Scores.grouped as JSON: {key: {"samples", "accuracy", ...}}."""
+    return {k: s.model_dump() for k, s in Scores.grouped(preds, gts, keys).items()}

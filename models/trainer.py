@@ -193,11 +193,8 @@ def evaluate(model: nn.Module, dataset: LmdbDataset, codec: Codec, device: torch
                     preds[i], confs[i] = text, conf
     model.train()
     gts = list(dataset.labels)
-    return {
-        "preds": preds, "gts": gts, "confidences": confs,
-        "accuracy": metrics.word_accuracy(preds, gts), "norm_ed": metrics.norm_ed(preds, gts),
-        "cer": metrics.cer(preds, gts), "loss": sum(losses) / n if losses else float("nan"),
-    }
+    return {"preds": preds, "gts": gts, "confidences": confs, "scores": metrics.Scores.of(preds, gts),
+            "loss": sum(losses) / n if losses else float("nan")}
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -482,25 +479,26 @@ def validate(t: Trainer, state: TrainState, val: LmdbDataset, window: Window, st
         train_loss = float(window.loss) / window.n
         log(f"[{it}/{s.num_iter}] {window.n / dt:.1f} samples/s{_gflops_text(gflops)}")
         result = evaluate(t.scored, val, t.codec, t.device, s.batch_size, t.amp_dtype, criterion_for(t.codec))
-        entry = {"iteration": it, "train_loss": train_loss, "valid_loss": result["loss"],
-                 "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
+        scores = result["scores"]
+        entry = {"iteration": it, "train_loss": train_loss, "valid_loss": result["loss"], **scores.metrics(),
                  "samples_per_s": window.n / dt, "loader_wait": window.wait / dt,
                  "lr": t.optimizer.param_groups[0]["lr"]}
         if not math.isnan(gflops):
             entry["gflops"] = gflops
         if t.ema is not None:  # the raw weights too, on the same images: every averaged run measures the average
             raw = evaluate(t.model, val, t.codec, t.device, s.batch_size, t.amp_dtype, criterion_for(t.codec))
-            entry.update(raw_valid_loss=raw["loss"], raw_accuracy=raw["accuracy"], raw_norm_ed=raw["norm_ed"])
+            entry.update(raw_valid_loss=raw["loss"], raw_accuracy=raw["scores"].accuracy,
+                         raw_norm_ed=raw["scores"].norm_ed)
         state.history.append(entry)
         for name, file in (("accuracy", "best_accuracy.pth"), ("norm_ed", "best_norm_ED.pth")):
-            if result[name] > state.best[name]:
-                state.best[name] = result[name]
+            if getattr(scores, name) > state.best[name]:
+                state.best[name] = getattr(scores, name)
                 with storage.atomic_path(os.path.join(t.out_dir, file)) as tmp:
                     torch.save(save_checkpoint_state(t.scored, t.reading), tmp)
         best = state.best
         log(f"[{it}/{s.num_iter}] Train loss: {train_loss:0.5f}, Valid loss: {result['loss']:0.5f}, "
             f"Elapsed_time: {time.monotonic() - started:0.1f}\n"
-            f"Current_accuracy : {result['accuracy']:0.3f}, Current_norm_ED  : {result['norm_ed']:0.4f}\n"
+            f"Current_accuracy : {scores.accuracy:0.3f}, Current_norm_ED  : {scores.norm_ed:0.4f}\n"
             f"Best_accuracy    : {best['accuracy']:0.3f}, Best_norm_ED     : {best['norm_ed']:0.4f}\n"
             + (f"Raw_accuracy     : {entry['raw_accuracy']:0.3f}, Raw_norm_ED      : {entry['raw_norm_ed']:0.4f} "
                "(the weights the average follows)\n" if t.ema is not None else "")

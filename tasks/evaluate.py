@@ -15,6 +15,7 @@ from hwocr.layout import Layout
 from models import metrics
 from models.easyocr_venv import SCRIPT, bundle_name, easyocr_python, run_in_easyocr
 from models.lmdb_format import MARKER, PackSettings, pack, read_gt
+from models.metrics import Scores
 from tasks.contact_sheet import _label_font
 from tasks.export import BundleResult
 from tasks.lmdb_pack import PackResult
@@ -110,9 +111,7 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
             continue
         read = reads[kind]
         preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(read)]
-        out[kind] = {"preds": preds, "gts": truth, "confidences": confs,
-                     "accuracy": metrics.word_accuracy(preds, truth),
-                     "norm_ed": metrics.norm_ed(preds, truth), "cer": metrics.cer(preds, truth)}
+        out[kind] = {"preds": preds, "gts": truth, "confidences": confs, "scores": Scores.of(preds, truth)}
     if pages is not None:
         scores = score_pages(pages, reads["pages"])
         out["pages"] = {k: scores[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
@@ -179,39 +178,31 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
             failure_grid(data, rows, grid)
     report = {
         "model": model_url, "data": data_url, "reading": reading.describe(),
-        "samples": len(gts), "accuracy": result["accuracy"], "norm_ed": result["norm_ed"], "cer": result["cer"],
+        **result["scores"].model_dump(),
         "predictions": predictions, "worst_failures": grid if rows else None, "dropped": data.dropped,
         "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
         "by_font": metrics.breakdown(preds, gts, fonts) if fonts else None,
     }
     if engine == "easyocr":
-        report["easyocr"] = {"float": _figures(result), "int8": _figures(int8),
+        report["easyocr"] = {"float": result["scores"].metrics(), "int8": int8["scores"].metrics(),
                              "int8_agreement": agreement(int8["preds"], preds), "pages": readings.get("pages"),
                              "batch": {"samples": len(readings["batch"]["preds"]), "batch_size": BATCH_SIZE,
                                        "agreement": agreement(readings["batch"]["preds"], preds),
-                                       **_figures(readings["batch"])} if "batch" in readings else None}
+                                       **readings["batch"]["scores"].metrics()} if "batch" in readings else None}
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
     return report
 
 
-def _figures(result: dict) -> dict:
-    return {k: result[k] for k in ("accuracy", "norm_ed", "cer")}
-
-
-class EvalResult(StageResult):
-    """One model scored on one split: overall, per length and per font, with its predictions."""
+class EvalResult(StageResult, Scores):
+    """One model scored on one split: overall (its Scores' fields), per length and per font, with its predictions."""
 
     model: str
     data: str
-    samples: int
-    accuracy: float
-    norm_ed: float
-    cer: float
     predictions: str
     worst_failures: str | None
     dropped: dict
-    by_length: dict
-    by_font: dict | None
+    by_length: dict[int, Scores]
+    by_font: dict[str, Scores] | None
     easyocr: dict | None = None
     reading: str | None = None  # how the model was read (its reading contract)
 
@@ -230,10 +221,10 @@ def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: st
         from tasks.track import connect
 
         client, run_id = connect(tracking), trained.mlflow_run_id
-        for name in ("accuracy", "norm_ed", "cer"):
-            client.log_metric(run_id, f"{prefix}{split}_{name}", float(getattr(report, name)))
+        for name, value in report.metrics(f"{prefix}{split}_").items():
+            client.log_metric(run_id, name, value)
         for font, row in (report.by_font or {}).items():
-            client.log_metric(run_id, f"{prefix}{split}_accuracy_font_{_metric_name(font)}", float(row["accuracy"]))
+            client.log_metric(run_id, f"{prefix}{split}_accuracy_font_{_metric_name(font)}", row.accuracy)
         for name in ("predictions.tsv", "evaluation.json", "worst_failures.png"):
             path = storage.join(out_url, name)
             if storage.is_local(path) and storage.exists(path):
@@ -318,7 +309,7 @@ def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult,
 
         client = connect(tracking)
         for kind in ("float", "int8"):
-            for name in ("accuracy", "norm_ed", "cer"):
+            for name in Scores.names():
                 client.log_metric(run_id, f"{split}_easyocr_{kind}_{name}", float(e[kind][name]))
         for name in ("word_accuracy", "detection_recall", "cer") if e["pages"] else ():
             client.log_metric(run_id, f"{split}_easyocr_pages_{name}", float(e["pages"][name]))

@@ -10,6 +10,7 @@ import os
 
 from hwocr import storage
 from hwocr.errors import HwocrError
+from models.metrics import Scores
 from tasks.settings import TrackingSettings
 
 log = logging.getLogger(__name__)
@@ -71,9 +72,8 @@ def start_run(settings: TrackingSettings, out_dir: str, params: dict, datasets: 
 def log_eval(step: int, entry: dict) -> None:
     import mlflow
 
-    mlflow.log_metrics({k: float(entry[k]) for k in ("train_loss", "valid_loss", "accuracy", "norm_ed", "cer",
-                                                       "samples_per_s", "lr", "raw_valid_loss", "raw_accuracy",
-                                                       "raw_norm_ed")
+    mlflow.log_metrics({k: float(entry[k]) for k in ("train_loss", "valid_loss", *Scores.names(), "samples_per_s",
+                                                       "lr", "raw_valid_loss", "raw_accuracy", "raw_norm_ed")
                         if k in entry}, step=step)
     result = entry.get("result")
     if result:

@@ -59,7 +59,7 @@ def main() -> int:
     from models import metrics
     from models.charset import load_charset
     from models.data import LmdbDataset
-    from tasks.evaluate import _fonts_of, evaluate_checkpoint
+    from models.evaluate import evaluate_checkpoint, fonts_of
 
     config = load_config(args.config, args.set)
     settings = config.train
@@ -82,7 +82,7 @@ def main() -> int:
             name = "as rendered" if margin is None else f"ink + {margin:g} x height"
             reports[name] = evaluate_checkpoint(args.model, folder, os.path.join(args.out, f"margin-{margin}"),
                                                 settings, given_keys(settings, "train."))
-    fonts = _fonts_of(args.data, len(data))
+    fonts = fonts_of(args.data, len(data))
     fonts = fonts[:n] if fonts else None
     anchor = reports["as rendered"]
     print(f"{n} images of {args.data}, {args.model}")

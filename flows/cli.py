@@ -357,8 +357,8 @@ def cmd_run(args, config) -> dict:
 
 def cmd_evaluate(args, config) -> dict:
     from hwocr import hashing, storage
+    from models.evaluate import evaluate_checkpoint
     from models.metrics import Scores
-    from tasks.evaluate import evaluate_checkpoint
 
     # One folder per model, data and engine: a second evaluation never replaces the first one's predictions.
     out = storage.normalize(args.out or os.path.join(

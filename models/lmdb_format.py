@@ -24,7 +24,7 @@ import lmdb
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
-from hwocr import storage
+from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 
 MARKER = "hwocr.json"  # the pack stage's result, written last
@@ -327,3 +327,14 @@ def pack_rows(rows: Iterable[tuple[int, str, str]], expected: int, gt_url: str, 
             raise
         raise HwocrError(f"packing {lmdb_url} failed: {e} (nothing was written)") from None
     return {"url": lmdb_url, "samples": count, "skipped": stats["skipped"], "bytes": size, "kept": stats["kept"]}
+
+
+def lmdb_digest(url: str) -> str:
+    """The content key pack_lmdb recorded for an LMDB, or the hash of its data file for other LMDBs."""
+    marker = storage.read_json(storage.join(url, MARKER))
+    if marker and marker.get("key"):
+        return marker["key"]
+    try:
+        return hashing.sha256_url(storage.join(url, "data.mdb"))
+    except FileNotFoundError:
+        raise HwocrError(f"{url} is not an LMDB folder (no data.mdb)") from None

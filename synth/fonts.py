@@ -188,3 +188,17 @@ def survey(urls: list[str], font_missing: str, charset: str, used: set[str], wha
     if not kept:
         raise HwocrError(f"no usable font among {what}: " + "; ".join(s["reason"] for s in skipped))
     return kept, skipped
+
+
+# Labels on the contact sheets and failure grids: a font that draws Hangul, else the given one, else Pillow's.
+LABEL_FONTS = [
+    "/usr/share/fonts/truetype/nanum/NanumGothic.ttf",
+    "/usr/share/fonts/truetype/unfonts-core/UnDotum.ttf",
+]
+
+
+def label_font(size: int, fallback: str | None):
+    for path in LABEL_FONTS + ([fallback] if fallback else []):
+        if path and os.path.exists(path):
+            return ImageFont.truetype(path, size)
+    return ImageFont.load_default()

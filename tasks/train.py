@@ -25,17 +25,6 @@ DONE = "done.json"
 WORK_DIRS: list[str] = []  # the run folders trained in by this process, for an interrupted run's last words
 
 
-def lmdb_digest(url: str) -> str:
-    """The content key pack_lmdb recorded for an LMDB, or the hash of its data file for other LMDBs."""
-    marker = storage.read_json(storage.join(url, "hwocr.json"))
-    if marker and marker.get("key"):
-        return marker["key"]
-    try:
-        return hashing.sha256_url(storage.join(url, "data.mdb"))
-    except FileNotFoundError:
-        raise HwocrError(f"{url} is not an LMDB folder (no data.mdb)") from None
-
-
 def train_reads(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str, digests: dict[str, str]) -> dict:
     """Settings, data, and the content behind names and paths: the character sets' characters and the pretrained
     checkpoint's bytes (a file edited or replaced in place trains again)."""

@@ -1,0 +1,199 @@
+"""Evaluation: a checkpoint or a bundle on an LMDB (or a folder with gt.txt), as hwocr reads it or as the real
+EasyOCR does: scores overall, per font and per label length, predictions as TSV, an image grid of the worst failures,
+and forgetting between two models' predictions. Plain Python: the pipeline's stages (tasks/evaluate.py) call it."""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+
+from PIL import Image, ImageDraw
+
+from hwocr import storage
+from hwocr.errors import HwocrError
+from models import metrics
+from models.easyocr_venv import bundle_name, run_in_easyocr
+from models.lmdb_format import MARKER, PackSettings, lmdb_digest, pack, read_gt
+from models.metrics import Scores
+from synth.fonts import label_font
+
+
+def resolve_lmdb(data_url: str, scratch: str, allow_outside: bool = False) -> tuple[str, list[str]]:
+    """A local LMDB path for data_url and the name of every sample (LMDB key, or image path from gt.txt)."""
+    if storage.exists(storage.join(data_url, "data.mdb")):
+        if storage.is_local(data_url):
+            return storage.local_path(data_url), []
+        return storage.local_copy(data_url, "lmdb", lmdb_digest(data_url)), []
+    gt = storage.join(data_url, "gt.txt")
+    if not storage.exists(gt):
+        raise HwocrError(f"{data_url}: neither an LMDB (data.mdb) nor a folder with gt.txt")
+    out = os.path.join(scratch, "lmdb")
+    pack(gt, data_url, out, PackSettings(), allow_outside)
+    return out, [path for _, path, _ in read_gt(gt)]
+
+
+def fonts_of(lmdb_url: str, n: int) -> list[str] | None:
+    """Font name per sample, from the pack result of LMDBs hwocr built (None for other LMDBs)."""
+    packed = storage.read_json(storage.join(lmdb_url, MARKER)) or {}
+    sample_fonts = packed.get("sample_fonts") or []
+    if len(sample_fonts) != n:
+        return None
+    names = [f["name"] for f in packed.get("fonts") or []]
+    return [names[i] for i in sample_fonts]
+
+
+def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str) -> None:
+    """Images of the worst failures with their ground truth (black) and prediction (red)."""
+    font = label_font(20, None)
+    cell_w, img_h = 420, 48
+    sheet = Image.new("RGB", (cell_w * 2, max(1, -(-len(rows) // 2)) * (img_h + 30) + 8), "white")
+    draw = ImageDraw.Draw(sheet)
+    for k, (i, gt, pred, conf) in enumerate(rows):
+        img = dataset.raw_image(i).convert("RGB")
+        img.thumbnail((cell_w - 16, img_h))
+        x, y = (k % 2) * cell_w + 8, (k // 2) * (img_h + 30) + 4
+        sheet.paste(img, (x, y))
+        draw.text((x, y + img_h + 2), f"{gt}", fill=(0, 0, 0), font=font)
+        draw.text((x + cell_w // 2, y + img_h + 2), f"{pred} ({conf:.2f})", fill=(200, 0, 0), font=font)
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG")
+    storage.write_bytes(out_url, buf.getvalue())
+
+
+BATCH_SIZE = 8  # recognize(batch_size > 1), as on a GPU, is checked against box-by-box reading (EasyOCR #1038)
+
+
+def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0,
+                        real_pages: list[dict] | None = None) -> dict[str, dict]:
+    """Read every sample through the real easyocr package (its own venv, one process for all readings) with the
+    exported bundle: "float" (quantize=False), "int8" (quantize=True, EasyOCR's CPU default) and, from the first
+    page_words samples: "batch", BATCH_SIZE boxes a batch through recognize's batched branch, and "pages", the
+    figures of readtext (float) on them composed into pages (models/pages.py); with real_pages (a real source's
+    pages and their word boxes), "pages" is readtext on those pages instead."""
+    bundle = storage.local_copy(bundle_url, "bundles")
+    name = bundle_name(bundle)
+    n = min(page_words, len(data))
+    paths, gts, first = [], [], []  # first: the images the pages are composed of, decoded once
+    for i in range(len(data)):
+        path = os.path.join(scratch, f"{i}.png")
+        image = data.raw_image(i)
+        image.save(path)
+        paths.append(path)
+        gts.append(data.labels[i])
+        if i < n:
+            first.append(image)
+    from models.pages import labeled_pages, readtext_job, score_pages, write_pages
+
+    jobs = {"float": {"read": "recognize", "quantize": False, "paths": paths},
+            "int8": {"read": "recognize", "quantize": True, "paths": paths}}
+    pages = None
+    if page_words:
+        pages, page_paths = write_pages(first, gts[:n], os.path.join(scratch, "pages"))
+        jobs["batch"] = {"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]}
+        jobs["pages"] = readtext_job(bundle, page_paths)
+    if real_pages:
+        page_paths = [storage.local_copy(p["page"], "pages") for p in real_pages]
+        pages = labeled_pages(real_pages, page_paths)
+        jobs["pages"] = readtext_job(bundle, page_paths)
+    reads = dict(zip(jobs, run_in_easyocr(bundle, name, list(jobs.values()))))
+    out = {}
+    for kind in ("float", "int8", "batch"):
+        if kind not in reads:
+            continue
+        read = reads[kind]
+        preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(read)]
+        out[kind] = {"preds": preds, "gts": truth, "confidences": confs, "scores": Scores.of(preds, truth)}
+    if pages is not None:
+        scores = score_pages(pages, reads["pages"])
+        out["pages"] = {k: scores[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
+    return out
+
+
+def agreement(preds: list[str], others: list[str]) -> float:
+    """Percent of readings equal to the other reading of the same image (others may be longer)."""
+    return 100.0 * sum(a == b for a, b in zip(preds, others)) / max(len(preds), 1)
+
+
+PAGE_WORDS = 200  # words of a split composed into pages for readtext: the detector costs seconds a page on CPU
+
+
+def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=None, given: set[str] = frozenset(),
+                        batch_size: int = 192, worst: int = 24, engine: str = "hwocr",
+                        page_words: int = PAGE_WORDS, real_pages: list[dict] | None = None,
+                        allow_outside: bool = False) -> dict:
+    """Score a checkpoint or a bundle (engine hwocr), or a bundle read by the real easyocr (engine easyocr: float,
+    int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
+    the bundle's detector). The model is read as its reading contract says; `settings` (TrainSettings) and `given`
+    (the train.* keys the user set) are checked against it, and read a checkpoint that has none."""
+    import torch
+
+    from models.pretrained import describe, layout_mismatch, load_state_dict
+    from models.reading import open_model
+    from models.trainer import evaluate
+
+    if engine not in ("hwocr", "easyocr"):
+        raise HwocrError(f"unknown engine {engine!r} (hwocr or easyocr)")
+    pth, reading = open_model(model_url, settings, given)
+    bundle = os.path.dirname(pth) if os.path.isdir(storage.local_copy(model_url, "models")) else None
+    if engine == "easyocr" and bundle is None:
+        raise HwocrError(f"--model {model_url}: the easyocr engine reads an exported bundle (the folder `hwocr "
+                         "export` writes), not a checkpoint")
+    codec = reading.codec()
+    if engine == "hwocr":
+        model = reading.build()
+        state = load_state_dict(pth)
+        if bad := layout_mismatch(model.state_dict(), state):
+            raise HwocrError(f"{model_url} does not fit {describe(reading.network)} with {codec.num_class} classes "
+                             f"(its reading): {len(bad)} mismatching keys, first: {', '.join(bad[:3])}")
+        model.load_state_dict(state)
+    with tempfile.TemporaryDirectory(prefix="hwocr-eval-") as scratch:
+        lmdb_path, names = resolve_lmdb(storage.normalize(data_url), scratch, allow_outside)
+        data = reading.dataset(lmdb_path)
+        if engine == "easyocr":
+            readings = easyocr_predictions(bundle, data, scratch, page_words, real_pages)
+            result, int8 = readings["float"], readings["int8"]
+        else:
+            result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
+        keys = [f"image-{i:09d}" for i in data.indices] if not names else [names[i - 1] for i in data.indices]
+        fonts = fonts_of(storage.normalize(data_url), len(data))
+        preds, gts, confs = result["preds"], result["gts"], result["confidences"]
+        tsv = "path\tlabel\tprediction\tconfidence\n" + "".join(
+            f"{k}\t{g}\t{p}\t{c:.4f}\n" for k, g, p, c in zip(keys, gts, preds, confs))
+        predictions = storage.join(out_url, "predictions.tsv")
+        storage.write_text(predictions, tsv)
+        failures = sorted((i for i in range(len(gts)) if preds[i] != gts[i]),
+                          key=lambda i: (-metrics.edit_distance(preds[i], gts[i]) / max(len(gts[i]), 1), -confs[i]))
+        rows = [(i, gts[i], preds[i], confs[i]) for i in failures[:worst]]
+        grid = storage.join(out_url, "worst_failures.png")
+        if rows:
+            failure_grid(data, rows, grid)
+    report = {
+        "model": model_url, "data": data_url, "reading": reading.describe(),
+        **result["scores"].model_dump(),
+        "predictions": predictions, "worst_failures": grid if rows else None, "dropped": data.dropped,
+        "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
+        "by_font": metrics.breakdown(preds, gts, fonts) if fonts else None,
+    }
+    if engine == "easyocr":
+        report["easyocr"] = {"float": result["scores"].metrics(), "int8": int8["scores"].metrics(),
+                             "int8_agreement": agreement(int8["preds"], preds), "pages": readings.get("pages"),
+                             "batch": {"samples": len(readings["batch"]["preds"]), "batch_size": BATCH_SIZE,
+                                       "agreement": agreement(readings["batch"]["preds"], preds),
+                                       **readings["batch"]["scores"].metrics()} if "batch" in readings else None}
+    storage.write_json(storage.join(out_url, "evaluation.json"), report)
+    return report
+
+
+def correct(predictions_url: str) -> dict[str, bool]:
+    rows = storage.read_text(predictions_url).split("\n")[1:]
+    return {f[0]: f[1] == f[2] for f in (r.split("\t") for r in rows if r)}
+
+
+def retention(start_predictions: str, tuned_predictions: str) -> dict:
+    """Forgetting, image by image: of the images the start read, how many the fine-tuned model still reads."""
+    start, tuned = correct(start_predictions), correct(tuned_predictions)
+    read = [k for k, ok in start.items() if ok]
+    kept = sum(tuned.get(k, False) for k in read)
+    return {"start_correct": len(read), "still_correct": kept, "forgotten": len(read) - kept,
+            "retained": 100.0 * kept / len(read) if read else None}

@@ -396,7 +396,7 @@ def export_settings(args, config):
     """The export's settings from --name and the config; a bad name is one line, not pydantic's report."""
     from pydantic import ValidationError
 
-    from tasks.settings import ExportSettings
+    from models.bundle import ExportSettings
 
     try:
         return ExportSettings(name=args.name, lang_list=config.export.lang_list)
@@ -408,7 +408,7 @@ def cmd_export(args, config) -> dict:
     from hwocr import storage
 
     settings = export_settings(args, config)
-    from tasks.export import export_easyocr_fn
+    from models.bundle import export_easyocr_fn
 
     out = storage.normalize(args.out)
     result = export_easyocr_fn(storage.normalize(args.model), out, settings, config.train, given_train_keys(config))

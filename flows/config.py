@@ -14,11 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from hwocr import remote, storage
 from hwocr.errors import HwocrError
 from hwocr.remote import RemoteSettings
+from models.bundle import ExportSettings
 from models.lmdb_format import PackSettings
 from models.settings import TrainSettings
 from models.sources import RealSettings
 from synth.settings import RenderSettings
-from tasks.settings import ExportSettings, TrackingSettings
+from tasks.settings import TrackingSettings
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

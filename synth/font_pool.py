@@ -31,6 +31,15 @@ from hwocr.errors import HwocrError
 from synth.fonts import FONT_EXTS, inspect_font, reserved_family
 
 log = logging.getLogger(__name__)
+_warned: set[str] = set()
+
+
+def _warn_once(message: str, *args) -> None:
+    """The pool is resolved by the CLI's checks and again by the flow: one warning is enough."""
+    text = message % args
+    if text not in _warned:
+        _warned.add(text)
+        log.warning(text)
 
 DEFAULT_ROOT = "/usr/share/fonts/truetype"
 BUNDLED_CATALOGUE = str(importlib.resources.files(__package__) / "data" / "korean_fonts.yaml")
@@ -402,8 +411,8 @@ def _normalize(split: str, fonts: list[tuple[FontEntry, float]], print_ratio: fl
                 f"font pool: print_ratio={print_ratio} gives {other} fonts all the training images, but no {other} "
                 f"font with weight > 0 is left for training (held out, weighted 0 or excluded)")
         if target[only] < 1:
-            log.warning("font pool: the %s split has only %s fonts, so they draw all its images (print_ratio=%s)",
-                        split, only, print_ratio)
+            _warn_once("font pool: the %s split has only %s fonts, so they draw all its images (print_ratio=%s)",
+                       split, only, print_ratio)
         share = {only: 1.0}
     else:
         share = target
@@ -440,7 +449,7 @@ def select_pool(settings: FontPoolSettings, root: str = DEFAULT_ROOT, *,
                             "(all held out, weighted 0 or excluded)")
     for g in settings.held_out_groups:
         if not any(p.family_group == g for p in pool["test"]):
-            log.warning("font pool: held-out family_group %r draws no test images (weight 0 or print_ratio)", g)
+            _warn_once("font pool: held-out family_group %r draws no test images (weight 0 or print_ratio)", g)
     if check:
         check_pool(pool, settings, entries)
     return pool

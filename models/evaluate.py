@@ -16,7 +16,7 @@ from models import metrics
 from models.easyocr_venv import bundle_name, run_in_easyocr
 from models.lmdb_format import MARKER, PackSettings, lmdb_digest, pack, read_gt
 from models.metrics import Scores
-from synth.fonts import label_font
+from synth.fonts import caption_font
 
 
 def resolve_lmdb(data_url: str, scratch: str, allow_outside: bool = False) -> tuple[str, list[str]]:
@@ -45,7 +45,7 @@ def fonts_of(lmdb_url: str, n: int) -> list[str] | None:
 
 def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str) -> None:
     """Images of the worst failures with their ground truth (black) and prediction (red)."""
-    font = label_font(20, None)
+    font = caption_font(20, None)
     cell_w, img_h = 420, 48
     sheet = Image.new("RGB", (cell_w * 2, max(1, -(-len(rows) // 2)) * (img_h + 30) + 8), "white")
     draw = ImageDraw.Draw(sheet)

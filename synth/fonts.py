@@ -197,7 +197,7 @@ LABEL_FONTS = [
 ]
 
 
-def label_font(size: int, fallback: str | None):
+def caption_font(size: int, fallback: str | None):
     for path in LABEL_FONTS + ([fallback] if fallback else []):
         if path and os.path.exists(path):
             return ImageFont.truetype(path, size)

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 from hwocr import hashing, storage
 from models.lmdb_format import read_gt
-from synth.fonts import label_font
+from synth.fonts import caption_font
 from tasks.gt import GtResult
 from tasks.stage import IO_RETRY, StageResult, stage
 
@@ -24,11 +24,12 @@ class SheetResult(StageResult):
     def complete(self) -> bool:
         return storage.exists(self.url)
 
+
 def contact_sheet_fn(gt: GtResult, out_url: str, samples: int = 48, columns: int = 3,
                      label_font: str | None = None) -> SheetResult:
     rows = read_gt(gt.gt)[:samples]
     cell_w, img_h, label_w = 260, 64, 200
-    font = label_font(22, label_font)
+    font = caption_font(22, label_font)
     n_rows = -(-len(rows) // columns)
     sheet = Image.new("RGB", (columns * (cell_w + label_w), n_rows * (img_h + 8) + 8), "white")
     draw = ImageDraw.Draw(sheet)
@@ -80,7 +81,7 @@ def effects_sheet_fn(fonts: list[dict], words_url: str, pixels: dict, effects: d
     cell_w, cell_h, name_w, head_h = 240, 56, 300, 36
     sheet = Image.new("RGB", (name_w + cell_w * len(columns), head_h + cell_h * len(fonts)), "white")
     draw = ImageDraw.Draw(sheet)
-    label = label_font(20, None)
+    label = caption_font(20, None)
     for c, name in enumerate(columns):
         draw.text((name_w + c * cell_w + 8, head_h // 2), name, fill=(0, 0, 0), font=label, anchor="lm")
     for r, font in enumerate(fonts):

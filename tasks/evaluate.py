@@ -7,8 +7,11 @@ from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models.easyocr_venv import SCRIPT, easyocr_python
-from models.evaluate import PAGE_WORDS, evaluate_checkpoint
+from models.evaluate import PAGE_WORDS, evaluate_checkpoint, find_split_pages
 from models.metrics import Scores
+from models.pages import PAGES_FILE
+from models.pretrained import CRAFT
+from models.reading import Reading
 from tasks.export import BundleResult
 from tasks.stage import StageResult, stage
 from tasks.train import TrainResult
@@ -82,6 +85,41 @@ def _metric_name(text: str) -> str:
 MISMATCH_POINTS = 1.0  # EasyOCR's float reading may differ from hwocr's own figure by this much before a warning
 
 
+class PagesResult(StageResult):
+    """A split's first words composed into pages, with the boxes EasyOCR's detector finds on them."""
+
+    url: str
+    pages: int
+    words: int
+
+    def complete(self) -> bool:
+        return storage.exists(storage.join(self.url, PAGES_FILE))
+
+
+def find_pages_fn(layout: Layout, split: str, data: str, digest: str, settings, page_words: int = PAGE_WORDS, *,
+                  key: str) -> PagesResult:
+    """The words the EasyOCR check reads on pages, composed and run through the detector once: neither depends on
+    the model, so this runs beside training and any later model of the same settings reads the same boxes."""
+    url = layout.pages(split, key)
+    pages, words = find_split_pages(data, Reading.of(settings), page_words, url)
+    return PagesResult(url=url, pages=pages, words=words)
+
+
+def _kept(settings) -> list:
+    """What decides which samples of a split a model of these settings keeps (LmdbDataset's filter)."""
+    r = Reading.of(settings)
+    return [r.charset, r.batch_max_length, r.img_h, r.img_w, r.preprocess, r.max_width]
+
+
+find_pages = stage(
+    name="find_pages", code=CODE_VERSION, result=PagesResult,
+    key=lambda layout, split, data, digest, settings, page_words=PAGE_WORDS: {
+        "data": digest, "page_words": page_words, "kept": _kept(settings), "detector": CRAFT.md5},
+    marker=lambda key, layout, split, **_: storage.join(layout.pages(split, key), "found.json"),
+    task_run_name="find pages {split}",
+)(find_pages_fn)
+
+
 class CheckResult(StageResult):
     """The bundle read by the real easyocr on a split, beside hwocr's own figure."""
 
@@ -99,15 +137,16 @@ class CheckResult(StageResult):
 
 
 def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult, split: str, data: str, digest: str,
-                     tracking, hwocr_accuracy: float, page_words: int = PAGE_WORDS,
+                     tracking, hwocr_accuracy: float, pages: PagesResult | None = None,
                      real_pages: list[dict] | None = None) -> CheckResult:
-    """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure.
+    """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure, and
+    the pages find_pages composed of its first words with readtext (in the boxes found there).
 
     The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS of hwocr's; the MLflow run gets
     the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
     out_url = layout.easyocr_check(trained.key, split)
-    report = evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr", page_words=page_words,
-                                 real_pages=real_pages)
+    report = evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr", page_words=pages.words if pages else 0,
+                                 real_pages=real_pages, found_pages=pages.url if pages else None)
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
     check = CheckResult(split=split, samples=report["samples"], hwocr_accuracy=hwocr_accuracy, float=e["float"],
@@ -145,8 +184,9 @@ def easyocr_available() -> str | None:
 
 easyocr_check = stage(
     name="easyocr_check", code=CODE_VERSION, result=CheckResult,
-    key=lambda layout, bundle, trained, split, data, digest, tracking, hwocr_accuracy, page_words=PAGE_WORDS,
-    real_pages=None: {"bundle": bundle.key, "data": digest, "page_words": page_words, "pages": real_pages},
+    key=lambda layout, bundle, trained, split, data, digest, tracking, hwocr_accuracy, pages=None,
+    real_pages=None: {"bundle": bundle.key, "data": digest, "pages": pages.key if pages else None,
+                      "real_pages": real_pages},
     marker=lambda key, layout, trained, split, **_: storage.join(layout.easyocr_check(trained.key, split),
                                                                  "check.json"),
     task_run_name="easyocr {split}",

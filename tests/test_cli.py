@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import resource
 import socket
 import subprocess
@@ -430,7 +431,12 @@ def test_run_end_to_end_then_cached(tmp_path):
     [log] = [line.removeprefix("log: ") for line in again.stdout.splitlines() if line.startswith("log: ")]
     assert os.path.dirname(log) == str(tmp_path / "out" / "logs")
     with open(log, encoding="utf-8") as f:
-        assert "Finished in state Cached" in f.read()
+        logged = f.read()
+    assert "Finished in state Cached" in logged
+    # The check's pages, composed and run through the detector before training, are found in the cache again.
+    assert re.search(r"Task run 'find pages val' - Finished in state Cached", logged)
+    [pages] = (tmp_path / "out" / "pages" / "val").iterdir()
+    assert (pages / "pages.json").is_file() and (pages / "page-0000.png").is_file()
 
     # Another machine's MLflow (a fresh store) with the same outputs: the cached training is reused, and its run,
     # tracked elsewhere, is named instead of failing the pipeline.

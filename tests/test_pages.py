@@ -1,6 +1,8 @@
 """The pages evaluation: word images composed into pages, read by the real easyocr's readtext, scored by overlap."""
 
+import json
 import os
+import subprocess
 
 import numpy as np
 import pytest
@@ -11,7 +13,7 @@ from hwocr.errors import HwocrError
 from models.bundle import ExportSettings, export_easyocr_fn
 from models.charset import load_charset
 from models.easyocr_venv import bundle_name, run_in_easyocr
-from models.pages import Page, Word, compose_pages, readtext_job, score_pages, write_pages
+from models.pages import Page, PageSet, Word, compose_pages, score_pages, write_pages
 from models.pretrained import CRAFT, GEN2, load_pretrained, resolve_pretrained, save_checkpoint_state
 from models.reading import Reading
 from tests.test_export import EASYOCR_PYTHON
@@ -19,6 +21,7 @@ from tests.tiny import WORDS
 
 FONT = "/usr/share/fonts/truetype/nanum/NanumGothic.ttf"
 ENGLISH = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"
+MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 
 
 def render(words: list[str], font: str = FONT, size: int = 26, height: int = 32) -> list[Image.Image]:
@@ -105,13 +108,31 @@ def test_a_merged_box_read_without_its_space_reads_no_word():
         score_pages([page, page], [[]])
 
 
-def evaluate_pages(bundle: str, images, labels, scratch: str) -> dict:
+# EasyOCR's readtext itself on each page, to compare with the boxes found once and then read (models/easyocr_read.py).
+READTEXT = """
+import json, sys
+import easyocr
+from easyocr_read import _number
+bundle, name, *paths = sys.argv[1:]
+reader = easyocr.Reader(["ko"], gpu=False, recog_network=name, quantize=False, user_network_directory=bundle,
+                        model_storage_directory=bundle, download_enabled=False, verbose=False)
+print(json.dumps([[[[[_number(x), _number(y)] for x, y in box], text, float(conf)] for box, text, conf in
+                   reader.readtext(path)] for path in paths], ensure_ascii=False))
+"""
+
+
+def evaluate_pages(bundle: str, images, labels, scratch: str, against_readtext: bool = False) -> dict:
     """2 pages of 3 lines of 2 words (12 words), 1000 px wide to keep CRAFT's CPU time down; checked against
-    score_pages on the readings it returns."""
+    score_pages on the readings it returns and, when asked, against readtext(path) itself."""
     layout = dict(lines_per_page=(3, 3), words_per_line=(2, 2), page_width=1000)
     pages, paths = write_pages(images, labels, scratch, seed=1, **layout)  # as tasks/evaluate.py reads pages
     assert sorted(os.listdir(scratch)) == ["page-0000.png", "page-0001.png"]
-    [readings] = run_in_easyocr(bundle, bundle_name(bundle), [readtext_job(bundle, paths)])
+    boxes, readings = run_in_easyocr(bundle, bundle_name(bundle), PageSet(pages, paths).jobs(bundle))
+    assert [len(b) for b in boxes] == [2, 2]  # each page's [horizontal_list, free_list]
+    if against_readtext:
+        proc = subprocess.run([EASYOCR_PYTHON, "-c", READTEXT, bundle, bundle_name(bundle), *paths], check=True,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": MODELS})
+        assert json.loads(proc.stdout) == readings  # bit for bit: the same boxes, texts and confidences
     result = score_pages(pages, readings)
     assert result["pages"] == 2 and result["words"] == 12 and result["lines"] == 6
     assert len(readings) == 2
@@ -149,7 +170,7 @@ def test_pages_read_by_a_recognizer_that_reads(tmp_path):
     export_easyocr_fn(str(tmp_path / "english.pth"), str(tmp_path / "bundle"), ExportSettings(name="hwocr_en"))
     labels = "water people number Seoul Monday London house point letter answer study world".split()
     images = render(labels, font=ENGLISH, size=30, height=40)
-    result = evaluate_pages(str(tmp_path / "bundle"), images, labels, str(tmp_path / "pages"))
+    result = evaluate_pages(str(tmp_path / "bundle"), images, labels, str(tmp_path / "pages"), against_readtext=True)
     assert result["detection_recall"] == 100.0, result
     assert result["word_accuracy"] >= 90.0 and result["cer"] <= 0.05, result
     # Seed 1 sets two words close enough for EasyOCR to read them as one box, with the space between them.
@@ -162,4 +183,4 @@ def test_a_bundle_without_the_detector_stops_before_easyocr_starts(tmp_path, mon
     # Were EasyOCR started, this would be the error instead.
     monkeypatch.setenv("HWOCR_EASYOCR_PYTHON", str(tmp_path / "no-python"))
     with pytest.raises(HwocrError, match=rf"no {CRAFT.filename} .*md5 {CRAFT.md5}.*hwocr export"):
-        readtext_job(str(tmp_path), [str(tmp_path / "page.png")])
+        PageSet([], [str(tmp_path / "page.png")]).jobs(str(tmp_path))

@@ -59,7 +59,7 @@ def main() -> int:
     from models import metrics
     from models.charset import load_charset
     from models.data import LmdbDataset
-    from models.evaluate import evaluate_checkpoint, fonts_of
+    from models.evaluation import evaluate_checkpoint, fonts_of
 
     config = load_config(args.config, args.set)
     settings = config.train

@@ -77,7 +77,7 @@ def main() -> None:
 
     import torch
 
-    from models.settings import TrainSettings
+    from models.train_settings import TrainSettings
 
     cuda = torch.cuda.is_available() and not args.cpu
     if args.build_only or not os.path.exists(os.path.join(args.data, "train", "data.mdb")):

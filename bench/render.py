@@ -26,7 +26,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from synth import trdg_driver  # noqa: E402
-from synth.settings import RenderSettings  # noqa: E402
+from synth.render_settings import RenderSettings  # noqa: E402
 from synth.words import BUNDLED_WORDS  # noqa: E402
 
 FONTS = [

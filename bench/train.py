@@ -63,7 +63,7 @@ def make_lmdb(folder: str, n: int, words: list[str] | None = None, fonts: tuple[
               split: str = "train") -> str:
     from models.lmdb_format import PackSettings, pack
     from synth import trdg_driver
-    from synth.settings import RenderSettings
+    from synth.render_settings import RenderSettings
     from synth.words import BUNDLED_WORDS
 
     if words is None:
@@ -87,7 +87,7 @@ def make_lmdb(folder: str, n: int, words: list[str] | None = None, fonts: tuple[
 
 
 def model_settings(name: str):
-    from models.settings import ModelSettings
+    from models.train_settings import ModelSettings
 
     t, f, s, p = name.split("-")
     return ModelSettings(transformation=t, feature_extraction=f, sequence_modeling=s, prediction=p)
@@ -99,7 +99,7 @@ def model_child(name: str, lmdb_path: str, val_path: str, iters: int, threads: i
     import torch
 
     from models.pretrained import build_for
-    from models.settings import TrainSettings
+    from models.train_settings import TrainSettings
     from models.trainer import train
 
     torch.set_num_threads(threads)
@@ -197,7 +197,7 @@ def child(kind: str, lmdb_path: str, iters: int, threads: int, precision: str, o
     torch.set_num_threads(threads)
     from models.charset import load_charset
     from models.data import LmdbDataset
-    from models.settings import TrainSettings
+    from models.train_settings import TrainSettings
     from models.trainer import train
     from synth.effects import EffectsSettings, augmenter
 

@@ -165,14 +165,14 @@ def check_command(args, config) -> None:
     elif args.command == "export":
         export_settings(args, config)
         if config.train.model.prediction != "CTC":
-            from models.settings import ATTN_REFUSED
+            from models.train_settings import ATTN_REFUSED
 
             raise HwocrError(ATTN_REFUSED)
         check_checkpoint(storage.normalize(args.model))
         storage.not_a_file(storage.normalize(args.out))
         check_not_replacing(args, "a bundle")
         if check_reading(storage.normalize(args.model), config, args).network.prediction != "CTC":
-            from models.settings import ATTN_REFUSED
+            from models.train_settings import ATTN_REFUSED
 
             raise HwocrError(ATTN_REFUSED)
     elif args.command == "serve" and args.cron:
@@ -357,7 +357,7 @@ def cmd_run(args, config) -> dict:
 
 def cmd_evaluate(args, config) -> dict:
     from hwocr import hashing, storage
-    from models.evaluate import evaluate_checkpoint
+    from models.evaluation import evaluate_checkpoint
     from models.metrics import Scores
 
     # One folder per model, data and engine: a second evaluation never replaces the first one's predictions.

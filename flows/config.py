@@ -16,10 +16,10 @@ from hwocr.errors import HwocrError
 from hwocr.remote import RemoteSettings
 from models.bundle import ExportSettings
 from models.lmdb_format import PackSettings
-from models.settings import TrainSettings
 from models.sources import RealSettings
-from synth.settings import RenderSettings
-from tasks.settings import TrackingSettings
+from models.train_settings import TrainSettings
+from synth.render_settings import RenderSettings
+from tasks.tracking_settings import TrackingSettings
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

@@ -17,8 +17,8 @@ from hwocr.layout import Layout
 from synth.inputs import check_space, describe_plan
 from tasks.contact_sheet import contact_sheet, effects_sheet
 from tasks.gt import SplitPlan, assemble_gt
-from tasks.inputs import prepare_words, survey_fonts
 from tasks.lmdb_pack import pack_lmdb
+from tasks.prepare import prepare_words, survey_fonts
 from tasks.render import plan_shards, render_shard, resolve_workers, shutdown_pool, stop_pool, warm_pool
 from tasks.stage import result_storage, was_cached
 

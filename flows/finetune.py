@@ -12,11 +12,11 @@ from flows.dataset import dataset_flow_for
 from flows.summary import DatasetSummary, PipelineSummary, RealScore, TrainingSummary
 from hwocr import storage
 from hwocr.layout import Layout
-from models.evaluate import retention
+from models.evaluation import retention
 from models.lmdb_format import lmdb_digest
 from models.metrics import Scores
-from models.settings import ATTN_REFUSED
 from models.sources import source_digest
+from models.train_settings import ATTN_REFUSED
 from tasks.champion import judge_champion
 from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, find_pages, log_retention
 from tasks.export import export_easyocr, log_bundle
@@ -264,8 +264,8 @@ def publish_artifacts(summary: PipelineSummary) -> None:
     t = summary.train
     if not t.mlflow_run_id:
         return
-    from tasks.settings import TrackingSettings
     from tasks.track import connect
+    from tasks.tracking_settings import TrackingSettings
 
     uri, run_id = t.tracking_uri, t.mlflow_run_id
     experiment = connect(TrackingSettings(tracking_uri=uri)).get_run(run_id).info.experiment_id

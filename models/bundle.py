@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from hwocr import storage
 from hwocr.errors import HwocrError
 from models.pretrained import CRAFT
-from models.settings import ATTN_REFUSED, ModelSettings, TrainSettings
+from models.train_settings import ATTN_REFUSED, ModelSettings, TrainSettings
 
 # Modules a custom network's name must not shadow: EasyOCR imports NAME with user_network_directory on sys.path.
 _TAKEN = {"easyocr", "torch", "torchvision", "cv2", "numpy", "yaml", "PIL", "scipy", "skimage", "bidi", "shapely",

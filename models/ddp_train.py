@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from hwocr import storage
     from hwocr.errors import HwocrError
-    from models.settings import TrainSettings
+    from models.train_settings import TrainSettings
     from models.trainer import train
     from synth.effects import augmenter
 

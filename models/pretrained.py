@@ -23,7 +23,7 @@ if TYPE_CHECKING:  # torch is imported where weights are read: the CLI checks a 
 
     from models.crnn import Model
     from models.reading import Reading
-    from models.settings import ModelSettings
+    from models.train_settings import ModelSettings
 
 
 @dataclass(frozen=True)
@@ -262,7 +262,7 @@ def network_params(m: ModelSettings, img_h: int, img_w: int, batch_max_length: i
     """Model's keyword arguments but num_class: EasyOCR's network_params for an exported yaml. The stage choices
     appear only when they are not Model's defaults (EasyOCR's own generation-2 yaml has the three sizes); TPS
     adds the size it resamples to."""
-    from models.settings import ModelSettings
+    from models.train_settings import ModelSettings
 
     params: dict = {"input_channel": m.input_channel, "output_channel": m.output_channel,
                     "hidden_size": m.hidden_size}

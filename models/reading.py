@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, ValidationError
 
 from hwocr.errors import HwocrError
-from models.settings import ModelSettings, TrainSettings
+from models.train_settings import ModelSettings, TrainSettings
 
 if TYPE_CHECKING:
     from models.data import LmdbDataset

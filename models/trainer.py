@@ -43,7 +43,7 @@ from models.pretrained import (
     save_checkpoint_state,
 )
 from models.reading import Reading
-from models.settings import ModelSettings, TrainSettings
+from models.train_settings import ModelSettings, TrainSettings
 
 START = "start.pth"  # the pretrained weights as training began, in this run's character set
 GFLOP_PER_SAMPLE = 2.75  # forward+backward at 80x100 for None-VGG-BiLSTM-CTC at 256/256; scales with the input area

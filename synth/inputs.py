@@ -1,5 +1,5 @@
 """The user's inputs, checked and described: the word list and the fonts. Plain Python, so that the CLI checks them
-before Prefect starts and the stages (tasks/inputs.py) run the same checks for deployments and the UI."""
+before Prefect starts and the stages (tasks/prepare.py) run the same checks for deployments and the UI."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hwocr.errors import HwocrError
 from synth.coverage import hangul, syllable_coverage
 from synth.font_pool import check_held_out_families, select_pool
 from synth.fonts import discover_fonts, survey
-from synth.settings import RenderSettings
+from synth.render_settings import RenderSettings
 from synth.text import generate
 from synth.words import WORD_SOURCES, read_words
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 
 from hwocr import storage
 from hwocr.layout import Layout
-from tasks.settings import TrackingSettings
+from tasks.tracking_settings import TrackingSettings
 
 ALIAS = "champion"
 REGRESSION_POINTS = 1.0  # the print regression split may lose this much and the model still be promoted
@@ -68,7 +68,7 @@ def _champion(client, name: str):
 def _champion_scores(client, champion, layout: Layout, lmdbs: dict[str, str]) -> dict[str, float]:
     """The champion's accuracy on the given LMDBs now: its checkpoint, from its MLflow run, read as its contract
     says."""
-    from models.evaluate import evaluate_checkpoint
+    from models.evaluation import evaluate_checkpoint
 
     folder = layout.join("champion", f"v{champion.version}")
     local = storage.local_path(folder) if storage.is_local(folder) else os.path.join(storage.CACHE_DIR, "champion")

@@ -7,7 +7,7 @@ from hwocr import hashing, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models.easyocr_venv import SCRIPT, easyocr_python
-from models.evaluate import PAGE_WORDS, evaluate_checkpoint, find_split_pages
+from models.evaluation import PAGE_WORDS, evaluate_checkpoint, find_split_pages
 from models.metrics import Scores
 from models.pages import PAGES_FILE
 from models.pretrained import CRAFT

@@ -25,7 +25,7 @@ from hwocr.layout import Layout
 from models.charset import load_charset
 from synth import coverage, trdg_driver
 from synth.font_pool import largest_remainder
-from synth.settings import RenderSettings
+from synth.render_settings import RenderSettings
 from tasks.stage import IO_RETRY, StageResult, stage, stage_key
 
 CODE_VERSION = hashing.code_version(trdg_driver.__file__, libraries=("trdg", "PIL", "cv2", "numpy"))

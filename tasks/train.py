@@ -14,11 +14,11 @@ from hwocr import hashing, interrupt, storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models import ddp_train
-from models.settings import TrainSettings
+from models.train_settings import TrainSettings
 from synth import effects
-from tasks.settings import TrackingSettings
 from tasks.stage import StageResult, stage
 from tasks.track import end_failed, finish_run, log_eval, start_run
+from tasks.tracking_settings import TrackingSettings
 
 CODE_VERSION = hashing.code_version(__file__)  # ddp_train's too: imported here for torchrun's -m
 DONE = "done.json"

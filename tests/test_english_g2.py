@@ -125,7 +125,7 @@ def test_int8_agrees_with_float(readings):
 
 
 def test_remap_onto_korean_g2_keeps_all_but_the_euro_sign():
-    from models.settings import TrainSettings
+    from models.train_settings import TrainSettings
     from models.trainer import build_model
 
     korean, english = load_charset("korean_g2"), load_charset("english_g2")

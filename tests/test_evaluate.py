@@ -8,8 +8,8 @@ import sys
 import pytest
 
 from models import metrics
-from models.evaluate import evaluate_checkpoint
-from models.settings import TrainSettings
+from models.evaluation import evaluate_checkpoint
+from models.train_settings import TrainSettings
 from models.trainer import train
 
 S = TrainSettings(pretrained="none", img_h=32, img_w=100, batch_size=4, optimizer="adam", lr=1e-3, threads=1,
@@ -79,7 +79,7 @@ def test_wrong_architecture_is_a_clear_error(tiny_lmdb, tmp_path):
 
 
 def test_retention_counts_what_the_start_read_and_the_fine_tuned_model_lost(tmp_path):
-    from models.evaluate import retention
+    from models.evaluation import retention
 
     head = "path\tlabel\tprediction\tconfidence\n"
     start, tuned = tmp_path / "start.tsv", tmp_path / "tuned.tsv"

@@ -15,7 +15,7 @@ from models.charset import load_charset
 from models.codec import CTCCodec
 from models.easyocr_compat import recognize
 from models.easyocr_venv import SCRIPT, run_in_easyocr
-from models.evaluate import evaluate_checkpoint
+from models.evaluation import evaluate_checkpoint
 from models.pretrained import GEN2, load_state_dict
 from models.trainer import train
 from tests.tiny import WORDS, settings

@@ -7,7 +7,7 @@ import sys
 
 from hwocr import hashing
 from models.charset import BUILTIN, load_charset
-from models.settings import TrainSettings
+from models.train_settings import TrainSettings
 from tasks.stage import stage_key
 from tasks.train import CODE_VERSION, train_reads
 

@@ -99,3 +99,15 @@ def test_a_planted_tie_by_name_or_path_is_found(tmp_path):
         "tasks/run.py:6 (tasks) names 'python -m  flows.entry '",
         "tasks/run.py:7 (tasks) names 'flows/'",
     ]
+
+
+def test_no_two_layers_have_a_module_of_one_name():
+    """A name says which module it is: `settings` or `evaluate` in two layers would be read as one."""
+    seen: dict[str, list[str]] = {}
+    for layer in LAYERS:
+        for path in glob.glob(os.path.join(ROOT, layer, "*.py")):
+            name = os.path.basename(path)
+            if name != "__init__.py":
+                seen.setdefault(name, []).append(layer)
+    assert len(seen) > 40, seen
+    assert {name: layers for name, layers in seen.items() if len(layers) > 1} == {}

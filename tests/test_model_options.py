@@ -21,7 +21,7 @@ from hwocr.errors import HwocrError
 from models.codec import AttnCodec
 from models.crnn import Model
 from models.pretrained import build_network, load_pretrained, network_params, save_checkpoint_state
-from models.settings import ModelSettings
+from models.train_settings import ModelSettings
 from models.trainer import train
 from tests.tiny import WORDS, make_tiny_lmdb, settings
 

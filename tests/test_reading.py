@@ -17,7 +17,7 @@ from hwocr.errors import HwocrError
 from models.charset import load_charset
 from models.pretrained import GEN2, resolve_pretrained, save_checkpoint_state
 from models.reading import Reading, bundle_reading, open_model, peek
-from models.settings import ModelSettings, TrainSettings
+from models.train_settings import ModelSettings, TrainSettings
 from tests.tiny import settings
 
 KOREAN = load_charset("korean_g2")

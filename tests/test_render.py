@@ -5,7 +5,7 @@ from PIL import Image
 
 from conftest import FONTS
 from synth import trdg_driver
-from synth.settings import RenderSettings
+from synth.render_settings import RenderSettings
 
 
 def job(tmp_path, name, start, stop, words=("한글", "사랑", "Hello", "2024"), font="pen", covered=None, **over):

@@ -135,7 +135,7 @@ def test_generated_share_needs_a_kind():
 
 def test_word_list_names_a_bundled_source_and_reports_generated_and_coverage():
     from synth.inputs import word_list
-    from synth.settings import RenderSettings
+    from synth.render_settings import RenderSettings
 
     url, words, report = word_list(RenderSettings(words="frequency", generated={"share": 0.1}), CHARSET)
     assert url.endswith("words_ko_freq.txt") and len(words) == report["kept"] + sum(report["generated"].values())
@@ -164,7 +164,7 @@ def test_train_syllable_draws_sets_the_training_split_alone(tmp_path):
     from collections import Counter
 
     from synth.coverage import hangul
-    from synth.settings import RenderSettings
+    from synth.render_settings import RenderSettings
     from tasks.render import first_words
 
     words = ["가나다", "가나", "라", "사랑", "사랑해", "hello", "3개"]

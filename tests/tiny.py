@@ -3,7 +3,7 @@
 from PIL import Image, ImageDraw, ImageFont
 
 from models.lmdb_format import PackSettings, pack
-from models.settings import TrainSettings
+from models.train_settings import TrainSettings
 
 WORDS = ["한글", "사랑", "Hello", "2024"]
 

@@ -9,7 +9,7 @@ from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models.charset import load_charset
 from synth.inputs import font_survey, word_list
-from synth.settings import RenderSettings
+from synth.render_settings import RenderSettings
 
 
 @task(name="prepare_words")

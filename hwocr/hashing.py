@@ -10,7 +10,7 @@ from typing import Any
 
 import grimp
 
-from hwocr import storage
+from hwocr import memo, storage
 
 
 def digest(obj: Any) -> str:
@@ -32,17 +32,13 @@ def sha256_bytes(data: bytes) -> str:
 
 def sha256_url(url: str, chunk: int = 1 << 20) -> str:
     if storage.is_local(url):
-        # The CLI's checks and then the flow hash the same fonts in one process: a local file is hashed again only
-        # when its size, time or inode changed.
-        st = os.stat(storage.local_path(url))
-        key = (os.path.abspath(storage.local_path(url)), st.st_size, st.st_mtime_ns, st.st_ino)
-        if key not in _LOCAL_SHA:
-            _LOCAL_SHA[key] = _sha256_stream(url, chunk)
-        return _LOCAL_SHA[key]
+        return _local_sha256(storage.local_path(url), chunk)
     return _sha256_stream(url, chunk)
 
 
-_LOCAL_SHA: dict[tuple, str] = {}
+@memo.by_file(maxsize=1024)
+def _local_sha256(path: str, chunk: int) -> str:
+    return _sha256_stream(path, chunk)
 
 
 def _sha256_stream(url: str, chunk: int) -> str:

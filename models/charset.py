@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import os
 import unicodedata
 
+from hwocr import memo
 from hwocr.errors import HwocrError
 
 _HERE = os.path.dirname(__file__)
@@ -18,10 +18,9 @@ def load_charset(name_or_path: str = "korean_g2") -> str:
     """A built-in set by name, or a UTF-8 file holding the characters on one line (no newline)."""
     path = BUILTIN.get(name_or_path, name_or_path)
     try:
-        st = os.stat(path)
+        return _read(path)  # a file edited in place is read again
     except FileNotFoundError:
         raise HwocrError(f"character set {name_or_path!r}: no such built-in set or file") from None
-    return _read(path, st.st_mtime_ns, st.st_size)  # a file edited in place is read again
 
 
 def charset_digest(name_or_path: str) -> str:
@@ -29,8 +28,8 @@ def charset_digest(name_or_path: str) -> str:
     return hashlib.sha256(load_charset(name_or_path).encode("utf-8")).hexdigest()
 
 
-@functools.lru_cache(maxsize=8)
-def _read(path: str, mtime_ns: int, size: int) -> str:
+@memo.by_file(maxsize=8)
+def _read(path: str) -> str:
     with open(path, encoding="utf-8") as f:
         chars = f.read()
     # The set may start with a space: strip only the line end.

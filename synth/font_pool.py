@@ -14,7 +14,6 @@ existing presets select the same fonts).
 from __future__ import annotations
 
 import difflib
-import functools
 import importlib.resources
 import logging
 import math
@@ -26,7 +25,7 @@ from typing import Annotated, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from hwocr import hashing, storage
+from hwocr import hashing, memo, storage
 from hwocr.errors import HwocrError
 from synth.fonts import FONT_EXTS, inspect_font, reserved_family
 
@@ -212,20 +211,19 @@ def read_catalogue(path: str | None = None) -> tuple[list[FontEntry], list[str] 
     path, size and modification time."""
     path = path or BUNDLED_CATALOGUE
     try:
-        st = os.stat(path)
+        entries, defaults = _read_catalogue(path)
     except FileNotFoundError:
         raise FontPoolError(f"font catalogue {path} does not exist") from None
     except OSError as e:
         raise FontPoolError(f"font catalogue {path} cannot be read: {e}") from None
-    entries, defaults = _read_catalogue(path, st.st_size, st.st_mtime_ns)
     return list(entries), None if defaults is None else list(defaults)
 
 
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-@functools.lru_cache(maxsize=16)
-def _read_catalogue(path: str, size: int, mtime_ns: int) -> tuple[tuple[FontEntry, ...], tuple[str, ...] | None]:
+@memo.by_file(maxsize=16)
+def _read_catalogue(path: str) -> tuple[tuple[FontEntry, ...], tuple[str, ...] | None]:
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -459,29 +457,15 @@ def select_pool(settings: FontPoolSettings, root: str = DEFAULT_ROOT, *,
 # checks
 
 
-def _stat_key(path: str) -> tuple[str, int, int]:
-    st = os.stat(path)
-    return path, st.st_mtime_ns, st.st_size
-
-
-@functools.lru_cache(maxsize=512)
-def _sha256_cached(key: tuple[str, int, int]) -> str:
-    return hashing.sha256_url(key[0])
-
-
 def font_sha256(path: str) -> str:
-    """sha256 of the font file's content (cached per path, mtime and size)."""
-    return _sha256_cached(_stat_key(path))
+    """sha256 of the font file's content (hashed once per path, size, time and inode)."""
+    return hashing.sha256_url(path)
 
 
-@functools.lru_cache(maxsize=512)
-def _probe_cached(key: tuple[str, int, int], probe: str) -> int:
-    return inspect_font(key[0], probe)["hangul"]
-
-
+@memo.by_file(maxsize=512)
 def probe_hangul(path: str, probe: str = HANGUL_PROBE) -> int:
     """How many of the probe syllables the font really draws (render-level, see synth.fonts.inspect_font)."""
-    return _probe_cached(_stat_key(path), probe)
+    return inspect_font(path, probe)["hangul"]
 
 
 T = TypeVar("T")

@@ -175,6 +175,19 @@ def check_command(args, config) -> None:
             from models.train_settings import ATTN_REFUSED
 
             raise HwocrError(ATTN_REFUSED)
+    elif args.command == "prelabel":
+        from models.prelabeling import check_out, image_size, list_images
+
+        detector_settings(args.detector)
+        images = storage.normalize(args.images)
+        names = list_images(images)
+        if storage.is_local(images):  # headers only: a page that is no image, or too large, fails now
+            for name in names:
+                image_size(storage.join(images, name), storage.join(images, name))
+        model = storage.normalize(args.model)
+        if not (storage.is_local(model) and os.path.isdir(storage.local_path(model))):
+            check_checkpoint(model)
+        check_out(storage.normalize(args.out))
     elif args.command == "serve" and args.cron:
         from prefect.client.schemas.schedules import CronSchedule
         from pydantic import ValidationError
@@ -423,6 +436,7 @@ def cmd_serve(args, config) -> dict:
     from flows.config import PRESETS
     from flows.dataset import dataset_flow
     from flows.finetune import finetune_flow, pipeline_flow
+    from flows.prelabel import prelabel_flow
 
     # Each form leads with a preset and the knobs people change; a preset name stays a preset there, a file is
     # sent whole as the config.
@@ -435,8 +449,11 @@ def cmd_serve(args, config) -> dict:
         pipeline_flow.to_deployment("pipeline", parameters=form, description="The whole pipeline", **cron),
         dataset_flow.to_deployment("dataset", parameters=form, description="Data only: render, gt.txt, LMDB"),
         finetune_flow.to_deployment("finetune", parameters=form, description="Fine-tune, evaluate, track"),
+        # Its own form: the scans, the model and the review folder (no preset).
+        prelabel_flow.to_deployment("prelabel", description="Read scans with a model into a folder to review"),
     ]
-    print("serving hwocr-pipeline/pipeline, hwocr-dataset/dataset, hwocr-finetune/finetune; Ctrl-C stops", flush=True)
+    print("serving hwocr-pipeline/pipeline, hwocr-dataset/dataset, hwocr-finetune/finetune, hwocr-prelabel/prelabel; "
+          "Ctrl-C stops", flush=True)
     from flows import signals
 
     signals.serve(deployments, args.limit)
@@ -465,6 +482,43 @@ def cmd_scans(args, config) -> dict:
               f"{result['dir']}: pages/Label.txt, easyocr/labels.csv, labelstudio.json\n"
               f"use them: --set \"real.sources=[{{name: standin, url: {result['dir']}/pages, ratio: 0.3}}]\"")
     return result
+
+
+def cmd_prelabel(args, config) -> dict:
+    from flows.prelabel import prelabel_flow
+
+    result = prelabel_flow(images=args.images, model=args.model, out=args.out, kind=args.kind,
+                           shard_size=args.shard_size, detector=detector_settings(args.detector))
+    if not args.json:
+        hist = " ".join(f"{k}:{n}" for k, n in result["confidence_histogram"].items())
+        mean = f"{result['mean_confidence']:.3f}" if result["mean_confidence"] is not None else "-"
+        print(f"prelabelled {result['images']} images ({result['pages']} pages, {result['crops']} crops): "
+              f"{result['words']} words, mean confidence {mean}\nconfidence histogram {hist}\n"
+              f"labels: {result['label_file']} (status: predicted; a pages source as it is)")
+        if t := result["truth"]:
+            print(f"against the scans' own Label.txt ({t['words']} words): detection recall "
+                  f"{t['detection_recall']:.2f}%, words read {t['word_accuracy']:.2f}%, CER {t['cer']:.4f}")
+    return result
+
+
+def detector_settings(pairs: list[str]):
+    """--detector KEY=VALUE pairs as DetectorSettings; an error naming the key or value."""
+    from pydantic import ValidationError
+
+    from models.prelabeling import DetectorSettings
+
+    given = {}
+    for pair in pairs:
+        key, eq, value = pair.partition("=")
+        if not eq or key not in DetectorSettings.model_fields:
+            raise HwocrError(f"--detector {pair}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(DetectorSettings.model_fields)}")
+        given[key] = value
+    try:
+        return DetectorSettings(**given)
+    except ValidationError as e:
+        err = e.errors()[0]
+        raise HwocrError(f"--detector {err['loc'][0]}={given[err['loc'][0]]}: {err['msg']}") from None
 
 
 def cmd_pack(args, config) -> dict:
@@ -553,6 +607,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--words", help="word list, one a line (default: the bundled frequency list)")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     p.set_defaults(func=cmd_scans, overrides=[], config=None)
+    p = sub.add_parser("prelabel", help="read a folder of scans with a model as EasyOCR reads it, into a folder of "
+                       "labels to review (PPOCRLabel's Label.txt)")
+    p.add_argument("--images", required=True, help="folder (or URL) of page images, or of word crops")
+    p.add_argument("--model", required=True, help="an exported bundle folder, or a checkpoint")
+    p.add_argument("--out", required=True, help="review folder to write: Label.txt, crops/, prelabel.json, the images")
+    p.add_argument("--kind", choices=["auto", "pages", "crops"], default="auto",
+                   help="pages: find the words with EasyOCR's detector; crops: one word an image; auto (default): "
+                   "an image at most 3 model input heights tall is a crop")
+    p.add_argument("--shard-size", type=_at_least(1), default=25, help="images a shard (cached and retried alone)")
+    p.add_argument("--detector", action="append", default=[], metavar="KEY=VALUE",
+                   help="readtext's box settings (text_threshold=0.7, low_text=0.4, link_threshold=0.4, "
+                   "canvas_size=2560, mag_ratio=1.0, width_ths=0.5, ...: EasyOCR's defaults)")
+    p.add_argument("--verbose", action="store_true", help="show Prefect's lines on the console too")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
+    p.set_defaults(func=cmd_prelabel, overrides=[], config=None)
     p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")
@@ -579,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         from flows.config import load_config
 
         # Settings are checked first, in about a second: nothing heavy (Prefect, torch, MLflow) is imported yet.
-        flow = args.command in ("data", "train", "run", "serve")
+        flow = args.command in ("data", "train", "run", "serve", "prelabel")
         config = load_config(args.config, args.overrides, args.out if flow else None)
         from hwocr import remote
 

@@ -204,7 +204,7 @@ def score_pages(pages: list[Page], readings: list[list]) -> dict:
             "words_in_merged_boxes": merged}
 
 
-def _require_detector(folder: str) -> None:
+def require_detector(folder: str) -> None:
     if not os.path.isfile(os.path.join(folder, CRAFT.filename)):
         raise HwocrError(
             f"{folder} has no {CRAFT.filename} (EasyOCR's CRAFT detector, md5 {CRAFT.md5}), which readtext needs "
@@ -240,7 +240,7 @@ class PageSet:
         read = {"read": "readtext", "quantize": False, "paths": self.paths}
         if self.boxes is not None:
             return [{**read, "boxes": self.boxes}]
-        _require_detector(detector)  # before EasyOCR starts: it would fail only after loading the recognizer
+        require_detector(detector)  # before EasyOCR starts: it would fail only after loading the recognizer
         return [{"read": "detect", "detector": detector, "paths": self.paths}, {**read, "from": 0}]
 
     def save(self, folder: str) -> None:

@@ -42,6 +42,9 @@ with get_client(sync_client=True) as client:
         results[name] = {"state": run.state.type.value, "artifacts": sorted(a.key for a in artifacts if a.key),
                          "form": list(schema), "presets": schema["preset"]["enum"],
                          "pictures": [a.data for a in artifacts if a.key == "hwocr-pictures"]}
+    # Served beside them, not run here (tests/test_prelabel.py runs the flow): its form.
+    schema = client.read_deployment_by_name("hwocr-prelabel/prelabel").parameter_openapi_schema
+    results["hwocr-prelabel/prelabel"] = {"form": list(schema["properties"]), "required": schema.get("required")}
 print(json.dumps(results))
 """
 
@@ -67,6 +70,8 @@ def test_serve_and_run_deployment(tmp_path, prefect_server):
     served = (tmp_path / "serve.log").read_text()
     assert trigger.returncode == 0, trigger.stderr[-2000:] + served[-2000:]
     results = json.loads(trigger.stdout.strip().splitlines()[-1])
+    assert results.pop("hwocr-prelabel/prelabel") == {
+        "form": ["images", "model", "out", "kind", "shard_size", "detector"], "required": ["images", "model", "out"]}
     assert {name: r["state"] for name, r in results.items()} == {
         "hwocr-dataset/dataset": "COMPLETED", "hwocr-pipeline/pipeline": "COMPLETED",
         "hwocr-finetune/finetune": "COMPLETED"}, served[-3000:]

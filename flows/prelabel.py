@@ -1,0 +1,66 @@
+"""The prelabel flow: a folder of scans -> a review folder (Label.txt with every word's box, prediction, confidence
+and status, the crops, a summary), read by a model as EasyOCR reads it."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Literal
+
+from prefect import flow, get_run_logger, unmapped
+from prefect.task_runners import ThreadPoolTaskRunner
+from pydantic import PositiveInt
+
+from hwocr import hashing, storage
+from models.prelabeling import DetectorSettings, PrelabelSettings, against_truth, check_out, list_images, write_folder
+from tasks.prelabel_shard import prelabel_shard
+from tasks.stage import result_storage
+
+
+def bundle_of(model: str, out: str) -> tuple[str, str]:
+    """(a local bundle folder, a digest of its network and weights): the model itself when it is a bundle, else the
+    checkpoint exported into out/.model."""
+    from models.bundle import ExportSettings, export_easyocr_fn
+    from models.easyocr_venv import bundle_name
+
+    local = storage.local_copy(model, "models")
+    if not os.path.isdir(local):
+        local = export_easyocr_fn(model, storage.join(out, ".model"), ExportSettings())["dir"]
+        local = storage.local_copy(local, "models")
+    name = bundle_name(local)
+    h = hashlib.sha256()
+    for ext in ("yaml", "pth"):
+        h.update(hashing.sha256_url(os.path.join(local, f"{name}.{ext}")).encode())
+    return local, h.hexdigest()
+
+
+# One shard at a time: each runs EasyOCR's detector and recognizer on every core there is, and two at once on a
+# few cores slow each other down (the pipeline's check measured 2.2x).
+@flow(name="hwocr-prelabel", validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
+def prelabel_flow(images: str, model: str, out: str, kind: Literal["auto", "pages", "crops"] = "auto",
+                  shard_size: PositiveInt = 25, detector: DetectorSettings | None = None) -> dict:
+    """Read every image of a folder with a model as EasyOCR reads it, into a folder a person reviews.
+
+    Args:
+        images: The folder of scans (pages, or crops of one word each): local or an fsspec URL.
+        model: An exported bundle folder, or a checkpoint (exported first).
+        out: The review folder to write (Label.txt, crops/, prelabel.json, the images).
+        kind: pages (find the words with EasyOCR's detector), crops (one word an image), or auto.
+        shard_size: Images a shard: the unit of caching and retries.
+        detector: readtext's box settings (EasyOCR's defaults).
+    """
+    images, out = storage.normalize(images), storage.normalize(out)
+    settings = PrelabelSettings(kind=kind, shard_size=shard_size, detector=detector or DetectorSettings())
+    check_out(out)
+    names = list_images(images)
+    digests = [hashing.sha256_url(storage.join(images, name)) for name in names]
+    bundle, bundle_digest = bundle_of(storage.normalize(model), out)
+    step = settings.shard_size
+    shards = [(names[i:i + step], digests[i:i + step]) for i in range(0, len(names), step)]
+    task = prelabel_shard.with_options(result_storage=result_storage(storage.join(out, ".prefect-results")))
+    futures = task.map(unmapped(images), [s[0] for s in shards], [s[1] for s in shards], unmapped(bundle),
+                       unmapped(bundle_digest), unmapped(settings), unmapped(out))
+    rows = [row for f in futures for row in f.result().rows()]
+    result = write_folder(out, images, rows, against_truth(images, rows))
+    get_run_logger().info("prelabel: %d images, %d words, into %s", result["images"], result["words"], out)
+    return result

@@ -1,0 +1,56 @@
+"""prelabel_shard: a shard of a scan folder read by a model (models/prelabeling.py), its crops and rows stored under the
+review folder, cached on the images' content, the model and the settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+from hwocr import hashing, storage
+from models.easyocr_venv import SCRIPT
+from models.prelabeling import PrelabelSettings, read_images
+from tasks.stage import IO_RETRY, StageResult, stage
+
+CODE_VERSION = hashing.code_version(__file__, SCRIPT)
+ROWS = "rows.json"
+
+
+def shard_url(out: str, key: str) -> str:
+    return storage.join(out, ".shards", key[:16])
+
+
+class ShardRead(StageResult):
+    url: str
+    images: int
+    words: int
+
+    def rows(self) -> list[dict]:
+        return json.loads(storage.read_text(storage.join(self.url, ROWS)))
+
+    def complete(self) -> bool:
+        return storage.exists(storage.join(self.url, ROWS))
+
+
+def prelabel_shard_fn(images: str, names: list[str], digests: list[str], bundle: str, bundle_digest: str,
+                      settings: PrelabelSettings, out: str, *, key: str) -> ShardRead:
+    """Read the named images of the folder images with the bundle; the crops go to out/crops/, the rows beside
+    this stage's marker (written last)."""
+    with tempfile.TemporaryDirectory(prefix="hwocr-prelabel-") as scratch:
+        rows = read_images(bundle, images, names, settings, scratch)
+        crops = [w["crop"] for r in rows for w in r["words"]]
+        for crop in crops:
+            with open(os.path.join(scratch, crop), "rb") as f:
+                storage.write_bytes(storage.join(out, crop), f.read())
+    url = shard_url(out, key)
+    storage.write_text(storage.join(url, ROWS), json.dumps(rows, ensure_ascii=False))
+    return ShardRead(url=url, images=len(rows), words=len(crops))
+
+
+prelabel_shard = stage(
+    name="prelabel_shard", code=CODE_VERSION, result=ShardRead,
+    key=lambda images, names, digests, bundle, bundle_digest, settings, out: {
+        "images": list(zip(names, digests)), "model": bundle_digest, "settings": settings.model_dump(mode="json")},
+    marker=lambda key, out, **_: storage.join(shard_url(out, key), "shard.json"),
+    task_run_name="prelabel {names[0]}", **IO_RETRY,
+)(prelabel_shard_fn)

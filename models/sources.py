@@ -16,7 +16,8 @@ Formats (`format: auto` tells them apart by the files in the source folder):
   labelstudio  a Label Studio JSON export of an OCR project (its OCR template: rectangles or polygons, each with a
                per-region transcription), with the page images in the same folder
   pages        page images with word boxes: PPOCRLabel's Label.txt (`folder/page.jpg<TAB>[{"transcription",
-               "points", "difficult"}]`)
+               "points", "difficult"}]`); hwocr prelabel's adds "status": a word "predicted" (not reviewed yet) or
+               "rejected" is left out, counted, and not against real.max_dropped
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 ADD_MARGIN = 0.1  # readtext's add_margin: the margin EasyOCR adds around every detector box
 SLOPE_THS = 0.1  # group_text_box's slope_ths: a steeper box is warped straight, not cut as a rectangle
 DONT_CARE = "###"  # PaddleOCR's label of an unreadable box
+# A prelabelled word (hwocr prelabel) trains once a person reviewed it: "status" "reviewed", or none (PPOCRLabel's).
+REVIEW_DROPS = {"predicted": "unreviewed", "rejected": "rejected"}
 
 
 class SourceSettings(BaseModel):
@@ -311,7 +314,8 @@ def _read_pages(src: Source, allow: bool) -> None:
             if not isinstance(item, dict) or "transcription" not in item or "points" not in item:
                 raise HwocrError(f"{at}: expected {{\"transcription\", \"points\"}}, got {str(item)[:80]}")
             label = str(item["transcription"])
-            drop = "dont_care" if item.get("difficult") or label == DONT_CARE else None
+            drop = ("dont_care" if item.get("difficult") or label == DONT_CARE
+                    else REVIEW_DROPS.get(item.get("status")))
             src.entries.append(Entry(at, label, group=rel, path=rel, box=_quad(item["points"], at), drop=drop))
 
 
@@ -462,8 +466,12 @@ def check_labels(src: Source, charset: str, batch_max_length: int, max_dropped: 
         elif not set(e.label) <= allowed:
             e.drop = "out_of_charset"
     dropped = collections.Counter(e.drop for e in src.entries if e.drop)
-    total = sum(dropped.values())
-    if total > max_dropped * len(src.entries) or total == len(src.entries):
+    if sum(dropped.values()) == len(src.entries) and set(dropped) <= {"unreviewed", "rejected"}:
+        raise HwocrError(f"real source {src.name}: none of its {len(src.entries)} words is reviewed yet "
+                         f"({dict(dropped)}): a prelabelled word trains once its status is reviewed")
+    # A review's decisions are not faults of the data: they do not count against real.max_dropped.
+    total = sum(n for why, n in dropped.items() if why not in REVIEW_DROPS.values())
+    if total > max_dropped * len(src.entries) or sum(dropped.values()) == len(src.entries):
         first = next(e for e in src.entries if e.drop)
         outside = "".join(sorted({c for e in src.entries if e.drop == "out_of_charset" for c in e.label} - allowed))
         raise HwocrError(f"real source {src.name}: {total} of {len(src.entries)} labels dropped ({dict(dropped)}), "

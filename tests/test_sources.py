@@ -286,3 +286,32 @@ def test_a_writer_column_keeps_a_writers_images_on_one_side(tmp_path):
         for e in entries:
             by_writer.setdefault(e.group, set()).add(split)
     assert set(by_writer) == {f"writer:w{k}" for k in range(6)} and all(len(v) == 1 for v in by_writer.values())
+
+
+def test_a_prelabelled_folder_trains_on_what_a_person_reviewed(tmp_path):
+    """hwocr prelabel's Label.txt adds a status to each word: reviewed ones train, predicted and rejected ones are
+    left out and counted, and do not count as faults of the data against real.max_dropped."""
+    scans = pages_source(tmp_path)  # 2 pages of 6 words
+    label = scans / "Label.txt"
+    rows = [line.split("\t") for line in label.read_text(encoding="utf-8").splitlines()]
+    statuses = iter(["reviewed", "predicted", "rejected", "predicted", "predicted", "predicted",
+                     "reviewed", "reviewed", "predicted", "predicted", "predicted", "rejected"])
+    edited = []
+    for path, words in rows:
+        words = json.loads(words)
+        for w in words:
+            w["status"], w["confidence"] = next(statuses), 0.5
+        edited.append(f"{path}\t{json.dumps(words, ensure_ascii=False)}")
+    label.write_text("\n".join(edited) + "\n", encoding="utf-8")
+    s = SourceSettings(name="s", url=str(scans), split="test")
+    report = import_source(s, RealSettings(sources=[s], max_dropped=0.1), CHARSET, 25, str(tmp_path / "o"),
+                           PackSettings())
+    assert report["dropped"] == {"unreviewed": 7, "rejected": 2}
+    assert report["splits"]["test"]["samples"] == 3
+    labels = sorted(v.decode() for k, v in read_lmdb(tmp_path / "o" / "test").items() if k.startswith(b"label-"))
+    assert labels == sorted([WORDS[0], WORDS[0], WORDS[1]])  # the reviewed words: page 1's first, page 2's two
+
+    label.write_text("\n".join(edited).replace('"reviewed"', '"predicted"') + "\n", encoding="utf-8")
+    with pytest.raises(HwocrError, match=r"real source s: none of its 12 words is reviewed yet \(\{'unreviewed': "
+                                         r"10, 'rejected': 2\}\)"):
+        import_source(s, RealSettings(sources=[s]), CHARSET, 25, str(tmp_path / "o2"), PackSettings())

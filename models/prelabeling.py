@@ -27,6 +27,7 @@ MAX_PIXELS = 100_000_000  # a page larger than this is refused: CRAFT on it woul
 CROP_HEIGHTS = 3  # auto: an image at most this many model input heights tall is a word crop, else a page
 LABEL_FILE = "Label.txt"
 SUMMARY_FILE = "prelabel.json"
+LS_TASKS = "labelstudio-tasks.json"  # Label Studio's pre-annotations, to import into an OCR project
 BINS = 10  # the confidence histogram's bins over [0, 1]
 
 
@@ -219,6 +220,29 @@ def reviewed(out_url: str) -> int:
     return n
 
 
+def labelstudio_tasks(rows: list[dict], folder: str) -> list[dict]:
+    """The rows as Label Studio tasks of its OCR template, each word a pre-annotation (a prediction, with its
+    confidence as the score): rectangles for level boxes, polygons for tilted ones. Images are named as Label
+    Studio's local files under a document root that holds the review folder (/data/local-files/?d=<folder>/<image>).
+    A person's accepted or corrected regions come back in Label Studio's JSON export, which is a `labelstudio`
+    source as it is."""
+    from synth.labelstudio import regions
+
+    tasks = []
+    for n, row in enumerate(rows, 1):
+        level = [w for w in row["words"] if w["points"][0][1] == w["points"][1][1]]
+        tilted = [w for w in row["words"] if w["points"][0][1] != w["points"][1][1]]
+        result = []
+        for polygon, words in ((False, level), (True, tilted)):
+            found = [(f"w{n}-{row['words'].index(w)}", w["points"], w["transcription"]) for w in words]
+            result += regions(found, tuple(row["size"]), polygon)
+        scores = [w["confidence"] for w in row["words"]]
+        tasks.append({"id": n, "data": {"ocr": f"/data/local-files/?d={folder}/{row['image']}"},
+                      "predictions": [{"model_version": "hwocr-prelabel", "result": result,
+                                       "score": float(np.mean(scores)) if scores else 0.0}]})
+    return tasks
+
+
 def check_out(out_url: str) -> None:
     """Refuse a review folder a person has worked in: prelabel would overwrite their labels."""
     storage.not_a_file(out_url)
@@ -229,7 +253,8 @@ def check_out(out_url: str) -> None:
 
 def write_folder(out_url: str, images_url: str, rows: list[dict], truth: dict | None = None) -> dict:
     """The review folder at out_url: the images copied, Label.txt (paths as PPOCRLabel writes them:
-    <folder>/<image>) and prelabel.json (the summary), each file written whole; returns the summary. The crops are
+    <folder>/<image>), labelstudio-tasks.json (the same words as Label Studio pre-annotations) and prelabel.json
+    (the summary), each file written whole; returns the summary. The crops are
     there already (the shards write them). truth: against_truth's figures, kept in the summary."""
     folder = storage.normalize(out_url).rstrip("/").rsplit("/", 1)[-1]
     for row in rows:
@@ -239,6 +264,7 @@ def write_folder(out_url: str, images_url: str, rows: list[dict], truth: dict | 
             storage.write_bytes(dest, data)
     lines = [f"{folder}/{row['image']}\t{json.dumps(row['words'], ensure_ascii=False)}\n" for row in rows]
     storage.write_text(storage.join(out_url, LABEL_FILE), "".join(lines))
+    storage.write_text(storage.join(out_url, LS_TASKS), json.dumps(labelstudio_tasks(rows, folder), ensure_ascii=False))
     result = {**summary(rows), "label_file": storage.join(out_url, LABEL_FILE), "truth": truth}
     storage.write_json(storage.join(out_url, SUMMARY_FILE), result)
     return result

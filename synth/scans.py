@@ -30,7 +30,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
-from synth import font_pool
+from synth import font_pool, labelstudio
 from synth.fonts import inspect_font, load_font, refuse_reserved
 
 BOX_MARGIN = 3  # pixels between a word's ink and its quadrilateral
@@ -391,29 +391,10 @@ def _region_id(seed: int, page: int, index: int) -> str:
     return "".join(chars)
 
 
-def _ls_geometry(quad: list[list[int]], size: tuple[int, int], polygon: bool) -> dict:
-    w, h = size
-    if polygon:
-        return {"points": [[round(100 * x / w, 6), round(100 * y / h, 6)] for x, y in quad]}
-    xs, ys = [p[0] for p in quad], [p[1] for p in quad]
-    return {"x": round(100 * min(xs) / w, 6), "y": round(100 * min(ys) / h, 6),
-            "width": round(100 * (max(xs) - min(xs)) / w, 6), "height": round(100 * (max(ys) - min(ys)) / h, 6),
-            "rotation": 0}
-
-
 def _ls_task(number: int, image: str, words: list[Placed], size: tuple[int, int], seed: int) -> dict:
     """A task of Label Studio's JSON export for the OCR template: rectangles on odd pages, polygons on even ones."""
-    polygon = number % 2 == 0
-    kind, tool = ("polygon", "poly") if polygon else ("rectangle", "bbox")
-    result = []
-    for i, p in enumerate(words):
-        geometry = _ls_geometry(p.quad, size, polygon)
-        common = {"id": _region_id(seed, number, i), "to_name": "image", "original_width": size[0],
-                  "original_height": size[1], "image_rotation": 0}
-        result += [{**common, "type": kind, "from_name": tool, "value": geometry},
-                   {**common, "type": "labels", "from_name": "label", "value": {**geometry, "labels": ["Handwriting"]}},
-                   {**common, "type": "textarea", "from_name": "transcription",
-                    "value": {**geometry, "text": [p.text]}}]
+    found = [(_region_id(seed, number, i), p.quad, p.text) for i, p in enumerate(words)]
+    result = labelstudio.regions(found, size, polygon=number % 2 == 0)
     return {"id": number, "data": {"ocr": LS_UPLOAD + image}, "annotations": [{"id": number, "result": result}]}
 
 

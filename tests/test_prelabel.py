@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -110,6 +111,9 @@ def test_scans_are_prelabelled_as_readtext_reads_them_and_reviews_are_never_over
     # The sources are copied, not touched; the folder is a pages source as it is.
     assert (review / "page-0001.jpg").read_bytes() == (pages / "page-0001.jpg").read_bytes()
     assert len(read_source(SourceSettings(name="mine", url=str(review))).entries) == len(found)
+    tasks = json.loads((review / "labelstudio-tasks.json").read_text(encoding="utf-8"))
+    assert [t["data"]["ocr"] for t in tasks] == [f"/data/local-files/?d=review/{p}" for p in sorted(rows)]
+    assert sum(len(t["predictions"][0]["result"]) for t in tasks) == 3 * len(found)
     # Each prediction and confidence is readtext's for that box, bit for bit (readtext's boxes carry its margin;
     # the stored ones are tight, and cut with that margin).
     proc = subprocess.run([EASYOCR_PYTHON, "-c", READTEXT, str(bundle), "hwocr_pl",
@@ -129,3 +133,36 @@ def test_scans_are_prelabelled_as_readtext_reads_them_and_reviews_are_never_over
     code, _, err = run(capsys, *args)
     assert code == 2 and "1 of its words were reviewed; prelabel would overwrite them" in err, err
     assert (review / "Label.txt").read_text(encoding="utf-8") == text
+
+
+def test_the_label_studio_round_trip_keeps_every_label_and_box(tmp_path):
+    """The review folder's words as Label Studio pre-annotations, accepted (one corrected) and exported by Label
+    Studio: read back as a `labelstudio` source, every label and box is the one sent, or the correction."""
+    from models.prelabeling import labelstudio_tasks
+    from models.sources import SourceSettings, read_source
+    from tests.test_sources import WORDS, page
+
+    (tmp_path / "scans").mkdir()
+    rows = []
+    for k, tilt in enumerate((0.0, 6.0)):  # the second page's second line tilted: polygons
+        quads = page(tmp_path / "scans", f"p{k}.png", WORDS, tilt)
+        rows.append({"image": f"p{k}.png", "kind": "pages", "size": [640, 360],
+                     "words": [{"transcription": w, "points": q, "confidence": 0.5, "status": "predicted"}
+                               for w, q in zip(WORDS, quads)]})
+    tasks = labelstudio_tasks(rows, "scans")
+    assert [t["predictions"][0]["model_version"] for t in tasks] == ["hwocr-prelabel"] * 2
+    # What Label Studio exports once a person accepted the pre-annotations and corrected one transcription.
+    exported = [{"id": t["id"], "data": t["data"], "annotations": [{"id": t["id"], "result": t["predictions"][0]
+                                                                     ["result"]}]} for t in tasks]
+    [fix] = [r for r in exported[1]["annotations"][0]["result"] if r["type"] == "textarea"
+             and r["value"]["text"] == [WORDS[4]]]
+    fix["value"]["text"] = ["나무"]
+    (tmp_path / "scans" / "export.json").write_text(json.dumps(exported, ensure_ascii=False), encoding="utf-8")
+    src = read_source(SourceSettings(name="ls", url=str(tmp_path / "scans" / "export.json"), format="labelstudio"))
+    got = sorted((e.path, e.label, [[round(x, 2), round(y, 2)] for x, y in e.box]) for e in src.entries)
+    want = sorted((r["image"], "나무" if (r["image"], w["transcription"]) == ("p1.png", WORDS[4])
+                   else w["transcription"], [[float(x), float(y)] for x, y in w["points"]])
+                  for r in rows for w in r["words"])
+    assert len(got) == 12 and [g[:2] for g in got] == [w[:2] for w in want]
+    for (_, _, a), (_, _, b) in zip(got, want):
+        assert np.allclose(a, b, atol=0.01), (a, b)

@@ -193,12 +193,12 @@ def test_signal_stops_serve(tmp_path, started, sig, group):
     proc = _start(_cli("serve", "--out", str(tmp_path / "out")), tmp_path)
     started.append((proc, None))
 
-    def serving() -> bool:  # the temporary server answers and holds the three deployments
+    def serving() -> bool:  # the temporary server answers and holds all four deployments
         for p in _processes(proc.pid):
             if "server start" in p and (port := re.search(r"--port (\d+)", p)):
                 try:
                     r = httpx.post(f"http://127.0.0.1:{port.group(1)}/api/deployments/filter", json={}, timeout=2)
-                    return r.status_code == 200 and len(r.json()) == 3
+                    return r.status_code == 200 and len(r.json()) == 4
                 except httpx.HTTPError:
                     return False
         return False

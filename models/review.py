@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 
 from hwocr.errors import HwocrError
 from models.prelabeling import LABEL_FILE
+from models.sources import page_items
 
 STATUSES = ("predicted", "reviewed", "rejected")
 
@@ -57,12 +58,7 @@ def _rows(folder: str) -> list[tuple[str, list[dict]]]:
         where = f"{path} line {n}"
         if not tab:
             raise HwocrError(f"{where}: expected image<TAB>[words as JSON]")
-        try:
-            words = json.loads(words)
-        except ValueError as e:
-            raise HwocrError(f"{where}: its words are not JSON ({e.msg} at character {e.pos})") from None
-        if not isinstance(words, list):
-            raise HwocrError(f"{where}: expected a JSON list of words")
+        words = page_items(where, words, "words")
         for k, w in enumerate(words, 1):
             if not isinstance(w, dict) or not isinstance(w.get("transcription"), str) or "points" not in w:
                 raise HwocrError(f"{where} word {k}: expected {{\"transcription\": text, \"points\", ...}}")

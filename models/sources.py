@@ -300,16 +300,21 @@ def _order(pts: np.ndarray) -> np.ndarray:
     return np.array([pts[np.argmin(s)], pts[np.argmin(d)], pts[np.argmax(s)], pts[np.argmax(d)]])
 
 
+def page_items(where: str, text: str, what: str = "boxes") -> list:
+    """The JSON list of a Label.txt line's boxes; an error naming the line."""
+    try:
+        items = json.loads(text)
+    except ValueError as e:
+        raise HwocrError(f"{where}: its {what} are not JSON ({e.msg} at character {e.pos})") from None
+    if not isinstance(items, list):
+        raise HwocrError(f"{where}: expected a JSON list of {what}")
+    return items
+
+
 def _read_pages(src: Source, allow: bool) -> None:
     for where, path, boxes in _tab_rows(src.label_file, "page<TAB>[boxes as JSON]"):
         rel = _resolve_page(src, path, where, allow)
-        try:
-            items = json.loads(boxes)
-        except ValueError as e:
-            raise HwocrError(f"{where}: its boxes are not JSON ({e.msg} at character {e.pos})") from None
-        if not isinstance(items, list):
-            raise HwocrError(f"{where}: expected a JSON list of boxes")
-        for k, item in enumerate(items, 1):
+        for k, item in enumerate(page_items(where, boxes), 1):
             at = f"{where} box {k}"
             if not isinstance(item, dict) or "transcription" not in item or "points" not in item:
                 raise HwocrError(f"{at}: expected {{\"transcription\", \"points\"}}, got {str(item)[:80]}")

@@ -175,31 +175,23 @@ def summary(rows: list[dict]) -> dict:
 def against_truth(images_url: str, rows: list[dict]) -> dict | None:
     """When the scans come with their own Label.txt (stand-in scans do), the words found and read against it, as
     the pipeline scores pages (models/pages.py: a word is found when a box covers half of it); else None."""
-    from models.pages import Page, Word, score_pages
+    from models.pages import labeled_pages, score_pages
     from models.sources import SourceSettings, read_source
 
     if not storage.exists(storage.join(images_url, LABEL_FILE)):
         return None
     src = read_source(SourceSettings(name="truth", url=images_url, format="pages"))
-    truth: dict[str, list] = {}
+    truth: dict[str, dict] = {}
     for e in src.entries:
-        xs, ys = [p[0] for p in e.box], [p[1] for p in e.box]
-        truth.setdefault(e.path, []).append((int(min(xs)), int(min(ys)), int(max(xs)) + 1, int(max(ys)) + 1, e.label))
-    pages, readings = [], []
-    for row in rows:
-        if row["image"] not in truth:
-            continue
-        boxes = sorted(truth[row["image"]], key=lambda b: (b[1] + b[3]) / 2)
-        page, line, centre, height = Page(None), -1, None, 0.0
-        for x0, y0, x1, y1, label in boxes:  # lines by vertical centre, as labeled_pages makes them
-            cy = (y0 + y1) / 2
-            if centre is None or cy - centre > 0.5 * height:
-                line, centre, height = line + 1, cy, y1 - y0
-            page.words.append(Word(label, (x0, y0, x1, y1), line))
-        pages.append(page)
-        readings.append([[w["points"], w["transcription"], w["confidence"]] for w in row["words"]])
-    if not pages:
+        page = truth.setdefault(e.path, {"boxes": [], "labels": []})
+        page["boxes"].append(e.box)
+        page["labels"].append(e.label)
+    read = [row for row in rows if row["image"] in truth]
+    if not read:
         return None
+    local = [storage.local_copy(storage.join(images_url, row["image"]), "scans") for row in read]
+    pages = labeled_pages([truth[row["image"]] for row in read], local)
+    readings = [[[w["points"], w["transcription"], w["confidence"]] for w in row["words"]] for row in read]
     scores = score_pages(pages, readings)
     return {k: scores[k] for k in ("pages", "words", "detection_recall", "word_accuracy", "cer")}
 

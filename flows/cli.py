@@ -501,6 +501,12 @@ def cmd_prelabel(args, config) -> dict:
     return result
 
 
+def cmd_review(args, config) -> None:
+    from flows.review_page import serve
+
+    serve(args.dir, args.host, args.port, args.charset)
+
+
 def detector_settings(pairs: list[str]):
     """--detector KEY=VALUE pairs as DetectorSettings; an error naming the key or value."""
     from pydantic import ValidationError
@@ -622,6 +628,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--verbose", action="store_true", help="show Prefect's lines on the console too")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line of stdout")
     p.set_defaults(func=cmd_prelabel, overrides=[], config=None)
+    p = sub.add_parser("review", help="review a prelabelled folder in the browser: lowest confidence first, Enter "
+                       "accepts, typing corrects, Shift+Enter marks a word unreadable; every change saved at once")
+    p.add_argument("dir", help="the folder hwocr prelabel wrote (its Label.txt)")
+    p.add_argument("--port", type=int, default=8765, help="port to serve on (default 8765; 0: any free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--charset", default="korean_g2",
+                   help="characters a label may hold when the folder's prelabel.json does not name the model's "
+                   "(a charset name or file; default korean_g2)")
+    p.set_defaults(func=cmd_review, overrides=[], config=None, json=False)
     p = sub.add_parser("pack", help="pack your own image folder + gt.txt into a benchmark LMDB")
     p.add_argument("--gt", required=True, help="gt.txt: 'relative/path<TAB>label' a line")
     p.add_argument("--images", required=True, help="folder the gt.txt paths are relative to")

@@ -61,6 +61,9 @@ def prelabel_flow(images: str, model: str, out: str, kind: Literal["auto", "page
     futures = task.map(unmapped(images), [s[0] for s in shards], [s[1] for s in shards], unmapped(bundle),
                        unmapped(bundle_digest), unmapped(settings), unmapped(out))
     rows = [row for f in futures for row in f.result().rows()]
-    result = write_folder(out, images, rows, against_truth(images, rows))
+    from models.reading import bundle_reading
+
+    charset = bundle_reading(bundle)[1].charset
+    result = write_folder(out, images, rows, charset, against_truth(images, rows))
     get_run_logger().info("prelabel: %d images, %d words, into %s", result["images"], result["words"], out)
     return result

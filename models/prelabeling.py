@@ -243,11 +243,11 @@ def check_out(out_url: str) -> None:
                          "another folder")
 
 
-def write_folder(out_url: str, images_url: str, rows: list[dict], truth: dict | None = None) -> dict:
+def write_folder(out_url: str, images_url: str, rows: list[dict], charset: str, truth: dict | None = None) -> dict:
     """The review folder at out_url: the images copied, Label.txt (paths as PPOCRLabel writes them:
     <folder>/<image>), labelstudio-tasks.json (the same words as Label Studio pre-annotations) and prelabel.json
-    (the summary), each file written whole; returns the summary. The crops are
-    there already (the shards write them). truth: against_truth's figures, kept in the summary."""
+    (the summary, and the model's characters: what `hwocr review` checks labels against), each file written whole;
+    returns the summary. The crops are there already (the shards write them). truth: against_truth's figures."""
     folder = storage.normalize(out_url).rstrip("/").rsplit("/", 1)[-1]
     for row in rows:
         dest = storage.join(out_url, row["image"])
@@ -258,5 +258,5 @@ def write_folder(out_url: str, images_url: str, rows: list[dict], truth: dict | 
     storage.write_text(storage.join(out_url, LABEL_FILE), "".join(lines))
     storage.write_text(storage.join(out_url, LS_TASKS), json.dumps(labelstudio_tasks(rows, folder), ensure_ascii=False))
     result = {**summary(rows), "label_file": storage.join(out_url, LABEL_FILE), "truth": truth}
-    storage.write_json(storage.join(out_url, SUMMARY_FILE), result)
+    storage.write_json(storage.join(out_url, SUMMARY_FILE), {**result, "charset": charset})
     return result

@@ -17,7 +17,8 @@ import unicodedata
 from dataclasses import asdict, dataclass
 
 from hwocr.errors import HwocrError
-from models.prelabeling import LABEL_FILE
+from models.charset import load_charset
+from models.prelabeling import LABEL_FILE, SUMMARY_FILE
 from models.sources import page_items
 
 STATUSES = ("predicted", "reviewed", "rejected")
@@ -74,6 +75,30 @@ def load(folder: str) -> list[Word]:
     return [Word(f"{n}:{k}", image, w["transcription"], w.get("confidence"), w.get("status", "reviewed"),
                  w.get("crop"), w["points"])
             for n, (image, words) in enumerate(_rows(folder)) for k, w in enumerate(words)]
+
+
+def charset_of(folder: str, default: str = "korean_g2") -> str:
+    """The characters a label may hold: the model's that prelabelled the folder (prelabel.json), else `default`."""
+    try:
+        with open(os.path.join(folder, SUMMARY_FILE), encoding="utf-8") as f:
+            charset = json.load(f).get("charset")
+    except FileNotFoundError:
+        charset = None
+    except (ValueError, AttributeError):
+        raise HwocrError(f"{os.path.join(folder, SUMMARY_FILE)}: not the JSON object prelabel writes") from None
+    return charset if isinstance(charset, str) and charset else load_charset(default)
+
+
+def file_in(folder: str, rel: str) -> str | None:
+    """A path Label.txt names (a crop, or a page as PPOCRLabel names it: <folder>/<file>) as a path inside the folder;
+    None when it leaves the folder or is not there."""
+    base = os.path.realpath(folder)
+    head, _, rest = rel.replace("\\", "/").partition("/")
+    for candidate in ((rest, rel) if rest and head == os.path.basename(base) else (rel,)):
+        real = os.path.realpath(os.path.join(base, candidate))
+        if real.startswith(base + os.sep) and os.path.isfile(real):
+            return os.path.relpath(real, base)
+    return None
 
 
 def check_label(text: str, charset: str) -> str:

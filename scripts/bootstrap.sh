@@ -106,6 +106,18 @@ if [ "${HWOCR_PLAIN_VENV:-0}" = 1 ]; then
   fi
 fi
 
+# The review page's browser tests (tests/test_review_page.py) drive Debian's Chromium through its ChromeDriver.
+install_browser() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  apt() { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium chromium-driver; }
+  apt || { $sudo apt-get update -qq && apt; }
+}
+if [ "${HWOCR_PLAIN_VENV:-0}" = 1 ] && ! { [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; }; then
+  echo "bootstrap: installing Debian's chromium and chromium-driver (the review page's browser tests)"
+  in_background chromium install_browser
+fi
+
 # dclint (npm) validates docker/compose.yaml in the tests.
 if [ ! -x .npm-tools/node_modules/.bin/dclint ] && command -v npm >/dev/null; then
   echo "bootstrap: installing dclint into .npm-tools"

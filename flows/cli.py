@@ -307,16 +307,21 @@ def log_to_file(command: str, out: str, verbose: bool) -> logging.FileHandler:
     return handler
 
 
-def _progress_bar():
+def _images_bar(doing: str, total: int = 0):
+    """(rich's progress bar of images, the function that advances it)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+    progress = Progress(TextColumn(doing), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
+                        TimeRemainingColumn(), transient=False)
+    bar = progress.add_task(doing, total=total)
+    return progress, lambda n: progress.advance(bar, n)
+
+
+def _progress_bar():
     from tasks.render import POOL
 
-    progress = Progress(TextColumn("rendering"), BarColumn(), MofNCompleteColumn(), TextColumn("images"),
-                        TimeRemainingColumn(), transient=False)
-    bar = progress.add_task("render", total=0)
-    POOL.on_total = lambda n: progress.update(bar, total=(progress.tasks[0].total or 0) + n)
-    POOL.on_advance = lambda n: progress.advance(bar, n)
+    progress, POOL.on_advance = _images_bar("rendering")
+    POOL.on_total = lambda n: progress.update(progress.task_ids[0], total=(progress.tasks[0].total or 0) + n)
     return progress
 
 
@@ -485,19 +490,28 @@ def cmd_scans(args, config) -> dict:
 
 
 def cmd_prelabel(args, config) -> dict:
-    from flows.prelabel import prelabel_flow
+    from flows import prelabel
+    from hwocr import storage
+    from models.prelabeling import list_images
 
-    result = prelabel_flow(images=args.images, model=args.model, out=args.out, kind=args.kind,
-                           shard_size=args.shard_size, detector=detector_settings(args.detector))
-    if not args.json:
-        hist = " ".join(f"{k}:{n}" for k, n in result["confidence_histogram"].items())
-        mean = f"{result['mean_confidence']:.3f}" if result["mean_confidence"] is not None else "-"
-        print(f"prelabelled {result['images']} images ({result['pages']} pages, {result['crops']} crops): "
-              f"{result['words']} words, mean confidence {mean}\nconfidence histogram {hist}\n"
-              f"labels: {result['label_file']} (status: predicted; a pages source as it is)")
-        if t := result["truth"]:
-            print(f"against the scans' own Label.txt ({t['words']} words): detection recall "
-                  f"{t['detection_recall']:.2f}%, words read {t['word_accuracy']:.2f}%, CER {t['cer']:.4f}")
+    def run():
+        return prelabel.prelabel_flow(images=args.images, model=args.model, out=args.out, kind=args.kind,
+                                      shard_size=args.shard_size, detector=detector_settings(args.detector))
+
+    if args.json:
+        return run()
+    progress, prelabel.on_shard = _images_bar("reading", len(list_images(storage.normalize(args.images))))
+    with progress:
+        result = run()
+    hist = " ".join(f"{k}:{n}" for k, n in result["confidence_histogram"].items())
+    mean = f"{result['mean_confidence']:.3f}" if result["mean_confidence"] is not None else "-"
+    print(f"prelabelled {result['images']} images ({result['pages']} pages, {result['crops']} crops): "
+          f"{result['words']} words, mean confidence {mean}\nconfidence histogram {hist}\n"
+          f"labels: {result['label_file']} (status: predicted; a pages source as it is)")
+    if t := result["truth"]:
+        print(f"against the scans' own Label.txt ({t['words']} words): detection recall "
+              f"{t['detection_recall']:.2f}%, words read {t['word_accuracy']:.2f}%, CER {t['cer']:.4f}")
+    print(f"review them: hwocr review {args.out}")
     return result
 
 

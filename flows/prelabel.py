@@ -34,6 +34,11 @@ def bundle_of(model: str, out: str) -> tuple[str, str]:
     return local, h.hexdigest()
 
 
+def on_shard(images: int) -> None:
+    """Called with each shard's image count as it is done (a cached one at once); the CLI puts its progress bar
+    here."""
+
+
 # One shard at a time: each runs EasyOCR's detector and recognizer on every core there is, and two at once on a
 # few cores slow each other down (the pipeline's check measured 2.2x).
 @flow(name="hwocr-prelabel", validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
@@ -60,7 +65,11 @@ def prelabel_flow(images: str, model: str, out: str, kind: Literal["auto", "page
     task = prelabel_shard.with_options(result_storage=result_storage(storage.join(out, ".prefect-results")))
     futures = task.map(unmapped(images), [s[0] for s in shards], [s[1] for s in shards], unmapped(bundle),
                        unmapped(bundle_digest), unmapped(settings), unmapped(out))
-    rows = [row for f in futures for row in f.result().rows()]
+    rows = []
+    for future in futures:  # in order: shards run one at a time
+        shard = future.result()
+        rows += shard.rows()
+        on_shard(shard.images)
     from models.reading import bundle_reading
 
     charset = bundle_reading(bundle)[1].charset

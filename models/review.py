@@ -90,11 +90,11 @@ def charset_of(folder: str, default: str = "korean_g2") -> str:
 
 
 def file_in(folder: str, rel: str) -> str | None:
-    """A path Label.txt names (a crop, or a page as PPOCRLabel names it: <folder>/<file>) as a path inside the folder;
-    None when it leaves the folder or is not there."""
+    """A path Label.txt names (a crop, or a page as PPOCRLabel names it: <folder>/<file>, the folder's name when it
+    was written) as a path inside the folder; None when it leaves the folder or is not there."""
     base = os.path.realpath(folder)
-    head, _, rest = rel.replace("\\", "/").partition("/")
-    for candidate in ((rest, rel) if rest and head == os.path.basename(base) else (rel,)):
+    rel = rel.replace("\\", "/")
+    for candidate in (rel, rel.partition("/")[2]):
         real = os.path.realpath(os.path.join(base, candidate))
         if real.startswith(base + os.sep) and os.path.isfile(real):
             return os.path.relpath(real, base)

@@ -274,10 +274,11 @@ def _read_lmdb(src: Source, allow: bool) -> None:
 
 
 def _resolve_page(src: Source, rel: str, where: str, allow: bool) -> str:
-    """A Label.txt path: PPOCRLabel writes `<folder>/<file>` with Label.txt inside <folder>."""
+    """A Label.txt path: PPOCRLabel writes `<folder>/<file>` with Label.txt inside <folder> (named as it was then: a
+    folder renamed or copied since keeps the old name in its lines)."""
     clean = storage.inside(src.root, rel, where, allow)
-    head, _, rest = clean.partition("/")
-    if rest and head == os.path.basename(src.root.rstrip("/")) and not storage.exists(storage.join(src.root, clean)):
+    rest = clean.partition("/")[2]
+    if rest and not storage.exists(storage.join(src.root, clean)) and storage.exists(storage.join(src.root, rest)):
         return rest
     return clean
 

@@ -1,5 +1,6 @@
 """The user's own handwriting in the pipeline: stand-in scans (synth/scans.py; no real Korean handwriting set can be
-installed here) as a real `pages` source, mixed into training, scored first, re-packed alone when a label changes."""
+installed here), prelabelled and reviewed as a user does, then a real `pages` source: mixed into training, scored
+first, re-packed alone when a label changes."""
 
 import json
 import os
@@ -26,21 +27,56 @@ def scans(tmp_path):
     return tmp_path / "standin"
 
 
-def test_a_pages_source_is_mixed_in_scored_first_and_repacked_alone(tmp_path, make_config, scans):
+def reviewed_folder(scans, trained, out) -> dict:
+    """The stand-in scans as a user's pile goes through hwocr: prelabelled with a model, then reviewed word by word
+    as the review page saves (models/review.py): each word the detector found given the scans' own label (a person
+    typing what is written), one marked unreadable, one left unreviewed. Returns the statuses counted."""
+    from flows.prelabel import prelabel_flow
+    from models.bundle import ExportSettings, export_easyocr_fn
+    from models.review import charset_of, load, save
+
+    bundle = export_easyocr_fn(trained, str(out.parent / "bundle"), ExportSettings(name="hwocr_pl"))["dir"]
+    prelabel_flow(images=str(scans / "pages"), model=bundle, out=str(out))
+    truth = {}
+    for line in (scans / "pages" / "Label.txt").read_text(encoding="utf-8").splitlines():
+        image, words = line.split("\t")
+        truth[image.split("/")[-1]] = json.loads(words)
+
+    def centre(points):
+        return sum(p[0] for p in points) / len(points), sum(p[1] for p in points) / len(points)
+
+    charset, counts = charset_of(str(out)), {"reviewed": 0, "rejected": 0, "predicted": 0}
+    words = load(str(out))
+    for k, w in enumerate(words):
+        xs, ys = [p[0] for p in w.points], [p[1] for p in w.points]
+        written = [t["transcription"] for t in truth[w.image.split("/")[-1]]
+                   if min(xs) <= centre(t["points"])[0] <= max(xs) and min(ys) <= centre(t["points"])[1] <= max(ys)]
+        status = "predicted" if k == 0 else "rejected" if k == 1 or len(written) != 1 else "reviewed"
+        if status != "predicted":
+            save(str(out), w.id, w.seen(), written[0] if status == "reviewed" else "", status, charset)
+        counts[status] += 1
+    assert counts["reviewed"] >= 0.8 * len(words), counts  # the detector found the written words
+    return counts
+
+
+def test_a_reviewed_folder_is_mixed_in_scored_first_and_repacked_alone(tmp_path, make_config, scans, trained):
     import mlflow
 
     from flows.finetune import pipeline_flow
     from flows.summary import PipelineSummary
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    source = f"real.sources=[{{name: mine, url: {scans / 'pages'}, ratio: 0.3}}]"
+    review = tmp_path / "review"
+    counts = reviewed_folder(scans, trained, review)
+    source = f"real.sources=[{{name: mine, url: {review}, ratio: 0.3}}]"
     # Seed 5 splits the ten pages 7 / 1 / 2 (train, val, test): a hash of each page's name, so small sets vary.
     config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={uri}", source, "real.seed=5",
                          "real.refine.iterations=2")
     result = pipeline_flow(config=config)
     real = result["real"]["mine"]
-    assert real["format"] == "pages" and sum(real["splits"].values()) >= 40 and set(real["splits"]) == {
-        "train", "val", "test"}
+    assert real["format"] == "pages" and sum(real["splits"].values()) == counts["reviewed"] and set(
+        real["splits"]) == {"train", "val", "test"}
+    assert real["dropped"] == {"unreviewed": 1, "rejected": counts["rejected"]}
     assert result["train"]["validated_on"].endswith("real/mine/val")  # the real validation split picks the checkpoint
     assert real["hwocr"]["samples"] == real["splits"]["test"]
     # The same images read by EasyOCR itself with the bundle: within a point of hwocr's figure, and the pages
@@ -69,7 +105,7 @@ def test_a_pages_source_is_mixed_in_scored_first_and_repacked_alone(tmp_path, ma
     assert again["train"]["cached"] and again["dataset"]["shards"]["rendered"] == 0
 
     # Ten labels edited: that source is packed again and the model trained again; nothing renders.
-    label = scans / "pages" / "Label.txt"
+    label = review / "Label.txt"
     text, edited = label.read_text(encoding="utf-8"), 0
     for word in ("학교", "사랑", "바다", "하늘", "서울"):
         if edited < 10 and word in text:

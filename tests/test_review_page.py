@@ -22,7 +22,7 @@ BRUSH = "/usr/share/fonts/truetype/nanum/NanumBrush.ttf"
 # (word as written, the model's reading, its confidence): lowest confidence first is 사랑, 바다, 하늘, 한글, 나무, 구름
 PAGES = [[("한글", "한글", 0.91), ("사랑", "사량", 0.12), ("바다", "바다", 0.33)],
          [("하늘", "하놀", 0.58), ("나무", "나무", 0.95), ("구름", "구릅", 0.97)]]
-SHOTS = os.environ.get("HWOCR_SCREENSHOTS")  # a folder: the screenshots docs/ shows are taken here
+SHOTS = os.environ.get("HWOCR_SCREENSHOTS")  # a folder: docs/review's screenshot of a refused save is taken here
 
 
 def prelabelled(root, pages=PAGES) -> str:
@@ -145,7 +145,6 @@ def test_accept_correct_reject_then_reload_and_the_page_and_the_file_agree(tmp_p
     assert [r[0] for r in shown(browser)] == ["0:1", "0:2", "1:0", "0:0", "1:1", "1:2"]
     assert shown(browser)[0] == ("0:1", "사량", "predicted")
     assert browser.switch_to.active_element.get_attribute("value") == "사량"
-    shot(browser, "review-open.png")
 
     # A character outside the model's set is named as it is typed, and Enter saves nothing.
     keys(browser, "사Æ")
@@ -162,7 +161,6 @@ def test_accept_correct_reject_then_reload_and_the_page_and_the_file_agree(tmp_p
         "document.querySelector('#context')).display === 'block'"), "the page context to show")
     points = browser.find_element("css selector", "#page polygon").get_attribute("points")
     assert points == " ".join(",".join(map(str, p)) for p in load(folder)[4].points)
-    shot(browser, "review-page-context.png")
     # Back to 하놀: unreadable; past 한글 (reviewed); accept 나무.
     keys(browser, Keys.ARROW_UP, Keys.ARROW_UP, (Keys.SHIFT, Keys.ENTER), Keys.ARROW_DOWN, Keys.ENTER)
     want = {"0:0": ("한글", "reviewed"), "0:1": ("사랑", "reviewed"), "0:2": ("바다", "reviewed"),
@@ -170,7 +168,6 @@ def test_accept_correct_reject_then_reload_and_the_page_and_the_file_agree(tmp_p
     until(browser, lambda: on_disk(folder) == want, f"Label.txt to hold {want}")
     until(browser, lambda: "saving…" not in str(shown(browser)), "every save to be answered")
     assert browser.find_element("id", "progress").text.startswith("5 / 6 reviewed (1 unreadable) · ")
-    shot(browser, "review-progress.png")
 
     browser.refresh()
     open_page(browser, browser.current_url)

@@ -185,7 +185,12 @@ def check_command(args, config) -> None:
             for name in names:
                 image_size(storage.join(images, name), storage.join(images, name))
         model = storage.normalize(args.model)
-        if not (storage.is_local(model) and os.path.isdir(storage.local_path(model))):
+        if storage.is_local(model) and os.path.isdir(storage.local_path(model)):
+            from models.prelabeling import check_charset
+            from models.reading import bundle_reading
+
+            check_charset(images, bundle_reading(storage.local_path(model))[1].charset, args.model)
+        else:
             check_checkpoint(model)
         check_out(storage.normalize(args.out))
     elif args.command == "serve" and args.cron:

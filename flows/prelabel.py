@@ -12,7 +12,8 @@ from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import PositiveInt
 
 from hwocr import hashing, storage
-from models.prelabeling import DetectorSettings, PrelabelSettings, against_truth, check_out, list_images, write_folder
+from models import prelabeling as pl
+from models.reading import bundle_reading
 from tasks.prelabel_shard import prelabel_shard
 from tasks.stage import result_storage
 
@@ -43,7 +44,7 @@ def on_shard(images: int) -> None:
 # few cores slow each other down (the pipeline's check measured 2.2x).
 @flow(name="hwocr-prelabel", validate_parameters=True, task_runner=ThreadPoolTaskRunner(max_workers=1))
 def prelabel_flow(images: str, model: str, out: str, kind: Literal["auto", "pages", "crops"] = "auto",
-                  shard_size: PositiveInt = 25, detector: DetectorSettings | None = None) -> dict:
+                  shard_size: PositiveInt = 25, detector: pl.DetectorSettings | None = None) -> dict:
     """Read every image of a folder with a model as EasyOCR reads it, into a folder a person reviews.
 
     Args:
@@ -55,11 +56,13 @@ def prelabel_flow(images: str, model: str, out: str, kind: Literal["auto", "page
         detector: readtext's box settings (EasyOCR's defaults).
     """
     images, out = storage.normalize(images), storage.normalize(out)
-    settings = PrelabelSettings(kind=kind, shard_size=shard_size, detector=detector or DetectorSettings())
-    check_out(out)
-    names = list_images(images)
+    settings = pl.PrelabelSettings(kind=kind, shard_size=shard_size, detector=detector or pl.DetectorSettings())
+    pl.check_out(out)
+    names = pl.list_images(images)
     digests = [hashing.sha256_url(storage.join(images, name)) for name in names]
     bundle, bundle_digest = bundle_of(storage.normalize(model), out)
+    charset = bundle_reading(bundle)[1].charset
+    pl.check_charset(images, charset, model)
     step = settings.shard_size
     shards = [(names[i:i + step], digests[i:i + step]) for i in range(0, len(names), step)]
     task = prelabel_shard.with_options(result_storage=result_storage(storage.join(out, ".prefect-results")))
@@ -70,9 +73,6 @@ def prelabel_flow(images: str, model: str, out: str, kind: Literal["auto", "page
         shard = future.result()
         rows += shard.rows()
         on_shard(shard.images)
-    from models.reading import bundle_reading
-
-    charset = bundle_reading(bundle)[1].charset
-    result = write_folder(out, images, rows, charset, against_truth(images, rows))
+    result = pl.write_folder(out, images, rows, charset, pl.against_truth(images, rows))
     get_run_logger().info("prelabel: %d images, %d words, into %s", result["images"], result["words"], out)
     return result

@@ -172,6 +172,23 @@ def summary(rows: list[dict]) -> dict:
             "confidence_histogram": {f"{i / BINS:.1f}-{(i + 1) / BINS:.1f}": n for i, n in enumerate(hist)}}
 
 
+def check_charset(images_url: str, charset: str, model: str) -> None:
+    """Scans that come with their own Label.txt in another script than the model writes (an English model on Korean
+    pages) are refused: most of its readings would be wrong before a person sees one."""
+    from models.sources import SourceSettings, read_source
+
+    if not storage.exists(storage.join(images_url, LABEL_FILE)):
+        return
+    labels = [e.label for e in read_source(SourceSettings(name="scans", url=images_url, format="pages")).entries]
+    allowed = set(charset) | {" "}
+    outside = [label for label in labels if not set(label) <= allowed]
+    if labels and len(outside) * 2 > len(labels):
+        c = next(c for c in outside[0] if c not in allowed)
+        raise HwocrError(f"--model {model}: its {len(charset)} characters cannot write {len(outside)} of the "
+                         f"{len(labels)} labels of {storage.join(images_url, LABEL_FILE)} ({outside[0]!r}: {c!r} "
+                         f"U+{ord(c):04X} is not one of them); a model of the labels' language reads these scans")
+
+
 def against_truth(images_url: str, rows: list[dict]) -> dict | None:
     """When the scans come with their own Label.txt (stand-in scans do), the words found and read against it, as
     the pipeline scores pages (models/pages.py: a word is found when a box covers half of it); else None."""

@@ -8,9 +8,11 @@ import subprocess
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from flows.cli import main
+from models.charset import load_charset
 from models.prelabeling import DetectorSettings
 from tests.test_export import EASYOCR_PYTHON
 from tests.test_pages import MODELS, READTEXT
@@ -68,6 +70,21 @@ def test_bad_input_is_one_line_before_anything_runs(tmp_path, capsys):
         code, _, err = run(capsys, "--images", str(scans), "--model", str(model), "--out", str(tmp_path / "o"),
                            "--detector", bad)
         assert code == 2 and said in err, err
+
+    # Korean scans with their own labels, and a bundle of English's characters (its yaml is what the check reads;
+    # the weights are not loaded before it).
+    (scans / "Label.txt").write_text('scans/a.png\t[{"transcription": "한글", "points": [[0, 0], [9, 0], [9, 9], '
+                                     '[0, 9]]}]\n', encoding="utf-8")
+    english = tmp_path / "english"
+    english.mkdir()
+    (english / "en.yaml").write_text(yaml.safe_dump({
+        "network_params": {"input_channel": 1, "output_channel": 256, "hidden_size": 256}, "imgH": 64,
+        "lang_list": ["en"], "character_list": load_charset("english_g2")}), encoding="utf-8")
+    (english / "en.pth").write_bytes(b"")
+    code, _, err = run(capsys, "--images", str(scans), "--model", str(english), "--out", str(tmp_path / "o"))
+    assert code == 2 and err.strip() == (
+        f"hwocr: error: --model {english}: its 96 characters cannot write 1 of the 1 labels of {scans / 'Label.txt'} "
+        "('한글': '한' U+D55C is not one of them); a model of the labels' language reads these scans"), err
     assert not (tmp_path / "o").exists()
 
 

@@ -56,7 +56,7 @@ def trdg_cli(words: str, count: int, workers: int, tmp: str) -> float:
 
 def _warm(ex: concurrent.futures.ProcessPoolExecutor, workers: int, fn) -> None:
     """Start every worker of ex and run fn in it (its imports) before the timing, as the dataset flow warms its
-    render pool while it plans (tasks/render.warm_pool)."""
+    render pool while it plans (synth/pool.warm_pool)."""
     while len(set(ex.map(fn, range(4 * workers)))) < workers:
         pass
 
@@ -68,7 +68,7 @@ def _hwocr_ready(_) -> int:
 def hwocr_stage(words: list[str], count: int, workers: int, tmp: str) -> float:
     """The render stage as the flow runs it: shards of count / 32 images per font, each cut into pieces
     (tasks/render.py) on the warm process pool, joined into images.tar, labels.tsv and manifest.json by threads."""
-    from tasks.render import PIECE_IMAGES
+    from synth.pool import PIECE_IMAGES
 
     settings = RenderSettings(workers=workers).pixel_settings()
     per_font = count // len(FONTS)

@@ -323,7 +323,7 @@ def _images_bar(doing: str, total: int = 0):
 
 
 def _progress_bar():
-    from tasks.render import POOL
+    from synth.pool import POOL
 
     progress, POOL.on_advance = _images_bar("rendering")
     POOL.on_total = lambda n: progress.update(progress.task_ids[0], total=(progress.tasks[0].total or 0) + n)
@@ -340,7 +340,7 @@ def _print(lines: list[str]) -> None:
 
 def cmd_data(args, config) -> dict:
     from flows.dataset import dataset_flow_for
-    from tasks.render import POOL, resolve_workers
+    from synth.pool import POOL, resolve_workers
 
     if config.runner == "local":
         POOL.warm(resolve_workers(config.render))  # worker start-up overlaps Prefect's

@@ -14,12 +14,15 @@ from flows.summary import DatasetSummary
 from hwocr import storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
+from models.charset import load_charset
 from synth.inputs import check_space, describe_plan
+from synth.pool import resolve_workers, shutdown_pool, stop_pool, warm_pool
+from synth.shards import plan_shards
 from tasks.contact_sheet import contact_sheet, effects_sheet
 from tasks.gt import SplitPlan, assemble_gt
 from tasks.lmdb_pack import pack_lmdb
 from tasks.prepare import prepare_words, survey_fonts
-from tasks.render import plan_shards, render_shard, resolve_workers, shutdown_pool, stop_pool, warm_pool
+from tasks.render import render_shard
 from tasks.stage import result_storage, was_cached
 
 
@@ -100,7 +103,8 @@ def build_dataset(config: PipelineConfig) -> dict:
         words = prepare_words(r, layout)
         fonts = survey_fonts(r, words)
         own = {"test": fonts["test_fonts"], "regression": fonts["regression_fonts"]}  # train and val share fonts
-        specs = plan_shards(r, {split: own.get(split, fonts["fonts"]) for split in r.splits()}, words, layout)
+        specs = plan_shards(r, {split: own.get(split, fonts["fonts"]) for split in r.splits()}, words, layout,
+                            load_charset(r.charset))
         log.info("%d shards over %d fonts, %d render processes", len(specs), len(fonts["fonts"]), workers)
         plans = {split: SplitPlan.of(layout, split, specs, r.charset, r.batch_max_length) for split in r.splits()}
         # Each split's pack is queued right behind its shards and takes their rows as they finish (quoted: Prefect

@@ -187,7 +187,7 @@ def stopped(signum: int, command: str, config) -> int:
             signal.signal(s, signal.SIG_IGN)
         except ValueError:
             break
-    render = sys.modules.get("tasks.render")
+    render = sys.modules.get("synth.pool")
     if render:
         render.POOL.stop()  # idempotent: the dataset flow stops it on its way out
     name = signal.Signals(signum).name

@@ -118,3 +118,8 @@ def code_version(*files: str, libraries: tuple[str, ...] = ()) -> str:
         for dist in sorted(_distributions().get(name, [name])):
             h.update(f"{name}:{dist}=={importlib.metadata.version(dist)}\0".encode())
     return h.hexdigest()[:16]
+
+
+def stage_key(name: str, code: str, reads) -> str:
+    """A stage's content key: its name, its code version and what it reads."""
+    return digest({"stage": name, "code": code, "reads": reads})

@@ -1,15 +1,14 @@
 """Review: the words of a prelabelled folder (hwocr prelabel's Label.txt), read, and edited one at a time.
 
-Each edit is saved at once and atomically (the file written beside, then renamed over Label.txt, under a lock), and
-carries what the editor saw of that word: when the word changed since (another tab, another person), the edit is
-refused with a Conflict, never written over the other one. Labels are NFC-normalized and checked against the
-character set as they are saved; the character outside it is named.
+Each edit is saved at once and atomically (the file written beside, then renamed over Label.txt, under the folder's
+lock: hwocr/locks.py), and carries what the editor saw of that word: when the word changed since (another tab,
+another person), the edit is refused with a Conflict, never written over the other one. Labels are NFC-normalized
+and checked against the character set as they are saved; the character outside it is named.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import tempfile
@@ -17,6 +16,7 @@ import unicodedata
 from dataclasses import asdict, dataclass
 
 from hwocr.errors import HwocrError
+from hwocr.locks import held
 from models.charset import load_charset
 from models.prelabeling import LABEL_FILE, SUMMARY_FILE
 from models.sources import page_items
@@ -111,16 +111,6 @@ def check_label(text: str, charset: str) -> str:
     return text
 
 
-@contextlib.contextmanager
-def _locked(folder: str):
-    with open(os.path.join(folder, ".review.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
 def save(folder: str, word_id: str, seen: dict, transcription: str, status: str, charset: str) -> Word:
     """Set one word's transcription and status, if it is still what the editor saw (`seen`: Word.seen()); the
     word as saved. A rejected word keeps its transcription."""
@@ -130,7 +120,7 @@ def save(folder: str, word_id: str, seen: dict, transcription: str, status: str,
         transcription = check_label(transcription, charset)
         if not transcription:
             raise HwocrError("an empty label: type the word, or mark it unreadable")
-    with _locked(folder):
+    with held(f"review {os.path.realpath(folder)}"):
         rows = _rows(folder)
         try:
             n, k = (int(v) for v in word_id.split(":"))

@@ -15,7 +15,8 @@ from hwocr.layout import Layout
 from models.charset import charset_digest, load_charset
 from synth.coverage import hangul, syllable_coverage
 from synth.labels import label_problem
-from tasks.render import ShardResult, ShardSpec, font_counts
+from synth.shards import ShardSpec, font_counts
+from tasks.render import ShardResult
 from tasks.stage import IO_RETRY, StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__)

@@ -7,7 +7,7 @@ of this stage's result type, of this key, its outputs in place, covering what is
 into the result storage when no record holds it yet (another machine made it, the records were deleted); anything
 else runs, and a record that outlived its output is expired first, so it never answers for a missing output.
 
-Two runs of one config on one output at once share the work: each record is locked (tasks.locks) under Prefect's
+Two runs of one config on one output at once share the work: each record is locked (hwocr/locks.py) under Prefect's
 SERIALIZABLE isolation, so one run writes a stage's output while the other waits for it and takes it as a cache hit.
 The cache key function adopts or expires records under the same lock, so it never writes a record that another run
 is about to commit.
@@ -32,7 +32,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError, TransientError
-from tasks.locks import LOCKS
+from hwocr.hashing import stage_key
+from hwocr.locks import LOCKS
 
 log = logging.getLogger("hwocr")
 
@@ -84,11 +85,6 @@ class StageResult(BaseModel):
 
 
 R = TypeVar("R", bound=StageResult)
-
-
-def stage_key(name: str, code: str, reads) -> str:
-    """A stage's content key: its name, its code version and what it reads."""
-    return hashing.digest({"stage": name, "code": code, "reads": reads})
 
 
 def record_key(key: str, marker_url: str) -> str:

@@ -105,7 +105,7 @@ def log_dataset(settings: TrackingSettings, run_id: str | None, render, summary:
     """
     if not run_id:
         return
-    from tasks.locks import held
+    from hwocr.locks import held
 
     # Two runs of one config at once share the training's run: MLflow's set_tag is a read then an insert, and two
     # at once on one tag fail the second on the tags table's unique key.

@@ -25,7 +25,7 @@ DATA = ["render.count=48", "render.val_count=12", "render.shards=3", "render.min
 
 GATE = """
 import sys
-from tasks.locks import LOCKS
+from hwocr.locks import LOCKS
 for record in sys.argv[1:]:
     LOCKS.acquire_lock(record, "gate")
 print("held", flush=True)
@@ -225,7 +225,7 @@ def test_two_data_runs_at_once_on_s3(s3, single, words, prefect_home, tmp_path):
 
 def test_a_lock_dies_with_its_process(tmp_path):
     """Exclusive between holders, in one process or two; gone with a SIGKILLed holder, file and all."""
-    from tasks.locks import FileLocks
+    from hwocr.locks import FileLocks
 
     locks = FileLocks(str(tmp_path / "locks"))
     gate = _hold(["k1"], HWOCR_LOCK_DIR=str(tmp_path / "locks"))

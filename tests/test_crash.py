@@ -106,7 +106,7 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, words_file):
 @pytest.mark.usefixtures("prefect")
 def test_killed_render_worker_is_retried(tmp_path, make_config):
     from flows.dataset import dataset_flow
-    from tasks.render import POOL
+    from synth.pool import POOL
 
     out = tmp_path / "out"
     killed = []

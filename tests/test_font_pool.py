@@ -18,7 +18,7 @@ from synth.font_pool import (
     pool_entries,
     select_pool,
 )
-from tasks.render import split_count
+from synth.shards import split_count
 
 PACKAGE_DIRS = ("nanum", "unfonts-core", "unfonts-extra", "alee")
 LATIN = f"{DEFAULT_ROOT}/dejavu/DejaVuSans.ttf"

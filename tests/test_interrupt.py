@@ -243,7 +243,7 @@ def test_render_workers_cannot_be_interrupted_even_while_they_start():
     the CLI's own handler is back once they are spawned."""
     import psutil
 
-    from tasks.render import POOL
+    from synth.pool import POOL
 
     def handler(signum, frame):
         raise AssertionError("not called")

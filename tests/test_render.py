@@ -195,7 +195,7 @@ def test_effects_are_seeded_per_image_and_off_by_default(tmp_path):
 
 
 def test_split_count_follows_weights():
-    from tasks.render import split_count
+    from synth.shards import split_count
 
     assert split_count(10, [1, 1, 1]) == [4, 3, 3]  # as an even split: the first fonts get the remainder
     assert split_count(40, [0.75, 0.25]) == [30, 10]

@@ -33,7 +33,7 @@ def test_accept_correct_reject_are_saved_at_once_and_read_back(tmp_path):
     assert save(d, third.id, third.seen(), "", "rejected", CHARSET).transcription == "바다"
     assert [(w.transcription, w.status) for w in load(d)] == [("한글", "reviewed"), ("사랑", "reviewed"),
                                                               ("바다", "rejected")]
-    assert sorted(os.listdir(d)) == [".review.lock", "Label.txt"]  # no temporary file left behind
+    assert os.listdir(d) == ["Label.txt"]  # no temporary file left behind
 
 
 def test_an_edit_made_elsewhere_is_never_overwritten(tmp_path):

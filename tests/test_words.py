@@ -165,20 +165,21 @@ def test_train_syllable_draws_sets_the_training_split_alone(tmp_path):
 
     from synth.coverage import hangul
     from synth.render_settings import RenderSettings
-    from tasks.render import first_words
+    from synth.shards import first_words
 
     words = ["가나다", "가나", "라", "사랑", "사랑해", "hello", "3개"]
     path = write(tmp_path, "".join(w + "\n" for w in words).encode())  # as the words stage writes it
     fonts = [{"sha256": "a", "covered": "".join(set("".join(words)))}]
     settings = RenderSettings(min_syllable_draws=1, train_syllable_draws=4)
-    per_split = {s: first_words(settings, {"url": path}, fonts, [100], s)["a"] for s in ("train", "val", "test")}
+    per_split = {s: first_words(settings, {"url": path}, fonts, [100], s, CHARSET)["a"]
+                 for s in ("train", "val", "test")}
     used = set("".join(words)) & hangul(CHARSET)
     for split, n in (("train", 4), ("val", 1), ("test", 1)):
         counts = Counter(c for w in per_split[split] for c in w if c in used)
         assert set(counts) == used and min(counts.values()) == n, split
     assert per_split["val"] == per_split["test"] == first_words(
-        RenderSettings(min_syllable_draws=1), {"url": path}, fonts, [100], "val")["a"]
-    assert first_words(RenderSettings(train_syllable_draws=2), {"url": path}, fonts, [100], "val") == {}
+        RenderSettings(min_syllable_draws=1), {"url": path}, fonts, [100], "val", CHARSET)["a"]
+    assert first_words(RenderSettings(train_syllable_draws=2), {"url": path}, fonts, [100], "val", CHARSET) == {}
 
 
 def test_deal_gives_each_word_to_a_font_that_draws_it_and_has_room():

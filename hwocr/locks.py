@@ -1,4 +1,5 @@
-"""Locks on stage records, for Prefect's SERIALIZABLE isolation: two runs of one config on one output render each
+"""Locks on stage records, for Prefect's SERIALIZABLE isolation (its LockManager protocol, which is runtime-checkable:
+met by the methods, without importing Prefect): two runs of one config on one output render each
 shard once, and the second run takes the first one's result as a cache hit.
 
 A lock is an `fcntl.flock` on a file named by the record key in a local folder (~/.cache/hwocr/locks, or
@@ -22,8 +23,6 @@ import time
 import uuid
 from collections.abc import Iterator
 
-from prefect.locking.protocol import LockManager
-
 from hwocr import storage
 
 LOCK_DIR = os.path.join(storage.CACHE_DIR, "locks")
@@ -35,7 +34,7 @@ def lock_dir() -> str:
     return os.environ.get("HWOCR_LOCK_DIR") or LOCK_DIR
 
 
-class FileLocks(LockManager):
+class FileLocks:
     """Prefect's LockManager protocol on flock. One process may hold a key for one holder at a time; another holder
     in the same process (another thread) waits like another process does. hold_timeout is ignored: a lock lasts as
     long as its holder, and no longer than its process."""

@@ -15,11 +15,12 @@ from hwocr import storage
 from hwocr.errors import HwocrError
 from hwocr.layout import Layout
 from models.charset import load_charset
+from models.gt_rows import SplitPlan
 from synth.inputs import check_space, describe_plan
 from synth.pool import resolve_workers, shutdown_pool, stop_pool, warm_pool
 from synth.shards import plan_shards
 from tasks.contact_sheet import contact_sheet, effects_sheet
-from tasks.gt import SplitPlan, assemble_gt
+from tasks.gt import assemble_gt
 from tasks.lmdb_pack import pack_lmdb
 from tasks.prepare import prepare_words, survey_fonts
 from tasks.render import render_shard

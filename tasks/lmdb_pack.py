@@ -10,8 +10,9 @@ from prefect.futures import PrefectFuture
 
 from hwocr import hashing, storage
 from hwocr.layout import Layout
+from models.gt_rows import SplitPlan, SplitRows
 from models.lmdb_format import MARKER, PackSettings, pack_rows
-from tasks.gt import SplitPlan, SplitRows
+from tasks.gt import finished
 from tasks.render import ShardResult
 from tasks.stage import IO_RETRY, StageResult, stage
 
@@ -38,7 +39,8 @@ def pack_lmdb_fn(plan: SplitPlan, layout: Layout, shards: Iterable[ShardResult |
     """Pack the split's rows (SplitRows, the lines of the gt.txt that assemble_gt writes) in shard order: shards
     may be futures still running, in wave order (every font's first shard, then the seconds, ...)."""
     rows = SplitRows(plan, layout)
-    packed = pack_rows(rows.follow(shards), sum(plan.needed.values()), plan.gt, plan.image_root, lmdb_url, settings)
+    packed = pack_rows(rows.follow(finished(plan.split, shards)), sum(plan.needed.values()), plan.gt, plan.image_root,
+                       lmdb_url, settings)
     return PackResult(url=lmdb_url, samples=packed["samples"], skipped=packed["skipped"], gt=plan.gt,
                       bytes=packed["bytes"], fonts=rows.font_list(),
                       sample_fonts=[rows.sample_fonts[i] for i in packed["kept"]])

@@ -285,8 +285,8 @@ def _shards(out, split):
 
 def test_rows_come_wave_by_wave_as_shards_arrive(tmp_path, make_config):
     from hwocr.layout import Layout
+    from models.gt_rows import SplitPlan, SplitRows
     from models.lmdb_format import read_gt
-    from tasks.gt import SplitPlan, SplitRows
 
     out = tmp_path / "out"
     config = make_config(out, "render.count=1200", "render.shards=4", "render.min_shard_images=1")
@@ -338,8 +338,8 @@ def test_a_failed_shard_fails_its_pack_at_once_and_leaves_no_lmdb(tmp_path, make
     from prefect.utilities.annotations import quote
 
     from hwocr.layout import Layout
+    from models.gt_rows import SplitPlan
     from models.lmdb_format import PackSettings
-    from tasks.gt import SplitPlan
     from tasks.lmdb_pack import pack_lmdb
 
     out = tmp_path / "out"

@@ -12,13 +12,13 @@ from flows.dataset import dataset_flow_for
 from flows.summary import DatasetSummary, PipelineSummary, RealScore, TrainingSummary
 from hwocr import storage
 from hwocr.layout import Layout
-from models.evaluation import retention
+from models.evaluation import easyocr_available, retention
 from models.lmdb_format import lmdb_digest
 from models.metrics import Scores
 from models.sources import source_digest
 from models.train_settings import ATTN_REFUSED
 from tasks.champion import judge_champion
-from tasks.evaluate import EvalResult, easyocr_available, easyocr_check, evaluate_split, find_pages, log_retention
+from tasks.evaluate import EvalResult, easyocr_check, evaluate_split, find_pages, log_retention
 from tasks.export import export_easyocr, log_bundle
 from tasks.real import SourceResult, import_real
 from tasks.stage import result_storage, run_stage

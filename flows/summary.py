@@ -9,7 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict
 
 from models.metrics import Scores
-from tasks.champion import Decision
+from models.promotion import Decision
 from tasks.evaluate import CheckResult
 from tasks.export import BundleResult
 from tasks.train import TrainResult

@@ -11,8 +11,10 @@ they fail within one.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
+from concurrent.futures.process import BrokenProcessPool
 from urllib.parse import urlparse
 
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat
@@ -115,3 +117,39 @@ def problem(e: BaseException, url: str | None = None) -> HwocrError | None:
             return TransientError(f"{where}cannot connect to {endpoint} ({name}: {text.splitlines()[0][:150]}): "
                                   "check the endpoint (AWS_ENDPOINT_URL, or the URL's host) and the network")
     return None
+
+
+# What a stage retries (IO_RETRY in tasks/stage.py): network hiccups and crashed workers, never bad input.
+_TRANSIENT = (
+    TransientError,
+    ConnectionError,
+    TimeoutError,
+    BrokenProcessPool,
+)
+
+
+@functools.cache
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """The S3 clients' errors for a connection that failed or timed out (their own classes, not OSError's)."""
+    found: list[type[BaseException]] = []
+    try:
+        from botocore import exceptions as b
+
+        found += [b.EndpointConnectionError, b.ConnectTimeoutError, b.ReadTimeoutError, b.ConnectionClosedError]
+    except ImportError:
+        pass
+    try:
+        import aiohttp
+
+        found += [aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError]
+    except ImportError:
+        pass
+    return tuple(found)
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, _TRANSIENT):
+        return True
+    if isinstance(exc, HwocrError):
+        return False
+    return isinstance(exc, _network_errors())

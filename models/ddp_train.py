@@ -3,7 +3,7 @@
     python -m torch.distributed.run --standalone --nproc_per_node 2 -m models.ddp_train \\
         --settings train.json --train LMDB [LMDB ...] --val LMDB --out DIR --result result.json
 
-`hwocr train` does this itself when train.processes > 1. Rank 0 writes the result JSON (the trainer's summary
+`hwocr train` does this itself when train.processes > 1 (launch). Rank 0 writes the result JSON (the trainer's summary
 without the validation predictions) under a temp name, then renames it.
 """
 
@@ -12,7 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+from collections import deque
+
+from hwocr import interrupt
+from hwocr.errors import HwocrError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -25,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from hwocr import storage
-    from hwocr.errors import HwocrError
     from models.train_settings import TrainSettings
     from models.trainer import train
     from synth.effects import augmenter
@@ -45,6 +49,44 @@ def main(argv: list[str] | None = None) -> int:
     if rank == 0:
         storage.write_text(args.result, json.dumps(result, ensure_ascii=False))
     return 0
+
+
+def launch(settings, train_dirs: list[str], val_dir: str, run_dir: str, log) -> dict:
+    """Train in settings.processes data-parallel ranks of this module under torchrun; rank 0's lines go to log
+    (a function of one line). Returns the trainer's summary."""
+    settings_file, result_file = os.path.join(run_dir, "train.json"), os.path.join(run_dir, "ddp-result.json")
+    with open(settings_file, "w", encoding="utf-8") as f:
+        f.write(settings.model_dump_json())
+    if os.path.exists(result_file):
+        os.remove(result_file)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.processes}",
+           "-m", __name__, "--settings", settings_file, "--train", *train_dirs, "--val", val_dir,
+           "--out", run_dir, "--result", result_file]
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    tail: deque[str] = deque(maxlen=30)
+    # A process group of its own: a terminal's Ctrl-C (sent to the CLI's group) does not reach torchrun, so it is
+    # stopped once, by us, below; a second signal during its shutdown would abandon the ranks.
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, process_group=0)
+    try:
+        for line in proc.stdout:
+            tail.append(line.rstrip())
+            log(line.rstrip())
+        proc.wait()
+    except BaseException:
+        # SIGTERM: torchrun passes it to its ranks and waits for them; what is left after a few seconds is killed.
+        interrupt.end_process(proc, grace=3)
+        raise
+    finally:
+        proc.stdout.close()
+    if proc.returncode != 0 or not os.path.exists(result_file):
+        errors = [t for t in tail if t.startswith("error: ")]
+        raise HwocrError(errors[-1][len("error: "):] if errors else
+                         f"data-parallel training (torchrun, {settings.processes} processes) failed with exit code "
+                         f"{proc.returncode}:\n" + "\n".join(tail))
+    with open(result_file, encoding="utf-8") as f:
+        return json.load(f)
 
 
 if __name__ == "__main__":

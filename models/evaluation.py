@@ -221,3 +221,46 @@ def retention(start_predictions: str, tuned_predictions: str) -> dict:
     kept = sum(tuned.get(k, False) for k in read)
     return {"start_correct": len(read), "still_correct": kept, "forgotten": len(read) - kept,
             "retained": 100.0 * kept / len(read) if read else None}
+
+
+MISMATCH_POINTS = 1.0  # EasyOCR's float reading may differ from hwocr's own figure by this much before a warning
+
+
+def split_metrics(scores, split: str, prefix: str = "") -> dict[str, float]:
+    """An evaluation's figures as MLflow metrics: <prefix><split>_<metric>, and accuracy per font."""
+    def safe(text: str) -> str:
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+    return {**scores.metrics(f"{prefix}{split}_"),
+            **{f"{prefix}{split}_accuracy_font_{safe(font)}": row.accuracy
+               for font, row in (scores.by_font or {}).items()}}
+
+
+def check_metrics(e: dict, split: str) -> dict[str, float]:
+    """The EasyOCR check's figures (evaluate_checkpoint's "easyocr") as MLflow metrics."""
+    from models.metrics import Scores
+
+    out = {f"{split}_easyocr_{kind}_{name}": float(e[kind][name]) for kind in ("float", "int8")
+           for name in Scores.names()}
+    out |= {f"{split}_easyocr_pages_{n}": float(e["pages"][n])
+            for n in (("word_accuracy", "detection_recall", "cer") if e["pages"] else ())}
+    out |= {f"{split}_easyocr_batch_{n}": float(e["batch"][n])
+            for n in (("accuracy", "agreement") if e["batch"] else ())}
+    return out
+
+
+def kept_by(reading) -> list:
+    """What decides which samples of a split a model of this reading keeps (LmdbDataset's filter)."""
+    return [reading.charset, reading.batch_max_length, reading.img_h, reading.img_w, reading.preprocess,
+            reading.max_width]
+
+
+def easyocr_available() -> str | None:
+    """None when the EasyOCR venv is there, else why not (the pipeline then skips its EasyOCR check)."""
+    from models.easyocr_venv import easyocr_python
+
+    try:
+        easyocr_python()
+    except HwocrError as e:
+        return str(e)
+    return None

@@ -4,16 +4,16 @@ predictions as TSV, and an image grid of the worst failures."""
 from __future__ import annotations
 
 from hwocr import hashing, storage
-from hwocr.errors import HwocrError
 from hwocr.layout import Layout
-from models.easyocr_venv import SCRIPT, easyocr_python
-from models.evaluation import PAGE_WORDS, evaluate_checkpoint, find_split_pages
+from models import evaluation as ev
+from models.easyocr_venv import SCRIPT
 from models.metrics import Scores
 from models.pages import PAGES_FILE
 from models.pretrained import CRAFT
 from models.reading import Reading
 from tasks.export import BundleResult
 from tasks.stage import StageResult, stage
+from tasks.track import log_figures
 from tasks.train import TrainResult
 
 # The scripts run in EasyOCR's venv are part of what an evaluation is.
@@ -42,20 +42,10 @@ def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: st
     """Score the fine-tuned checkpoint (or, with start, the pretrained start with its head remapped) on a split
     and add its figures to the fine-tune's MLflow run, named <split>_<metric> (start_<split>_<metric>)."""
     out_url, prefix = layout.eval(trained.key, split, start), "start_" if start else ""
-    report = EvalResult(**evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, data,
+    report = EvalResult(**ev.evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, data,
                                               out_url))
-    if trained.mlflow_run_id:
-        from tasks.track import connect
-
-        client, run_id = connect(tracking), trained.mlflow_run_id
-        for name, value in report.metrics(f"{prefix}{split}_").items():
-            client.log_metric(run_id, name, value)
-        for font, row in (report.by_font or {}).items():
-            client.log_metric(run_id, f"{prefix}{split}_accuracy_font_{_metric_name(font)}", row.accuracy)
-        for name in ("predictions.tsv", "evaluation.json", "worst_failures.png"):
-            path = storage.join(out_url, name)
-            if storage.is_local(path) and storage.exists(path):
-                client.log_artifact(run_id, storage.local_path(path), f"evaluation/{prefix}{split}")
+    log_figures(tracking, trained.mlflow_run_id, ev.split_metrics(report, split, prefix), f"evaluation/{prefix}{split}",
+                tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json", "worst_failures.png")))
     return report
 
 
@@ -70,19 +60,8 @@ evaluate_split = stage(
 
 
 def log_retention(tracking, run_id: str | None, figures: dict) -> None:
-    if run_id and figures["retained"] is not None:
-        from tasks.track import connect
-
-        client = connect(tracking)
-        if not client.get_metric_history(run_id, "regression_retained"):  # a cached re-run logs nothing again
-            client.log_metric(run_id, "regression_retained", figures["retained"])
-
-
-def _metric_name(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
-
-
-MISMATCH_POINTS = 1.0  # EasyOCR's float reading may differ from hwocr's own figure by this much before a warning
+    if figures["retained"] is not None:
+        log_figures(tracking, run_id, {"regression_retained": figures["retained"]}, once=True)
 
 
 class PagesResult(StageResult):
@@ -96,25 +75,19 @@ class PagesResult(StageResult):
         return storage.exists(storage.join(self.url, PAGES_FILE))
 
 
-def find_pages_fn(layout: Layout, split: str, data: str, digest: str, settings, page_words: int = PAGE_WORDS, *,
+def find_pages_fn(layout: Layout, split: str, data: str, digest: str, settings, page_words: int = ev.PAGE_WORDS, *,
                   key: str) -> PagesResult:
     """The words the EasyOCR check reads on pages, composed and run through the detector once: neither depends on
     the model, so this runs beside training and any later model of the same settings reads the same boxes."""
     url = layout.pages(split, key)
-    pages, words = find_split_pages(data, Reading.of(settings), page_words, url)
+    pages, words = ev.find_split_pages(data, Reading.of(settings), page_words, url)
     return PagesResult(url=url, pages=pages, words=words)
-
-
-def _kept(settings) -> list:
-    """What decides which samples of a split a model of these settings keeps (LmdbDataset's filter)."""
-    r = Reading.of(settings)
-    return [r.charset, r.batch_max_length, r.img_h, r.img_w, r.preprocess, r.max_width]
 
 
 find_pages = stage(
     name="find_pages", code=CODE_VERSION, result=PagesResult,
-    key=lambda layout, split, data, digest, settings, page_words=PAGE_WORDS: {
-        "data": digest, "page_words": page_words, "kept": _kept(settings), "detector": CRAFT.md5},
+    key=lambda layout, split, data, digest, settings, page_words=ev.PAGE_WORDS: {
+        "data": digest, "page_words": page_words, "kept": ev.kept_by(Reading.of(settings)), "detector": CRAFT.md5},
     marker=lambda key, layout, split, **_: storage.join(layout.pages(split, key), "found.json"),
     task_run_name="find pages {split}",
 )(find_pages_fn)
@@ -142,44 +115,20 @@ def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult,
     """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure, and
     the pages find_pages composed of its first words with readtext (in the boxes found there).
 
-    The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS of hwocr's; the MLflow run gets
-    the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
+    The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS (models/evaluation.py) of hwocr's;
+    the MLflow run gets the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
     out_url = layout.easyocr_check(trained.key, split)
-    report = evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr", page_words=pages.words if pages else 0,
-                                 real_pages=real_pages, found_pages=pages.url if pages else None)
+    report = ev.evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr", page_words=pages.words if pages else 0,
+                                    real_pages=real_pages, found_pages=pages.url if pages else None)
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
     check = CheckResult(split=split, samples=report["samples"], hwocr_accuracy=hwocr_accuracy, float=e["float"],
                         int8=e["int8"], int8_agreement=e["int8_agreement"], pages=e["pages"], batch=e["batch"],
-                        gap=gap, mismatch=abs(gap) > MISMATCH_POINTS, predictions=report["predictions"])
-    run_id = trained.mlflow_run_id
-    if run_id:
-        from tasks.track import connect
-
-        client = connect(tracking)
-        for kind in ("float", "int8"):
-            for name in Scores.names():
-                client.log_metric(run_id, f"{split}_easyocr_{kind}_{name}", float(e[kind][name]))
-        for name in ("word_accuracy", "detection_recall", "cer") if e["pages"] else ():
-            client.log_metric(run_id, f"{split}_easyocr_pages_{name}", float(e["pages"][name]))
-        for name in ("accuracy", "agreement") if e["batch"] else ():
-            client.log_metric(run_id, f"{split}_easyocr_batch_{name}", float(e["batch"][name]))
-        client.set_tag(run_id, "hwocr.easyocr_gap", f"{gap:+.2f}")
-        client.set_tag(run_id, "hwocr.easyocr_mismatch", str(check.mismatch).lower())
-        for name in ("predictions.tsv", "evaluation.json"):
-            path = storage.join(out_url, name)
-            if storage.is_local(path):
-                client.log_artifact(run_id, storage.local_path(path), f"evaluation/{split}/easyocr")
+                        gap=gap, mismatch=abs(gap) > ev.MISMATCH_POINTS, predictions=report["predictions"])
+    log_figures(tracking, trained.mlflow_run_id, ev.check_metrics(e, split), f"evaluation/{split}/easyocr",
+                tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json")),
+                {"hwocr.easyocr_gap": f"{gap:+.2f}", "hwocr.easyocr_mismatch": str(check.mismatch).lower()})
     return check
-
-
-def easyocr_available() -> str | None:
-    """None when the EasyOCR venv is there, else why not (the pipeline then skips its EasyOCR check)."""
-    try:
-        easyocr_python()
-    except HwocrError as e:
-        return str(e)
-    return None
 
 
 easyocr_check = stage(

@@ -15,7 +15,6 @@ is about to commit.
 
 from __future__ import annotations
 
-import concurrent.futures.process
 import datetime
 import functools
 import inspect
@@ -31,9 +30,10 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hwocr import hashing, storage
-from hwocr.errors import HwocrError, TransientError
+from hwocr.errors import HwocrError
 from hwocr.hashing import stage_key
 from hwocr.locks import LOCKS
+from hwocr.remote import is_transient
 
 log = logging.getLogger("hwocr")
 
@@ -188,41 +188,6 @@ def run_stage(stage_task, *args, **kwargs) -> tuple[Any, bool]:
 def was_cached(future) -> bool:
     """Whether a stage's output came from the cache rather than from this run."""
     return future.state.name == "Cached"
-
-
-_TRANSIENT = (
-    TransientError,
-    ConnectionError,
-    TimeoutError,
-    concurrent.futures.process.BrokenProcessPool,
-)
-
-
-@functools.cache
-def _network_errors() -> tuple[type[BaseException], ...]:
-    """The S3 clients' errors for a connection that failed or timed out (their own classes, not OSError's)."""
-    found: list[type[BaseException]] = []
-    try:
-        from botocore import exceptions as b
-
-        found += [b.EndpointConnectionError, b.ConnectTimeoutError, b.ReadTimeoutError, b.ConnectionClosedError]
-    except ImportError:
-        pass
-    try:
-        import aiohttp
-
-        found += [aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError]
-    except ImportError:
-        pass
-    return tuple(found)
-
-
-def is_transient(exc: BaseException) -> bool:
-    if isinstance(exc, _TRANSIENT):
-        return True
-    if isinstance(exc, HwocrError):
-        return False
-    return isinstance(exc, _network_errors())
 
 
 def retry_transient(task, task_run, state) -> bool:

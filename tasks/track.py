@@ -83,6 +83,24 @@ def log_eval(step: int, entry: dict) -> None:
         mlflow.log_text("\n".join(rows) + "\n", f"validation/samples_{step:07d}.tsv")
 
 
+def log_figures(settings: TrackingSettings, run_id: str | None, metrics: dict[str, float], folder: str = "",
+                artifacts: tuple[str, ...] = (), tags: dict[str, str] | None = None, once: bool = False) -> None:
+    """Metrics, tags and local artifact files (those that exist, under `folder`) into a run; once: not again
+    when the run holds the first metric already (a cached re-run)."""
+    if not run_id:
+        return
+    client = connect(settings)
+    if once and metrics and client.get_metric_history(run_id, next(iter(metrics))):
+        return
+    for name, value in metrics.items():
+        client.log_metric(run_id, name, value)
+    for name, value in (tags or {}).items():
+        client.set_tag(run_id, name, value)
+    for path in artifacts:
+        if storage.is_local(path) and storage.exists(path):
+            client.log_artifact(run_id, storage.local_path(path), folder)
+
+
 def holds_run(settings: TrackingSettings, run_id: str) -> bool:
     """Whether the tracking store holds run_id: a training cached in the bucket may have been tracked by another
     machine's MLflow."""

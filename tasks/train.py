@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-from collections import deque
 
 from prefect import get_run_logger
 
-from hwocr import hashing, interrupt, storage
-from hwocr.errors import HwocrError
+from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models import ddp_train
 from models.train_settings import TrainSettings
@@ -61,46 +56,6 @@ def _local(url: str, digest: str) -> str:
     return storage.local_copy(url, "lmdb", digest)
 
 
-def _torchrun(settings: TrainSettings, train_dirs: list[str], val_dir: str, run_dir: str, log) -> dict:
-    """Train in settings.processes data-parallel ranks under torchrun; rank 0's output streams into the log."""
-    settings_file, result_file = os.path.join(run_dir, "train.json"), os.path.join(run_dir, "ddp-result.json")
-    with open(settings_file, "w", encoding="utf-8") as f:
-        f.write(settings.model_dump_json())
-    if os.path.exists(result_file):
-        os.remove(result_file)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={settings.processes}",
-           "-m", ddp_train.__name__, "--settings", settings_file, "--train", *train_dirs, "--val", val_dir,
-           "--out", run_dir, "--result", result_file]
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
-    tail: deque[str] = deque(maxlen=30)
-    # A process group of its own: a terminal's Ctrl-C (sent to the CLI's group) does not reach torchrun, so it is
-    # stopped once, by us, below; a second signal during its shutdown would abandon the ranks.
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, process_group=0)
-    try:
-        for line in proc.stdout:
-            tail.append(line.rstrip())
-            log.info(line.rstrip())
-        proc.wait()
-    except BaseException:
-        # SIGTERM: torchrun passes it to its ranks and waits for them; what is left after a few seconds is killed.
-        interrupt.end_process(proc, grace=3)
-        raise
-    finally:
-        proc.stdout.close()
-    if proc.returncode != 0 or not os.path.exists(result_file):
-        errors = [t for t in tail if t.startswith("error: ")]
-        raise HwocrError(errors[-1][len("error: "):] if errors else
-                         f"data-parallel training (torchrun, {settings.processes} processes) failed with exit code "
-                         f"{proc.returncode}:\n" + "\n".join(tail))
-    with open(result_file, encoding="utf-8") as f:
-        result = json.load(f)
-    for entry in result["history"]:  # the ranks ran outside this process: their curves reach MLflow now
-        log_eval(entry["iteration"], entry)
-    return result
-
-
 def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdbs: list[str], val_lmdb: str,
                  digests: dict[str, str], layout: Layout, *, key: str) -> TrainResult:
     run_dir = layout.run(key)
@@ -123,7 +78,9 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
         train_dirs = [_local(u, digests[u]) for u in train_lmdbs]
         val_dir = _local(val_lmdb, digests[val_lmdb])
         if settings.processes > 1:
-            result = _torchrun(settings, train_dirs, val_dir, local_dir, log)
+            result = ddp_train.launch(settings, train_dirs, val_dir, local_dir, log.info)
+            for entry in result["history"]:  # the ranks ran outside this process: their curves reach MLflow now
+                log_eval(entry["iteration"], entry)
         else:
             result = train(settings, train_dirs, val_dir, local_dir, log=log.info, on_eval=log_eval,
                            augment=effects.augmenter(settings.augment))

@@ -1,5 +1,5 @@
 """The retrain loop as users run it: the scheduled `retrain` deployment of deployments/prefect.yaml on a real Prefect
-server and a process worker, and the registry's `champion` alias, which moves only by its rule (tasks/champion.py)."""
+server and a process worker, and the registry's `champion` alias, which moves only by its rule (models/promotion.py)."""
 
 import json
 import os
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tasks.champion import rule
+from models.promotion import rule
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.dirname(sys.executable)

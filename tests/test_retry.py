@@ -1,7 +1,7 @@
 import concurrent.futures.process
 
 from hwocr.errors import HwocrError, TransientError
-from tasks.stage import is_transient
+from hwocr.remote import is_transient
 
 
 def test_only_transient_errors_are_retried():

@@ -37,6 +37,10 @@ class PipelineConfig(BaseModel):
     )
     tracking: TrackingSettings = Field(default_factory=TrackingSettings)
     export: ExportSettings = Field(default_factory=ExportSettings)
+    easyocr_check: bool = Field(
+        True, description="Read the exported bundle with EasyOCR itself (float, int8, pages through readtext, "
+        "batched): the figures a user of the bundle gets, beside hwocr's own. false skips it (a quicker iteration)."
+    )
     remote: RemoteSettings = Field(
         default_factory=RemoteSettings, description="Timeouts of every call to a remote store (S3, HTTP)."
     )

@@ -186,9 +186,9 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
         bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained, config.export)
         if not cached:
             log_bundle(config.tracking, trained.mlflow_run_id, bundle)
-    why = easyocr_available()
+    why = easyocr_available() if config.easyocr_check else None
     real = train.real or {}
-    if bundle is None:
+    if bundle is None or not config.easyocr_check:
         pass
     elif why:
         get_run_logger().warning("EasyOCR check skipped: %s", why)
@@ -222,7 +222,7 @@ def found_pages(config: PipelineConfig, layout: Layout, data: DatasetSummary, re
     None when there will be no check. Not beside training: on a few cores the two would slow each other down
     (measured on 2 cores: training 4.5x slower, the detector 2.2x), and every later model of the same split reads
     these boxes from the cache."""
-    if config.train.model.prediction != "CTC" or easyocr_available():
+    if config.train.model.prediction != "CTC" or not config.easyocr_check or easyocr_available():
         return None
     split = "test" if "test" in data.splits else "val"
     lmdb = data.splits[split].lmdb

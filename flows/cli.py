@@ -410,7 +410,13 @@ def cmd_evaluate(args, config) -> dict:
                 print(f"pages (readtext, detector + this model, {g['words']} words): word accuracy "
                       f"{g['word_accuracy']:.2f}%, detection recall {g['detection_recall']:.2f}%, "
                       f"line CER {g['cer']:.4f}")
+        from models.jamo import lines
+
+        for line in lines(report):
+            print(line)
         print(f"predictions: {report['predictions']}\nworst failures: {report['worst_failures']}")
+        if report["confusions_picture"]:
+            print(f"jamo confusions: {report['confusions_picture']}")
     return {k: report[k] for k in (*Scores.model_fields, "predictions")} | (
         {"easyocr": report["easyocr"]} if "easyocr" in report else {})
 

@@ -144,7 +144,7 @@ def mixed(config: PipelineConfig, train_lmdbs: list[str], sources: dict[str, Sou
 
 def _score(report: EvalResult, digest: str) -> dict:
     return {**report.model_dump(include=set(Scores.model_fields)), "by_font": report.by_font,
-            "predictions": report.predictions, "digest": digest}
+            "predictions": report.predictions, "digest": digest, "jamo": report.jamo}
 
 
 @flow(name="hwocr-pipeline", validate_parameters=True)
@@ -284,7 +284,8 @@ def pictures(summary: PipelineSummary) -> list[tuple[str, str]]:
     found = [(f"{what} ({os.path.basename(url)})", f"dataset/{os.path.basename(url)}")
              for what, url in (("contact sheet", summary.dataset.contact_sheet),
                                ("fonts and effects", summary.dataset.fonts_effects_sheet)) if url]
-    found += [(f"worst failures, {split}", f"evaluation/{split}/worst_failures.png")
+    found += [(f"{what}, {split}", f"evaluation/{split}/{name}")
               for split, score in summary.train.evaluation.items()
-              if storage.exists(storage.join(score.predictions.rsplit("/", 1)[0], "worst_failures.png"))]
+              for what, name in (("worst failures", "worst_failures.png"), ("jamo confusions", "confusions.png"))
+              if storage.exists(storage.join(score.predictions.rsplit("/", 1)[0], name))]
     return found

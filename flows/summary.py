@@ -74,9 +74,12 @@ class Score(_Model, Scores):
     by_font: dict[str, Scores] | None
     predictions: str
     digest: str
+    jamo: dict | None = None  # models/jamo.py's breakdown
 
     def row(self, split: str, what: str) -> dict:
-        return table_row(split, what, self)
+        jamo = self.jamo or {}
+        return table_row(split, what, self) | {f"{p} jamo errors %": jamo[p]["rate"]
+                                               for p in ("initial", "medial", "final") if jamo.get(p)}
 
 
 def table_row(split: str, what: str, scores: Scores) -> dict:

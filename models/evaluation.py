@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from hwocr import storage
 from hwocr.errors import HwocrError
-from models import metrics
+from models import jamo, metrics
 from models.easyocr_venv import bundle_name, run_in_easyocr
 from models.lmdb_format import MARKER, PackSettings, lmdb_digest, pack, read_gt
 from models.metrics import Scores
@@ -57,6 +57,48 @@ def failure_grid(dataset, rows: list[tuple[int, str, str, float]], out_url: str)
         sheet.paste(img, (x, y))
         draw.text((x, y + img_h + 2), f"{gt}", fill=(0, 0, 0), font=font)
         draw.text((x + cell_w // 2, y + img_h + 2), f"{pred} ({conf:.2f})", fill=(200, 0, 0), font=font)
+    buf = io.BytesIO()
+    sheet.save(buf, "PNG")
+    storage.write_bytes(out_url, buf.getvalue())
+
+
+def confusion_picture(dataset, analysis: dict, out_url: str, shown: int = 8) -> None:
+    """confusions.png: a heat map of the jamo confused most (label's jamo by position, down; read as, across) and,
+    beside it, an example image of each of the most frequent confusions, characters and jamo."""
+    font, small = caption_font(20, None), caption_font(15, None)
+    pairs = [c for c in analysis["confusions"] if c["level"] == "jamo"][:12]
+    rows = list(dict.fromkeys((c["position"], c["truth"]) for c in pairs))
+    cols = list(dict.fromkeys(c["read"] for c in pairs))
+    counts = {(c["position"], c["truth"], c["read"]): c["count"] for c in pairs}
+    most = max(counts.values(), default=1)
+    cell, head, label_w = 40, 60, 110
+    map_w = max(label_w + cell * max(len(cols), 1) + 20, 330)
+    examples = sorted(analysis["confusions"], key=lambda c: -c["count"])[:shown]
+    ex_w, ex_h = 460, 56
+    height = max(head + cell * max(len(rows), 1), head + ex_h * len(examples)) + 10
+    sheet = Image.new("RGB", (map_w + ex_w, height), "white")
+    draw = ImageDraw.Draw(sheet)
+    draw.text((8, 8), "jamo: the label's (down) read as (across)", fill=(0, 0, 0), font=small)
+    for j, read in enumerate(cols):
+        draw.text((label_w + j * cell + cell // 2, head - 8), read, fill=(0, 0, 0), font=font, anchor="ms")
+    for i, (position, truth) in enumerate(rows):
+        y = head + i * cell
+        draw.text((8, y + cell // 2), f"{position} {truth}", fill=(0, 0, 0), font=small, anchor="lm")
+        for j, read in enumerate(cols):
+            n = counts.get((position, truth, read), 0)
+            shade = int(255 - 200 * n / most) if n else 250
+            box = [label_w + j * cell, y, label_w + (j + 1) * cell - 2, y + cell - 2]
+            draw.rectangle(box, fill=(255, shade, shade) if n else (245, 245, 245))
+            if n:
+                draw.text((box[0] + cell // 2, y + cell // 2), str(n), fill=(0, 0, 0), font=small, anchor="mm")
+    draw.text((map_w, 8), "examples, most frequent first", fill=(0, 0, 0), font=small)
+    for k, c in enumerate(examples):
+        y = head + k * ex_h
+        img = dataset.raw_image(c["example"]).convert("RGB")
+        img.thumbnail((ex_w // 2 - 12, ex_h - 8))
+        sheet.paste(img, (map_w, y))
+        what = f"{c.get('position', '')} {c['truth']} -> {c['read']}  x{c['count']}".strip()
+        draw.text((map_w + ex_w // 2, y + ex_h // 2), what, fill=(200, 0, 0), font=font, anchor="lm")
     buf = io.BytesIO()
     sheet.save(buf, "PNG")
     storage.write_bytes(out_url, buf.getvalue())
@@ -180,12 +222,19 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
         grid = storage.join(out_url, "worst_failures.png")
         if rows:
             failure_grid(data, rows, grid)
+        analysis = jamo.analyze(preds, gts)
+        for c in analysis["confusions"]:
+            c["example_path"] = keys[c["example"]]
+        picture = storage.join(out_url, "confusions.png")
+        if analysis["confusions"]:
+            confusion_picture(data, analysis, picture)
     report = {
         "model": model_url, "data": data_url, "reading": reading.describe(),
         **result["scores"].model_dump(),
         "predictions": predictions, "worst_failures": grid if rows else None, "dropped": data.dropped,
         "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
         "by_font": metrics.breakdown(preds, gts, fonts) if fonts else None,
+        **analysis, "confusions_picture": picture if analysis["confusions"] else None,
     }
     if engine == "easyocr":
         report["easyocr"] = {"float": result["scores"].metrics(), "int8": int8["scores"].metrics(),
@@ -231,9 +280,12 @@ def split_metrics(scores, split: str, prefix: str = "") -> dict[str, float]:
     def safe(text: str) -> str:
         return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
 
+    jamo = getattr(scores, "jamo", None) or {}
     return {**scores.metrics(f"{prefix}{split}_"),
             **{f"{prefix}{split}_accuracy_font_{safe(font)}": row.accuracy
-               for font, row in (scores.by_font or {}).items()}}
+               for font, row in (scores.by_font or {}).items()},
+            **{f"{prefix}{split}_jamo_{position}_error_rate": jamo[position]["rate"]
+               for position in ("initial", "medial", "final") if jamo.get(position, {}).get("rate") is not None}}
 
 
 def check_metrics(e: dict, split: str) -> dict[str, float]:

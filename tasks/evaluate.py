@@ -32,6 +32,9 @@ class EvalResult(StageResult, Scores):
     by_font: dict[str, Scores] | None
     easyocr: dict | None = None
     reading: str | None = None  # how the model was read (its reading contract)
+    jamo: dict | None = None  # models/jamo.py: error rates per jamo position, per character class
+    confusions: list[dict] = []
+    confusions_picture: str | None = None
 
     def complete(self) -> bool:
         return storage.exists(self.predictions)
@@ -45,7 +48,8 @@ def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: st
     report = EvalResult(**ev.evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, data,
                                               out_url))
     log_figures(tracking, trained.mlflow_run_id, ev.split_metrics(report, split, prefix), f"evaluation/{prefix}{split}",
-                tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json", "worst_failures.png")))
+                tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json", "worst_failures.png",
+                                                           "confusions.png")))
     return report
 
 

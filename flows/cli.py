@@ -417,6 +417,12 @@ def cmd_evaluate(args, config) -> dict:
         print(f"predictions: {report['predictions']}\nworst failures: {report['worst_failures']}")
         if report["confusions_picture"]:
             print(f"jamo confusions: {report['confusions_picture']}")
+        from models.calibration import lines as calibration_lines
+
+        for line in calibration_lines(report["calibration"]):
+            print(line)
+        if report["calibration_picture"]:
+            print(f"calibration: {report['calibration_picture']}")
     return {k: report[k] for k in (*Scores.model_fields, "predictions")} | (
         {"easyocr": report["easyocr"]} if "easyocr" in report else {})
 

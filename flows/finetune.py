@@ -144,7 +144,8 @@ def mixed(config: PipelineConfig, train_lmdbs: list[str], sources: dict[str, Sou
 
 def _score(report: EvalResult, digest: str) -> dict:
     return {**report.model_dump(include=set(Scores.model_fields)), "by_font": report.by_font,
-            "predictions": report.predictions, "digest": digest, "jamo": report.jamo}
+            "predictions": report.predictions, "digest": digest, "jamo": report.jamo,
+            "calibration": report.calibration}
 
 
 @flow(name="hwocr-pipeline", validate_parameters=True)
@@ -183,7 +184,9 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     if t.model.prediction != "CTC":  # EasyOCR decodes CTC only: the run ends without a bundle instead of failing
         get_run_logger().warning("EasyOCR export skipped: %s", ATTN_REFUSED)
     else:
-        bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained, config.export)
+        val = train.evaluation.get("val")
+        bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained, config.export,
+                                   val.calibration if val else None)
         if not cached:
             log_bundle(config.tracking, trained.mlflow_run_id, bundle)
     why = easyocr_available() if config.easyocr_check else None
@@ -286,6 +289,7 @@ def pictures(summary: PipelineSummary) -> list[tuple[str, str]]:
                                ("fonts and effects", summary.dataset.fonts_effects_sheet)) if url]
     found += [(f"{what}, {split}", f"evaluation/{split}/{name}")
               for split, score in summary.train.evaluation.items()
-              for what, name in (("worst failures", "worst_failures.png"), ("jamo confusions", "confusions.png"))
+              for what, name in (("worst failures", "worst_failures.png"), ("jamo confusions", "confusions.png"),
+                                 ("confidence calibration", "calibration.png"))
               if storage.exists(storage.join(score.predictions.rsplit("/", 1)[0], name))]
     return found

@@ -75,6 +75,7 @@ class Score(_Model, Scores):
     predictions: str
     digest: str
     jamo: dict | None = None  # models/jamo.py's breakdown
+    calibration: dict | None = None  # models/calibration.py's table and thresholds
 
     def row(self, split: str, what: str) -> dict:
         jamo = self.jamo or {}

@@ -126,13 +126,15 @@ layers to int8 by default; pass `quantize=False` for the exact float results hwo
 
 
 def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, train: TrainSettings | None = None,
-                      given: set[str] = frozenset()) -> dict:
+                      given: set[str] = frozenset(), calibration: dict | None = None) -> dict:
     """Write NAME.pth, NAME.yaml, NAME.py, README.md and, when found, craft_mlt_25k.pth under `out`; returns
     their URLs (`detector`: the bundle's copy of the detector, or None when export found none). The checkpoint is
     read as its reading contract says; `train` and `given` (the train.* keys the user set) are checked against it,
-    and read a checkpoint that has none."""
+    and read a checkpoint that has none. calibration: the validation split's (models/calibration.py), whose
+    thresholds the README gives."""
     import torch
 
+    from models.calibration import readme_section
     from models.pretrained import describe, layout_mismatch, load_state_dict, network_params, save_checkpoint_state
     from models.reading import bundle_section, open_model
 
@@ -178,8 +180,9 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, train
         craft = here if os.path.isfile(here) and md5_file(here) == CRAFT.md5 else None
     files = {f"{name}.yaml": yaml.safe_dump(config, allow_unicode=True, sort_keys=False, width=1 << 20).encode(),
              f"{name}.py": code.encode(),
-             "README.md": usage(name, img_h, len(charset) + 1, bundle, craft is not None,
-                                 *([] if network == ModelSettings() else [network.name])).encode()}
+             "README.md": (usage(name, img_h, len(charset) + 1, bundle, craft is not None,
+                                 *([] if network == ModelSettings() else [network.name]))
+                           + "\n" + readme_section(calibration, "validation")).encode()}
     if craft and craft != os.path.join(bundle, CRAFT.filename):
         with open(craft, "rb") as f:
             files[CRAFT.filename] = f.read()

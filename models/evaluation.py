@@ -13,7 +13,7 @@ from PIL import Image, ImageDraw
 
 from hwocr import storage
 from hwocr.errors import HwocrError
-from models import jamo, metrics
+from models import calibration, jamo, metrics
 from models.easyocr_venv import bundle_name, run_in_easyocr
 from models.lmdb_format import MARKER, PackSettings, lmdb_digest, pack, read_gt
 from models.metrics import Scores
@@ -228,6 +228,10 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
         picture = storage.join(out_url, "confusions.png")
         if analysis["confusions"]:
             confusion_picture(data, analysis, picture)
+        cal = calibration.calibrate(confs, [p == g for p, g in zip(preds, gts)])
+        reliability = storage.join(out_url, "calibration.png")
+        if "skipped" not in cal:
+            calibration.reliability_picture(cal, reliability)
     report = {
         "model": model_url, "data": data_url, "reading": reading.describe(),
         **result["scores"].model_dump(),
@@ -235,6 +239,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
         "by_length": metrics.breakdown(preds, gts, [len(g) for g in gts]),
         "by_font": metrics.breakdown(preds, gts, fonts) if fonts else None,
         **analysis, "confusions_picture": picture if analysis["confusions"] else None,
+        "calibration": cal, "calibration_picture": None if "skipped" in cal else reliability,
     }
     if engine == "easyocr":
         report["easyocr"] = {"float": result["scores"].metrics(), "int8": int8["scores"].metrics(),
@@ -285,7 +290,18 @@ def split_metrics(scores, split: str, prefix: str = "") -> dict[str, float]:
             **{f"{prefix}{split}_accuracy_font_{safe(font)}": row.accuracy
                for font, row in (scores.by_font or {}).items()},
             **{f"{prefix}{split}_jamo_{position}_error_rate": jamo[position]["rate"]
-               for position in ("initial", "medial", "final") if jamo.get(position, {}).get("rate") is not None}}
+               for position in ("initial", "medial", "final") if jamo.get(position, {}).get("rate") is not None},
+            **calibration_metrics(getattr(scores, "calibration", None), f"{prefix}{split}")}
+
+
+def calibration_metrics(cal: dict | None, name: str) -> dict[str, float]:
+    if not cal or "skipped" in cal:
+        return {}
+    out = {f"{name}_ece": cal["ece"]}
+    for target, t in cal["thresholds"].items():
+        if t:
+            out |= {f"{name}_threshold_{target}": t["confidence"], f"{name}_kept_at_{target}": t["kept"]}
+    return out
 
 
 def check_metrics(e: dict, split: str) -> dict[str, float]:

@@ -35,6 +35,8 @@ class EvalResult(StageResult, Scores):
     jamo: dict | None = None  # models/jamo.py: error rates per jamo position, per character class
     confusions: list[dict] = []
     confusions_picture: str | None = None
+    calibration: dict | None = None  # models/calibration.py: thresholds for 99% and 95% precision
+    calibration_picture: str | None = None
 
     def complete(self) -> bool:
         return storage.exists(self.predictions)
@@ -49,7 +51,7 @@ def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: st
                                               out_url))
     log_figures(tracking, trained.mlflow_run_id, ev.split_metrics(report, split, prefix), f"evaluation/{prefix}{split}",
                 tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json", "worst_failures.png",
-                                                           "confusions.png")))
+                                                           "confusions.png", "calibration.png")))
     return report
 
 

@@ -31,14 +31,18 @@ class BundleResult(StageResult):
         return storage.exists(self.pth)
 
 
-def export_bundle_fn(layout: Layout, trained, settings: ExportSettings) -> BundleResult:
-    """The bundle of a training, in its run folder: the checkpoint says how it is read."""
-    return BundleResult(**export_easyocr_fn(trained.checkpoint, layout.bundle(trained.key), settings))
+def export_bundle_fn(layout: Layout, trained, settings: ExportSettings,
+                     calibration: dict | None = None) -> BundleResult:
+    """The bundle of a training, in its run folder: the checkpoint says how it is read; the README gives the
+    confidence thresholds of its validation split."""
+    return BundleResult(**export_easyocr_fn(trained.checkpoint, layout.bundle(trained.key), settings,
+                                            calibration=calibration))
 
 
 export_easyocr = stage(
     name="export_easyocr", code=CODE_VERSION, result=BundleResult,
-    key=lambda layout, trained, settings: {"train": trained.key, "settings": settings.model_dump(mode="json")},
+    key=lambda layout, trained, settings, calibration=None: {
+        "train": trained.key, "settings": settings.model_dump(mode="json"), "calibration": calibration},
     marker=lambda key, layout, trained, **_: storage.join(layout.bundle(trained.key), "export.json"),
     **IO_RETRY,
 )(export_bundle_fn)

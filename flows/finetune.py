@@ -12,6 +12,7 @@ from flows.dataset import dataset_flow_for
 from flows.summary import DatasetSummary, PipelineSummary, RealScore, TrainingSummary
 from hwocr import storage
 from hwocr.layout import Layout
+from models.curves import learning_curves
 from models.evaluation import easyocr_available, retention
 from models.lmdb_format import lmdb_digest
 from models.metrics import Scores
@@ -22,7 +23,7 @@ from tasks.evaluate import EvalResult, easyocr_check, evaluate_split, find_pages
 from tasks.export import export_easyocr, log_bundle
 from tasks.real import SourceResult, import_real
 from tasks.stage import result_storage, run_stage
-from tasks.track import holds_run, log_dataset
+from tasks.track import holds_run, log_dataset, log_figures
 from tasks.train import TrainResult, fine_tune
 
 
@@ -46,6 +47,9 @@ def finetune_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     config = config_from_form(preset, {"out": out, "train.pretrained": pretrained, "train.num_iter": num_iter},
                               settings or [], config)
     return fine_tune_and_score(config, train_lmdbs, val_lmdb)
+
+
+CURVES = "learning_curves.png"  # beside the checkpoints: losses, accuracy and CER by iteration
 
 
 def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, val_lmdb: str | None) -> dict:
@@ -78,6 +82,11 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
             for split, data in scored.items() for start in (False, True) if not start or first.start_checkpoint}
     scores = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if not start}
     starts = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if start}
+    curves = storage.join(trained.run_dir, CURVES)
+    if not (cached and storage.exists(curves)):
+        learning_curves(trained.history, {s: v["accuracy"] for s, v in scores.items()},
+                        {s: v["accuracy"] for s, v in starts.items()} or None, curves)
+        log_figures(config.tracking, trained.mlflow_run_id, {}, "", (curves,))
     forgetting = None
     if "regression" in starts:
         forgetting = retention(starts["regression"]["predictions"], scores["regression"]["predictions"])
@@ -287,6 +296,7 @@ def pictures(summary: PipelineSummary) -> list[tuple[str, str]]:
     found = [(f"{what} ({os.path.basename(url)})", f"dataset/{os.path.basename(url)}")
              for what, url in (("contact sheet", summary.dataset.contact_sheet),
                                ("fonts and effects", summary.dataset.fonts_effects_sheet)) if url]
+    found += [("learning curves", CURVES)] if storage.exists(storage.join(summary.train.run_dir, CURVES)) else []
     found += [(f"{what}, {split}", f"evaluation/{split}/{name}")
               for split, score in summary.train.evaluation.items()
               for what, name in (("worst failures", "worst_failures.png"), ("jamo confusions", "confusions.png"),

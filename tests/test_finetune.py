@@ -1,5 +1,6 @@
 """The finetune flow on Prefect's engine with a real MLflow store (sqlite), from scratch on a tiny dataset."""
 
+import os
 import socket
 import time
 
@@ -162,5 +163,11 @@ def test_an_attn_pipeline_trains_tracks_and_skips_the_export(tmp_path, make_conf
     run = mlflow.MlflowClient(uri).get_run(train["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.params["train.model.prediction"] == "Attn"
     assert [m.step for m in mlflow.MlflowClient(uri).get_metric_history(run.info.run_id, "accuracy")] == [2, 4]
+    # The learning curves: beside the checkpoints, and in the run.
+    from PIL import Image
+
+    with Image.open(os.path.join(train["run_dir"], "learning_curves.png")) as im:
+        assert im.width > im.height > 200
+    assert "learning_curves.png" in {a.path for a in mlflow.MlflowClient(uri).list_artifacts(run.info.run_id)}
     again = pipeline_flow(config=config)
     assert again["train"]["cached"] is True and again["export"] is None

@@ -154,6 +154,12 @@ def check_command(args, config) -> None:
     from hwocr import storage
 
     if args.command == "evaluate":
+        if args.decoder and args.engine != "easyocr":
+            raise HwocrError(f"--decoder {args.decoder}: the decoders are EasyOCR's; add --engine easyocr")
+        if args.words and args.decoder not in ("wordbeamsearch", "all"):
+            raise HwocrError("--words: the list wordbeamsearch searches; add --decoder wordbeamsearch (or all)")
+        if args.words and not storage.exists(storage.normalize(args.words)):
+            raise HwocrError(f"--words {args.words}: no such file")
         check_data(storage.normalize(args.data), args.allow_outside)
         model = storage.normalize(args.model)
         if args.engine == "easyocr" and storage.is_local(model) and not os.path.isdir(storage.local_path(model)):
@@ -380,15 +386,17 @@ def cmd_run(args, config) -> dict:
 
 def cmd_evaluate(args, config) -> dict:
     from hwocr import hashing, storage
-    from models.evaluation import evaluate_checkpoint
+    from models.evaluation import DECODERS, evaluate_checkpoint
     from models.metrics import Scores
 
     # One folder per model, data and engine: a second evaluation never replaces the first one's predictions.
     out = storage.normalize(args.out or os.path.join(
         "hwocr-out", "evaluation", hashing.digest([storage.normalize(args.model), storage.normalize(args.data),
                                                    args.engine])[:12]))
+    decoders = DECODERS if args.decoder == "all" else (args.decoder,) if args.decoder else ()
     report = evaluate_checkpoint(storage.normalize(args.model), args.data, out, config.train, given_train_keys(config),
-                                 engine=args.engine, page_words=args.pages, allow_outside=args.allow_outside)
+                                 engine=args.engine, page_words=args.pages, allow_outside=args.allow_outside,
+                                 decoders=decoders, words=args.words and storage.normalize(args.words))
     if not args.json:
         print(f"read as {report['reading']}")
         print(f"{report['samples']} samples: {Scores.model_validate(report).text()}")
@@ -405,6 +413,14 @@ def cmd_evaluate(args, config) -> dict:
                 from flows.summary import batch_line
 
                 print(batch_line(e["batch"]))
+            for name, d in (e.get("decoders") or {}).items():
+                took = f", {d['seconds_per_image'] * 1000:.1f} ms an image" if d["seconds_per_image"] else ""
+                scores = Scores(samples=report["samples"], **{k: d[k] for k in Scores.names()})
+                print(f"decoder {name}: {scores.text('accuracy', 'cer')}{took}")
+            if w := e.get("decoder_words"):
+                print(f"wordbeamsearch searched {w['kept']} words of {w['url']}" + (
+                    f"; {w['dropped']} dropped (characters the model cannot write; first {w['first_dropped']})"
+                    if w["dropped"] else ""))
             if e["pages"]:
                 g = e["pages"]
                 print(f"pages (readtext, detector + this model, {g['words']} words): word accuracy "
@@ -612,6 +628,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--pages", type=_at_least(0), default=200, metavar="N",
                    help="easyocr engine: read the first N words with recognize(batch_size=8) and, composed into pages, "
                    "with readtext (0: skip both)")
+    p.add_argument("--decoder", choices=["greedy", "beamsearch", "wordbeamsearch", "all"],
+                   help="easyocr engine: read again with this decoder of recognize() (all: the three), scored side by "
+                   "side with the time each takes")
+    p.add_argument("--words", metavar="FILE", help="the word list wordbeamsearch searches, one a line (default: "
+                   "EasyOCR's own Korean dictionary)")
     p.add_argument("--out", help="where predictions.tsv and the report go (default: a folder under "
                    "hwocr-out/evaluation/ named from the model, the data and the engine, replaced by a re-run)")
     p.add_argument("--overwrite", action="store_true", help="replace what --out already holds")

@@ -7,7 +7,9 @@ JOBS_FILE is JSON: a list of jobs {"read": KIND, "quantize": bool, "paths": [ima
 line [job index, value] per path, job by job, in order. KIND is one of:
 
 - "recognize": what recognize() gives on the grayscale image, read as recognize_like (same-width images through one
-  get_text call, the network still run on each alone); value [text, confidence].
+  get_text call, the network still run on each alone); value [text, confidence]. "decoder" (greedy, beamsearch or
+  wordbeamsearch) and "beam_width" are recognize()'s; "words", a list, replaces the dictionary wordbeamsearch
+  searches (EasyOCR's own dict/ko.txt otherwise) for this job.
 - "batched": the images read N at a time as boxes of one stacked image through recognize's batched branch
   (every crop padded to the widest, batch_size N), which EasyOCR takes on a GPU with batch_size > 1 (EasyOCR
   #1038); value [text, confidence].
@@ -21,12 +23,14 @@ line [job index, value] per path, job by job, in order. KIND is one of:
   text, confidence] with plain ints and floats.
 
 The jobs of one quantize value share one Reader (the recognizer), the detect jobs one of their own (the detector).
-An image file is decoded once for all the jobs that read it.
+An image file is decoded once for all the jobs that read it. After each job, a line ["seconds", job index, its
+reading time] (the readers' start-up left out).
 """
 
 import json
 import os
 import sys
+import time
 
 
 class Unreadable(Exception):
@@ -56,9 +60,12 @@ def main() -> int:
     try:
         for index, job in enumerate(jobs):
             values = []
-            for value in READS[job["read"]](reader(job), job, found):
+            read = reader(job)
+            start = time.perf_counter()
+            for value in READS[job["read"]](read, job, found):
                 print(json.dumps([index, value], ensure_ascii=False), flush=True)
                 values.append(value)
+            print(json.dumps(["seconds", index, time.perf_counter() - start]), flush=True)
             if job["read"] == "detect":
                 found[index] = values
     except Unreadable as e:
@@ -89,14 +96,23 @@ def cv2_gray(path):
 
 
 def recognize(reader, job, _found):
-    for text, conf in recognize_like(reader, [gray(path) for path in job["paths"]]):
+    words = job.get("words")
+    if words is not None:  # wordbeamsearch's dictionary: the converter's public list, this job only
+        words, reader.converter.dict_list = reader.converter.dict_list, words
+    try:
+        read = recognize_like(reader, [gray(path) for path in job["paths"]], decoder=job.get("decoder", "greedy"),
+                              beam_width=job.get("beam_width", 5))
+    finally:
+        if words is not None:
+            reader.converter.dict_list = words
+    for text, conf in read:
         yield [text, float(conf)]
 
 
 GROUP = 256  # images a get_text call at most: its batch is stacked in memory (64 x max_width floats an image)
 
 
-def recognize_like(reader, images, group=GROUP):
+def recognize_like(reader, images, group=GROUP, decoder="greedy", beam_width=5):
     """[(text, confidence)] equal, bit for bit, to [reader.recognize(im)[0][1:] for im in images] on a CPU.
 
     recognize() on one image is get_image_list on the whole image (resized to the model height), then get_text
@@ -126,7 +142,7 @@ def recognize_like(reader, images, group=GROUP):
         for s in range(0, len(ks), group):
             chunk = ks[s:s + group]
             result = get_text(reader.character, imgH, width, network, reader.converter, [crops[k] for k in chunk],
-                              ignore_char, "greedy", 5, len(chunk), 0.1, 0.5, 0.003, 0, reader.device)
+                              ignore_char, decoder, beam_width, len(chunk), 0.1, 0.5, 0.003, 0, reader.device)
             for k, (_, text, conf) in zip(chunk, result):
                 out[k] = (text, conf)
     return out

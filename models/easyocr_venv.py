@@ -27,11 +27,11 @@ def bundle_name(bundle: str) -> str:
     return names[0]
 
 
-def run_in_easyocr(bundle: str, name: str, jobs: list[dict]) -> list[list]:
+def run_in_easyocr(bundle: str, name: str, jobs: list[dict], seconds: dict | None = None) -> list[list]:
     """One JSON value per path of each job (models/easyocr_read.py's jobs: {"read": "recognize", "batched" or
     "readtext", "quantize": bool, "paths": [...]}, "batch": N for batched), all read in one process of the real
     easyocr in its own venv with the bundle: its start-up costs seconds. PYTHONPATH cleared, so that hwocr's venv
-    does not leak into EasyOCR's."""
+    does not leak into EasyOCR's. seconds, when given, gets each job's reading time by job index."""
     import json
     import subprocess
 
@@ -46,7 +46,11 @@ def run_in_easyocr(bundle: str, name: str, jobs: list[dict]) -> list[list]:
                               env={**os.environ, "PYTHONPATH": ""})
     out: list[list] = [[] for _ in jobs]
     for line in proc.stdout.splitlines():
-        if line.startswith("["):
+        if line.startswith("[\"seconds\""):
+            _, index, took = json.loads(line)
+            if seconds is not None:
+                seconds[index] = took
+        elif line.startswith("["):
             index, value = json.loads(line)
             out[index].append(value)
     if proc.returncode != 0 or [len(v) for v in out] != [len(job["paths"]) for job in jobs]:

@@ -107,14 +107,20 @@ def confusion_picture(dataset, analysis: dict, out_url: str, shown: int = 8) -> 
 BATCH_SIZE = 8  # recognize(batch_size > 1), as on a GPU, is checked against box-by-box reading (EasyOCR #1038)
 
 
+DECODERS = ("greedy", "beamsearch", "wordbeamsearch")  # recognize()'s decoder argument
+
+
 def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0,
-                        real_pages: list[dict] | None = None, found_pages: str | None = None) -> dict[str, dict]:
+                        real_pages: list[dict] | None = None, found_pages: str | None = None,
+                        decoders: tuple[str, ...] = (), words: list[str] | None = None) -> dict[str, dict]:
     """Read every sample through the real easyocr package (its own venv, one process for all readings) with the
     exported bundle: "float" (quantize=False), "int8" (quantize=True, EasyOCR's CPU default) and, from the first
     page_words samples: "batch", BATCH_SIZE boxes a batch through recognize's batched branch, and "pages", the
     figures of readtext (float) on them composed into pages (models/pages.py), or on the pages already composed
     and detected in the folder found_pages (models.pages.find_boxes, of the same samples); with real_pages (a real
-    source's pages and their word boxes), "pages" is readtext on those pages instead."""
+    source's pages and their word boxes), "pages" is readtext on those pages instead. decoders: the float reading
+    again with each of these decoders ("decoders": {name: its reading and "seconds_per_image"}), wordbeamsearch
+    searching `words` (EasyOCR's own Korean dictionary when None)."""
     from models.pages import PageSet, labeled_pages, score_pages, write_pages
 
     bundle = storage.local_copy(bundle_url, "bundles")
@@ -149,7 +155,13 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
              "int8": {"read": "recognize", "quantize": True, "paths": paths}}
     if page_words:
         jobs["batch"] = {"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]}
-    reads = dict(zip(jobs, run_in_easyocr(bundle, name, list(jobs.values()))))
+    # Each decoder reads after the float job warmed the network up, greedy again too: their times compare.
+    for decoder in decoders:
+        jobs[decoder] = {"read": "recognize", "quantize": False, "paths": paths, "decoder": decoder,
+                         **({"words": words} if decoder == "wordbeamsearch" and words is not None else {})}
+    seconds: dict[int, float] = {}
+    reads = dict(zip(jobs, run_in_easyocr(bundle, name, list(jobs.values()), seconds)))
+    took = {kind: seconds.get(i) for i, kind in enumerate(jobs)}
     out = {}
     for kind in ("float", "int8", "batch"):
         if kind not in reads:
@@ -157,10 +169,35 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
         read = reads[kind]
         preds, confs, truth = [t for t, _ in read], [c for _, c in read], gts[:len(read)]
         out[kind] = {"preds": preds, "gts": truth, "confidences": confs, "scores": Scores.of(preds, truth)}
+    if decoders:
+        out["decoders"] = {}
+        for decoder in decoders:
+            read = reads[decoder]
+            preds, confs = [t for t, _ in read], [c for _, c in read]
+            per_image = took[decoder]
+            out["decoders"][decoder] = {"preds": preds, "confidences": confs, "scores": Scores.of(preds, gts),
+                                        "seconds_per_image": per_image / max(len(paths), 1) if per_image else None}
     if pages is not None:
         scores = score_pages(pages.pages, reads[f"page{len(page_jobs) - 1}"])
         out["pages"] = {k: scores[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
     return out
+
+
+def decoder_words(url: str, charset: str) -> dict:
+    """The word list wordbeamsearch searches: one word a line, NFC; words with a character the model cannot write
+    are dropped and counted, the first named."""
+    import unicodedata
+
+    allowed = set(charset)
+    words, dropped = [], []
+    for line in storage.read_text(url).splitlines():
+        word = unicodedata.normalize("NFC", line.strip())
+        if word:
+            (words if set(word) <= allowed else dropped).append(word)
+    if not words:
+        raise HwocrError(f"--words {url}: no word of it can be written with the model's characters")
+    first = next((f"{w!r} ({next(c for c in w if c not in allowed)!r})" for w in dropped), None)
+    return {"url": url, "words": words, "kept": len(words), "dropped": len(dropped), "first_dropped": first}
 
 
 def agreement(preds: list[str], others: list[str]) -> float:
@@ -174,11 +211,13 @@ PAGE_WORDS = 200  # words of a split composed into pages for readtext: the detec
 def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=None, given: set[str] = frozenset(),
                         batch_size: int = 192, worst: int = 24, engine: str = "hwocr",
                         page_words: int = PAGE_WORDS, real_pages: list[dict] | None = None,
-                        allow_outside: bool = False, found_pages: str | None = None) -> dict:
+                        allow_outside: bool = False, found_pages: str | None = None,
+                        decoders: tuple[str, ...] = (), words: str | None = None) -> dict:
     """Score a checkpoint or a bundle (engine hwocr), or a bundle read by the real easyocr (engine easyocr: float,
     int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
     the bundle's detector, or the pages found_pages holds, composed and detected already). The model is read as its
-    reading contract says; `settings` (TrainSettings) and `given`
+    reading contract says; decoders: the float reading again with each (wordbeamsearch searching the word list at
+    `words`, EasyOCR's own Korean dictionary when None), scored side by side; `settings` (TrainSettings) and `given`
     (the train.* keys the user set) are checked against it, and read a checkpoint that has none."""
     import torch
 
@@ -205,7 +244,9 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
         lmdb_path, names = resolve_lmdb(storage.normalize(data_url), scratch, allow_outside)
         data = reading.dataset(lmdb_path)
         if engine == "easyocr":
-            readings = easyocr_predictions(bundle, data, scratch, page_words, real_pages, found_pages)
+            kept = decoder_words(words, reading.charset) if words and "wordbeamsearch" in decoders else None
+            readings = easyocr_predictions(bundle, data, scratch, page_words, real_pages, found_pages, decoders,
+                                           kept and kept["words"])
             result, int8 = readings["float"], readings["int8"]
         else:
             result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
@@ -246,7 +287,10 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
                              "int8_agreement": agreement(int8["preds"], preds), "pages": readings.get("pages"),
                              "batch": {"samples": len(readings["batch"]["preds"]), "batch_size": BATCH_SIZE,
                                        "agreement": agreement(readings["batch"]["preds"], preds),
-                                       **readings["batch"]["scores"].metrics()} if "batch" in readings else None}
+                                       **readings["batch"]["scores"].metrics()} if "batch" in readings else None,
+                             "decoders": {name: {**d["scores"].metrics(), "seconds_per_image": d["seconds_per_image"]}
+                                          for name, d in readings.get("decoders", {}).items()} or None,
+                             "decoder_words": kept and {k: v for k, v in kept.items() if k != "words"}}
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
     return report
 

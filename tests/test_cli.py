@@ -100,6 +100,12 @@ BAD_INPUT = [
     (["evaluate", "--model", "nofonts", "--data", "evaldata", "--engine", "easyocr"], "nofonts: not an EasyOCR bundle"),
     (["evaluate", "--model", "nofonts", "--data", "evaldata"], "nofonts: not an EasyOCR bundle (one NAME.yaml"),
     (["evaluate", "--model", "m.pth", "--data", "evaldata", "--engine", "easyocr"], "the folder of an exported bundle"),
+    (["evaluate", "--model", "m.pth", "--data", "evaldata", "--decoder", "all"],
+     "--decoder all: the decoders are EasyOCR's; add --engine easyocr"),
+    (["evaluate", "--model", "nofonts", "--data", "evaldata", "--engine", "easyocr", "--words", "gt.txt"],
+     "--words: the list wordbeamsearch searches; add --decoder wordbeamsearch (or all)"),
+    (["evaluate", "--model", "nofonts", "--data", "evaldata", "--engine", "easyocr", "--decoder", "all", "--words",
+      "nowords.txt"], "--words nowords.txt: no such file"),
     # the reading contract: a model says how it is read
     (["evaluate", "--model", "m.pth", "--data", "evaldata"],
      "m.pth carries no reading contract (hwocr did not write it): say how it is read, --set "

@@ -415,7 +415,7 @@ def cmd_evaluate(args, config) -> dict:
                 print(batch_line(e["batch"]))
             for name, d in (e.get("decoders") or {}).items():
                 took = f", {d['seconds_per_image'] * 1000:.1f} ms an image" if d["seconds_per_image"] else ""
-                scores = Scores(samples=report["samples"], **{k: d[k] for k in Scores.names()})
+                scores = Scores(**{k: d[k] for k in ("samples", *Scores.names())})
                 print(f"decoder {name}: {scores.text('accuracy', 'cer')}{took}")
             if w := e.get("decoder_words"):
                 print(f"wordbeamsearch searched {w['kept']} words of {w['url']}" + (

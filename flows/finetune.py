@@ -209,7 +209,7 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
         split = "test" if "test" in train.evaluation else "val"
         check = easyocr_check.with_options(result_storage=results)(
             layout, bundle, trained, split, layout.lmdb(split), train.evaluation[split].digest, config.tracking,
-            train.evaluation[split].accuracy, pages)
+            train.evaluation[split].accuracy, pages, words=data.words["url"])
         if check.mismatch:
             get_run_logger().warning(
                 "EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does not read "

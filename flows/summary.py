@@ -203,6 +203,11 @@ class Check(CheckResult):
                      f"{self.pages['detection_recall']:.2f}%")
         if self.batch:
             line += "\n" + batch_line(self.batch)
+        if self.decoders:
+            first = next(iter(self.decoders.values()))
+            line += f"\nEasyOCR's decoders on the first {first['samples']} words: " + ", ".join(
+                f"{name} {d['accuracy']:.2f}% ({d['seconds_per_image'] * 1000:.0f} ms an image)"
+                for name, d in self.decoders.items())
         if self.mismatch:
             return f"WARNING: EasyOCR and hwocr disagree by {self.gap:+.2f} points. {line}"
         return line
@@ -215,6 +220,9 @@ class Check(CheckResult):
             rows.append(table_row(self.split, f"first {b['samples']}, EasyOCR recognize(batch_size="
                                   f"{b['batch_size']}) ({b['agreement']:.1f}% equal to batch 1)",
                                   Scores.model_validate(b)))
+        for name, d in (self.decoders or {}).items():
+            rows.append(table_row(self.split, f"first {d['samples']}, EasyOCR decoder {name}",
+                                  Scores(**{k: d[k] for k in ("samples", *Scores.names())})))
         if self.pages:
             g = self.pages
             rows.append({"split": self.split, "font": f"pages via readtext (detection recall "

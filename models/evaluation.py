@@ -112,7 +112,8 @@ DECODERS = ("greedy", "beamsearch", "wordbeamsearch")  # recognize()'s decoder a
 
 def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0,
                         real_pages: list[dict] | None = None, found_pages: str | None = None,
-                        decoders: tuple[str, ...] = (), words: list[str] | None = None) -> dict[str, dict]:
+                        decoders: tuple[str, ...] = (), words: list[str] | None = None,
+                        decoder_samples: int | None = None) -> dict[str, dict]:
     """Read every sample through the real easyocr package (its own venv, one process for all readings) with the
     exported bundle: "float" (quantize=False), "int8" (quantize=True, EasyOCR's CPU default) and, from the first
     page_words samples: "batch", BATCH_SIZE boxes a batch through recognize's batched branch, and "pages", the
@@ -120,7 +121,8 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
     and detected in the folder found_pages (models.pages.find_boxes, of the same samples); with real_pages (a real
     source's pages and their word boxes), "pages" is readtext on those pages instead. decoders: the float reading
     again with each of these decoders ("decoders": {name: its reading and "seconds_per_image"}), wordbeamsearch
-    searching `words` (EasyOCR's own Korean dictionary when None)."""
+    searching `words` (EasyOCR's own Korean dictionary when None), on the first decoder_samples samples (all when
+    None)."""
     from models.pages import PageSet, labeled_pages, score_pages, write_pages
 
     bundle = storage.local_copy(bundle_url, "bundles")
@@ -156,8 +158,9 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
     if page_words:
         jobs["batch"] = {"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]}
     # Each decoder reads after the float job warmed the network up, greedy again too: their times compare.
+    decoded = paths[:decoder_samples]
     for decoder in decoders:
-        jobs[decoder] = {"read": "recognize", "quantize": False, "paths": paths, "decoder": decoder,
+        jobs[decoder] = {"read": "recognize", "quantize": False, "paths": decoded, "decoder": decoder,
                          **({"words": words} if decoder == "wordbeamsearch" and words is not None else {})}
     seconds: dict[int, float] = {}
     reads = dict(zip(jobs, run_in_easyocr(bundle, name, list(jobs.values()), seconds)))
@@ -175,8 +178,9 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
             read = reads[decoder]
             preds, confs = [t for t, _ in read], [c for _, c in read]
             per_image = took[decoder]
-            out["decoders"][decoder] = {"preds": preds, "confidences": confs, "scores": Scores.of(preds, gts),
-                                        "seconds_per_image": per_image / max(len(paths), 1) if per_image else None}
+            out["decoders"][decoder] = {"preds": preds, "confidences": confs,
+                                        "scores": Scores.of(preds, gts[:len(decoded)]),
+                                        "seconds_per_image": per_image / max(len(decoded), 1) if per_image else None}
     if pages is not None:
         scores = score_pages(pages.pages, reads[f"page{len(page_jobs) - 1}"])
         out["pages"] = {k: scores[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}
@@ -212,7 +216,8 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
                         batch_size: int = 192, worst: int = 24, engine: str = "hwocr",
                         page_words: int = PAGE_WORDS, real_pages: list[dict] | None = None,
                         allow_outside: bool = False, found_pages: str | None = None,
-                        decoders: tuple[str, ...] = (), words: str | None = None) -> dict:
+                        decoders: tuple[str, ...] = (), words: str | None = None,
+                        decoder_samples: int | None = None) -> dict:
     """Score a checkpoint or a bundle (engine hwocr), or a bundle read by the real easyocr (engine easyocr: float,
     int8 and, from the first page_words words: recognize with batch_size 8 and, composed into pages, readtext with
     the bundle's detector, or the pages found_pages holds, composed and detected already). The model is read as its
@@ -246,7 +251,7 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
         if engine == "easyocr":
             kept = decoder_words(words, reading.charset) if words and "wordbeamsearch" in decoders else None
             readings = easyocr_predictions(bundle, data, scratch, page_words, real_pages, found_pages, decoders,
-                                           kept and kept["words"])
+                                           kept and kept["words"], decoder_samples)
             result, int8 = readings["float"], readings["int8"]
         else:
             result = evaluate(model, data, codec, torch.device("cpu"), batch_size, None)
@@ -288,7 +293,8 @@ def evaluate_checkpoint(model_url: str, data_url: str, out_url: str, settings=No
                              "batch": {"samples": len(readings["batch"]["preds"]), "batch_size": BATCH_SIZE,
                                        "agreement": agreement(readings["batch"]["preds"], preds),
                                        **readings["batch"]["scores"].metrics()} if "batch" in readings else None,
-                             "decoders": {name: {**d["scores"].metrics(), "seconds_per_image": d["seconds_per_image"]}
+                             "decoders": {name: {"samples": d["scores"].samples, **d["scores"].metrics(),
+                                                 "seconds_per_image": d["seconds_per_image"]}
                                           for name, d in readings.get("decoders", {}).items()} or None,
                              "decoder_words": kept and {k: v for k, v in kept.items() if k != "words"}}
     storage.write_json(storage.join(out_url, "evaluation.json"), report)
@@ -354,6 +360,8 @@ def check_metrics(e: dict, split: str) -> dict[str, float]:
 
     out = {f"{split}_easyocr_{kind}_{name}": float(e[kind][name]) for kind in ("float", "int8")
            for name in Scores.names()}
+    out |= {f"{split}_easyocr_{decoder}_{n}": float(d[n]) for decoder, d in (e.get("decoders") or {}).items()
+            for n in ("accuracy", "cer", "seconds_per_image") if d.get(n) is not None}
     out |= {f"{split}_easyocr_pages_{n}": float(e["pages"][n])
             for n in (("word_accuracy", "detection_recall", "cer") if e["pages"] else ())}
     out |= {f"{split}_easyocr_batch_{n}": float(e["batch"][n])

@@ -113,24 +113,29 @@ class CheckResult(StageResult):
     gap: float
     mismatch: bool
     predictions: str
+    decoders: dict | None = None  # EasyOCR's decoders on the first words: {name: scores, seconds_per_image}
+    decoder_words: dict | None = None  # the word list wordbeamsearch searched
 
 
 def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult, split: str, data: str, digest: str,
                      tracking, hwocr_accuracy: float, pages: PagesResult | None = None,
-                     real_pages: list[dict] | None = None) -> CheckResult:
+                     real_pages: list[dict] | None = None, words: str | None = None) -> CheckResult:
     """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure, and
-    the pages find_pages composed of its first words with readtext (in the boxes found there).
+    the pages find_pages composed of its first words with readtext (in the boxes found there); with `words` (the
+    run's word list), those first words again with each of EasyOCR's decoders, wordbeamsearch searching the list.
 
     The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS (models/evaluation.py) of hwocr's;
     the MLflow run gets the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
     out_url = layout.easyocr_check(trained.key, split)
     report = ev.evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr", page_words=pages.words if pages else 0,
-                                    real_pages=real_pages, found_pages=pages.url if pages else None)
+                                    real_pages=real_pages, found_pages=pages.url if pages else None,
+                                    decoders=ev.DECODERS if words else (), words=words, decoder_samples=ev.PAGE_WORDS)
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
     check = CheckResult(split=split, samples=report["samples"], hwocr_accuracy=hwocr_accuracy, float=e["float"],
                         int8=e["int8"], int8_agreement=e["int8_agreement"], pages=e["pages"], batch=e["batch"],
-                        gap=gap, mismatch=abs(gap) > ev.MISMATCH_POINTS, predictions=report["predictions"])
+                        gap=gap, mismatch=abs(gap) > ev.MISMATCH_POINTS, predictions=report["predictions"],
+                        decoders=e["decoders"], decoder_words=e["decoder_words"])
     log_figures(tracking, trained.mlflow_run_id, ev.check_metrics(e, split), f"evaluation/{split}/easyocr",
                 tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json")),
                 {"hwocr.easyocr_gap": f"{gap:+.2f}", "hwocr.easyocr_mismatch": str(check.mismatch).lower()})
@@ -140,8 +145,8 @@ def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult,
 easyocr_check = stage(
     name="easyocr_check", code=CODE_VERSION, result=CheckResult,
     key=lambda layout, bundle, trained, split, data, digest, tracking, hwocr_accuracy, pages=None,
-    real_pages=None: {"bundle": bundle.key, "data": digest, "pages": pages.key if pages else None,
-                      "real_pages": real_pages},
+    real_pages=None, words=None: {"bundle": bundle.key, "data": digest, "pages": pages.key if pages else None,
+                                  "real_pages": real_pages, "words": words},
     marker=lambda key, layout, trained, split, **_: storage.join(layout.easyocr_check(trained.key, split),
                                                                  "check.json"),
     task_run_name="easyocr {split}",

@@ -35,6 +35,7 @@ def test_the_three_decoders_are_scored_side_by_side(trained, tiny_lmdb, tmp_path
         assert 0 <= d["accuracy"] <= 100 and d["seconds_per_image"] > 0, name
     # greedy is recognize()'s default: the float reading again, to the same figures.
     assert {k: e["decoders"]["greedy"][k] for k in e["float"]} == e["float"]
+    assert all(d["samples"] == 4 for d in e["decoders"].values())
     assert e["decoder_words"] == {"url": str(wordlist), "kept": 4, "dropped": 1, "first_dropped": "'Æble' ('Æ')"}
     with open(tmp_path / "eval" / "evaluation.json", encoding="utf-8") as f:
         assert json.load(f)["easyocr"]["decoders"] == e["decoders"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models import evaluation as ev
+from models.bundle import decoder_advice
 from models.easyocr_venv import SCRIPT
 from models.metrics import Scores
 from models.pages import PAGES_FILE
@@ -136,6 +137,9 @@ def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult,
                         int8=e["int8"], int8_agreement=e["int8_agreement"], pages=e["pages"], batch=e["batch"],
                         gap=gap, mismatch=abs(gap) > ev.MISMATCH_POINTS, predictions=report["predictions"],
                         decoders=e["decoders"], decoder_words=e["decoder_words"])
+    if e["decoders"]:
+        decoder_advice(bundle.readme, e["decoders"], split)
+        log_figures(tracking, trained.mlflow_run_id, {}, "easyocr", (bundle.readme,))  # the run's copy too
     log_figures(tracking, trained.mlflow_run_id, ev.check_metrics(e, split), f"evaluation/{split}/easyocr",
                 tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json")),
                 {"hwocr.easyocr_gap": f"{gap:+.2f}", "hwocr.easyocr_mismatch": str(check.mismatch).lower()})

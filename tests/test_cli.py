@@ -422,6 +422,13 @@ def test_run_end_to_end_then_cached(tmp_path):
     assert run.data.tags["hwocr.easyocr_mismatch"] == str(check["mismatch"]).lower()
     assert check["pages"]["words"] == 8 and run.data.metrics["val_easyocr_pages_cer"] == check["pages"]["cer"]
     assert check["batch"]["samples"] == 8
+    # The three decoders on the same words; the bundle README says which to pass, and its confidence thresholds.
+    assert list(check["decoders"]) == ["greedy", "beamsearch", "wordbeamsearch"]
+    assert run.data.metrics["val_easyocr_beamsearch_accuracy"] == check["decoders"]["beamsearch"]["accuracy"]
+    with open(bundle["readme"], encoding="utf-8") as f:
+        readme = f.read()
+    assert "## Decoder" in readme and 'Pass `decoder="' in readme
+    assert "## Confidence\n\nNot calibrated (8 words: calibration needs at least 200)" in readme
     assert run.data.metrics["val_easyocr_batch_agreement"] == check["batch"]["agreement"]
 
     # conftest keeps Prefect at WARNING; a user's default (INFO) shows what the run log holds.

@@ -120,7 +120,8 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
     figures of readtext (float) on them composed into pages (models/pages.py), or on the pages already composed
     and detected in the folder found_pages (models.pages.find_boxes, of the same samples); with real_pages (a real
     source's pages and their word boxes), "pages" is readtext on those pages instead. decoders: the float reading
-    again with each of these decoders ("decoders": {name: its reading and "seconds_per_image"}), wordbeamsearch
+    again with each of these decoders ("decoders": {name: its reading and "seconds_per_image"}; greedy's is the float
+    reading's), wordbeamsearch
     searching `words` (EasyOCR's own Korean dictionary when None), on the first decoder_samples samples (all when
     None)."""
     from models.pages import PageSet, labeled_pages, score_pages, write_pages
@@ -157,9 +158,9 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
              "int8": {"read": "recognize", "quantize": True, "paths": paths}}
     if page_words:
         jobs["batch"] = {"read": "batched", "quantize": False, "batch": BATCH_SIZE, "paths": paths[:page_words]}
-    # Each decoder reads after the float job warmed the network up, greedy again too: their times compare.
+    # greedy is the float reading itself; the others read after it warmed the network up.
     decoded = paths[:decoder_samples]
-    for decoder in decoders:
+    for decoder in (d for d in decoders if d != "greedy"):
         jobs[decoder] = {"read": "recognize", "quantize": False, "paths": decoded, "decoder": decoder,
                          **({"words": words} if decoder == "wordbeamsearch" and words is not None else {})}
     seconds: dict[int, float] = {}
@@ -175,9 +176,10 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
     if decoders:
         out["decoders"] = {}
         for decoder in decoders:
-            read = reads[decoder]
+            kind = "float" if decoder == "greedy" else decoder
+            read = reads[kind][:len(decoded)]
             preds, confs = [t for t, _ in read], [c for _, c in read]
-            per_image = took[decoder]
+            per_image = took[kind] and took[kind] * len(decoded) / len(reads[kind])
             out["decoders"][decoder] = {"preds": preds, "confidences": confs,
                                         "scores": Scores.of(preds, gts[:len(decoded)]),
                                         "seconds_per_image": per_image / max(len(decoded), 1) if per_image else None}

@@ -187,6 +187,10 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, train
         with open(craft, "rb") as f:
             files[CRAFT.filename] = f.read()
     files[f"{name}.pth"] = buf.getvalue()
+    if calibration and "skipped" not in calibration:
+        from models.calibration import reliability_picture
+
+        reliability_picture(calibration, storage.join(out, "calibration.png"))
     for fname, data in files.items():  # the weights last: a bundle without NAME.pth is visibly incomplete
         storage.write_bytes(storage.join(out, fname), data)
     result = {"name": name, "dir": out, "pth": storage.join(out, f"{name}.pth"),

@@ -107,5 +107,6 @@ def readme_section(cal: dict | None, split: str) -> str:
             for target, t in cal["thresholds"].items()]
     return ("## Confidence\n\nMeasured on the {split} split ({n} words, read by this model as EasyOCR reads them; "
             "expected calibration error {ece:.2f} points). Send a reading whose confidence is below the threshold "
-            "to a person:\n\n| precision | confidence at least | words kept |\n|---|---|---|\n{rows}\n").format(
+            "to a person:\n\n| precision | confidence at least | words kept |\n|---|---|---|\n{rows}\n\n"
+            "![read right per confidence bin](calibration.png)\n").format(
         split=split, n=cal["words"], ece=cal["ece"], rows="\n".join(rows))

@@ -79,3 +79,4 @@ def test_an_evaluation_calibrates_on_its_predictions_and_the_bundle_readme_gives
     with open(bundle["readme"], encoding="utf-8") as f:
         readme = f.read()
     assert readme_section(cal, "validation") in readme and "## Confidence" in readme
+    assert os.path.getsize(os.path.join(bundle["dir"], "calibration.png")) > 0  # the picture the README shows

@@ -66,6 +66,10 @@ def confusion_picture(dataset, analysis: dict, out_url: str, shown: int = 8) -> 
     """confusions.png: a heat map of the jamo confused most (label's jamo by position, down; read as, across) and,
     beside it, an example image of each of the most frequent confusions, characters and jamo."""
     font, small = caption_font(20, None), caption_font(15, None)
+
+    def shown_as(j: str) -> str:  # the caption fonts have no ∅
+        return "-" if j == jamo.NONE else j
+
     pairs = [c for c in analysis["confusions"] if c["level"] == "jamo"][:12]
     rows = list(dict.fromkeys((c["position"], c["truth"]) for c in pairs))
     cols = list(dict.fromkeys(c["read"] for c in pairs))
@@ -80,10 +84,10 @@ def confusion_picture(dataset, analysis: dict, out_url: str, shown: int = 8) -> 
     draw = ImageDraw.Draw(sheet)
     draw.text((8, 8), "jamo: the label's (down) read as (across)", fill=(0, 0, 0), font=small)
     for j, read in enumerate(cols):
-        draw.text((label_w + j * cell + cell // 2, head - 8), read, fill=(0, 0, 0), font=font, anchor="ms")
+        draw.text((label_w + j * cell + cell // 2, head - 8), shown_as(read), fill=(0, 0, 0), font=font, anchor="ms")
     for i, (position, truth) in enumerate(rows):
         y = head + i * cell
-        draw.text((8, y + cell // 2), f"{position} {truth}", fill=(0, 0, 0), font=small, anchor="lm")
+        draw.text((8, y + cell // 2), f"{position} {shown_as(truth)}", fill=(0, 0, 0), font=small, anchor="lm")
         for j, read in enumerate(cols):
             n = counts.get((position, truth, read), 0)
             shade = int(255 - 200 * n / most) if n else 250
@@ -97,7 +101,7 @@ def confusion_picture(dataset, analysis: dict, out_url: str, shown: int = 8) -> 
         img = dataset.raw_image(c["example"]).convert("RGB")
         img.thumbnail((ex_w // 2 - 12, ex_h - 8))
         sheet.paste(img, (map_w, y))
-        what = f"{c.get('position', '')} {c['truth']} -> {c['read']}  x{c['count']}".strip()
+        what = f"{c.get('position', '')} {shown_as(c['truth'])} -> {shown_as(c['read'])}  x{c['count']}".strip()
         draw.text((map_w + ex_w // 2, y + ex_h // 2), what, fill=(200, 0, 0), font=font, anchor="lm")
     buf = io.BytesIO()
     sheet.save(buf, "PNG")

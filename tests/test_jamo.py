@@ -54,26 +54,52 @@ def test_a_missing_or_added_final_is_a_pair_with_nothing():
 
 
 @pytest.mark.slow
-def test_a_model_read_against_labels_one_jamo_off_shows_that_pair_first(trained, tiny_lmdb, tmp_path):
-    """The tiny model reads its four words exactly; labelled with a vowel changed (한글 as 한걸, three times) and a
-    final changed (사랑 as 사람), its evaluation names the vowel pair first, with an example image, in
-    evaluation.json, confusions.png and the console."""
+def test_a_model_made_to_confuse_two_jamo_shows_that_pair_first(tiny_lmdb, tmp_path):
+    """The tiny set trained with 한글 labelled 한걸 (its ㅡ taught as ㅓ): read against the true labels, its
+    evaluation names medial ㅡ→ㅓ first, with the image, in evaluation.json, confusions.png and the console lines."""
     from models.evaluation import evaluate_checkpoint
+    from models.lmdb_format import PackSettings, pack
+    from models.trainer import train
+    from tests.tiny import WORDS, settings
 
     src = os.path.dirname(tiny_lmdb)
-    folder = tmp_path / "data"
-    shutil.copytree(os.path.join(src, "img"), folder / "img")
-    rows = [("img/0.png", "한걸")] * 3 + [("img/1.png", "사람"), ("img/2.png", "Hello"), ("img/3.png", "2025")]
-    (folder / "gt.txt").write_text("".join(f"{p}\t{label}\n" for p, label in rows), encoding="utf-8")
-    report = evaluate_checkpoint(trained, str(folder), str(tmp_path / "eval"))
-    assert report["accuracy"] == pytest.approx(100 / 6, abs=0.01)
+
+    def folder(name: str, labels: list[str]) -> str:
+        shutil.copytree(os.path.join(src, "img"), tmp_path / name / "img")
+        (tmp_path / name / "gt.txt").write_text("".join(f"img/{i}.png\t{w}\n" for i, w in enumerate(labels)),
+                                                encoding="utf-8")
+        return str(tmp_path / name)
+
+    taught = folder("taught", ["한걸", *WORDS[1:]])
+    pack(os.path.join(taught, "gt.txt"), taught, os.path.join(taught, "lmdb"), PackSettings())
+    result = train(settings(num_iter=240, val_interval=60), [os.path.join(taught, "lmdb")],
+                   os.path.join(taught, "lmdb"), str(tmp_path / "run"), log=lambda m: None)
+    assert result["best_accuracy"] == 100.0  # it reads 한걸 where 한글 is written
+    report = evaluate_checkpoint(str(tmp_path / "run" / "best_accuracy.pth"), folder("truth", WORDS),
+                                 str(tmp_path / "eval"))
     first = report["confusions"][0]
-    assert (first["truth"], first["read"], first["count"], first["example_path"]) == ("걸", "글", 3, "img/0.png")
+    assert (first["level"], first["truth"], first["read"], first["example_path"]) == ("character", "글", "걸",
+                                                                                      "img/0.png")
     jamo = [c for c in report["confusions"] if c["level"] == "jamo"]
-    assert [(c["position"], c["truth"], c["read"], c["count"]) for c in jamo] == [
-        ("medial", "ㅓ", "ㅡ", 3), ("final", "ㅁ", "ㅇ", 1)]
-    assert report["jamo"]["classes"]["digit"] == {"characters": 4, "errors": 1, "rate": 25.0}
+    assert (jamo[0]["position"], jamo[0]["truth"], jamo[0]["read"]) == ("medial", "ㅡ", "ㅓ")
+    assert report["jamo"]["medial"]["errors"] == 1 and report["jamo"]["initial"]["errors"] == 0
+    assert lines(report)[1].startswith("most confused: medial ㅡ→ㅓ ×1")
     with open(tmp_path / "eval" / "evaluation.json", encoding="utf-8") as f:
         assert json.load(f)["confusions"] == report["confusions"]
     with Image.open(report["confusions_picture"]) as im:
         assert im.width > 400 and im.height > 100
+
+
+@pytest.mark.slow
+def test_digits_and_latin_are_classes_of_their_own_in_an_evaluation(trained, tiny_lmdb, tmp_path):
+    """The tiny model reads its four words; labelled with a digit and a letter changed, the classes say so."""
+    from models.evaluation import evaluate_checkpoint
+
+    shutil.copytree(os.path.join(os.path.dirname(tiny_lmdb), "img"), tmp_path / "data" / "img")
+    rows = ["한글", "사랑", "Hallo", "2025"]
+    (tmp_path / "data" / "gt.txt").write_text("".join(f"img/{i}.png\t{w}\n" for i, w in enumerate(rows)),
+                                              encoding="utf-8")
+    report = evaluate_checkpoint(trained, str(tmp_path / "data"), str(tmp_path / "eval"))
+    assert report["jamo"]["classes"]["digit"] == {"characters": 4, "errors": 1, "rate": 25.0}
+    assert report["jamo"]["classes"]["latin"] == {"characters": 5, "errors": 1, "rate": 20.0}
+    assert report["jamo"]["classes"]["hangul"]["errors"] == 0

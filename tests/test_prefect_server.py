@@ -84,9 +84,10 @@ def test_serve_and_run_deployment(tmp_path, prefect_server):
     import mlflow
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    assert "learning_curves.png" in {path for _, path in links}  # at the run's root
     for run_id, path in links:
-        folder, name = path.rsplit("/", 1)
-        assert name in {os.path.basename(f.path) for f in client.list_artifacts(run_id, folder)}, path
+        folder, _, name = path.rpartition("/")
+        assert name in {os.path.basename(f.path) for f in client.list_artifacts(run_id, folder or None)}, path
     assert pipeline["form"][:8] == ["preset", "out", "pretrained", "fonts", "words", "count", "val_count", "num_iter"]
     assert results["hwocr-dataset/dataset"]["form"][:6] == ["preset", "out", "fonts", "words", "count", "val_count"]
     assert results["hwocr-finetune/finetune"]["form"][:4] == ["preset", "out", "pretrained", "num_iter"]

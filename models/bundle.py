@@ -134,7 +134,7 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, train
     thresholds the README gives."""
     import torch
 
-    from models.calibration import readme_section
+    from models.calibration import readme_section, reliability_picture
     from models.pretrained import describe, layout_mismatch, load_state_dict, network_params, save_checkpoint_state
     from models.reading import bundle_section, open_model
 
@@ -188,8 +188,6 @@ def export_easyocr_fn(checkpoint: str, out: str, settings: ExportSettings, train
             files[CRAFT.filename] = f.read()
     files[f"{name}.pth"] = buf.getvalue()
     if calibration and "skipped" not in calibration:
-        from models.calibration import reliability_picture
-
         reliability_picture(calibration, storage.join(out, "calibration.png"))
     for fname, data in files.items():  # the weights last: a bundle without NAME.pth is visibly incomplete
         storage.write_bytes(storage.join(out, fname), data)

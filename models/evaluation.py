@@ -125,9 +125,8 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
     and detected in the folder found_pages (models.pages.find_boxes, of the same samples); with real_pages (a real
     source's pages and their word boxes), "pages" is readtext on those pages instead. decoders: the float reading
     again with each of these decoders ("decoders": {name: its reading and "seconds_per_image"}; greedy's is the float
-    reading's), wordbeamsearch
-    searching `words` (EasyOCR's own Korean dictionary when None), on the first decoder_samples samples (all when
-    None)."""
+    reading's), wordbeamsearch searching `words` (EasyOCR's own Korean dictionary when None), on the first
+    decoder_samples samples (all when None)."""
     from models.pages import PageSet, labeled_pages, score_pages, write_pages
 
     bundle = storage.local_copy(bundle_url, "bundles")
@@ -183,10 +182,9 @@ def easyocr_predictions(bundle_url: str, data, scratch: str, page_words: int = 0
             kind = "float" if decoder == "greedy" else decoder
             read = reads[kind][:len(decoded)]
             preds, confs = [t for t, _ in read], [c for _, c in read]
-            per_image = took[kind] and took[kind] * len(decoded) / len(reads[kind])
             out["decoders"][decoder] = {"preds": preds, "confidences": confs,
                                         "scores": Scores.of(preds, gts[:len(decoded)]),
-                                        "seconds_per_image": per_image / max(len(decoded), 1) if per_image else None}
+                                        "seconds_per_image": took[kind] / len(reads[kind]) if took[kind] else None}
     if pages is not None:
         scores = score_pages(pages.pages, reads[f"page{len(page_jobs) - 1}"])
         out["pages"] = {k: scores[k] for k in ("words", "word_accuracy", "detection_recall", "cer")}

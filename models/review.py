@@ -8,13 +8,12 @@ and checked against the character set as they are saved; the character outside i
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 import unicodedata
 from dataclasses import asdict, dataclass
 
+from hwocr import storage
 from hwocr.errors import HwocrError
 from hwocr.locks import held
 from models.charset import load_charset
@@ -134,18 +133,8 @@ def save(folder: str, word_id: str, seen: dict, transcription: str, status: str,
         if status != "rejected":
             word["transcription"] = transcription
         word["status"] = status
-        text = "".join(f"{image}\t{json.dumps(words, ensure_ascii=False)}\n" for image, words in rows)
-        fd, tmp = tempfile.mkstemp(prefix=".Label.", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(text)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, os.path.join(folder, LABEL_FILE))
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        storage.write_text(os.path.join(folder, LABEL_FILE),  # written beside, then renamed over it
+                           "".join(f"{image}\t{json.dumps(words, ensure_ascii=False)}\n" for image, words in rows))
     return Word(word_id, rows[n][0], word["transcription"], word.get("confidence"), word["status"],
                 word.get("crop"), word["points"])
 

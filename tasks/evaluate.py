@@ -49,7 +49,7 @@ def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: st
     and add its figures to the fine-tune's MLflow run, named <split>_<metric> (start_<split>_<metric>)."""
     out_url, prefix = layout.eval(trained.key, split, start), "start_" if start else ""
     report = EvalResult(**ev.evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, data,
-                                              out_url))
+                                                 out_url))
     log_figures(tracking, trained.mlflow_run_id, ev.split_metrics(report, split, prefix), f"evaluation/{prefix}{split}",
                 tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json", "worst_failures.png",
                                                            "confusions.png", "calibration.png")))

@@ -19,7 +19,7 @@ from models.lmdb_format import PackSettings
 from models.sources import RealSettings
 from models.train_settings import TrainSettings
 from synth.render_settings import RenderSettings
-from tasks.tracking_settings import TrackingSettings
+from tracking.settings import TrackingSettings
 
 CONFIG_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
 

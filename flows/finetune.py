@@ -23,8 +23,8 @@ from tasks.evaluate import EvalResult, easyocr_check, evaluate_split, find_pages
 from tasks.export import export_easyocr, log_bundle
 from tasks.real import SourceResult, import_real
 from tasks.stage import result_storage, run_stage
-from tasks.track import holds_run, log_dataset, log_figures
 from tasks.train import TrainResult, fine_tune
+from tracking.runs import holds_run, log_dataset, log_figures
 
 
 @flow(name="hwocr-finetune", validate_parameters=True)
@@ -276,8 +276,8 @@ def publish_artifacts(summary: PipelineSummary) -> None:
     t = summary.train
     if not t.mlflow_run_id:
         return
-    from tasks.track import connect
-    from tasks.tracking_settings import TrackingSettings
+    from tracking.runs import connect
+    from tracking.settings import TrackingSettings
 
     uri, run_id = t.tracking_uri, t.mlflow_run_id
     experiment = connect(TrackingSettings(tracking_uri=uri)).get_run(run_id).info.experiment_id

@@ -89,5 +89,29 @@ def launch(settings, train_dirs: list[str], val_dir: str, run_dir: str, log) -> 
         return json.load(f)
 
 
+def fit(settings, train_dirs: list[str], val_dir: str, out_dir: str, log, on_eval) -> tuple[dict, object]:
+    """Train in this process, or in settings.processes ranks under torchrun (their curves reach on_eval at the end);
+    returns the trainer's summary and the network with its best-accuracy weights."""
+    import torch
+
+    from models.pretrained import build_for
+    from models.trainer import train
+    from synth import effects
+
+    if settings.processes > 1:
+        result = launch(settings, train_dirs, val_dir, out_dir, log)
+        for entry in result["history"]:
+            on_eval(entry["iteration"], entry)
+    else:
+        result = train(settings, train_dirs, val_dir, out_dir, log=log, on_eval=on_eval,
+                       augment=effects.augmenter(settings.augment))
+    model = build_for(settings)
+    best = os.path.join(out_dir, "best_accuracy.pth")
+    if os.path.exists(best):
+        state = torch.load(best, weights_only=True)
+        model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+    return result, model
+
+
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,4 +1,4 @@
-"""The rule that moves the registry's `champion` alias (tasks/champion.py applies it): a newly trained model takes it
+"""The rule that moves the registry's `champion` alias (tracking/registry.py applies it): a newly trained model takes it
 only when it reads every real test source better than the champion does (both read the same images, now) and loses
 at most REGRESSION_POINTS on the print regression split. Without a champion, the model it started from is the one
 to beat."""

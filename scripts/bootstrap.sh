@@ -93,7 +93,7 @@ install_plain() {
   # From a copy of what the images COPY: the build writes into its source folder, beside .venv's editable install.
   local src
   src=$(mktemp -d)
-  cp -r pyproject.toml README.md hwocr synth models tasks flows "$src"
+  cp -r pyproject.toml README.md hwocr synth models tracking tasks flows "$src"
   .venv-plain/bin/python -m pip install -q "$src"
   rm -rf "$src"
   echo "$want" > .venv-plain/.hwocr-installed

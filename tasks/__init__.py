@@ -1,1 +1,1 @@
-"""Pipeline stages: thin Prefect tasks over the libraries (synth/, models/); their settings are in settings.py."""
+"""Pipeline stages: thin Prefect tasks over the libraries (synth/, models/, tracking/), each a declaration."""

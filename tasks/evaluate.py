@@ -14,8 +14,8 @@ from models.pretrained import CRAFT
 from models.reading import Reading
 from tasks.export import BundleResult
 from tasks.stage import StageResult, stage
-from tasks.track import log_figures
 from tasks.train import TrainResult
+from tracking.runs import log_figures
 
 # The scripts run in EasyOCR's venv are part of what an evaluation is.
 CODE_VERSION = hashing.code_version(__file__, SCRIPT)

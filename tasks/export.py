@@ -52,7 +52,7 @@ def log_bundle(tracking, run_id: str | None, bundle: BundleResult) -> None:
     """Attach the bundle to the fine-tune's MLflow run under easyocr/."""
     if not (run_id and storage.is_local(bundle.dir)):
         return
-    from tasks.track import connect
+    from tracking.runs import connect
 
     client, folder = connect(tracking), storage.local_path(bundle.dir)
     for fname in sorted(os.listdir(folder)):  # not the 83 MB detector, EasyOCR's own file, into every run

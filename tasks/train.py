@@ -10,10 +10,9 @@ from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models import ddp_train
 from models.train_settings import TrainSettings
-from synth import effects
 from tasks.stage import StageResult, stage
-from tasks.track import end_failed, finish_run, log_eval, start_run
-from tasks.tracking_settings import TrackingSettings
+from tracking.runs import end_failed, finish_run, log_eval, start_run
+from tracking.settings import TrackingSettings
 
 CODE_VERSION = hashing.code_version(__file__)  # ddp_train's too: imported here for torchrun's -m
 DONE = "done.json"
@@ -73,26 +72,8 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
                        [("training", {"url": u, "digest": digests[u]}) for u in train_lmdbs]
                        + [("validation", {"url": val_lmdb, "digest": digests[val_lmdb]})])
     try:
-        from models.trainer import train
-
-        train_dirs = [_local(u, digests[u]) for u in train_lmdbs]
-        val_dir = _local(val_lmdb, digests[val_lmdb])
-        if settings.processes > 1:
-            result = ddp_train.launch(settings, train_dirs, val_dir, local_dir, log.info)
-            for entry in result["history"]:  # the ranks ran outside this process: their curves reach MLflow now
-                log_eval(entry["iteration"], entry)
-        else:
-            result = train(settings, train_dirs, val_dir, local_dir, log=log.info, on_eval=log_eval,
-                           augment=effects.augmenter(settings.augment))
-        import torch
-
-        from models.pretrained import build_for
-
-        model = build_for(settings)
-        best = os.path.join(local_dir, "best_accuracy.pth")
-        if os.path.exists(best):
-            state = torch.load(best, weights_only=True)
-            model.load_state_dict({k.removeprefix("module."): v for k, v in state.items()})
+        result, model = ddp_train.fit(settings, [_local(u, digests[u]) for u in train_lmdbs],
+                                      _local(val_lmdb, digests[val_lmdb]), local_dir, log.info, log_eval)
         logged = finish_run(tracking, local_dir, model, result)
     except BaseException:
         end_failed()

@@ -8,7 +8,7 @@ import pathlib
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-PRODUCT = ["hwocr", "synth", "models", "tasks", "flows"]
+PRODUCT = ["hwocr", "synth", "models", "tracking", "tasks", "flows"]
 THEIRS = ("prefect", "mlflow")
 # Their classes made to be subclassed: the protocol Prefect documents for custom lock managers.
 EXTENSION_POINTS = {"LockManager"}

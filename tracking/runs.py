@@ -11,7 +11,7 @@ import os
 from hwocr import storage
 from hwocr.errors import HwocrError
 from models.metrics import Scores
-from tasks.tracking_settings import TrackingSettings
+from tracking.settings import TrackingSettings
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,6 @@
-"""The settings of the stage that has no library beneath it (tracking): plain pydantic with no Prefect, torch or
-MLflow, so that the CLI checks a config in about a second. The libraries keep their own: RenderSettings in
-synth/render_settings.py, PackSettings in models/lmdb_format.py, TrainSettings in models/train_settings.py,
-ExportSettings in models/bundle.py."""
+"""Where a run is tracked: plain pydantic with no Prefect, torch or MLflow, so that the CLI checks a config in about
+a second. The other libraries keep their own: RenderSettings in synth/render_settings.py, PackSettings in
+models/lmdb_format.py, TrainSettings in models/train_settings.py, ExportSettings in models/bundle.py."""
 
 from __future__ import annotations
 

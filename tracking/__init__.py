@@ -1,0 +1,1 @@
+"""MLflow: a fine-tune's run (params, curves, figures, the model), the registry and its champion alias; no Prefect."""

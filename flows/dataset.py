@@ -10,6 +10,7 @@ from prefect.utilities.annotations import quote
 from pydantic import PositiveInt
 
 from flows.config import PipelineConfig, Preset, config_from_form
+from flows.records import stages_at, was_cached
 from flows.summary import DatasetSummary
 from hwocr import storage
 from hwocr.errors import HwocrError
@@ -19,12 +20,11 @@ from models.gt_rows import SplitPlan
 from synth.inputs import check_space, describe_plan
 from synth.pool import resolve_workers, shutdown_pool, stop_pool, warm_pool
 from synth.shards import plan_shards
-from tasks.contact_sheet import contact_sheet, effects_sheet
-from tasks.gt import assemble_gt
-from tasks.lmdb_pack import pack_lmdb
+from tasks.contact_sheet import ContactSheetInput, EffectsSheetInput, contact_sheet, effects_sheet
+from tasks.gt import GtInput, assemble_gt
+from tasks.lmdb_pack import PackInput, pack_lmdb
 from tasks.prepare import prepare_words, survey_fonts
-from tasks.render import render_shard
-from tasks.stage import result_storage, was_cached
+from tasks.render import RenderInput, render_shard
 
 
 def default_task_runner() -> ThreadPoolTaskRunner:
@@ -97,9 +97,8 @@ def build_dataset(config: PipelineConfig) -> dict:
     log.info(describe_plan(check_space(r, layout.out, workers)))
     if config.runner == "local":
         warm_pool(workers)
-    results = result_storage(config.results_url())
-    render, assemble, pack, sheet_of, effects_of = (t.with_options(result_storage=results) for t in (
-        render_shard, assemble_gt, pack_lmdb, contact_sheet, effects_sheet))
+    render, assemble, pack, sheet_of, effects_of = stages_at(config.results_url(), render_shard, assemble_gt, pack_lmdb,
+                                                             contact_sheet, effects_sheet)
     try:
         words = prepare_words(r, layout)
         fonts = survey_fonts(r, words)
@@ -114,14 +113,14 @@ def build_dataset(config: PipelineConfig) -> dict:
         follow = quote if config.runner == "local" else (lambda futures: futures)
         shards, packs = {}, {}
         for split in r.splits():
-            shards[split] = [render.submit(s, workers) for s in specs if s.split == split]
-            packs[split] = pack.submit(plans[split], layout, follow(shards[split]), layout.lmdb(split), config.pack)
-        gts = {split: assemble.submit(plans[split], layout, shards[split]) for split in r.splits()}
-        sheet = sheet_of.submit(gts["train"], layout.contact_sheet, label_font=fonts["fonts"][0]["path"])
+            shards[split] = [render.submit(RenderInput(spec=s), workers) for s in specs if s.split == split]
+            packs[split] = pack.submit(PackInput(plan=plans[split], layout=layout, lmdb_url=layout.lmdb(split),
+                                                 settings=config.pack), follow(shards[split]))
+        gts = {split: assemble.submit(GtInput(plan=plans[split], layout=layout), shards[split]) for split in r.splits()}
         every_font = fonts["fonts"] + [{**f, "held_out": True} for f in fonts["test_fonts"]]
-        fonts_sheet = effects_of.submit(every_font, words["url"], r.pixel_settings(),
-                                           r.effects.model_dump(mode="json"), r.glyph_jitter.model_dump(mode="json"),
-                                           layout.fonts_sheet)
+        fonts_sheet = effects_of.submit(EffectsSheetInput(
+            fonts=every_font, words_url=words["url"], pixels=r.pixel_settings(), out_url=layout.fonts_sheet,
+            effects=r.effects.model_dump(mode="json"), glyph_jitter=r.glyph_jitter.model_dump(mode="json")))
         splits = {}
         for split in gts:
             for shard in shards[split]:  # a failed shard's own error, where the pack only says that one failed
@@ -136,6 +135,8 @@ def build_dataset(config: PipelineConfig) -> dict:
                              "per_font": {names.get(k, k): v for k, v in gt.per_font.items()},
                              "redrawn_per_font": {names.get(k, k): v for k, v in gt.redrawn_per_font.items()},
                              "syllables": gt.syllables}
+        sheet = sheet_of.submit(ContactSheetInput(gt=gts["train"].result(), out_url=layout.contact_sheet,
+                                                  label_font=fonts["fonts"][0]["path"]))
         cached = sum(was_cached(f) for split in shards.values() for f in split)
         summary = DatasetSummary(
             out=layout.out, splits=splits,

@@ -9,6 +9,7 @@ from pydantic import PositiveInt
 
 from flows.config import PipelineConfig, Preset, config_from_form
 from flows.dataset import dataset_flow_for
+from flows.records import run_stage, stages_at
 from flows.summary import DatasetSummary, PipelineSummary, RealScore, TrainingSummary
 from hwocr import storage
 from hwocr.layout import Layout
@@ -19,12 +20,11 @@ from models.metrics import Scores
 from models.sources import source_digest
 from models.train_settings import ATTN_REFUSED
 from tasks.champion import judge_champion
-from tasks.evaluate import EvalResult, easyocr_check, evaluate_split, find_pages, log_retention
-from tasks.export import export_easyocr, log_bundle
-from tasks.real import SourceResult, import_real
-from tasks.stage import result_storage, run_stage
-from tasks.train import TrainResult, fine_tune
-from tracking.runs import holds_run, log_dataset, log_figures
+from tasks.evaluate import CheckInput, EvalInput, EvalResult, PagesInput, easyocr_check, evaluate_split, find_pages
+from tasks.export import ExportInput, export_easyocr
+from tasks.real import SourceInput, SourceResult, import_real
+from tasks.train import TrainInput, TrainResult, fine_tune
+from tracking.runs import holds_run, log_bundle, log_dataset, log_figures, log_retention
 
 
 @flow(name="hwocr-finetune", validate_parameters=True)
@@ -55,10 +55,10 @@ CURVES = "learning_curves.png"  # beside the checkpoints: losses, accuracy and C
 def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, val_lmdb: str | None) -> dict:
     """The finetune flow's body, on a config already whole; returns a TrainingSummary as JSON."""
     layout = Layout.at(config.out)
-    results = result_storage(config.results_url())
+    train, evaluate, import_ = stages_at(config.results_url(), fine_tune, evaluate_split, import_real)
     train_lmdbs = [storage.normalize(u) for u in train_lmdbs] if train_lmdbs else [layout.lmdb("train")]
     val_lmdb = storage.normalize(val_lmdb) if val_lmdb else layout.lmdb("val")
-    sources = import_sources(config, layout, results)
+    sources = import_sources(config, layout, import_)
     settings, train_lmdbs = mixed(config, train_lmdbs, sources)
     # A real validation split, when there is one, picks the best checkpoint and drives early stopping.
     chooser = next((r.lmdb("val") for r in sources.values() if r.lmdb("val")), val_lmdb)
@@ -69,7 +69,6 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
     scored |= {real_split(name): r.lmdb("test") for name, r in sources.items() if r.lmdb("test")}
     # One read (or hash) per LMDB: keys, MLflow lineage and evaluation all use these.
     digests = {u: lmdb_digest(u) for u in {*train_lmdbs, chooser, *scored.values()}}
-    train, evaluate = (t.with_options(result_storage=results) for t in (fine_tune, evaluate_split))
     first, cached = _trained(train, config, settings, train_lmdbs, chooser, digests, layout)
     trained = first
     if config.real.refine.iterations:  # then the real train splits alone, from the first stage's best checkpoint
@@ -77,8 +76,8 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
         trained, cached = _trained(train, config, refine, refine_lmdbs, chooser, digests, layout)
     # Every split overall, per font, per length; from a pretrained start, the start itself (its head remapped to
     # this charset) on the same splits.
-    runs = {(split, start): evaluate.submit(layout, first if start else trained, split, data, digests[data],
-                                            config.tracking, start)
+    runs = {(split, start): evaluate.submit(EvalInput(layout=layout, trained=first if start else trained, split=split,
+                                                      data=data, digest=digests[data], start=start), config.tracking)
             for split, data in scored.items() for start in (False, True) if not start or first.start_checkpoint}
     scores = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if not start}
     starts = {split: _score(r.result(), digests[scored[split]]) for (split, start), r in runs.items() if start}
@@ -106,7 +105,8 @@ def fine_tune_and_score(config: PipelineConfig, train_lmdbs: list[str] | None, v
 def _trained(train, config: PipelineConfig, settings, train_lmdbs: list[str], val: str, digests: dict,
              layout: Layout) -> tuple[TrainResult, bool]:
     """A training stage run (or its cache hit), its MLflow run dropped when another store tracked it."""
-    trained, cached = run_stage(train, settings, config.tracking, train_lmdbs, val, digests, layout)
+    trained, cached = run_stage(train, TrainInput(settings=settings, train_lmdbs=train_lmdbs, val_lmdb=val,
+                                                  digests=digests, layout=layout), config.tracking)
     if cached and not holds_run(config.tracking, trained.mlflow_run_id):
         get_run_logger().warning(
             "the cached training's MLflow run %s is not in %s (another store tracked it): this run's evaluation, "
@@ -131,12 +131,12 @@ def real_split(name: str) -> str:
     return f"real_{name}"
 
 
-def import_sources(config: PipelineConfig, layout: Layout, results) -> dict[str, SourceResult]:
+def import_sources(config: PipelineConfig, layout: Layout, import_) -> dict[str, SourceResult]:
     """Every real source read, checked, split and packed, each on its own content key (in parallel)."""
-    task = import_real.with_options(result_storage=results)
     t = config.train
-    futures = {s.name: task.submit(layout, s, config.real, t.charset, t.batch_max_length, config.pack,
-                                   source_digest(s)) for s in config.real.sources}
+    futures = {s.name: import_.submit(SourceInput(layout=layout, source=s, real=config.real, charset=t.charset,
+                                                  batch_max_length=t.batch_max_length, pack=config.pack,
+                                                  digest=source_digest(s))) for s in config.real.sources}
     return {name: f.result() for name, f in futures.items()}
 
 
@@ -180,9 +180,10 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     config = config_from_form(preset, {"out": out, "train.pretrained": pretrained, "render.fonts": fonts,
                                        "render.words": words, "render.count": count, "render.val_count": val_count,
                                        "train.num_iter": num_iter}, settings or [], config)
-    layout, results = Layout.at(config.out), result_storage(config.results_url())
+    layout = Layout.at(config.out)
+    export, check_, find = stages_at(config.results_url(), export_easyocr, easyocr_check, find_pages)
     data = DatasetSummary.model_validate(dataset_flow_for(config)(config=config))
-    pages = found_pages(config, layout, data, results)  # before training: it needs no model, and may fail
+    pages = found_pages(config, layout, data, find)  # before training: it needs no model, and may fail
     train = TrainingSummary.model_validate(finetune_flow(config=config, train_lmdbs=[data.splits["train"].lmdb],
                                                          val_lmdb=data.splits["val"].lmdb))
     trained = TrainResult(**train.model_dump(include=set(TrainResult.model_fields)))
@@ -194,8 +195,8 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
         get_run_logger().warning("EasyOCR export skipped: %s", ATTN_REFUSED)
     else:
         val = train.evaluation.get("val")
-        bundle, cached = run_stage(export_easyocr.with_options(result_storage=results), layout, trained, config.export,
-                                   val.calibration if val else None)
+        bundle, cached = run_stage(export, ExportInput(layout=layout, trained=trained, settings=config.export,
+                                                       calibration=val.calibration if val else None))
         if not cached:
             log_bundle(config.tracking, trained.mlflow_run_id, bundle)
     why = easyocr_available() if config.easyocr_check else None
@@ -207,15 +208,15 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     else:
         # The bundle read by the real easyocr on the test split (else validation), beside hwocr's own figure.
         split = "test" if "test" in train.evaluation else "val"
-        check = easyocr_check.with_options(result_storage=results)(
-            layout, bundle, trained, split, layout.lmdb(split), train.evaluation[split].digest, config.tracking,
-            train.evaluation[split].accuracy, pages, words=data.words["url"])
+        check = check_(CheckInput(layout=layout, bundle=bundle, trained=trained, split=split, data=layout.lmdb(split),
+                                  digest=train.evaluation[split].digest, pages=pages, words=data.words["url"]),
+                       config.tracking, train.evaluation[split].accuracy)
         if check.mismatch:
             get_run_logger().warning(
                 "EasyOCR reads %s at %.2f%% (int8 %.2f%%) but hwocr reports %.2f%%: the exported model does not read "
                 "in EasyOCR as hwocr measured it", split, check.float["accuracy"], check.int8["accuracy"],
                 check.hwocr_accuracy)
-        real = {name: r.model_copy(update={"easyocr": easyocr_real(layout, bundle, trained, name, r, config, results)})
+        real = {name: r.model_copy(update={"easyocr": easyocr_real(layout, bundle, trained, name, r, config, check_)})
                 for name, r in real.items()}
     decision = None
     if config.real.sources and config.tracking.registered_model:
@@ -229,7 +230,7 @@ def pipeline_flow(preset: Preset = "quick", out: str | None = None, pretrained: 
     return summary.model_dump(mode="json")
 
 
-def found_pages(config: PipelineConfig, layout: Layout, data: DatasetSummary, results):
+def found_pages(config: PipelineConfig, layout: Layout, data: DatasetSummary, find):
     """The EasyOCR check's pages (of the test split, else validation) and the boxes its detector finds on them;
     None when there will be no check. Not beside training: on a few cores the two would slow each other down
     (measured on 2 cores: training 4.5x slower, the detector 2.2x), and every later model of the same split reads
@@ -238,7 +239,7 @@ def found_pages(config: PipelineConfig, layout: Layout, data: DatasetSummary, re
         return None
     split = "test" if "test" in data.splits else "val"
     lmdb = data.splits[split].lmdb
-    return find_pages.with_options(result_storage=results)(layout, split, lmdb, lmdb_digest(lmdb), config.train)
+    return find(PagesInput(layout=layout, split=split, data=lmdb, digest=lmdb_digest(lmdb), settings=config.train))
 
 
 def _contest(layout: Layout, train: TrainingSummary, real: dict[str, RealScore]) -> tuple[dict, dict | None]:
@@ -254,14 +255,13 @@ def _contest(layout: Layout, train: TrainingSummary, real: dict[str, RealScore])
 
 
 def easyocr_real(layout: Layout, bundle, trained: TrainResult, name: str, r: RealScore, config: PipelineConfig,
-                 results) -> dict | None:
+                 check_) -> dict | None:
     """A real source's test split read by EasyOCR itself with the bundle: float, int8 and, for a source of pages,
     its pages through readtext."""
     if r.hwocr is None:
         return None
-    check = easyocr_check.with_options(result_storage=results)(
-        layout, bundle, trained, real_split(name), r.lmdb, r.hwocr.digest, config.tracking, r.hwocr.accuracy,
-        real_pages=r.pages)
+    check = check_(CheckInput(layout=layout, bundle=bundle, trained=trained, split=real_split(name), data=r.lmdb,
+                              digest=r.hwocr.digest, real_pages=r.pages), config.tracking, r.hwocr.accuracy)
     return {"float": check.float, "int8": check.int8, "pages": check.pages}
 
 

@@ -7,15 +7,15 @@ import hashlib
 import os
 from typing import Literal
 
-from prefect import flow, get_run_logger, unmapped
+from prefect import flow, get_run_logger
 from prefect.task_runners import ThreadPoolTaskRunner
 from pydantic import PositiveInt
 
+from flows.records import stages_at
 from hwocr import hashing, storage
 from models import prelabeling as pl
 from models.reading import bundle_reading
-from tasks.prelabel_shard import prelabel_shard
-from tasks.stage import result_storage
+from tasks.prelabel_shard import PrelabelInput, prelabel_shard
 
 
 def bundle_of(model: str, out: str) -> tuple[str, str]:
@@ -65,9 +65,9 @@ def prelabel_flow(images: str, model: str, out: str, kind: Literal["auto", "page
     pl.check_charset(images, charset, model)
     step = settings.shard_size
     shards = [(names[i:i + step], digests[i:i + step]) for i in range(0, len(names), step)]
-    task = prelabel_shard.with_options(result_storage=result_storage(storage.join(out, ".prefect-results")))
-    futures = task.map(unmapped(images), [s[0] for s in shards], [s[1] for s in shards], unmapped(bundle),
-                       unmapped(bundle_digest), unmapped(settings), unmapped(out))
+    [task] = stages_at(storage.join(out, ".prefect-results"), prelabel_shard)
+    futures = task.map([PrelabelInput(images=images, names=n, digests=d, bundle=bundle, bundle_digest=bundle_digest,
+                                      settings=settings, out=out) for n, d in shards])
     rows = []
     for future in futures:  # in order: shards run one at a time
         shard = future.result()

@@ -89,3 +89,21 @@ def check_space(settings: RenderSettings, out: str, workers: int) -> dict:
 def describe_plan(plan: dict) -> str:
     return (f"plan: {plan['images']:,} images, about {_size(plan['bytes'])} on disk, about "
             f"{plan['seconds'] / 60:.0f} min to render")
+
+
+def describe_words(url: str, report: dict) -> str:
+    cov = report["coverage"]
+    return (f"words: {report['kept']} from {url}, {sum(report['generated'].values())} generated "
+            f"{report['generated'] or ''}; {cov['covered']} of {cov['syllables']} syllables used"
+            + (f" (never: {cov['missing']})" if cov["missing"] else ""))
+
+
+def describe_fonts(fonts: dict) -> list[str]:
+    """A line a font of font_survey's: its role, file and the words it skips."""
+    lines = []
+    for f in fonts["fonts"] + fonts["test_fonts"] + fonts["regression_fonts"]:
+        role = ("held out" if f in fonts["test_fonts"] else "regression" if f in fonts["regression_fonts"]
+                else "train/val")
+        lines.append(f"font {f['name']} ({role}): {f['url']}"
+                     + (f" (skips words using {f['missing'][:20]!r})" if f["missing"] else ""))
+    return lines

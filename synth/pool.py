@@ -133,3 +133,14 @@ def stop_pool() -> None:
 
 def resolve_workers(settings: RenderSettings) -> int:
     return settings.workers or os.cpu_count() or 1
+
+
+def in_dask_worker() -> bool:
+    """Whether this runs on a Dask worker, where the cluster is the process pool."""
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return True
+    except (ImportError, ValueError):
+        return False

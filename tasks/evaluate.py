@@ -12,8 +12,9 @@ from models.metrics import Scores
 from models.pages import PAGES_FILE
 from models.pretrained import CRAFT
 from models.reading import Reading
+from models.train_settings import TrainSettings
 from tasks.export import BundleResult
-from tasks.stage import StageResult, stage
+from tasks.stage import StageInput, StageResult, stage
 from tasks.train import TrainResult
 from tracking.runs import log_figures
 
@@ -43,12 +44,27 @@ class EvalResult(StageResult, Scores):
         return storage.exists(self.predictions)
 
 
-def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: str, digest: str, tracking,
-                      start: bool = False) -> EvalResult:
-    """Score the fine-tuned checkpoint (or, with start, the pretrained start with its head remapped) on a split
-    and add its figures to the fine-tune's MLflow run, named <split>_<metric> (start_<split>_<metric>)."""
-    out_url, prefix = layout.eval(trained.key, split, start), "start_" if start else ""
-    report = EvalResult(**ev.evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, data,
+class EvalInput(StageInput):
+    layout: Layout
+    trained: TrainResult
+    split: str
+    data: str  # the split's LMDB
+    digest: str  # its content
+    start: bool = False  # the pretrained start (its head remapped) instead of the fine-tuned checkpoint
+
+    def reads(self) -> dict:
+        return {"train": self.trained.key, "data": self.digest, "start": self.start}
+
+    def marker(self, key: str) -> str:
+        return storage.join(self.layout.eval(self.trained.key, self.split, self.start), "evaluation.json")
+
+
+def evaluate_split_fn(inp: EvalInput, tracking) -> EvalResult:
+    """Score the checkpoint on a split and add its figures to the fine-tune's MLflow run, named <split>_<metric>
+    (start_<split>_<metric>)."""
+    trained, split, start = inp.trained, inp.split, inp.start
+    out_url, prefix = inp.layout.eval(trained.key, split, start), "start_" if start else ""
+    report = EvalResult(**ev.evaluate_checkpoint(trained.start_checkpoint if start else trained.checkpoint, inp.data,
                                                  out_url))
     log_figures(tracking, trained.mlflow_run_id, ev.split_metrics(report, split, prefix), f"evaluation/{prefix}{split}",
                 tuple(storage.join(out_url, n) for n in ("predictions.tsv", "evaluation.json", "worst_failures.png",
@@ -56,19 +72,8 @@ def evaluate_split_fn(layout: Layout, trained: TrainResult, split: str, data: st
     return report
 
 
-evaluate_split = stage(
-    name="evaluate", code=CODE_VERSION, result=EvalResult,
-    key=lambda layout, trained, split, data, digest, tracking, start=False: {
-        "train": trained.key, "data": digest, "start": start},
-    marker=lambda key, layout, trained, split, start=False, **_: storage.join(layout.eval(trained.key, split, start),
-                                                                              "evaluation.json"),
-    task_run_name="evaluate {split}",
-)(evaluate_split_fn)
-
-
-def log_retention(tracking, run_id: str | None, figures: dict) -> None:
-    if figures["retained"] is not None:
-        log_figures(tracking, run_id, {"regression_retained": figures["retained"]}, once=True)
+evaluate_split = stage(name="evaluate", code=CODE_VERSION, result=EvalResult,
+                       task_run_name="evaluate {inp.split}")(evaluate_split_fn)
 
 
 class PagesResult(StageResult):
@@ -82,22 +87,32 @@ class PagesResult(StageResult):
         return storage.exists(storage.join(self.url, PAGES_FILE))
 
 
-def find_pages_fn(layout: Layout, split: str, data: str, digest: str, settings, page_words: int = ev.PAGE_WORDS, *,
-                  key: str) -> PagesResult:
+class PagesInput(StageInput):
+    layout: Layout
+    split: str
+    data: str
+    digest: str
+    settings: TrainSettings  # which samples a model of these settings keeps
+    page_words: int = ev.PAGE_WORDS
+
+    def reads(self) -> dict:
+        return {"data": self.digest, "page_words": self.page_words, "kept": ev.kept_by(Reading.of(self.settings)),
+                "detector": CRAFT.md5}
+
+    def marker(self, key: str) -> str:
+        return storage.join(self.layout.pages(self.split, key), "found.json")
+
+
+def find_pages_fn(inp: PagesInput, *, key: str) -> PagesResult:
     """The words the EasyOCR check reads on pages, composed and run through the detector once: neither depends on
-    the model, so this runs beside training and any later model of the same settings reads the same boxes."""
-    url = layout.pages(split, key)
-    pages, words = ev.find_split_pages(data, Reading.of(settings), page_words, url)
+    the model, so any later model of the same settings reads the same boxes."""
+    url = inp.layout.pages(inp.split, key)
+    pages, words = ev.find_split_pages(inp.data, Reading.of(inp.settings), inp.page_words, url)
     return PagesResult(url=url, pages=pages, words=words)
 
 
-find_pages = stage(
-    name="find_pages", code=CODE_VERSION, result=PagesResult,
-    key=lambda layout, split, data, digest, settings, page_words=ev.PAGE_WORDS: {
-        "data": digest, "page_words": page_words, "kept": ev.kept_by(Reading.of(settings)), "detector": CRAFT.md5},
-    marker=lambda key, layout, split, **_: storage.join(layout.pages(split, key), "found.json"),
-    task_run_name="find pages {split}",
-)(find_pages_fn)
+find_pages = stage(name="find_pages", code=CODE_VERSION, result=PagesResult,
+                   task_run_name="find pages {inp.split}")(find_pages_fn)
 
 
 class CheckResult(StageResult):
@@ -118,18 +133,37 @@ class CheckResult(StageResult):
     decoder_words: dict | None = None  # the word list wordbeamsearch searched
 
 
-def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult, split: str, data: str, digest: str,
-                     tracking, hwocr_accuracy: float, pages: PagesResult | None = None,
-                     real_pages: list[dict] | None = None, words: str | None = None) -> CheckResult:
+class CheckInput(StageInput):
+    layout: Layout
+    bundle: BundleResult
+    trained: TrainResult
+    split: str
+    data: str
+    digest: str
+    pages: PagesResult | None = None  # find_pages' pages of the split
+    real_pages: list[dict] | None = None  # a real source's own pages
+    words: str | None = None  # the word list wordbeamsearch searches
+
+    def reads(self) -> dict:
+        return {"bundle": self.bundle.key, "data": self.digest, "pages": self.pages.key if self.pages else None,
+                "real_pages": self.real_pages, "words": self.words}
+
+    def marker(self, key: str) -> str:
+        return storage.join(self.layout.easyocr_check(self.trained.key, self.split), "check.json")
+
+
+def easyocr_check_fn(inp: CheckInput, tracking, hwocr_accuracy: float) -> CheckResult:
     """Read a split with the exported bundle in the real easyocr, float and int8, beside hwocr's own figure, and
     the pages find_pages composed of its first words with readtext (in the boxes found there); with `words` (the
     run's word list), those first words again with each of EasyOCR's decoders, wordbeamsearch searching the list.
 
     The result says whether EasyOCR's float accuracy is within MISMATCH_POINTS (models/evaluation.py) of hwocr's;
     the MLflow run gets the figures and the tags hwocr.easyocr_gap and hwocr.easyocr_mismatch."""
-    out_url = layout.easyocr_check(trained.key, split)
-    report = ev.evaluate_checkpoint(bundle.dir, data, out_url, engine="easyocr", page_words=pages.words if pages else 0,
-                                    real_pages=real_pages, found_pages=pages.url if pages else None,
+    bundle, trained, split, pages, words = inp.bundle, inp.trained, inp.split, inp.pages, inp.words
+    out_url = inp.layout.easyocr_check(trained.key, split)
+    report = ev.evaluate_checkpoint(bundle.dir, inp.data, out_url, engine="easyocr",
+                                    page_words=pages.words if pages else 0, real_pages=inp.real_pages,
+                                    found_pages=pages.url if pages else None,
                                     decoders=ev.DECODERS if words else (), words=words, decoder_samples=ev.PAGE_WORDS)
     e = report["easyocr"]
     gap = e["float"]["accuracy"] - hwocr_accuracy
@@ -146,12 +180,5 @@ def easyocr_check_fn(layout: Layout, bundle: BundleResult, trained: TrainResult,
     return check
 
 
-easyocr_check = stage(
-    name="easyocr_check", code=CODE_VERSION, result=CheckResult,
-    key=lambda layout, bundle, trained, split, data, digest, tracking, hwocr_accuracy, pages=None,
-    real_pages=None, words=None: {"bundle": bundle.key, "data": digest, "pages": pages.key if pages else None,
-                                  "real_pages": real_pages, "words": words},
-    marker=lambda key, layout, trained, split, **_: storage.join(layout.easyocr_check(trained.key, split),
-                                                                 "check.json"),
-    task_run_name="easyocr {split}",
-)(easyocr_check_fn)
+easyocr_check = stage(name="easyocr_check", code=CODE_VERSION, result=CheckResult,
+                      task_run_name="easyocr {inp.split}")(easyocr_check_fn)

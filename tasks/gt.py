@@ -9,10 +9,11 @@ from prefect.futures import PrefectFuture
 
 from hwocr import hashing, storage
 from hwocr.errors import HwocrError
+from hwocr.layout import Layout
 from models.gt_rows import SplitPlan, SplitRows
 from synth.coverage import hangul, syllable_coverage
 from tasks.render import ShardResult
-from tasks.stage import IO_RETRY, StageResult, stage
+from tasks.stage import IO_RETRY, StageInput, StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 
@@ -53,9 +54,20 @@ class GtResult(StageResult):
         return storage.exists(self.gt)
 
 
-def assemble_gt_fn(plan: SplitPlan, layout, shards: list[ShardResult]) -> GtResult:
+class GtInput(StageInput):
+    plan: SplitPlan
+    layout: Layout
+
+    def reads(self) -> dict:
+        return self.plan.reads()
+
+    def marker(self, key: str) -> str:
+        return self.layout.gt_result(self.plan.split)
+
+
+def assemble_gt_fn(inp: GtInput, shards: list[ShardResult]) -> GtResult:
     """Write the split's rows (SplitRows) as its gt.txt."""
-    rows = SplitRows(plan, layout)
+    plan, rows = inp.plan, SplitRows(inp.plan, inp.layout)
     lines = [f"{path}\t{label}\n" for _, path, label in rows.follow(finished(plan.split, shards))]
     storage.write_text(plan.gt, "".join(lines))
     return GtResult(split=plan.split, gt=plan.gt, samples=len(lines), dropped=dict(rows.dropped),
@@ -68,8 +80,6 @@ def assemble_gt_fn(plan: SplitPlan, layout, shards: list[ShardResult]) -> GtResu
 
 assemble_gt = stage(
     name="assemble_gt", code=CODE_VERSION, result=GtResult,
-    key=lambda plan, layout, shards: plan.reads(),
-    marker=lambda key, plan, layout, **_: layout.gt_result(plan.split),
-    task_run_name="assemble_gt {plan.split}",
+    task_run_name="assemble_gt {inp.plan.split}",
     **IO_RETRY,
 )(assemble_gt_fn)

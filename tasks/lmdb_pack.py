@@ -14,7 +14,7 @@ from models.gt_rows import SplitPlan, SplitRows
 from models.lmdb_format import MARKER, PackSettings, pack_rows
 from tasks.gt import finished
 from tasks.render import ShardResult
-from tasks.stage import IO_RETRY, StageResult, stage
+from tasks.stage import IO_RETRY, StageInput, StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__)
 
@@ -34,22 +34,32 @@ class PackResult(StageResult):
         return storage.exists(storage.join(self.url, "data.mdb"))
 
 
-def pack_lmdb_fn(plan: SplitPlan, layout: Layout, shards: Iterable[ShardResult | PrefectFuture], lmdb_url: str,
-                 settings: PackSettings) -> PackResult:
+class PackInput(StageInput):
+    plan: SplitPlan
+    layout: Layout
+    lmdb_url: str
+    settings: PackSettings
+
+    def reads(self) -> dict:
+        return {"rows": self.plan.reads(), "pack": self.settings.model_dump()}
+
+    def marker(self, key: str) -> str:
+        return storage.join(self.lmdb_url, MARKER)
+
+
+def pack_lmdb_fn(inp: PackInput, shards: Iterable[ShardResult | PrefectFuture]) -> PackResult:
     """Pack the split's rows (SplitRows, the lines of the gt.txt that assemble_gt writes) in shard order: shards
     may be futures still running, in wave order (every font's first shard, then the seconds, ...)."""
-    rows = SplitRows(plan, layout)
+    plan, rows = inp.plan, SplitRows(inp.plan, inp.layout)
     packed = pack_rows(rows.follow(finished(plan.split, shards)), sum(plan.needed.values()), plan.gt, plan.image_root,
-                       lmdb_url, settings)
-    return PackResult(url=lmdb_url, samples=packed["samples"], skipped=packed["skipped"], gt=plan.gt,
+                       inp.lmdb_url, inp.settings)
+    return PackResult(url=inp.lmdb_url, samples=packed["samples"], skipped=packed["skipped"], gt=plan.gt,
                       bytes=packed["bytes"], fonts=rows.font_list(),
                       sample_fonts=[rows.sample_fonts[i] for i in packed["kept"]])
 
 
 pack_lmdb = stage(
     name="pack_lmdb", code=CODE_VERSION, result=PackResult,
-    key=lambda plan, layout, shards, lmdb_url, settings: {"rows": plan.reads(), "pack": settings.model_dump()},
-    marker=lambda key, plan, layout, shards, lmdb_url, settings: storage.join(lmdb_url, MARKER),
-    task_run_name="pack_lmdb {lmdb_url}",
+    task_run_name="pack_lmdb {inp.lmdb_url}",
     **IO_RETRY,  # a failed shard (ShardFailed) is not packing's to retry
 )(pack_lmdb_fn)

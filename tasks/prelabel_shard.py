@@ -10,7 +10,7 @@ import tempfile
 from hwocr import hashing, storage
 from models.easyocr_venv import SCRIPT
 from models.prelabeling import PrelabelSettings, read_images
-from tasks.stage import IO_RETRY, StageResult, stage
+from tasks.stage import IO_RETRY, StageInput, StageResult, stage
 
 CODE_VERSION = hashing.code_version(__file__, SCRIPT)
 ROWS = "rows.json"
@@ -32,12 +32,29 @@ class ShardRead(StageResult):
         return storage.exists(storage.join(self.url, ROWS))
 
 
-def prelabel_shard_fn(images: str, names: list[str], digests: list[str], bundle: str, bundle_digest: str,
-                      settings: PrelabelSettings, out: str, *, key: str) -> ShardRead:
-    """Read the named images of the folder images with the bundle; the crops go to out/crops/, the rows beside
-    this stage's marker (written last)."""
+class PrelabelInput(StageInput):
+    images: str  # the folder
+    names: list[str]  # this shard's images in it
+    digests: list[str]  # their content
+    bundle: str
+    bundle_digest: str
+    settings: PrelabelSettings
+    out: str  # the review folder
+
+    def reads(self) -> dict:
+        return {"images": list(zip(self.names, self.digests)), "model": self.bundle_digest,
+                "settings": self.settings.model_dump(mode="json")}
+
+    def marker(self, key: str) -> str:
+        return storage.join(shard_url(self.out, key), "shard.json")
+
+
+def prelabel_shard_fn(inp: PrelabelInput, *, key: str) -> ShardRead:
+    """Read the named images of the folder with the bundle; the crops go to out/crops/, the rows beside this
+    stage's marker (written last)."""
+    out = inp.out
     with tempfile.TemporaryDirectory(prefix="hwocr-prelabel-") as scratch:
-        rows = read_images(bundle, images, names, settings, scratch)
+        rows = read_images(inp.bundle, inp.images, inp.names, inp.settings, scratch)
         crops = [w["crop"] for r in rows for w in r["words"]]
         for crop in crops:
             with open(os.path.join(scratch, crop), "rb") as f:
@@ -47,10 +64,5 @@ def prelabel_shard_fn(images: str, names: list[str], digests: list[str], bundle:
     return ShardRead(url=url, images=len(rows), words=len(crops))
 
 
-prelabel_shard = stage(
-    name="prelabel_shard", code=CODE_VERSION, result=ShardRead,
-    key=lambda images, names, digests, bundle, bundle_digest, settings, out: {
-        "images": list(zip(names, digests)), "model": bundle_digest, "settings": settings.model_dump(mode="json")},
-    marker=lambda key, out, **_: storage.join(shard_url(out, key), "shard.json"),
-    task_run_name="prelabel {names[0]}", **IO_RETRY,
-)(prelabel_shard_fn)
+prelabel_shard = stage(name="prelabel_shard", code=CODE_VERSION, result=ShardRead,
+                       task_run_name="prelabel {inp.names[0]}", **IO_RETRY)(prelabel_shard_fn)

@@ -8,7 +8,7 @@ from prefect import get_run_logger, task
 from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models.charset import load_charset
-from synth.inputs import font_survey, word_list
+from synth.inputs import describe_fonts, describe_words, font_survey, word_list
 from synth.render_settings import RenderSettings
 
 
@@ -22,13 +22,9 @@ def prepare_words(settings: RenderSettings, layout: Layout) -> dict:
     if not storage.exists(words_url):
         storage.write_text(words_url, text)
     log = get_run_logger()
-    cov = report["coverage"]
-    log.info("words: %d from %s, %d generated %s; %d of %d syllables used%s", report["kept"], url,
-             sum(report["generated"].values()), report["generated"] or "", cov["covered"], cov["syllables"],
-             f" (never: {cov['missing']})" if cov["missing"] else "")
+    log.info(describe_words(url, report))
     if report["dropped"]:
-        log.warning("word list %s: dropped %s; unknown characters %s", url, report["dropped"],
-                                 report["unknown_chars"])
+        log.warning("word list %s: dropped %s; unknown characters %s", url, report["dropped"], report["unknown_chars"])
     return {"url": words_url, "sha256": sha, "count": len(words), "report": report}
 
 
@@ -38,11 +34,8 @@ def survey_fonts(settings: RenderSettings, words: dict) -> dict:
     used = set(storage.read_text(words["url"]).replace("\n", ""))
     fonts = font_survey(settings, load_charset(settings.charset), used)
     log = get_run_logger()
-    for f in fonts["fonts"] + fonts["test_fonts"] + fonts["regression_fonts"]:
-        role = ("held out" if f in fonts["test_fonts"] else "regression" if f in fonts["regression_fonts"]
-                else "train/val")
-        log.info("font %s (%s): %s%s", f["name"], role, f["url"],
-                 f" (skips words using {f['missing'][:20]!r})" if f["missing"] else "")
+    for line in describe_fonts(fonts):
+        log.info(line)
     for s in fonts["skipped"]:
         log.warning("font skipped: %s", s["reason"])
     return fonts

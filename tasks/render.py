@@ -11,9 +11,9 @@ from pydantic import NonNegativeInt, PositiveInt
 from hwocr import interrupt, storage
 from hwocr.errors import TransientError
 from synth import trdg_driver
-from synth.pool import PIECE_IMAGES, POOL
+from synth.pool import PIECE_IMAGES, POOL, in_dask_worker
 from synth.shards import CODE_VERSION, ShardSpec, read_words
-from tasks.stage import IO_RETRY, StageResult, stage
+from tasks.stage import IO_RETRY, StageInput, StageResult, stage
 
 
 class ShardResult(StageResult):
@@ -32,17 +32,22 @@ class ShardResult(StageResult):
         return bool(self.url) and storage.exists(storage.join(self.url, trdg_driver.ARCHIVE))
 
 
-def _in_dask_worker() -> bool:
-    try:
-        from distributed import get_worker
+class RenderInput(StageInput):
+    spec: ShardSpec
 
-        get_worker()
-        return True
-    except (ImportError, ValueError):
-        return False
+    def reads(self) -> dict:
+        return self.spec.reads
+
+    def marker(self, key: str) -> str:
+        return storage.join(self.spec.url, "manifest.json")
+
+    def covers(self, done: ShardResult) -> bool:
+        # Image j of a font does not depend on where its shard stops: a longer shard serves a shorter request.
+        return done.stop >= self.spec.stop
 
 
-def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
+def render_shard_fn(inp: RenderInput, workers: int) -> ShardResult:
+    spec = inp.spec
     with storage.staged_dir(spec.url) as tmp:
         job = trdg_driver.RenderJob(
             settings=spec.settings, words=read_words(spec.words_url), first=spec.first, covered=spec.covered,
@@ -50,7 +55,7 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
             font_sha=spec.font_sha, font_path=spec.font_path, start=spec.start, stop=spec.stop, key=spec.key,
             dir=tmp, staged=True,
         )
-        if _in_dask_worker():  # the cluster is the process pool: render here
+        if in_dask_worker():  # the cluster is the process pool: render here
             manifest = trdg_driver.write_manifest(job, [trdg_driver.render_range(job)])
             return ShardResult(url=spec.url, font_name=spec.font_name, **manifest)
         POOL.on_total(spec.stop - spec.start)
@@ -70,11 +75,7 @@ def render_shard_fn(spec: ShardSpec, workers: int) -> ShardResult:
 
 render_shard = stage(
     name="render_shard", code=CODE_VERSION, result=ShardResult,
-    key=lambda spec, workers: spec.reads,
-    marker=lambda key, spec, workers: storage.join(spec.url, "manifest.json"),
-    # Image j of a font does not depend on where its shard stops: a longer shard serves a shorter request.
-    covers=lambda done, spec, workers: done.stop >= spec.stop,
-    task_run_name="render {spec.split} {spec.font_name} [{spec.start}:{spec.stop}]",
+    task_run_name="render {inp.spec.split} {inp.spec.font_name} [{inp.spec.start}:{inp.spec.stop}]",
     retry_jitter_factor=0.5,
     **IO_RETRY,
 )(render_shard_fn)

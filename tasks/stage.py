@@ -21,7 +21,6 @@ import inspect
 import logging
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import get_run_logger, task
@@ -30,46 +29,11 @@ from prefect.tasks import exponential_backoff
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from hwocr import hashing, storage
-from hwocr.errors import HwocrError
 from hwocr.hashing import stage_key
 from hwocr.locks import LOCKS
 from hwocr.remote import is_transient
 
 log = logging.getLogger("hwocr")
-
-
-class _MessageOnly(logging.Filter):
-    """Prefect logs a failed run's exception with its stack; an HwocrError is worded for the user (bad input, a
-    missing file, refused credentials), so its message alone goes to the console, the log and the UI."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], HwocrError):
-            record.exc_info = record.exc_text = None
-        return True
-
-
-# Prefect's words for a task ended by another's failure, and for a failure the run ends with: the CLI says the cause
-# in one line (`hwocr: error: ...`, or the traceback of an unexpected error).
-CONSEQUENCES = ("cancelled by the task runner", "did not reach a 'COMPLETED' state", "Finished in state Failed(",
-                "Encountered exception during execution")
-
-
-class _Consequence(logging.Filter):
-    """Tasks the runner cancels because the flow already failed, those whose upstream failed, and each failure on its
-    way up to the run's end are logged at INFO (the log file keeps them), not among the errors on the console,
-    where the run's end says the one cause."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if record.levelno >= logging.ERROR and any(m in message for m in CONSEQUENCES):
-            record.levelno, record.levelname = logging.INFO, "INFO"
-            record.exc_info = record.exc_text = None
-        return True
-
-
-for _name in ("prefect.task_runs", "prefect.flow_runs"):  # the loggers of Prefect's task and flow engines
-    logging.getLogger(_name).addFilter(_MessageOnly())
-    logging.getLogger(_name).addFilter(_Consequence())
 
 
 class StageResult(BaseModel):
@@ -105,15 +69,28 @@ def load_result(url: str, result: type[R], key: str | None = None) -> R | None:
     return done if (key is None or done.key == key) and done.complete() else None
 
 
-def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], marker: Callable[..., str],
-          covers: Callable[..., bool] | None = None, task_run_name: str | None = None, **options):
-    """Make fn(**params) -> result a Prefect task under the contract.
+class StageInput(BaseModel):
+    """What a stage reads, typed: `reads()` is what enters its key (hashed with the stage's name and code version),
+    `marker(key)` the URL its result is written to, last; `covers(done)` may refuse a complete output that does not
+    cover what this input asks (a shorter shard)."""
 
-    key(**params) gives what the stage reads (hashed with its name and code version); marker(key, **params) the URL
-    its result is written to, last; covers(done, **params) may refuse a complete output that does not cover what
-    this call asks (a shorter shard). A keyword-only `key` parameter of fn receives the content key (a folder named
-    by it); it is not a task parameter.
-    """
+    model_config = ConfigDict(frozen=True)
+
+    def reads(self) -> Any:
+        raise NotImplementedError
+
+    def marker(self, key: str) -> str:
+        raise NotImplementedError
+
+    def covers(self, done: StageResult) -> bool:
+        return True
+
+
+def stage(*, name: str, code: str, result: type[R], task_run_name: str | None = None, **options):
+    """Make fn(inp, *rest) -> result a Prefect task under the contract: inp, a StageInput, says what enters the key
+    and where the result goes; the other parameters (a task runner's futures, where to track) do not enter it. A
+    keyword-only `key` parameter of fn receives the content key (a folder named by it); it is not a task
+    parameter."""
 
     def wrap(fn: Callable[..., R]):
         signature = inspect.signature(fn)
@@ -121,22 +98,24 @@ def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], mar
         names = [n for n in signature.parameters if n != "key"]
 
         def key_of(params: dict) -> str:
-            return stage_key(name, code, key(**params))
+            return stage_key(name, code, params[names[0]].reads())
 
         def valid(params: dict, k: str) -> R | None:
-            done = load_result(marker(k, **params), result, k)
-            return done if done is not None and (covers is None or covers(done, **params)) else None
+            inp = params[names[0]]
+            done = load_result(inp.marker(k), result, k)
+            return done if done is not None and inp.covers(done) else None
 
         @functools.wraps(fn)
         def run(*args, **kwargs) -> R:
             params = dict(zip(names, args)) | kwargs
             k = key_of(params)
+            marker = params[names[0]].marker(k)
             try:
                 done = (fn(**params, key=k) if wants_key else fn(**params)).model_copy(update={"key": k})
-                storage.write_json(marker(k, **params), done.model_dump(mode="json"))
+                storage.write_json(marker, done.model_dump(mode="json"))
             except OSError as e:  # a full disk is the user's to fix, in one line: not a stack, not a retry
-                said = storage.no_space(e, where=storage.local_path(marker(k, **params)).rsplit("/", 1)[0]
-                                        if storage.is_local(marker(k, **params)) else None)
+                said = storage.no_space(e, where=storage.local_path(marker).rsplit("/", 1)[0]
+                                        if storage.is_local(marker) else None)
                 if said is None:
                     raise
                 raise said from None
@@ -146,7 +125,7 @@ def stage(*, name: str, code: str, result: type[R], key: Callable[..., Any], mar
 
         def cache_key(context, parameters: dict) -> str:
             k = key_of(parameters)
-            url = marker(k, **parameters)
+            url = parameters[names[0]].marker(k)
             record = record_key(k, url)
             store = context.result_store
             holder = f"hwocr-cache-key-{uuid.uuid4()}"
@@ -179,17 +158,6 @@ def _logger():
         return log
 
 
-def run_stage(stage_task, *args, **kwargs) -> tuple[Any, bool]:
-    """Run a stage in the flow: (its result, whether it came from the cache)."""
-    state = stage_task(*args, return_state=True, **kwargs)
-    return state.result(), state.name == "Cached"
-
-
-def was_cached(future) -> bool:
-    """Whether a stage's output came from the cache rather than from this run."""
-    return future.state.name == "Cached"
-
-
 def retry_transient(task, task_run, state) -> bool:
     """retry_condition_fn: retry network hiccups and crashed workers, never bad input."""
     try:
@@ -202,22 +170,3 @@ def retry_transient(task, task_run, state) -> bool:
 # The one retry preset of the stages that read and write storage: network hiccups and crashed workers, twice.
 IO_RETRY = {"retries": 2, "retry_delay_seconds": exponential_backoff(backoff_factor=2),
             "retry_condition_fn": retry_transient}
-
-
-@functools.lru_cache(maxsize=8)
-def _results_block(url: str):
-    from prefect.filesystems import RemoteFileSystem
-
-    # Prefect takes only saved blocks for remote storage. The block holds the URL and nothing else: s3fs reads the
-    # credentials from the environment of whichever machine runs the task.
-    block = RemoteFileSystem(basepath=url)
-    block.save("hwocr-results-" + hashing.digest(url)[:16], overwrite=True)
-    return block
-
-
-def result_storage(url: str):
-    """Prefect result storage at url, where its cache records live: any machine that points its tasks at the same
-    storage gets cache hits, whatever its own Prefect database holds."""
-    if storage.is_local(url):
-        return Path(storage.local_path(url))
-    return _results_block(url)

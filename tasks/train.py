@@ -10,25 +10,13 @@ from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models import ddp_train
 from models.train_settings import TrainSettings
-from tasks.stage import StageResult, stage
+from tasks.stage import StageInput, StageResult, stage
 from tracking.runs import end_failed, finish_run, log_eval, start_run
 from tracking.settings import TrackingSettings
 
 CODE_VERSION = hashing.code_version(__file__)  # ddp_train's too: imported here for torchrun's -m
 DONE = "done.json"
 WORK_DIRS: list[str] = []  # the run folders trained in by this process, for an interrupted run's last words
-
-
-def train_reads(settings: TrainSettings, train_lmdbs: list[str], val_lmdb: str, digests: dict[str, str]) -> dict:
-    """Settings, data, and the content behind names and paths: the character sets' characters and the pretrained
-    checkpoint's bytes (a file edited or replaced in place trains again)."""
-    from models.charset import charset_digest
-    from models.pretrained import pretrained_digest
-
-    return {"settings": settings.model_dump(mode="json"), "charset": charset_digest(settings.charset),
-            "source_charset": settings.source_charset and charset_digest(settings.source_charset),
-            "pretrained": pretrained_digest(settings.pretrained),
-            "train": [digests[u] for u in train_lmdbs], "val": digests[val_lmdb]}
 
 
 class TrainResult(StageResult):
@@ -50,14 +38,37 @@ class TrainResult(StageResult):
         return storage.exists(self.checkpoint)
 
 
+class TrainInput(StageInput):
+    settings: TrainSettings
+    train_lmdbs: list[str]
+    val_lmdb: str
+    digests: dict[str, str]  # LMDB URL -> content digest
+    layout: Layout
+
+    def reads(self) -> dict:
+        """Settings, data, and the content behind names and paths: the character sets' characters and the
+        pretrained checkpoint's bytes (a file edited or replaced in place trains again)."""
+        from models.charset import charset_digest
+        from models.pretrained import pretrained_digest
+
+        s = self.settings
+        return {"settings": s.model_dump(mode="json"), "charset": charset_digest(s.charset),
+                "source_charset": s.source_charset and charset_digest(s.source_charset),
+                "pretrained": pretrained_digest(s.pretrained),
+                "train": [self.digests[u] for u in self.train_lmdbs], "val": self.digests[self.val_lmdb]}
+
+    def marker(self, key: str) -> str:
+        return storage.join(self.layout.run(key), DONE)
+
+
 def _local(url: str, digest: str) -> str:
     """Training reads LMDBs from a local disk: a remote LMDB is fetched once into the cache, by content digest."""
     return storage.local_copy(url, "lmdb", digest)
 
 
-def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdbs: list[str], val_lmdb: str,
-                 digests: dict[str, str], layout: Layout, *, key: str) -> TrainResult:
-    run_dir = layout.run(key)
+def fine_tune_fn(inp: TrainInput, tracking: TrackingSettings, *, key: str) -> TrainResult:
+    settings, train_lmdbs, val_lmdb, digests = inp.settings, inp.train_lmdbs, inp.val_lmdb, inp.digests
+    run_dir = inp.layout.run(key)
     log = get_run_logger()
     from models.pretrained import check_layout
 
@@ -88,9 +99,4 @@ def fine_tune_fn(settings: TrainSettings, tracking: TrackingSettings, train_lmdb
                        dropped=result["dropped"])
 
 
-fine_tune = stage(
-    name="fine_tune", code=CODE_VERSION, result=TrainResult,
-    key=lambda settings, tracking, train_lmdbs, val_lmdb, digests, layout: train_reads(settings, train_lmdbs,
-                                                                                       val_lmdb, digests),
-    marker=lambda key, layout, **_: storage.join(layout.run(key), DONE),
-)(fine_tune_fn)
+fine_tune = stage(name="fine_tune", code=CODE_VERSION, result=TrainResult)(fine_tune_fn)

@@ -340,7 +340,7 @@ def test_a_failed_shard_fails_its_pack_at_once_and_leaves_no_lmdb(tmp_path, make
     from hwocr.layout import Layout
     from models.gt_rows import SplitPlan
     from models.lmdb_format import PackSettings
-    from tasks.lmdb_pack import pack_lmdb
+    from tasks.lmdb_pack import PackInput, pack_lmdb
 
     out = tmp_path / "out"
     config = make_config(out, "render.count=600", "render.shards=4")
@@ -362,7 +362,8 @@ def test_a_failed_shard_fails_its_pack_at_once_and_leaves_no_lmdb(tmp_path, make
     @flow
     def one_broken():
         futures = [rendered.submit(0), rendered.submit(1), broken.submit(), rendered.submit(3)]
-        return pack_lmdb.submit(plan, layout, quote(futures), str(tmp_path / "lmdb"), PackSettings()).result()
+        inp = PackInput(plan=plan, layout=layout, lmdb_url=str(tmp_path / "lmdb"), settings=PackSettings())
+        return pack_lmdb.submit(inp, quote(futures)).result()
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId

@@ -6,10 +6,11 @@ import shutil
 import sys
 
 from hwocr import hashing
+from hwocr.layout import Layout
 from models.charset import BUILTIN, load_charset
 from models.train_settings import TrainSettings
 from tasks.stage import stage_key
-from tasks.train import CODE_VERSION, train_reads
+from tasks.train import CODE_VERSION, TrainInput
 
 
 def write(path, text):
@@ -59,7 +60,9 @@ def test_the_real_stages_cover_their_helpers():
 
 def key(**settings):
     s = TrainSettings(**{"pretrained": "none", **settings})
-    return stage_key("fine_tune", CODE_VERSION, train_reads(s, ["train"], "val", {"train": "t" * 64, "val": "v" * 64}))
+    inp = TrainInput(settings=s, train_lmdbs=["train"], val_lmdb="val", digests={"train": "t" * 64, "val": "v" * 64},
+                     layout=Layout.at("out"))
+    return stage_key("fine_tune", CODE_VERSION, inp.reads())
 
 
 def test_a_charset_file_edited_in_place_trains_again(tmp_path):

@@ -152,13 +152,15 @@ def test_builtin_pretrained_fits_only_its_own_network():
 
 
 def test_the_model_is_part_of_the_training_key():
-    from tasks.train import train_reads
+    from hwocr.layout import Layout
+    from tasks.train import TrainInput
 
-    base = settings()
-    other = settings(model=ModelSettings(feature_extraction="RCNN"))
-    digests = {"t": "d1", "v": "d2"}
-    assert train_reads(base, ["t"], "v", digests) != train_reads(other, ["t"], "v", digests)
-    assert train_reads(base, ["t"], "v", digests) == train_reads(settings(), ["t"], "v", digests)
+    def reads(s):
+        return TrainInput(settings=s, train_lmdbs=["t"], val_lmdb="v", digests={"t": "d1", "v": "d2"},
+                          layout=Layout.at("out")).reads()
+
+    assert reads(settings()) != reads(settings(model=ModelSettings(feature_extraction="RCNN")))
+    assert reads(settings()) == reads(settings())
 
 
 def test_attn_export_is_refused(tmp_path):

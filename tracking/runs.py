@@ -101,6 +101,24 @@ def log_figures(settings: TrackingSettings, run_id: str | None, metrics: dict[st
             client.log_artifact(run_id, storage.local_path(path), folder)
 
 
+def log_retention(settings: TrackingSettings, run_id: str | None, figures: dict) -> None:
+    if figures["retained"] is not None:
+        log_figures(settings, run_id, {"regression_retained": figures["retained"]}, once=True)
+
+
+def log_bundle(settings: TrackingSettings, run_id: str | None, bundle) -> None:
+    """Attach an exported bundle to the fine-tune's MLflow run under easyocr/: not the 83 MB detector, EasyOCR's
+    own file, into every run."""
+    from models.pretrained import CRAFT
+
+    if not (run_id and storage.is_local(bundle.dir)):
+        return
+    client, folder = connect(settings), storage.local_path(bundle.dir)
+    for fname in sorted(os.listdir(folder)):
+        if fname != CRAFT.filename and not fname.startswith("."):
+            client.log_artifact(run_id, os.path.join(folder, fname), "easyocr")
+
+
 def holds_run(settings: TrackingSettings, run_id: str) -> bool:
     """Whether the tracking store holds run_id: a training cached in the bucket may have been tracked by another
     machine's MLflow."""

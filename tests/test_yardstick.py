@@ -1,0 +1,43 @@
+"""bench/yardstick.py: the fixed-budget protocol's table and the machine it names (its runs are the bench's)."""
+
+import importlib.util
+import os
+
+import pytest
+
+YARDSTICK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "yardstick.py")
+
+
+@pytest.fixture(scope="module")
+def yardstick():
+    spec = importlib.util.spec_from_file_location("yardstick", YARDSTICK)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _row(name, budget, **figures):
+    return {"name": name, "budget": budget, "iterations": budget["iterations"], "cpu": "EPYC, 2 cores, AVX2",
+            "precision": "fp32", **{k: figures.get(k) for k in ("val", "regression", "test_easyocr", "photo", "pages")}}
+
+
+def test_each_row_is_compared_with_the_baseline_of_its_own_budget(yardstick):
+    short, long = {"iterations": 2000, "count": 20000}, {"iterations": 4000, "count": 20000}
+    rows = [_row("baseline", short, val=90.0, test_easyocr=80.0, photo=70.0, pages=60.0),
+            _row("stroke", short, val=89.5, test_easyocr=82.5, photo=71.0, pages=None),
+            _row("stroke", long, val=91.0, test_easyocr=84.0, photo=75.0, pages=65.0)]
+    lines = yardstick.table(rows).splitlines()
+    assert lines[2].startswith("| baseline | 2000 | 90.00% | - | 80.00% | 70.00% | 60.00% |")
+    assert lines[3].startswith("| stroke | 2000 | 89.50% (-0.50) | - | 82.50% (+2.50) | 71.00% (+1.00) | - |")
+    # No baseline of 4,000 iterations: the figures stand alone, not against another budget's anchor.
+    assert lines[4].startswith("| stroke | 4000 | 91.00% | - | 84.00% | 75.00% | 65.00% |")
+    assert lines[4].endswith("| EPYC, 2 cores, AVX2, fp32 |")
+
+
+def test_the_machine_is_named_with_the_precision_auto_trains_in(yardstick):
+    cpu, precision = yardstick.cpu_kind()
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+        flags = next(line for line in f if line.startswith("flags")).split()
+    kind = "AMX" if "amx_tile" in flags else "AVX512-BF16" if "avx512_bf16" in flags else "AVX2"
+    assert cpu.endswith(f"{os.cpu_count()} cores, {kind}") or kind == "AVX2"
+    assert precision == ("bf16" if kind != "AVX2" else "fp32")

@@ -81,7 +81,7 @@ def row(result: dict, name: str, sets: list[str], budget: dict) -> dict:
             "val": ev["val"]["accuracy"], "regression": ev.get("regression", {}).get("accuracy"),
             "test": ev["test"]["accuracy"], "test_easyocr": (check.get("float") or {}).get("accuracy"),
             "photo": (easy.get("float") or {}).get("accuracy"),
-            "pages": (easy.get("pages") or {}).get("accuracy"),
+            "pages": (easy.get("pages") or {}).get("word_accuracy"),
             "pages_recall": (easy.get("pages") or {}).get("detection_recall")}
 
 

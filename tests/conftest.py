@@ -46,6 +46,16 @@ def pytest_collection_modifyitems(items):
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def bench_script(name: str):
+    """A script of bench/ imported as a module (bench/ is no package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, "bench", f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.fixture(scope="session")
 def plain_python() -> str:
     """The Python of .venv-plain: hwocr installed as the Docker images install it (`pip install .`, no dev

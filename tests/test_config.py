@@ -1,4 +1,3 @@
-import importlib.util
 import os
 
 import pytest
@@ -104,10 +103,9 @@ ABLATION = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 
 @pytest.fixture(scope="module")
 def ablation():
-    spec = importlib.util.spec_from_file_location("ablation", ABLATION)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    from tests.conftest import bench_script
+
+    return bench_script("ablation")
 
 
 def test_ablation_rows_switch_exactly_their_effects_and_the_print_row_is_the_preset(ablation):

@@ -1,19 +1,15 @@
 """bench/yardstick.py: the fixed-budget protocol's table and the machine it names (its runs are the bench's)."""
 
-import importlib.util
 import os
 
 import pytest
 
-YARDSTICK = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "bench", "yardstick.py")
+from tests.conftest import bench_script
 
 
 @pytest.fixture(scope="module")
 def yardstick():
-    spec = importlib.util.spec_from_file_location("yardstick", YARDSTICK)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return bench_script("yardstick")
 
 
 def _row(name, budget, **figures):

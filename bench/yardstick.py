@@ -28,6 +28,7 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)  # models/, when run as a script
 # cpu-reference's held-out handwriting families (render.pool.held_out_groups): the photographed pages use them too.
 HELD_OUT = "alee-eunjin,un-vada,hi-melody,black-and-white-picture"
 PHOTO_PAGES = 40
@@ -36,7 +37,11 @@ PHOTO_SEED = 37
 
 def cpu_kind() -> tuple[str, str]:
     """(the CPU's model, cores and the widest bf16 it offers: AMX, AVX512-BF16, else AVX2; the precision
-    train.precision auto trains in there)."""
+    train.precision auto trains in here, as the trainer decides it)."""
+    import torch
+
+    from models.trainer import autocast_dtype
+
     flags, model = set(), platform.processor() or "cpu"
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as f:
@@ -49,7 +54,8 @@ def cpu_kind() -> tuple[str, str]:
         pass
     kind = "AMX" if "amx_tile" in flags else "AVX512-BF16" if "avx512_bf16" in flags else \
         "AVX2" if "avx2" in flags else "no AVX2"
-    return f"{model}, {os.cpu_count()} cores, {kind}", "bf16" if kind in ("AMX", "AVX512-BF16") else "fp32"
+    auto = autocast_dtype("auto", torch.device("cpu"))
+    return f"{model}, {os.cpu_count()} cores, {kind}", {None: "fp32", torch.bfloat16: "bf16"}[auto]
 
 
 def hwocr(args: list[str]) -> dict:

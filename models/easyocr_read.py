@@ -17,6 +17,8 @@ line [job index, value] per path, job by job, in order. KIND is one of:
   overrides them by name), from a Reader that loads the detector alone (from the folder "detector" names, float,
   as readtext on a float Reader runs it); value [horizontal_list, free_list] as detect() gives them for the image,
   with plain ints and floats. It needs no recognizer: a page's boxes are found once, whatever model reads them.
+  "cache", a folder, keeps each image's value there under a key of the image's bytes, the detector's weights,
+  EasyOCR's version and the settings: the same page is detected once, however many models read it.
 - "readtext": the second half: recognize() on the grayscale image, in the boxes a detect job found ("boxes": one
   [horizontal_list, free_list] a path, or "from": the index of a detect job of this file), with readtext's
   default settings: together, what readtext(path) gives. Value readtext's results, as [[[x, y] x 4 corners],
@@ -60,7 +62,8 @@ def main() -> int:
     try:
         for index, job in enumerate(jobs):
             values = []
-            read = reader(job)
+            # A detect job whose pages are all cached never loads the detector.
+            read = _Lazy(lambda job=job: reader(job)) if job["read"] == "detect" else reader(job)
             start = time.perf_counter()
             for value in READS[job["read"]](read, job, found):
                 print(json.dumps([index, value], ensure_ascii=False), flush=True)
@@ -72,6 +75,16 @@ def main() -> int:
         print(f"cannot read {e}", file=sys.stderr)
         return 2
     return 0
+
+
+class _Lazy:
+    def __init__(self, make):
+        self._make, self._made = make, None
+
+    def __getattr__(self, name):
+        if self._made is None:
+            self._made = self._make()
+        return getattr(self._made, name)
 
 
 _GRAYS: dict = {}
@@ -191,10 +204,59 @@ def _image(path):
 
 
 def detect(reader, job, _found):
-    settings = {**readtext_defaults(reader.detect), **job.get("settings", {})}
+    import easyocr
+
+    settings = {**readtext_defaults(easyocr.Reader.detect), **job.get("settings", {})}
+    cache = job.get("cache")
     for path in job["paths"]:
+        where = os.path.join(cache, _detect_key(path, job["detector"], settings) + ".json") if cache else None
+        try:
+            with open(where, encoding="utf-8") as f:
+                yield json.load(f)
+            continue
+        except (TypeError, OSError, ValueError):
+            pass
         horizontal, free = reader.detect(_image(path)[0], reformat=False, **settings)
-        yield json.loads(json.dumps([horizontal[0], free[0]], default=_number))
+        value = json.loads(json.dumps([horizontal[0], free[0]], default=_number))
+        if where:
+            _write_json(where, value)
+        yield value
+
+
+_DIGESTS: dict = {}
+
+
+def _digest(path):
+    import hashlib
+
+    if path not in _DIGESTS:
+        try:
+            with open(path, "rb") as f:
+                _DIGESTS[path] = hashlib.file_digest(f, "sha256").hexdigest()
+        except OSError:
+            raise Unreadable(path) from None
+    return _DIGESTS[path]
+
+
+def _detect_key(path, detector, settings):
+    import hashlib
+
+    import easyocr
+
+    weights = _digest(os.path.join(detector, "craft_mlt_25k.pth"))
+    what = json.dumps([_digest(path), weights, easyocr.__version__, settings], sort_keys=True, default=str)
+    return hashlib.sha256(what.encode()).hexdigest()[:40]
+
+
+def _write_json(path, value):
+    """Whole or not at all: a reader never finds half a file."""
+    import tempfile
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    fd, part = tempfile.mkstemp(dir=os.path.dirname(path), suffix=".part")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(value, f)
+    os.replace(part, path)
 
 
 def readtext(reader, job, found):

@@ -204,6 +204,14 @@ def score_pages(pages: list[Page], readings: list[list]) -> dict:
             "words_in_merged_boxes": merged}
 
 
+def detections_cache() -> str:
+    """Where EasyOCR's side keeps the boxes its detector found on a page (models/easyocr_read.py, "cache"): a page
+    is detected once, whatever model reads it next, and that is the costly half of readtext on a CPU."""
+    from hwocr import storage
+
+    return os.path.join(storage.CACHE_DIR, "detections")
+
+
 def require_detector(folder: str) -> None:
     if not os.path.isfile(os.path.join(folder, CRAFT.filename)):
         raise HwocrError(
@@ -241,7 +249,8 @@ class PageSet:
         if self.boxes is not None:
             return [{**read, "boxes": self.boxes}]
         require_detector(detector)  # before EasyOCR starts: it would fail only after loading the recognizer
-        return [{"read": "detect", "detector": detector, "paths": self.paths}, {**read, "from": 0}]
+        return [{"read": "detect", "detector": detector, "paths": self.paths, "cache": detections_cache()},
+                {**read, "from": 0}]
 
     def save(self, folder: str) -> None:
         """pages.json beside the page images (which must lie in folder), written last."""

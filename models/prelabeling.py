@@ -117,7 +117,7 @@ def read_images(bundle: str, root: str, names: list[str], settings: PrelabelSett
     import cv2
 
     from models.easyocr_venv import bundle_name, run_in_easyocr
-    from models.pages import require_detector
+    from models.pages import detections_cache, require_detector
     from models.reading import open_model
     from models.sources import easyocr_crop
 
@@ -131,7 +131,7 @@ def read_images(bundle: str, root: str, names: list[str], settings: PrelabelSett
     if pages:
         require_detector(bundle)
         detect = {"read": "detect", "detector": bundle, "paths": [local[k] for k in pages],
-                  "settings": {**settings.detector.model_dump(), "add_margin": 0.0}}
+                  "settings": {**settings.detector.model_dump(), "add_margin": 0.0}, "cache": detections_cache()}
         [found] = run_in_easyocr(bundle, name, [detect])
         boxes = {k: [_quad(b) for b in horizontal] + [_quad(b) for b in free]
                  for k, (horizontal, free) in zip(pages, found)}

@@ -158,9 +158,12 @@ def test_pages_read_by_easyocr_readtext(trained, tmp_path):
 
 
 @pytest.mark.slow
-def test_pages_read_by_a_recognizer_that_reads(tmp_path):
+def test_pages_read_by_a_recognizer_that_reads(tmp_path, monkeypatch):
     """english_g2 under korean_g2's head (its 96 characters kept) reads printed English words: the figures are
-    real readings, a merged box included."""
+    real readings, a merged box included; the boxes found are kept for the next model that reads the pages."""
+    from hwocr import storage
+
+    monkeypatch.setattr(storage, "CACHE_DIR", str(tmp_path / "cache"))
     torch.manual_seed(0)  # the 913 new head rows
     model = GEN2.build(len(load_charset("korean_g2")) + 1)
     load_pretrained(model, resolve_pretrained("english_g2", download=False), load_charset("korean_g2"),
@@ -175,6 +178,23 @@ def test_pages_read_by_a_recognizer_that_reads(tmp_path):
     assert result["word_accuracy"] >= 90.0 and result["cer"] <= 0.05, result
     # Seed 1 sets two words close enough for EasyOCR to read them as one box, with the space between them.
     assert result["words_in_merged_boxes"] >= 2, result
+
+    # The same pages again take their boxes from the cache (a planted box proves it), and a changed page does not.
+    cache = tmp_path / "cache" / "detections"
+    kept = sorted(cache.iterdir())
+    assert len(kept) == 2 and all(json.loads(f.read_text())[0] for f in kept)
+    planted = [[[1, 2, 3, 4]], []]
+    kept[0].write_text(json.dumps(planted))
+    paths = [str(tmp_path / "pages" / f"page-000{k}.png") for k in (0, 1)]
+    detect = PageSet([], paths).jobs(str(tmp_path / "bundle"))[0]
+    [again] = run_in_easyocr(str(tmp_path / "bundle"), "hwocr_en", [detect])
+    assert planted in again
+    changed = paths[again.index(planted)]
+    page = Image.open(changed).convert("L")
+    page.putpixel((0, 0), 0)
+    page.save(changed)
+    [third] = run_in_easyocr(str(tmp_path / "bundle"), "hwocr_en", [detect])
+    assert planted not in third and len(list(cache.iterdir())) == 3
 
 
 def test_a_bundle_without_the_detector_stops_before_easyocr_starts(tmp_path, monkeypatch):

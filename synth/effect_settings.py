@@ -7,9 +7,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-# Application order: the pen first (stroke width, ink), then the hand (elastic), then framing (pad_crop),
+# Application order: the pen first (stroke width, ink), then the hand (elastic), then framing (craft_crop, pad_crop),
 # then the paper under the whole frame, padding included, and last the camera or scanner (blur, JPEG).
-ORDER = ("stroke", "ink", "elastic", "pad_crop", "paper", "blur_jpeg")
+ORDER = ("stroke", "ink", "elastic", "craft_crop", "pad_crop", "paper", "blur_jpeg")
 
 _MODES = ("L", "RGB")
 
@@ -136,6 +136,15 @@ class PadCropSettings(EffectSettings):
     )
 
 
+class CraftCropSettings(EffectSettings):
+    spread: float = Field(
+        1.0,
+        ge=0,
+        le=2,
+        description="How far a crop's margins stray from the median crop's: 1 as measured, 0 every crop the median.",
+    )
+
+
 class GlyphJitterSettings(EffectSettings):
     """Per-glyph variation while trdg draws a word glyph by glyph (render only: it needs the glyphs, not pixels)."""
 
@@ -172,6 +181,11 @@ class EffectsSettings(BaseModel):
     )
     pad_crop: PadCropSettings = Field(
         default_factory=PadCropSettings, description="Framing: random padding or crop on each side."
+    )
+    craft_crop: CraftCropSettings = Field(
+        default_factory=CraftCropSettings,
+        description="Framing as EasyOCR's detector frames a word: the image cut to its ink plus the margins of a "
+        "crop readtext made (synth/data/craft_margins.json, measured by bench/craft_margins.py).",
     )
 
     def active(self) -> bool:

@@ -4,11 +4,14 @@ Each effect is a small seeded step with its own settings model. `apply_effects` 
 the fixed order of ORDER, each drawing from its own generator seeded by (seed, effect name), so the output
 depends only on (image, settings, seed): never on the global random, numpy or OpenCV state, on the order
 other images were rendered in, or on which other effects are enabled. Images are mode "L" or "RGB", dark ink
-on a light background; every effect keeps the mode and size, except pad_crop, which changes the size.
+on a light background; every effect keeps the mode and size, except craft_crop and pad_crop, which change the size.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.resources
+import json
 import math
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +25,7 @@ from synth.effect_settings import (
     _MODES,
     ORDER,
     BlurJpegSettings,
+    CraftCropSettings,
     EffectsSettings,
     ElasticSettings,
     InkSettings,
@@ -170,10 +174,39 @@ def _pad_crop(a: np.ndarray, s: PadCropSettings, rng: np.random.Generator) -> np
     return np.ascontiguousarray(a)
 
 
+CRAFT_MARGINS = importlib.resources.files(__package__) / "data" / "craft_margins.json"
+
+
+@functools.cache
+def craft_margins() -> np.ndarray:
+    """The measured crops: [top, bottom, left, right] margins around the ink, in ink heights, one row a crop."""
+    return np.asarray(json.loads(CRAFT_MARGINS.read_text(encoding="utf-8"))["margins"], dtype=np.float64)
+
+
+def _craft_crop(a: np.ndarray, s: CraftCropSettings, rng: np.random.Generator) -> np.ndarray:
+    table = craft_margins()
+    median = np.median(table, axis=0)
+    margins = median + s.spread * (table[rng.integers(len(table))] - median)
+    rows, cols = ink_extent(a if a.ndim == 2 else a.mean(axis=2))
+    if not rows.size:
+        return a
+    top, bottom, left, right = (int(round(v * (rows[-1] - rows[0] + 1))) for v in margins)
+    y0, x0 = int(rows[0]) - top, int(cols[0]) - left
+    y1, x1 = max(int(rows[-1]) + 1 + bottom, y0 + 1), max(int(cols[-1]) + 1 + right, x0 + 1)
+    h, w = a.shape[:2]
+    out = a[max(y0, 0) : min(y1, h), max(x0, 0) : min(x1, w)]
+    pads = [max(-y0, 0), max(y1 - h, 0), max(-x0, 0), max(x1 - w, 0)]
+    if any(pads):
+        bg = [int(v) for v in _background(a)]
+        out = cv2.copyMakeBorder(out, *pads, cv2.BORDER_CONSTANT, value=(bg + [0, 0, 0])[:4])
+    return np.ascontiguousarray(out)
+
+
 EFFECTS: dict[str, Callable[[np.ndarray, Any, np.random.Generator], np.ndarray]] = {
     "stroke": _stroke,
     "ink": _ink,
     "elastic": _elastic,
+    "craft_crop": _craft_crop,
     "pad_crop": _pad_crop,
     "paper": _paper,
     "blur_jpeg": _blur_jpeg,

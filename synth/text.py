@@ -84,8 +84,12 @@ def _mixed(r: random.Random) -> str:
                      f"{r.choice(('S', 'M', 'L', 'XL'))}사이즈"))
 
 
+def _phrase(r: random.Random, words: list[str]) -> str:
+    return " ".join(r.choice(words) for _ in range(2 if r.random() < 0.75 else 3))
+
+
 KINDS = {"numbers": _number, "dates": _date, "times": _time, "prices": _price, "phones": _phone, "latin": _latin,
-         "mixed": _mixed}
+         "mixed": _mixed, "phrases": _phrase}
 
 
 class GeneratedSettings(BaseModel):
@@ -103,6 +107,8 @@ class GeneratedSettings(BaseModel):
     phones: NonNegativeFloat = Field(0.1, description="Phone numbers: 010-1234-5678, 02-123-4567.")
     latin: NonNegativeFloat = Field(0.1, description="Short Latin words and acronyms: cafe, OPEN, KTX.")
     mixed: NonNegativeFloat = Field(0.1, description="Mixed tokens: A동, 1203호, e메일, PC방.")
+    phrases: NonNegativeFloat = Field(0.0, description="Two or three words of the list with spaces, as readtext "
+                                      "reads neighbours it merged into one box: 오늘 날씨, 우리 집 앞.")
 
     @model_validator(mode="after")
     def _some_kind(self) -> GeneratedSettings:
@@ -126,13 +132,17 @@ def generate(settings: GeneratedSettings, list_size: int, seed: int, allowed: se
     out: list[str] = []
     by_kind: Counter = Counter()
     seen = set(taken)
+    # Phrases join the list's Hangul words of up to four syllables (sorted: a set has no stable order).
+    hangul_words = sorted(w for w in taken if len(w) <= 4 and all("가" <= c <= "힣" for c in w))
     for kind, fn in KINDS.items():
         want = round(total * weights[kind] / norm)
+        if kind == "phrases" and not hangul_words:
+            continue
         r = random.Random(hashing.seed(seed, "generated", kind))
         tries = 0
         while by_kind[kind] < want and tries < 50 * want:  # small kinds (latin) run out of new forms: fewer, no loop
             tries += 1
-            text = fn(r)
+            text = fn(r, hangul_words) if kind == "phrases" else fn(r)
             if text not in seen and len(text) <= max_length and allowed.issuperset(text):
                 seen.add(text)
                 out.append(text)

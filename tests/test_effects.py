@@ -24,6 +24,7 @@ STRONG = {
     "paper": {"noise": 10.0, "gradient": 0.3, "lines_probability": 1.0, "show_through": 0.2},
     "blur_jpeg": {"blur_radius_min": 0.8, "blur_radius_max": 1.5, "jpeg_probability": 1.0},
     "pad_crop": {"max_fraction": 0.25},
+    "craft_crop": {"spread": 1.5},
 }
 # One out-of-range value per effect: (field, value).
 OUT_OF_RANGE = {
@@ -33,6 +34,7 @@ OUT_OF_RANGE = {
     "paper": ("noise", -1.0),
     "blur_jpeg": ("jpeg_quality_max", 101),
     "pad_crop": ("max_fraction", 0.5),
+    "craft_crop": ("spread", 2.5),
 }
 
 
@@ -65,7 +67,7 @@ def image(request):
 def test_effect_changes_image_and_keeps_mode(image, name):
     out = apply_effects(image, only(name), seed=7)
     assert out.mode == image.mode
-    if name == "pad_crop":
+    if name in ("pad_crop", "craft_crop"):
         assert out.size != image.size
     else:
         assert out.size == image.size
@@ -210,3 +212,27 @@ def test_pad_crop_never_cuts_ink():
     for seed in range(40):
         out = apply_effects(img, only("pad_crop", max_fraction=0.3), seed)
         assert int((np.asarray(out) < 207).sum()) == ink, seed
+
+
+def test_craft_crop_frames_the_ink_as_readtext_does():
+    """The ink kept whole, and the margins around it those of readtext's crops (synth/data/craft_margins.json)."""
+    img = word_image("L")
+    a = np.asarray(img)
+    ink = int((a < 207).sum())
+    rows, cols = fx.ink_extent(a)
+    ink_h = rows[-1] - rows[0] + 1
+    table = fx.craft_margins()
+    assert table.shape[1] == 4 and len(table) >= 500
+    seen = []
+    for seed in range(40):
+        out = np.asarray(apply_effects(img, only("craft_crop", spread=1.0), seed))
+        assert int((out < 207).sum()) == ink, seed
+        r, c = fx.ink_extent(out)
+        seen.append([r[0], out.shape[0] - 1 - r[-1], c[0], out.shape[1] - 1 - c[-1]])
+    margins = np.array(seen) / ink_h
+    low, high = table.min(axis=0) - 1 / ink_h, table.max(axis=0) + 1 / ink_h
+    assert ((margins >= low) & (margins <= high)).all()
+    assert len({tuple(m) for m in seen}) > 20  # drawn from the table, not one frame
+    # spread 0: every crop the median one.
+    median = {np.asarray(apply_effects(img, only("craft_crop", spread=0.0), seed)).shape for seed in range(5)}
+    assert len(median) == 1

@@ -113,7 +113,7 @@ def test_generated_forms_are_valid_seeded_and_in_their_shares():
 
     out, by_kind = _generated(0.2)
     assert len(out) == sum(by_kind.values()) == len(set(out)) and 240 <= len(out) <= 260  # 1000 * 0.2 / 0.8
-    assert set(by_kind) == set(KINDS) and by_kind["numbers"] > by_kind["phones"]
+    assert set(by_kind) == set(KINDS) - {"phrases"} and by_kind["numbers"] > by_kind["phones"]  # phrases: weight 0
     assert not [w for w in out if label_problem(w, set(CHARSET), 25)] and "3개" not in out
     assert out == _generated(0.2)[0] and out != _generated(0.2, seed=7)[0]
     phones = [w for w in out if w.startswith("010-")]
@@ -122,6 +122,18 @@ def test_generated_forms_are_valid_seeded_and_in_their_shares():
     assert _generated(0.0) == ([], {})
     only, kinds = _generated(0.5, numbers=0, dates=0, times=0, prices=1, phones=0, latin=0, mixed=0)
     assert set(kinds) == {"prices"} and len(only) == 1000
+
+
+def test_phrases_join_words_of_the_list():
+    words = ["사람", "시간", "오늘", "날씨", "3개", "우리나라말을"]
+    from synth.text import GeneratedSettings, generate
+
+    only, kinds = generate(GeneratedSettings(share=0.5, numbers=0, dates=0, times=0, prices=0, phones=0, latin=0,
+                                             mixed=0, phrases=1), 60, 3, set(CHARSET), 25, set(words))
+    assert set(kinds) == {"phrases"} and len(only) == 60 == len(set(only))
+    parts = [p.split(" ") for p in only]
+    assert {len(p) for p in parts} == {2, 3}
+    assert {w for p in parts for w in p} <= {"사람", "시간", "오늘", "날씨"}  # Hangul words of up to four syllables
 
 
 def test_generated_share_needs_a_kind():

@@ -40,3 +40,23 @@ def test_the_machine_is_named_with_the_precision_auto_trains_in(yardstick):
         "AVX2" if "avx2" in flags else "no AVX2"
     assert cpu.endswith(f"{os.cpu_count()} cores, {kind}")
     assert precision == ("bf16" if cpu_has_bf16() else "fp32")
+
+
+def test_craft_margins_are_measured_on_single_word_boxes_only():
+    from models.pages import Word
+
+    margins = bench_script("craft_margins").margins
+    words = [Word(label, (x0, 100, x1, 120), 0) for label, x0, x1 in (("가", 100, 140), ("나", 200, 250),
+                                                                       ("다", 400, 430))]
+    # [x_min, x_max, y_min, y_max]: one box around the first word (4 px above, 2 below, 6 left, 8 right of its
+    # ink, 20 px high), one over the second and third (merged).
+    found = [[[94, 148, 96, 122], [190, 440, 90, 130]], []]
+    rows, counts = margins(words, found)
+    assert rows == [[0.2, 0.1, 0.3, 0.4]]
+    assert counts == {"merged_boxes": 1, "split_words": 0, "missed_words": 0}
+    # A word whose centre two boxes hold (split) gives no row; a free quadrilateral counts by its rectangle; a word
+    # under no box is missed.
+    found = [[[94, 121, 96, 122], [119, 148, 96, 122]], [[[195, 95], [255, 95], [255, 125], [195, 125]]]]
+    rows, counts = margins(words, found)
+    assert rows == [[0.25, 0.25, 0.25, 0.25]]
+    assert counts == {"merged_boxes": 0, "split_words": 1, "missed_words": 1}

@@ -240,23 +240,27 @@ def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
 
 def test_mlflow_server_with_artifacts_in_s3(s3, tmp_path, make_config, plain_python):
     """README's team setup in small: `mlflow server --artifacts-destination s3://...`, the bucket on moto, the server
-    from a non-dev install, as compose.yaml runs it from the hwocr image (boto3 must come with hwocr itself)."""
+    from a non-dev install, as compose.yaml runs it from the hwocr image (boto3 must come with hwocr itself). The
+    fine-tune's run, its registered model and its artifacts all go through the server."""
     import mlflow
 
     from flows.dataset import dataset_flow
     from flows.finetune import finetune_flow
     from test_finetune import TRAIN
-    from test_mlflow_server import started_mlflow_server
+    from tests.conftest import started_mlflow_server
 
     s3.mkdir("mlflow-art")
     env = {"MLFLOW_S3_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
     with started_mlflow_server(tmp_path, "s3://mlflow-art/artifacts", env, python=plain_python) as url:
-        config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={url}", "tracking.registered_model=''")
+        config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={url}")
         dataset_flow(config=config)
         result = finetune_flow(config=config)
-        run = mlflow.MlflowClient(url).get_run(result["mlflow_run_id"])
-        assert run.info.status == "FINISHED"
+        client = mlflow.MlflowClient(url)
+        run = client.get_run(result["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.params["train.num_iter"] == "4"
         assert "hwocr-secret-value" not in str(run.data.params)
+        assert result["registered_version"] == 1
+        assert client.get_model_version("hwocr-test", "1").run_id == run.info.run_id
     stored = [p for p in s3.find("mlflow-art/artifacts")]
     assert any(p.endswith("checkpoints/best_accuracy.pth") for p in stored)
     assert any(p.endswith("evaluation/val/predictions.tsv") for p in stored)

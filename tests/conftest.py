@@ -106,6 +106,15 @@ def started_mlflow_server(tmp_path, artifacts: str, env: dict, python: str = sys
         proc.wait(timeout=30)
 
 
+@pytest.fixture(scope="session")
+def prefect_api(prefect) -> dict:
+    """The environment that points a CLI subprocess at this session's served Prefect: with PREFECT_API_URL set, a
+    run starts no temporary server of its own (seconds each). For runs whose test is not about that server."""
+    from prefect.settings import PREFECT_API_URL
+
+    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
+
+
 @pytest.fixture
 def words_file(tmp_path):
     p = tmp_path / "words.txt"

@@ -373,7 +373,7 @@ def test_bad_cron_is_refused_before_serving(tmp_path):
 
 
 @pytest.mark.slow
-def test_run_end_to_end_then_cached(tmp_path):
+def test_run_end_to_end_then_cached(tmp_path, prefect_api):
     """README command 1 in small: data, fine-tune, evaluation, export and MLflow, from one command."""
     import json
 
@@ -390,8 +390,9 @@ def test_run_end_to_end_then_cached(tmp_path):
             "--set", "train.num_iter=4", "--set", "train.val_interval=2", "--set", "train.threads=1",
             "--set", f"tracking.tracking_uri={uri}", "--set", "tracking.registered_model=''",
             "--set", "render.effects.ink.enabled=true", "--set", "render.regression_count=8"]
+    env = {**os.environ, **prefect_api}  # the temporary server: tests/test_prefect_server.py and test_crash.py
     first = subprocess.run([sys.executable, "-m", "flows.cli", *args, "--json"], capture_output=True, text=True,
-                           timeout=600)
+                           timeout=600, env=env)
     assert first.returncode == 0, first.stderr[-3000:]
     result = json.loads(first.stdout.strip().splitlines()[-1])
     assert result["dataset"]["splits"]["train"]["samples"] == 16
@@ -433,7 +434,7 @@ def test_run_end_to_end_then_cached(tmp_path):
 
     # conftest keeps Prefect at WARNING; a user's default (INFO) shows what the run log holds.
     again = subprocess.run([sys.executable, "-m", "flows.cli", *args], capture_output=True, text=True, timeout=600,
-                           env={**os.environ, "PREFECT_LOGGING_LEVEL": "INFO"})
+                           env={**env, "PREFECT_LOGGING_LEVEL": "INFO"})
     assert again.returncode == 0, again.stderr[-3000:]
     assert "trained 4 iterations (cached)" in again.stdout
     assert f"mlflow ui --backend-store-uri {uri}" in again.stdout
@@ -456,7 +457,7 @@ def test_run_end_to_end_then_cached(tmp_path):
     other = f"sqlite:///{tmp_path / 'other.db'}"
     elsewhere = subprocess.run([sys.executable, "-m", "flows.cli",
                                 *[f"tracking.tracking_uri={other}" if a == f"tracking.tracking_uri={uri}" else a
-                                  for a in args]], capture_output=True, text=True, timeout=600)
+                                  for a in args]], capture_output=True, text=True, timeout=600, env=env)
     assert elsewhere.returncode == 0, elsewhere.stderr[-3000:]
     assert "trained 4 iterations (cached)" in elsewhere.stdout
     assert f"MLflow: the cached training was tracked in another store than {other}" in elsewhere.stdout

@@ -35,9 +35,9 @@ sys.stdin.read()
 
 def _env(prefect_home, **extra) -> dict:
     env = {**os.environ, "PREFECT_HOME": str(prefect_home),
-           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")])), **extra}
+           "PYTHONPATH": os.pathsep.join(filter(None, [ROOT, os.environ.get("PYTHONPATH")]))}
     env.pop("PREFECT_API_URL", None)
-    return env
+    return {**env, **extra}
 
 
 def _hold(records, **env) -> subprocess.Popen:
@@ -249,7 +249,7 @@ PIPELINE = ["render.count=16", "render.val_count=8", "render.min_shard_images=1"
 
 
 @pytest.mark.slow
-def test_two_pipeline_runs_at_once_train_once(prefect, words, prefect_home, tmp_path):
+def test_two_pipeline_runs_at_once_train_once(prefect_api, words, prefect_home, tmp_path):
     """hwocr run twice at once: one training (one MLflow run), and its checkpoints are a single run's."""
     import mlflow
 
@@ -268,7 +268,8 @@ def test_two_pipeline_runs_at_once_train_once(prefect, words, prefect_home, tmp_
     gate = _hold([record_key(key, out.run(key) + "/done.json")])
     args = ["run", "--config", "quick", "--out", out.out,
             *[a for s in (*settings, f"tracking.tracking_uri={uri}") for a in ("--set", s)]]
-    env = _env(prefect_home, HWOCR_EASYOCR_PYTHON=str(tmp_path / "no-easyocr"))  # the EasyOCR check is skipped
+    # The EasyOCR check is skipped; both report to the session's server (two temporary ones: the data tests above).
+    env = _env(prefect_home, HWOCR_EASYOCR_PYTHON=str(tmp_path / "no-easyocr"), **prefect_api)
     runs = [_start(tmp_path, name, args, env) for name in ("a", "b")]
     _wait_until_both_wait(os.path.join(out.out, "logs"), runs, gate, what=f"{WAITING} {out.run(key)}")
     os.kill(gate.pid, signal.SIGKILL)

@@ -71,7 +71,7 @@ def _run_json(args, env) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_killed_run_resumes_to_the_same_dataset(tmp_path, words_file):
+def test_killed_run_resumes_to_the_same_dataset(tmp_path, words_file, prefect_api):
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
     out = tmp_path / "crash"
     proc = subprocess.Popen(_args(words_file, out), env=env, start_new_session=True,
@@ -88,8 +88,9 @@ def test_killed_run_resumes_to_the_same_dataset(tmp_path, words_file):
     lmdbs = os.listdir(out / "lmdb") if (out / "lmdb").exists() else []
     assert not [n for n in lmdbs if not n.startswith(".")] and not (out / "train" / "gt.txt").exists()
 
-    resumed = _run_json(_args(words_file, out), env)
-    clean = _run_json(_args(words_file, tmp_path / "clean"), env)
+    # The killed run had its temporary server; the two compared here need none of their own.
+    resumed = _run_json(_args(words_file, out), {**env, **prefect_api})
+    clean = _run_json(_args(words_file, tmp_path / "clean"), {**env, **prefect_api})
     assert resumed["shards"]["rendered"] >= 1
     sh = resumed["shards"]
     assert sh["rendered"] + sh["cached"] == sh["total"]
@@ -127,10 +128,10 @@ def test_killed_render_worker_is_retried(tmp_path, make_config):
     assert read_lmdb(out / "lmdb" / "train") == read_lmdb(tmp_path / "clean" / "lmdb" / "train")
 
 
-def test_a_cli_killed_alone_takes_its_render_workers_with_it(tmp_path, words_file):
+def test_a_cli_killed_alone_takes_its_render_workers_with_it(tmp_path, words_file, prefect_api):
     """SIGKILL to the CLI's process alone (a supervisor's kill -9), not its group: its render workers see their
     parent gone and end within a second or so, rather than render on as orphans."""
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), **prefect_api}
     out = tmp_path / "crash"
     proc = subprocess.Popen(_args(words_file, out, count=20000), env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -37,7 +37,7 @@ def test_unreachable_dask_scheduler_is_a_clear_error(tmp_path, make_config):
     assert not (tmp_path / "o").exists()
 
 
-def test_cli_joins_an_existing_cluster(tmp_path, make_config):
+def test_cli_joins_an_existing_cluster(tmp_path, make_config, prefect_api):
     """`hwocr data --runner dask --dask-address tcp://...` against a scheduler and 2 workers started here."""
     import os
     import subprocess
@@ -65,7 +65,7 @@ def test_cli_joins_an_existing_cluster(tmp_path, make_config):
         (tmp_path / "c.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json"), allow_unicode=True))
         p = subprocess.run([sys.executable, "-m", "flows.cli", "data", "--config", str(tmp_path / "c.yaml"),
                             "--runner", "dask", "--dask-address", address, "--json"], capture_output=True, text=True,
-                           timeout=600, env=env)
+                           timeout=600, env={**env, **prefect_api})
         assert p.returncode == 0, p.stderr[-3000:]
         from distributed import Client
 

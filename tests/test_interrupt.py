@@ -121,7 +121,7 @@ def _staging(out) -> list[str]:
     return [os.path.join(d, n) for d, names, _ in os.walk(out) for n in names if TMP_MARK in n]
 
 
-def test_ctrl_c_during_rendering_stops_cleanly_and_resumes(tmp_path, words_file, started):
+def test_ctrl_c_during_rendering_stops_cleanly_and_resumes(tmp_path, words_file, started, prefect_api):
     out = tmp_path / "out"
     proc = _start(_cli(*_data_args(words_file, out)), tmp_path)
     started.append((proc, str(out)))
@@ -139,7 +139,7 @@ def test_ctrl_c_during_rendering_stops_cleanly_and_resumes(tmp_path, words_file,
     assert "train" not in packed and all((out / "lmdb" / s / "hwocr.json").exists() for s in packed), packed
 
     def run(out_dir) -> dict:
-        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": ROOT}
+        env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": ROOT, **prefect_api}
         p = subprocess.run(_cli(*_data_args(words_file, out_dir), "--json"), env=env, cwd=ROOT, capture_output=True,
                            text=True, timeout=600)
         assert p.returncode == 0, p.stderr[-3000:]

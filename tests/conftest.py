@@ -152,14 +152,28 @@ def tiny_lmdb(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_run(tiny_lmdb, tmp_path_factory):
-    """240 iterations on the tiny set: the result, its folder and its log lines."""
+def tiny_run(tiny_lmdb, tmp_path_factory, worker_id):
+    """240 iterations on the tiny set: the result, its folder and its log lines. Trained once for all of pytest-xdist's
+    workers: the first to ask trains, under a lock, and the others read what it left (the set's bytes are the same
+    in every worker)."""
+    import json
+
+    from filelock import FileLock
+
     from models.trainer import train
     from tests.tiny import settings
 
-    out, logs = tmp_path_factory.mktemp("run"), []
-    result = train(settings(num_iter=240, val_interval=60), [tiny_lmdb], tiny_lmdb, str(out), log=logs.append)
-    return {"result": result, "dir": out, "logs": logs}
+    root = tmp_path_factory.getbasetemp()
+    root = root.parent if worker_id != "master" else root  # the folder the workers share
+    out, record = root / "tiny-run", root / "tiny-run.json"
+    with FileLock(str(root / "tiny-run.lock")):
+        if not record.exists():
+            logs: list[str] = []
+            result = train(settings(num_iter=240, val_interval=60), [tiny_lmdb], tiny_lmdb, str(out),
+                           log=logs.append)
+            record.write_text(json.dumps({"result": result, "logs": logs}), encoding="utf-8")
+        saved = json.loads(record.read_text(encoding="utf-8"))
+    return {"result": saved["result"], "dir": out, "logs": saved["logs"]}
 
 
 @pytest.fixture(scope="session")

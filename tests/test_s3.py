@@ -70,7 +70,7 @@ def s3(tmp_path_factory):
         yield fs
 
 
-def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):
+def test_dataset_on_s3_equals_local_and_is_cached_here_and_on_a_second_machine(s3, tmp_path, make_config):
     from flows.dataset import dataset_flow
 
     local = dataset_flow(config=make_config(tmp_path / "local"))
@@ -100,20 +100,13 @@ def test_dataset_on_s3_equals_local_and_is_cached(s3, tmp_path, make_config):
     assert "hwocr-secret-value" not in recorded and "hwocr-key" not in recorded
     assert not any(b"hwocr-secret-value" in s3.cat_file(p) for p in s3.find("hwocr-test/run") if p.endswith(".json"))
 
-
-def test_second_machine_with_a_fresh_prefect_database_gets_cache_hits(s3, tmp_path, make_config):
+    # "Machine B": another process with a Prefect home (and so a database) of its own, the same bucket.
     import json
 
     import yaml
 
-    from flows.dataset import dataset_flow
-
-    config = make_config("s3://hwocr-test/shared")
-    first = dataset_flow(config=config)
-    assert first["shards"]["rendered"] == first["shards"]["total"]
-    assert s3.find("hwocr-test/shared/prefect-results"), "task results belong in the bucket"
-
-    # "Machine B": another process with a Prefect home (and so a database) of its own, the same bucket.
+    config = make_config("s3://hwocr-test/run")
+    assert s3.find("hwocr-test/run/prefect-results"), "task results belong in the bucket"
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.model_dump(mode="json")), encoding="utf-8")
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "machine-b")}
     env.pop("PREFECT_API_URL", None)
@@ -123,17 +116,15 @@ def test_second_machine_with_a_fresh_prefect_database_gets_cache_hits(s3, tmp_pa
     second = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (tmp_path / "machine-b").is_dir()
     # Prefect cache hits: nothing rendered, nothing re-checked.
-    assert second["shards"] == {"total": first["shards"]["total"], "rendered": 0,
-                                "cached": first["shards"]["total"]}
+    assert second["shards"] == {"total": remote["shards"]["total"], "rendered": 0,
+                                "cached": remote["shards"]["total"]}
     assert all(stage == "cached" for split in second["stages"].values() for stage in split.values())
-    assert second["splits"]["train"]["lmdb"] == first["splits"]["train"]["lmdb"]
+    assert second["splits"]["train"]["lmdb"] == remote["splits"]["train"]["lmdb"]
 
     # The results block Prefect needs for remote storage holds the URL, never a credential.
-    from prefect.client.orchestration import get_client
-
     with get_client(sync_client=True) as client:
         blocks = [b for b in client.read_block_documents() if b.name.startswith("hwocr-results-")]
-    assert "s3://hwocr-test/shared/prefect-results" in [b.data.get("basepath") for b in blocks]
+    assert "s3://hwocr-test/run/prefect-results" in [b.data.get("basepath") for b in blocks]
     assert all(set(b.data) <= {"basepath", "settings"} and not b.data.get("settings") for b in blocks)
     assert not any("hwocr-secret-value" in str(b.data) or "hwocr-key" in str(b.data) for b in blocks)
 

@@ -50,10 +50,17 @@ def started():
                 pass
 
 
-def _start(args, tmp_path) -> subprocess.Popen:
+@pytest.fixture(scope="module")
+def prefect_home(tmp_path_factory):
+    """One Prefect home (its database migrated once, as a user's ~/.prefect is) for the runs interrupted mid-work;
+    the serve tests keep homes of their own: they count the deployments registered."""
+    return tmp_path_factory.mktemp("prefect")
+
+
+def _start(args, tmp_path, home=None) -> subprocess.Popen:
     # A session of its own, as a terminal gives a command: its process group is the one Ctrl-C reaches. Its
     # stderr goes to a file (a pipe nobody reads while it runs could fill and stall it).
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PYTHONPATH": ROOT}
+    env = {**os.environ, "PREFECT_HOME": str(home or tmp_path / "prefect"), "PYTHONPATH": ROOT}
     with open(tmp_path / "stderr.txt", "w") as stderr:
         proc = subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=stderr)
@@ -121,9 +128,9 @@ def _staging(out) -> list[str]:
     return [os.path.join(d, n) for d, names, _ in os.walk(out) for n in names if TMP_MARK in n]
 
 
-def test_ctrl_c_during_rendering_stops_cleanly_and_resumes(tmp_path, words_file, started, prefect_api):
+def test_ctrl_c_during_rendering_stops_cleanly_and_resumes(tmp_path, words_file, started, prefect_api, prefect_home):
     out = tmp_path / "out"
-    proc = _start(_cli(*_data_args(words_file, out)), tmp_path)
+    proc = _start(_cli(*_data_args(words_file, out)), tmp_path, prefect_home)
     started.append((proc, str(out)))
     _wait_for(lambda: _shards(out, finished=True) and _staging(out), proc)
     stderr = _interrupt(proc, signal.SIGINT, group=True, marker=str(out))
@@ -152,9 +159,9 @@ def test_ctrl_c_during_rendering_stops_cleanly_and_resumes(tmp_path, words_file,
         assert read_lmdb(resumed["splits"][split]["lmdb"]) == read_lmdb(clean["splits"][split]["lmdb"])
 
 
-def test_sigterm_to_the_cli_alone_ends_its_render_workers(tmp_path, words_file, started):
+def test_sigterm_to_the_cli_alone_ends_its_render_workers(tmp_path, words_file, started, prefect_home):
     out = tmp_path / "out"
-    proc = _start(_cli(*_data_args(words_file, out)), tmp_path)
+    proc = _start(_cli(*_data_args(words_file, out)), tmp_path, prefect_home)
     started.append((proc, str(out)))
     workers = lambda: [p for p in _processes(proc.pid) if "multiprocessing.spawn" in p]  # noqa: E731
     _wait_for(lambda: any(os.listdir(os.path.join(s, "images")) for s in _shards(out, finished=False)
@@ -165,7 +172,7 @@ def test_sigterm_to_the_cli_alone_ends_its_render_workers(tmp_path, words_file, 
     assert not _staging(out)
 
 
-def test_interrupted_data_parallel_training_leaves_no_rank(tmp_path, tiny_lmdb, started):
+def test_interrupted_data_parallel_training_leaves_no_rank(tmp_path, tiny_lmdb, started, prefect_home):
     import torch
 
     out = tmp_path / "out"
@@ -175,7 +182,8 @@ def test_interrupted_data_parallel_training_leaves_no_rank(tmp_path, tiny_lmdb, 
                 "train.optimizer=adam", "train.lr=0.001", "train.threads=1", "train.channels_last=false",
                 "train.num_iter=100000", "train.val_interval=2", "train.processes=2",
                 f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.registered_model=''"]
-    proc = _start(_cli("train", "--out", str(out), *[a for s in settings for a in ("--set", s)]), tmp_path)
+    proc = _start(_cli("train", "--out", str(out), *[a for s in settings for a in ("--set", s)]), tmp_path,
+                  prefect_home)
     started.append((proc, str(out)))
     ranks = lambda: [p for p in _processes(proc.pid, str(out)) if " -m models.ddp_train" in p  # noqa: E731
                      and "torch.distributed.run" not in p]

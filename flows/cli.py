@@ -720,7 +720,8 @@ def main(argv: list[str] | None = None) -> int:
         from hwocr import remote
 
         remote.configure(config.remote)  # before any filesystem is made, here or in a child process
-        with remote.checking():  # each remote call once: a check fails within one timeout
+        named = config.model_dump_json() + json.dumps(vars(args), default=str)
+        with remote.checking(named):  # each remote call once: a check fails within one timeout
             plan = check_inputs(args.command, config)
             check_command(args, config)
         if plan and not args.json:
@@ -738,7 +739,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.command in ("data", "run"):
                 from hwocr import storage
 
-                with remote.checking():
+                with remote.checking(config.out):
                     storage.ensure_writable(config.out)  # it creates the folder: only once nothing else is wrong
             if args.command != "serve":
                 log = log_to_file(args.command, config.out, verbose=not quiet)

@@ -4,7 +4,9 @@ A split's word images are composed into pages (models/pages.py, as the pages eva
 on them with readtext's defaults (add_margin 0.1 included) through the real easyocr, and every box that covers
 exactly one word's ink (and that word no other box) gives that crop's four margins: top, bottom, left and right,
 from the ink's edge to the box's, in multiples of the ink's height (negative: the box cuts into the ink). Boxes
-over several words (EasyOCR merged them) and words split over several boxes are counted and left out.
+over several words (EasyOCR merged them), words split over several boxes and boxes that cut more than CUT of the
+ink's height off a side (part of the word is in another box or none: such a crop no longer shows its label) are
+counted and left out.
 
     .venv/bin/python bench/craft_margins.py --data LMDB [--limit 1000] [--write]
 
@@ -25,6 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 OUT = os.path.join(ROOT, "synth", "data", "craft_margins.json")
+CUT = 0.1  # the most a kept crop cuts into the ink on a side, in ink heights
 
 
 def margins(words, found) -> tuple[list[list[float]], dict]:
@@ -40,7 +43,7 @@ def margins(words, found) -> tuple[list[list[float]], dict]:
 
     holds = [[k for k, w in enumerate(words) if centre_in(w, r)] for r in rects]
     boxes_of = [sum(k in h for h in holds) for k in range(len(words))]
-    out, merged = [], 0
+    out, merged, cut = [], 0, 0
     for r, h in zip(rects, holds):
         if len(h) > 1:
             merged += 1
@@ -48,10 +51,14 @@ def margins(words, found) -> tuple[list[list[float]], dict]:
             continue
         x0, y0, x1, y1 = words[h[0]].box
         ink_h = max(y1 - y0, 1)
-        out.append([round((y0 - r[1]) / ink_h, 3), round((r[3] - y1) / ink_h, 3),
-                    round((x0 - r[0]) / ink_h, 3), round((r[2] - x1) / ink_h, 3)])
+        row = [round((y0 - r[1]) / ink_h, 3), round((r[3] - y1) / ink_h, 3),
+               round((x0 - r[0]) / ink_h, 3), round((r[2] - x1) / ink_h, 3)]
+        if min(row) < -CUT:
+            cut += 1
+            continue
+        out.append(row)
     return out, {"merged_boxes": merged, "split_words": sum(n > 1 for n in boxes_of),
-                 "missed_words": sum(n == 0 for n in boxes_of)}
+                 "missed_words": sum(n == 0 for n in boxes_of), "cut_words": cut}
 
 
 def main() -> int:
@@ -67,7 +74,7 @@ def main() -> int:
     from models.charset import load_charset
     from models.data import LmdbDataset
     from models.easyocr_venv import run_in_easyocr
-    from models.pages import detector_dir, write_pages
+    from models.pages import detections_cache, detector_dir, write_pages
     from models.pretrained import CRAFT
 
     data = LmdbDataset(args.data, load_charset("korean_g2"), 10_000)
@@ -75,9 +82,9 @@ def main() -> int:
     images, labels = [data.raw_image(i) for i in range(n)], [data.labels[i] for i in range(n)]
     with tempfile.TemporaryDirectory(prefix="hwocr-margins-") as scratch:
         pages, paths = write_pages(images, labels, scratch, seed=args.seed)
-        detect = {"read": "detect", "detector": detector_dir(), "paths": paths}
+        detect = {"read": "detect", "detector": detector_dir(), "paths": paths, "cache": detections_cache()}
         [found] = run_in_easyocr("-", "-", [detect])
-    table, counts = [], {"merged_boxes": 0, "split_words": 0, "missed_words": 0}
+    table, counts = [], {"merged_boxes": 0, "split_words": 0, "missed_words": 0, "cut_words": 0}
     for page, boxes in zip(pages, found):
         rows, c = margins(page.words, boxes)
         table += rows

@@ -175,6 +175,7 @@ def _pad_crop(a: np.ndarray, s: PadCropSettings, rng: np.random.Generator) -> np
 
 
 CRAFT_MARGINS = importlib.resources.files(__package__) / "data" / "craft_margins.json"
+CRAFT_CUT = 0.1  # bench/craft_margins.py's CUT: the deepest a measured crop cuts into the ink, in ink heights
 
 
 @functools.cache
@@ -186,7 +187,8 @@ def craft_margins() -> np.ndarray:
 def _craft_crop(a: np.ndarray, s: CraftCropSettings, rng: np.random.Generator) -> np.ndarray:
     table = craft_margins()
     median = np.median(table, axis=0)
-    margins = median + s.spread * (table[rng.integers(len(table))] - median)
+    # A spread over 1 may push a margin into the ink: at most CUT of its height, as the table's crops at most cut.
+    margins = np.maximum(median + s.spread * (table[rng.integers(len(table))] - median), -CRAFT_CUT)
     rows, cols = ink_extent(a if a.ndim == 2 else a.mean(axis=2))
     if not rows.size:
         return a

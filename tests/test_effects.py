@@ -233,6 +233,12 @@ def test_craft_crop_frames_the_ink_as_readtext_does():
     low, high = table.min(axis=0) - 1 / ink_h, table.max(axis=0) + 1 / ink_h
     assert ((margins >= low) & (margins <= high)).all()
     assert len({tuple(m) for m in seen}) > 20  # drawn from the table, not one frame
+    # No measured crop cuts more than a tenth of the ink's height off a side, and a spread of 2 no deeper: the
+    # word is still there, whatever the row drawn.
+    assert table.min() >= -fx.CRAFT_CUT
+    for seed in range(40):
+        out = np.asarray(apply_effects(img, only("craft_crop", spread=2.0), seed))
+        assert int((out < 207).sum()) >= 0.8 * ink, seed
     # spread 0: every crop the median one.
     median = {np.asarray(apply_effects(img, only("craft_crop", spread=0.0), seed)).shape for seed in range(5)}
     assert len(median) == 1

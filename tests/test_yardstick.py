@@ -53,10 +53,13 @@ def test_craft_margins_are_measured_on_single_word_boxes_only():
     found = [[[94, 148, 96, 122], [190, 440, 90, 130]], []]
     rows, counts = margins(words, found)
     assert rows == [[0.2, 0.1, 0.3, 0.4]]
-    assert counts == {"merged_boxes": 1, "split_words": 0, "missed_words": 0}
+    assert counts == {"merged_boxes": 1, "split_words": 0, "missed_words": 0, "cut_words": 0}
     # A word whose centre two boxes hold (split) gives no row; a free quadrilateral counts by its rectangle; a word
     # under no box is missed.
     found = [[[94, 121, 96, 122], [119, 148, 96, 122]], [[[195, 95], [255, 95], [255, 125], [195, 125]]]]
     rows, counts = margins(words, found)
     assert rows == [[0.25, 0.25, 0.25, 0.25]]
-    assert counts == {"merged_boxes": 0, "split_words": 1, "missed_words": 1}
+    assert counts == {"merged_boxes": 0, "split_words": 1, "missed_words": 1, "cut_words": 0}
+    # A box that holds a word's centre but cuts a third of its height off the left: part of the word is elsewhere.
+    rows, counts = margins(words[:1], [[[113, 148, 96, 122]], []])
+    assert rows == [] and counts["cut_words"] == 1

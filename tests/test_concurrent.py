@@ -209,10 +209,12 @@ def s3(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_two_data_runs_at_once_on_s3(s3, single, words, prefect_home, tmp_path):
+def test_two_data_runs_at_once_on_s3(s3, single, words, prefect_home, tmp_path, prefect_api):
     out = "s3://hwocr-test/concurrent"
     gate = _hold(_shard_records(single["out"], out))
-    runs = [_start(tmp_path, name, _data_args(words, out), _env(prefect_home), cwd=tmp_path) for name in ("a", "b")]
+    # The session's served Prefect: two temporary servers at once are the local test's (above).
+    env = _env(prefect_home, **prefect_api)
+    runs = [_start(tmp_path, name, _data_args(words, out), env, cwd=tmp_path) for name in ("a", "b")]
     _wait_until_both_wait(str(tmp_path / "hwocr-out" / "logs"), runs, gate)
     os.kill(gate.pid, signal.SIGKILL)
     gate.wait()

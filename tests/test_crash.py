@@ -161,7 +161,7 @@ def small_disk(tmp_path):
 
 
 def test_a_disk_that_fills_during_rendering_ends_in_one_line_and_keeps_nothing_half_written(small_disk, words_file,
-                                                                                              tmp_path):
+                                                                                              tmp_path, prefect_api):
     """The plan fits when it is checked; then something else takes the disk. One `hwocr: error:` line names the
     path, the bytes free and those the plan still needs; exit 2; no staging folder is left."""
     import shutil
@@ -169,7 +169,7 @@ def test_a_disk_that_fills_during_rendering_ends_in_one_line_and_keeps_nothing_h
     out = small_disk / "out"
     args = _args(words_file, out, count=4000)
     args[args.index("render.shards=3")] = "render.shards=8"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect")}
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), **prefect_api}
     proc = subprocess.Popen(args[:args.index("--json")] + args[args.index("--json") + 1:], env=env, text=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -114,18 +114,20 @@ def test_ablation_rows_switch_exactly_their_effects_and_the_print_row_is_the_pre
         return set(cfg.render.effects.names_on()), cfg.render.glyph_jitter.on, set(cfg.train.augment.names_on())
 
     effects = set(ablation.ORDER)
-    assert on("all") == (effects, True, set())
-    assert on("baseline") == (set(), False, set())
+    kept = {"craft_crop"}  # the preset's own training-time augmentation: every row keeps it
+    assert set(load_config("cpu-reference").train.augment.names_on()) == kept
+    assert on("all") == (effects, True, kept)
+    assert on("baseline") == (set(), False, kept)
     assert load_config("cpu-reference") == load_config("cpu-reference", ablation.overrides("print"))
     assert on("augment") == (set(), False, effects)
-    assert on("glyph_jitter") == (set(), True, set())
-    assert on("print") == (set(), False, set())
+    assert on("glyph_jitter") == (set(), True, kept)
+    assert on("print") == (set(), False, kept)
     for row in ablation.ROWS:
         ratio = load_config("cpu-reference", ablation.overrides(row)).render.pool.print_ratio
         assert ratio == (ablation.PRINT_RATIO if row == "print" else 0.0), row
     for name in ablation.ORDER:
-        assert on(name) == ({name}, False, set())
-    assert on(ablation.START) == (set(), False, set())
+        assert on(name) == ({name}, False, kept)
+    assert on(ablation.START) == (set(), False, kept)
     assert load_config("cpu-reference", ablation.overrides(ablation.START)).render.pool.print_ratio == 1.0
     assert ablation.budget(60, None) == ["train.max_minutes=60"]
     cfg = load_config("cpu-reference", ablation.budget(60, 1500))

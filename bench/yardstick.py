@@ -95,14 +95,25 @@ ANCHOR = "baseline"
 FIGURES = ("val", "regression", "test_easyocr", "photo", "pages")
 
 
+def recipe() -> str:
+    """A digest of the preset as loaded: a row is compared only with a baseline of the same recipe (rows recorded
+    before rows carried it have none, and compare among themselves)."""
+    import hashlib
+
+    from flows.config import load_config
+
+    return hashlib.sha256(load_config("cpu-reference").model_dump_json().encode()).hexdigest()[:12]
+
+
 def table(rows: list[dict]) -> str:
-    """Every row's figures and, after the anchor (the baseline row of the same budget), each one's change in
-    points against it."""
+    """Every row's figures and, after the anchor (the baseline row of the same budget and recipe), each one's change
+    in points against it."""
     def cell(r, k):
         v = r[k]
         if v is None:
             return "-"
-        anchor = next((a for a in rows if a["name"] == ANCHOR and a["budget"] == r["budget"]), None)
+        anchor = next((a for a in rows if a["name"].startswith(ANCHOR) and a["budget"] == r["budget"]
+                       and a.get("recipe") == r.get("recipe")), None)
         if anchor is None or anchor is r or anchor[k] is None:
             return f"{v:.2f}%"
         return f"{v:.2f}% ({v - anchor[k]:+.2f})"
@@ -120,7 +131,8 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=2000)
     p.add_argument("--count", type=int, default=20000, help="training images (render.count)")
     p.add_argument("--out", default=os.path.join(ROOT, ".bench-tmp", "yardstick"))
-    p.add_argument("--name", default="baseline", help="the row's name in the table")
+    p.add_argument("--name", default="baseline", help="the row's name in the table (a name starting with "
+                   "'baseline' anchors the rows of its budget and recipe)")
     p.add_argument("--set", action="append", default=[], dest="sets", metavar="KEY=VALUE")
     p.add_argument("--table", action="store_true", help="print the table of the rows recorded, and stop")
     args = p.parse_args()
@@ -139,7 +151,8 @@ def main() -> None:
         out = os.path.join(args.out, args.name)
         result = hwocr(["run", "--config", "cpu-reference", "--out", out,
                         *[a for s in sets for a in ("--set", s)]])
-        rows = [r for r in rows if r["name"] != args.name] + [row(result, args.name, args.sets, budget)]
+        rows = [r for r in rows if r["name"] != args.name] + [
+            {**row(result, args.name, args.sets, budget), "recipe": recipe()}]
         with open(record + ".tmp", "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1, ensure_ascii=False)
         os.replace(record + ".tmp", record)

@@ -28,6 +28,12 @@ def test_each_row_is_compared_with_the_baseline_of_its_own_budget(yardstick):
     # No baseline of 4,000 iterations: the figures stand alone, not against another budget's anchor.
     assert lines[4].startswith("| stroke | 4000 | 91.00% | - | 84.00% | 75.00% | 65.00% |")
     assert lines[4].endswith("| EPYC, 2 cores, AVX2, fp32 |")
+    # A changed preset is another recipe: its rows compare with its own baseline, never the old one's.
+    rows += [{**_row("baseline-craft", short, val=91.0, test_easyocr=81.0, photo=74.0, pages=70.0), "recipe": "b"},
+             {**_row("elastic", short, val=90.0, test_easyocr=82.0, photo=74.5, pages=69.0), "recipe": "b"}]
+    lines = yardstick.table(rows).splitlines()
+    assert lines[3].startswith("| stroke | 2000 | 89.50% (-0.50) |")
+    assert lines[6].startswith("| elastic | 2000 | 90.00% (-1.00) | - | 82.00% (+1.00) | 74.50% (+0.50) |")
 
 
 def test_the_machine_is_named_with_the_precision_auto_trains_in(yardstick):

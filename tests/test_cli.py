@@ -370,7 +370,10 @@ for line in sys.stdin:
 
 @pytest.fixture(scope="module")
 def forks(tmp_path_factory):
-    proc = subprocess.Popen([sys.executable, "-c", FORKS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    # One BLAS and OpenMP thread: no thread pool of the parent's is forked half-held into a child.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", FORKS], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env)
     outputs = tmp_path_factory.mktemp("outputs")  # outside the case's folder, which must stay as it was
 
     def run(args, cwd) -> tuple[subprocess.CompletedProcess, float, float]:

@@ -104,16 +104,20 @@ def project_modules(*files: str) -> set[str]:
     return modules
 
 
-def code_version(*files: str, libraries: tuple[str, ...] = ()) -> str:
+def code_version(*files: str, libraries: tuple[str, ...] = (), data: tuple[str, ...] = ()) -> str:
     """The code version of a cache key: the source of project_modules(*files), plus the installed version of each
-    library (by import name: whichever distribution provides it, e.g. cv2 from opencv-python-headless). Derived,
-    so no list can miss a helper."""
+    library (by import name: whichever distribution provides it, e.g. cv2 from opencv-python-headless), plus the
+    bytes of the data files the code reads as part of itself (a measured table). Derived, so no list can miss a
+    helper."""
     folders = _folders()
     h = hashlib.sha256()
     for module in sorted(project_modules(*files)):
         h.update(module.encode("utf-8") + b"\0")
         with open(_module_path(module, folders), "rb") as f:
             h.update(f.read() + b"\0")
+    for path in data:
+        with open(path, "rb") as f:
+            h.update(hashlib.sha256(f.read()).digest())
     for name in libraries:
         for dist in sorted(_distributions().get(name, [name])):
             h.update(f"{name}:{dist}=={importlib.metadata.version(dist)}\0".encode())

@@ -18,11 +18,12 @@ from pydantic import BaseModel, NonNegativeInt, PositiveInt
 from hwocr import hashing, storage
 from hwocr.hashing import stage_key
 from hwocr.layout import Layout
-from synth import coverage, trdg_driver
+from synth import coverage, effects, trdg_driver
 from synth.font_pool import largest_remainder
 from synth.render_settings import RenderSettings
 
-CODE_VERSION = hashing.code_version(trdg_driver.__file__, libraries=("trdg", "PIL", "cv2", "numpy"))
+CODE_VERSION = hashing.code_version(trdg_driver.__file__, libraries=("trdg", "PIL", "cv2", "numpy"),
+                                    data=(str(effects.CRAFT_MARGINS),))
 
 
 class ShardSpec(BaseModel):

@@ -6,10 +6,11 @@ from __future__ import annotations
 from hwocr import hashing, storage
 from models.lmdb_format import read_gt
 from synth import sheets
+from synth.effects import CRAFT_MARGINS
 from tasks.gt import GtResult
 from tasks.stage import IO_RETRY, StageInput, StageResult, stage
 
-CODE_VERSION = hashing.code_version(__file__, libraries=("trdg", "PIL", "cv2", "numpy"))
+CODE_VERSION = hashing.code_version(__file__, libraries=("trdg", "PIL", "cv2", "numpy"), data=(str(CRAFT_MARGINS),))
 
 
 class SheetResult(StageResult):

@@ -10,11 +10,13 @@ from hwocr import hashing, storage
 from hwocr.layout import Layout
 from models import ddp_train
 from models.train_settings import TrainSettings
+from synth.effects import CRAFT_MARGINS
 from tasks.stage import StageInput, StageResult, stage
 from tracking.runs import end_failed, finish_run, log_eval, start_run
 from tracking.settings import TrackingSettings
 
-CODE_VERSION = hashing.code_version(__file__)  # ddp_train's too: imported here for torchrun's -m
+# ddp_train's too (imported here for torchrun's -m), and the crops train.augment's craft_crop draws from
+CODE_VERSION = hashing.code_version(__file__, data=(str(CRAFT_MARGINS),))
 DONE = "done.json"
 WORK_DIRS: list[str] = []  # the run folders trained in by this process, for an interrupted run's last words
 

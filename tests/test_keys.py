@@ -44,13 +44,22 @@ def test_a_helper_the_stage_imports_changes_its_code_version(tmp_path, monkeypat
     assert hashing.code_version(f"{root}/tasks/stage.py") not in (version, deep)
     assert hashing.code_version(f"{root}/tasks/stage.py", libraries=("trdg",)) != hashing.code_version(
         f"{root}/tasks/stage.py")
+    # A data file the code reads as part of itself (a measured table) enters by its bytes.
+    write(f"{root}/tasks/table.json", "[1]\n")
+    table = hashing.code_version(f"{root}/tasks/stage.py", data=(f"{root}/tasks/table.json",))
+    assert table != hashing.code_version(f"{root}/tasks/stage.py")
+    write(f"{root}/tasks/table.json", "[2]\n")
+    assert hashing.code_version(f"{root}/tasks/stage.py", data=(f"{root}/tasks/table.json",)) != table
 
 
 def test_the_real_stages_cover_their_helpers():
     """The training key's code holds the model library and the torchrun entry, with no list to keep."""
     from tasks import render, train
 
-    assert len(train.CODE_VERSION) == 16 and train.CODE_VERSION == hashing.code_version(train.__file__)
+    from synth.effects import CRAFT_MARGINS
+
+    assert len(train.CODE_VERSION) == 16
+    assert train.CODE_VERSION == hashing.code_version(train.__file__, data=(str(CRAFT_MARGINS),))
     assert {"models.ddp_train", "models.trainer", "synth.effects"} <= hashing.project_modules(train.__file__)
     assert render.CODE_VERSION != hashing.code_version(render.trdg_driver.__file__)  # + trdg, Pillow, OpenCV, numpy
     # A library enters by import name, whichever distribution provides it (opencv-python or its headless build).

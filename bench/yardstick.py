@@ -151,6 +151,8 @@ def main() -> None:
         out = os.path.join(args.out, args.name)
         result = hwocr(["run", "--config", "cpu-reference", "--out", out,
                         *[a for s in sets for a in ("--set", s)]])
+        # Read again: another row may have been recorded while this one trained.
+        rows = json.load(open(record, encoding="utf-8")) if os.path.exists(record) else []
         rows = [r for r in rows if r["name"] != args.name] + [
             {**row(result, args.name, args.sets, budget), "recipe": recipe()}]
         with open(record + ".tmp", "w", encoding="utf-8") as f:

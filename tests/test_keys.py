@@ -54,9 +54,8 @@ def test_a_helper_the_stage_imports_changes_its_code_version(tmp_path, monkeypat
 
 def test_the_real_stages_cover_their_helpers():
     """The training key's code holds the model library and the torchrun entry, with no list to keep."""
-    from tasks import render, train
-
     from synth.effects import CRAFT_MARGINS
+    from tasks import render, train
 
     assert len(train.CODE_VERSION) == 16
     assert train.CODE_VERSION == hashing.code_version(train.__file__, data=(str(CRAFT_MARGINS),))

@@ -32,8 +32,8 @@ WORDS = ["한글", "손글씨", "안녕하세요", "가나다", "학교", "사�
 
 # The longest modules first (scripts/test.sh runs two pytest-xdist workers, a module to one worker): the two then
 # finish together, rather than one running the longest module alone at the end.
-FIRST = ["test_concurrent", "test_interrupt", "test_s3", "test_cli", "test_crash", "test_prefect_server",
-         "test_dask", "test_export"]
+FIRST = ["test_s3", "test_interrupt", "test_champion", "test_concurrent", "test_cli", "test_export", "test_versions",
+         "test_prefect_server", "test_crash", "test_pages", "test_real_flow", "test_dask"]
 
 
 def pytest_collection_modifyitems(items):

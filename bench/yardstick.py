@@ -137,8 +137,13 @@ def main() -> None:
     p.add_argument("--table", action="store_true", help="print the table of the rows recorded, and stop")
     args = p.parse_args()
     record = os.path.join(args.out, "yardstick.json")
-    rows = json.load(open(record, encoding="utf-8")) if os.path.exists(record) else []
-    if not args.table:
+
+    def recorded() -> list[dict]:
+        return json.load(open(record, encoding="utf-8")) if os.path.exists(record) else []
+
+    if args.table:
+        rows = recorded()
+    else:
         os.makedirs(args.out, exist_ok=True)
         pages = photo_pages(args.out)
         budget = {"iterations": args.iterations, "count": args.count}
@@ -151,9 +156,8 @@ def main() -> None:
         out = os.path.join(args.out, args.name)
         result = hwocr(["run", "--config", "cpu-reference", "--out", out,
                         *[a for s in sets for a in ("--set", s)]])
-        # Read again: another row may have been recorded while this one trained.
-        rows = json.load(open(record, encoding="utf-8")) if os.path.exists(record) else []
-        rows = [r for r in rows if r["name"] != args.name] + [
+        # Read after the run: another row may have been recorded while this one trained.
+        rows = [r for r in recorded() if r["name"] != args.name] + [
             {**row(result, args.name, args.sets, budget), "recipe": recipe()}]
         with open(record + ".tmp", "w", encoding="utf-8") as f:
             json.dump(rows, f, indent=1, ensure_ascii=False)

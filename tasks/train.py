@@ -63,11 +63,6 @@ class TrainInput(StageInput):
         return storage.join(self.layout.run(key), DONE)
 
 
-def _local(url: str, digest: str) -> str:
-    """Training reads LMDBs from a local disk: a remote LMDB is fetched once into the cache, by content digest."""
-    return storage.local_copy(url, "lmdb", digest)
-
-
 def fine_tune_fn(inp: TrainInput, tracking: TrackingSettings, *, key: str) -> TrainResult:
     settings, train_lmdbs, val_lmdb, digests = inp.settings, inp.train_lmdbs, inp.val_lmdb, inp.digests
     run_dir = inp.layout.run(key)
@@ -81,12 +76,13 @@ def fine_tune_fn(inp: TrainInput, tracking: TrackingSettings, *, key: str) -> Tr
                  else os.path.join(storage.CACHE_DIR, "runs", key[:16]))
     os.makedirs(local_dir, exist_ok=True)
     WORK_DIRS.append(local_dir)
+    # Training reads LMDBs from a local disk: a remote one is fetched once into the cache, by content digest.
+    local = [storage.local_copy(u, "lmdb", digests[u]) for u in [*train_lmdbs, val_lmdb]]
     run_id = start_run(tracking, local_dir, {"train": settings.model_dump(mode="json"), "key": key},
                        [("training", {"url": u, "digest": digests[u]}) for u in train_lmdbs]
                        + [("validation", {"url": val_lmdb, "digest": digests[val_lmdb]})])
     try:
-        result, model = ddp_train.fit(settings, [_local(u, digests[u]) for u in train_lmdbs],
-                                      _local(val_lmdb, digests[val_lmdb]), local_dir, log.info, log_eval)
+        result, model = ddp_train.fit(settings, local[:-1], local[-1], local_dir, log.info, log_eval)
         logged = finish_run(tracking, local_dir, model, result)
     except BaseException:
         end_failed()

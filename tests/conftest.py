@@ -68,11 +68,14 @@ def plain_python() -> str:
 
 
 @pytest.fixture(scope="session")
-def prefect():
-    from prefect.testing.utilities import prefect_test_harness
+def prefect(tmp_path_factory) -> str:
+    """One real `prefect server` for the session (each pytest-xdist worker's own), with a fresh database: the flows
+    run in the test process report to it, as do the deployments, workers and CLI runs of tests that name it
+    (prefect_api, prefect_server). Its API URL."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
+    with served_prefect(tmp_path_factory.mktemp("prefect-server")) as url, temporary_settings({PREFECT_API_URL: url}):
+        yield url
 
 
 # A real `mlflow server` on loopback, stopped when the block ends; env is added to its environment.
@@ -110,9 +113,7 @@ def started_mlflow_server(tmp_path, artifacts: str, env: dict, python: str = sys
 def prefect_api(prefect) -> dict:
     """The environment that points a CLI subprocess at this session's served Prefect: with PREFECT_API_URL set, a
     run starts no temporary server of its own (seconds each). For runs whose test is not about that server."""
-    from prefect.settings import PREFECT_API_URL
-
-    return {"PREFECT_API_URL": PREFECT_API_URL.value()}
+    return {"PREFECT_API_URL": prefect}
 
 
 @pytest.fixture
@@ -183,7 +184,7 @@ def trained(tiny_run):
     return str(tiny_run["dir"] / "best_accuracy.pth")
 
 
-# A real `prefect server` on loopback, for the tests of deployments, workers and schedules.
+# Servers the slow tests start on loopback.
 BIN = os.path.dirname(sys.executable)
 
 
@@ -214,12 +215,13 @@ def wait_for(check, what: str, proc: subprocess.Popen, timeout: float = 180) -> 
         time.sleep(0.5)
 
 
-@pytest.fixture
-def prefect_server(tmp_path):
+@contextlib.contextmanager
+def served_prefect(home):
+    """`prefect server start` on a free loopback port, its home (and database) in `home`: its API URL."""
     port = free_port()
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "server-home"), "PREFECT_UI_ENABLED": "false",
+    env = {**os.environ, "PREFECT_HOME": str(home), "PREFECT_UI_ENABLED": "false",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_API_URL": ""}
-    log = open(tmp_path / "server.log", "w")
+    log = open(os.path.join(home, "server.log"), "w")
     proc = subprocess.Popen([os.path.join(BIN, "prefect"), "server", "start", "--host", "127.0.0.1", "--port",
                              str(port)], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
@@ -236,3 +238,9 @@ def prefect_server(tmp_path):
     finally:
         stop(proc)
         log.close()
+
+
+@pytest.fixture
+def prefect_server(prefect) -> str:
+    """The session's served Prefect, for the tests of deployments, workers and schedules."""
+    return prefect

@@ -57,10 +57,10 @@ def prefect_home(tmp_path_factory):
     return tmp_path_factory.mktemp("prefect")
 
 
-def _start(args, tmp_path, home=None) -> subprocess.Popen:
+def _start(args, tmp_path, home=None, env=None) -> subprocess.Popen:
     # A session of its own, as a terminal gives a command: its process group is the one Ctrl-C reaches. Its
     # stderr goes to a file (a pipe nobody reads while it runs could fill and stall it).
-    env = {**os.environ, "PREFECT_HOME": str(home or tmp_path / "prefect"), "PYTHONPATH": ROOT}
+    env = {**os.environ, "PREFECT_HOME": str(home or tmp_path / "prefect"), "PYTHONPATH": ROOT, **(env or {})}
     with open(tmp_path / "stderr.txt", "w") as stderr:
         proc = subprocess.Popen(args, env=env, cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
                                 stderr=stderr)
@@ -172,7 +172,7 @@ def test_sigterm_to_the_cli_alone_ends_its_render_workers(tmp_path, words_file, 
     assert not _staging(out)
 
 
-def test_interrupted_data_parallel_training_leaves_no_rank(tmp_path, tiny_lmdb, started, prefect_home):
+def test_interrupted_data_parallel_training_leaves_no_rank(tmp_path, tiny_lmdb, started, prefect_home, prefect_api):
     import torch
 
     out = tmp_path / "out"
@@ -182,8 +182,9 @@ def test_interrupted_data_parallel_training_leaves_no_rank(tmp_path, tiny_lmdb, 
                 "train.optimizer=adam", "train.lr=0.001", "train.threads=1", "train.channels_last=false",
                 "train.num_iter=100000", "train.val_interval=2", "train.processes=2",
                 f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}", "tracking.registered_model=''"]
+    # The session's server: a temporary one's end with the CLI is the rendering and serve tests'.
     proc = _start(_cli("train", "--out", str(out), *[a for s in settings for a in ("--set", s)]), tmp_path,
-                  prefect_home)
+                  prefect_home, env=prefect_api)
     started.append((proc, str(out)))
     ranks = lambda: [p for p in _processes(proc.pid, str(out)) if " -m models.ddp_train" in p  # noqa: E731
                      and "torch.distributed.run" not in p]
@@ -234,8 +235,10 @@ sys.exit(cli.main(sys.argv[1:]))
 """
 
 
-def test_sigterm_before_the_runner_starts_stops_serve(tmp_path, started):
-    proc = _start([sys.executable, "-c", SIGNAL_BEFORE_RUNNER, "serve", "--out", str(tmp_path / "out")], tmp_path)
+def test_sigterm_before_the_runner_starts_stops_serve(tmp_path, started, prefect_api):
+    # The session's server: the temporary one's end with the CLI is test_signal_stops_serve's.
+    proc = _start([sys.executable, "-c", SIGNAL_BEFORE_RUNNER, "serve", "--out", str(tmp_path / "out")], tmp_path,
+                  env=prefect_api)
     started.append((proc, None))
     proc.wait(timeout=120)
     stderr = proc.stderr_path.read_text()

@@ -205,56 +205,49 @@ def test_unreachable_endpoint_is_a_clear_error(s3, tmp_path, make_config, monkey
     assert time.monotonic() - start < 30
 
 
-def test_whole_pipeline_on_s3(s3, tmp_path, make_config, monkeypatch):
+def test_pipeline_on_s3_tracked_by_an_mlflow_server_with_artifacts_in_s3(s3, tmp_path, make_config, plain_python,
+                                                                          monkeypatch):
+    """The whole pipeline with its outputs in the bucket, tracked as README's team setup tracks it, in small:
+    `mlflow server --artifacts-destination s3://...`, the server from a non-dev install as compose.yaml runs it from
+    the hwocr image (boto3 must come with hwocr itself). The fine-tune's run, its registered model and its artifacts
+    all go through the server."""
+    import mlflow
+
     from flows.finetune import pipeline_flow
     from hwocr import storage
+    from test_finetune import TRAIN
+    from tests.conftest import started_mlflow_server
 
     monkeypatch.setattr(storage, "CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("HWOCR_EASYOCR_PYTHON", str(tmp_path / "no-easyocr"))  # the EasyOCR check is test_cli's
-    config = make_config("s3://hwocr-test/pipe", "train.pretrained=none", "train.img_h=32", "train.batch_size=8",
-                         "train.num_iter=2", "train.val_interval=2", "train.threads=1", "tracking.registered_model=''",
-                         f"tracking.tracking_uri=sqlite:///{tmp_path / 'mlflow.db'}")
-    result = pipeline_flow(config=config)
-    run_dir = result["train"]["run_dir"]
+    s3.mkdir("mlflow-art")
+    env = {"MLFLOW_S3_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
+    with started_mlflow_server(tmp_path, "s3://mlflow-art/artifacts", env, python=plain_python) as url:
+        config = make_config("s3://hwocr-test/pipe", *TRAIN, f"tracking.tracking_uri={url}")
+        result = pipeline_flow(config=config)
+        trained = result["train"]
+        client = mlflow.MlflowClient(url)
+        run = client.get_run(trained["mlflow_run_id"])
+        assert run.info.status == "FINISHED" and run.data.params["train.num_iter"] == "4"
+        assert "hwocr-secret-value" not in str(run.data.params)
+        assert trained["registered_version"] == 1
+        assert client.get_model_version("hwocr-test", "1").run_id == run.info.run_id
+        again = pipeline_flow(config=config)
+    assert again["train"]["cached"] is True and again["export"]["cached"] is True
+    assert again["train"]["mlflow_run_id"] == trained["mlflow_run_id"]
+    stored = [p for p in s3.find("mlflow-art/artifacts")]
+    assert any(p.endswith("checkpoints/best_accuracy.pth") for p in stored)
+    assert any(p.endswith("evaluation/val/predictions.tsv") for p in stored)  # copied from the bucket's outputs
+    assert any(p.endswith("easyocr/hwocr_korean.pth") for p in stored)
+    run_dir = trained["run_dir"]
     assert run_dir.startswith("s3://hwocr-test/pipe/runs/")
     key = run_dir.removeprefix("s3://")
     for name in ("best_accuracy.pth", "last.pth", "done.json", "eval/val/evaluation.json", "eval/val/predictions.tsv",
                  "easyocr/hwocr_korean.pth", "easyocr/hwocr_korean.yaml", "easyocr/hwocr_korean.py"):
         assert s3.exists(f"{key}/{name}"), name
-    assert result["train"]["evaluation"]["val"]["samples"] == 12
+    assert trained["evaluation"]["val"]["samples"] == 12
     # The LMDBs were fetched once into the cache, by content key; the run trained in a local work folder.
     assert len(list((tmp_path / "cache" / "lmdb").iterdir())) == 2
-    again = pipeline_flow(config=config)
-    assert again["train"]["cached"] is True and again["export"]["cached"] is True
-    assert again["train"]["mlflow_run_id"] == result["train"]["mlflow_run_id"]
-
-
-def test_mlflow_server_with_artifacts_in_s3(s3, tmp_path, make_config, plain_python):
-    """README's team setup in small: `mlflow server --artifacts-destination s3://...`, the bucket on moto, the server
-    from a non-dev install, as compose.yaml runs it from the hwocr image (boto3 must come with hwocr itself). The
-    fine-tune's run, its registered model and its artifacts all go through the server."""
-    import mlflow
-
-    from flows.dataset import dataset_flow
-    from flows.finetune import finetune_flow
-    from test_finetune import TRAIN
-    from tests.conftest import started_mlflow_server
-
-    s3.mkdir("mlflow-art")
-    env = {"MLFLOW_S3_ENDPOINT_URL": os.environ["AWS_ENDPOINT_URL"]}
-    with started_mlflow_server(tmp_path, "s3://mlflow-art/artifacts", env, python=plain_python) as url:
-        config = make_config(tmp_path / "out", *TRAIN, f"tracking.tracking_uri={url}")
-        dataset_flow(config=config)
-        result = finetune_flow(config=config)
-        client = mlflow.MlflowClient(url)
-        run = client.get_run(result["mlflow_run_id"])
-        assert run.info.status == "FINISHED" and run.data.params["train.num_iter"] == "4"
-        assert "hwocr-secret-value" not in str(run.data.params)
-        assert result["registered_version"] == 1
-        assert client.get_model_version("hwocr-test", "1").run_id == run.info.run_id
-    stored = [p for p in s3.find("mlflow-art/artifacts")]
-    assert any(p.endswith("checkpoints/best_accuracy.pth") for p in stored)
-    assert any(p.endswith("evaluation/val/predictions.tsv") for p in stored)
 
 
 class FlakyProxy:

@@ -7,6 +7,7 @@ import io
 import json
 import logging
 import os
+import tempfile
 
 from hwocr import storage
 from hwocr.errors import HwocrError
@@ -85,7 +86,7 @@ def log_eval(step: int, entry: dict) -> None:
 
 def log_figures(settings: TrackingSettings, run_id: str | None, metrics: dict[str, float], folder: str = "",
                 artifacts: tuple[str, ...] = (), tags: dict[str, str] | None = None, once: bool = False) -> None:
-    """Metrics, tags and local artifact files (those that exist, under `folder`) into a run; once: not again
+    """Metrics, tags and artifact files (those that exist, under `folder`) into a run; once: not again
     when the run holds the first metric already (a cached re-run)."""
     if not run_id:
         return
@@ -97,8 +98,20 @@ def log_figures(settings: TrackingSettings, run_id: str | None, metrics: dict[st
     for name, value in (tags or {}).items():
         client.set_tag(run_id, name, value)
     for path in artifacts:
-        if storage.is_local(path) and storage.exists(path):
-            client.log_artifact(run_id, storage.local_path(path), folder)
+        if storage.exists(path):
+            _log_file(client, run_id, path, folder)
+
+
+def _log_file(client, run_id: str, url: str, folder: str | None) -> None:
+    """One file into a run's artifacts; a bucket's through a local copy (MLflow logs local files)."""
+    if storage.is_local(url):
+        client.log_artifact(run_id, storage.local_path(url), folder)
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, url.rstrip("/").rsplit("/", 1)[-1])
+        with open(local, "wb") as f:
+            f.write(storage.read_bytes(url))
+        client.log_artifact(run_id, local, folder)
 
 
 def log_retention(settings: TrackingSettings, run_id: str | None, figures: dict) -> None:
@@ -111,12 +124,13 @@ def log_bundle(settings: TrackingSettings, run_id: str | None, bundle) -> None:
     own file, into every run."""
     from models.pretrained import CRAFT
 
-    if not (run_id and storage.is_local(bundle.dir)):
+    if not run_id:
         return
-    client, folder = connect(settings), storage.local_path(bundle.dir)
-    for fname in sorted(os.listdir(folder)):
+    client = connect(settings)
+    fs, folder = storage.fs_and_path(bundle.dir)
+    for fname in sorted(os.path.basename(p.rstrip("/")) for p in fs.ls(folder, detail=False)):
         if fname != CRAFT.filename and not fname.startswith("."):
-            client.log_artifact(run_id, os.path.join(folder, fname), "easyocr")
+            _log_file(client, run_id, storage.join(bundle.dir, fname), "easyocr")
 
 
 def holds_run(settings: TrackingSettings, run_id: str) -> bool:

@@ -19,7 +19,8 @@ fi
 pip_setting() {  # NAME: pip's values for it (its config files and PIP_* environment), one a line
   "$PY" -m pip config list 2>/dev/null | sed -n "s/^[^.]*\.$1='\(.*\)'\$/\1/p" | tr ' ' '\n' | awk 'NF && !seen[$0]++'
 }
-uv_flags=(--index-strategy unsafe-best-match --compile-bytecode)
+uv_flags=(--index-strategy unsafe-best-match)
+[ "${HWOCR_COMPILE_BYTECODE:-1}" = 1 ] && uv_flags+=(--compile-bytecode)
 for v in $(pip_setting find-links); do uv_flags+=(--find-links "$v"); done
 for v in $(pip_setting index-url); do uv_flags+=(--index-url "$v"); done
 for v in $(pip_setting extra-index-url); do uv_flags+=(--extra-index-url "$v"); done
@@ -28,8 +29,9 @@ cert=$(pip_setting cert | head -n 1)
 [ -n "$cert" ] && export SSL_CERT_FILE=$cert
 # pip byte-compiles what it installs, uv only when asked (--compile-bytecode): with PYTHONDONTWRITEBYTECODE set (as
 # on CI machines) nothing else would, and every process would compile torch, Prefect and MLflow from source again
-# (measured: CI 927 s became 1,249 s). trdg pins arabic-reshaper 2.1.3, a release since yanked: pip takes a yanked
-# pin, uv only one named on its command line.
+# (measured: CI 927 s became 1,249 s). HWOCR_COMPILE_BYTECODE=0 leaves it to each module's first import
+# (scripts/test.sh, which lets Python write what it compiles). trdg pins arabic-reshaper 2.1.3, a release since
+# yanked: pip takes a yanked pin, uv only one named on its command line.
 uv_pip() {  # VENV ARGS...: uv pip install into VENV
   local venv=$1; shift
   .uv-tool/bin/uv pip install -q --python "$venv/bin/python" "${uv_flags[@]}" "$@"

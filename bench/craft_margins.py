@@ -26,8 +26,9 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from synth.effects import CRAFT_CUT as CUT  # noqa: E402 - the most a kept crop cuts into the ink, in ink heights
+
 OUT = os.path.join(ROOT, "synth", "data", "craft_margins.json")
-CUT = 0.1  # the most a kept crop cuts into the ink on a side, in ink heights
 
 
 def margins(words, found) -> tuple[list[list[float]], dict]:

@@ -71,7 +71,7 @@ def plain_python() -> str:
 def prefect(tmp_path_factory) -> str:
     """One real `prefect server` for the session (each pytest-xdist worker's own), with a fresh database: the flows
     run in the test process report to it, as do the deployments, workers and CLI runs of tests that name it
-    (prefect_api, prefect_server). Its API URL."""
+    (prefect_api, or this fixture itself: the deployment and worker tests). Its API URL."""
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     with served_prefect(tmp_path_factory.mktemp("prefect-server")) as url, temporary_settings({PREFECT_API_URL: url}):
@@ -238,9 +238,3 @@ def served_prefect(home):
     finally:
         stop(proc)
         log.close()
-
-
-@pytest.fixture
-def prefect_server(prefect) -> str:
-    """The session's served Prefect, for the tests of deployments, workers and schedules."""
-    return prefect

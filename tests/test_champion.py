@@ -41,7 +41,7 @@ print(json.dumps({"state": run.state.type.value, "schedules": schedules}))
 
 
 @pytest.mark.slow
-def test_the_scheduled_retrain_deployment_moves_champion_only_by_its_rule(tmp_path, prefect_server):
+def test_the_scheduled_retrain_deployment_moves_champion_only_by_its_rule(tmp_path, prefect):
     import mlflow
 
     from synth.scans import make_scans
@@ -52,16 +52,16 @@ def test_the_scheduled_retrain_deployment_moves_champion_only_by_its_rule(tmp_pa
     make_scans(str(scans), ["/usr/share/fonts/truetype/nanum/NanumBrush.ttf"], words * 3, pages=10,
                words_per_page=(4, 6), page_size=(640, 900), seed=5)
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home"),
+    env = {**os.environ, "PREFECT_API_URL": prefect, "PREFECT_HOME": str(tmp_path / "client-home"),
            "MLFLOW_TRACKING_URI": uri, "HWOCR_HOME": ROOT, "HWOCR_SCANS": str(scans / "pages"),
            "HWOCR_EASYOCR_PYTHON": str(tmp_path / "no-easyocr")}  # the EasyOCR checks are skipped: not judged here
-    prefect = os.path.join(BIN, "prefect")
-    for cmd in ([prefect, "work-pool", "create", "hwocr", "--type", "process"],
-                [prefect, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "retrain"]):
+    cli = os.path.join(BIN, "prefect")
+    for cmd in ([cli, "work-pool", "create", "hwocr", "--type", "process"],
+                [cli, "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--name", "retrain"]):
         proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     log = open(tmp_path / "worker.log", "w")
-    worker = subprocess.Popen([prefect, "worker", "start", "--pool", "hwocr"], cwd=tmp_path, env=env, stdout=log,
+    worker = subprocess.Popen([cli, "worker", "start", "--pool", "hwocr"], cwd=tmp_path, env=env, stdout=log,
                               stderr=subprocess.STDOUT, start_new_session=True)
     # The deployment's preset (retrain: korean_g2, 2,000 iterations) is what a user schedules; a test run names a
     # tiny one, with the same real source through the same environment variable and a registry name of its own.

@@ -49,12 +49,12 @@ print(json.dumps(results))
 """
 
 
-def test_serve_and_run_deployment(tmp_path, prefect_server):
+def test_serve_and_run_deployment(tmp_path, prefect):
     """Every deployment's form leads with a preset and the knobs people change: runs of the dataset, the pipeline and
     the finetune deployment given only a preset and an out complete, the later ones reusing the earlier ones' work
     (one training in all); MLflow's store comes from the environment, as on a worker."""
     out = tmp_path / "out"
-    env = {**os.environ, "PREFECT_API_URL": prefect_server, "PREFECT_HOME": str(tmp_path / "client-home"),
+    env = {**os.environ, "PREFECT_API_URL": prefect, "PREFECT_HOME": str(tmp_path / "client-home"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
            "HWOCR_EASYOCR_PYTHON": str(tmp_path / "no-easyocr")}  # the EasyOCR check is test_cli's; skipped here
     log = open(tmp_path / "serve.log", "w")
